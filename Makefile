@@ -1,0 +1,23 @@
+# Two commands on a fresh clone: `make demo` (main job on the embedded data) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test test-all clean-venv
+
+$(BIN)/mobilenas: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+demo: $(BIN)/mobilenas
+	$(BIN)/mobilenas demo
+
+test: $(BIN)/mobilenas
+	$(BIN)/python -m pytest -q
+
+test-all: $(BIN)/mobilenas
+	$(BIN)/python -m pytest -q -m ""
+
+clean-venv:
+	rm -rf $(VENV)

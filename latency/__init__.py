@@ -1,0 +1,1 @@
+"""How fast: latency measurers, block keys, lookup tables, calibration, validation."""

@@ -1,0 +1,1 @@
+"""Global search: space sampling, strategies, rewards, search loop, Ray Tune driver."""

@@ -1,0 +1,1 @@
+"""What an architecture is: spec, encodings, search spaces, builder, export."""

@@ -1,0 +1,241 @@
+"""The MnasNet factorized hierarchical search space with MobileNetV3's extensions.
+
+MnasNet (Tan et al., 2019, section 4.1) splits the network into 7 stages on MobileNetV2's
+skeleton; each stage repeats one layer with its own choices. Per stage, in this fixed order:
+
+  op       {conv, dsconv, mbconv3, mbconv6}   regular conv, depthwise-separable, MBConv e3/e6
+  kernel   {3, 5}
+  se       {0, 0.25}                          squeeze-and-excite (MobileNetV3 SE, section 5.3)
+  skip     {none, residual}                   identity residual where shape-valid
+  filters  {0.75, 1.0, 1.25} x MobileNetV2's  rounded to multiples of 8
+  layers   {-1, 0, +1} + MobileNetV2's        at least 1
+  act      {relu, hswish}                     MobileNetV3's per-block nonlinearity (section 5.2)
+
+The stem (16 filters, h-swish) and the efficient last stage are fixed (MobileNetV3 5.1).
+MnasNet's third skip option, pooling, is left out: no published MnasNet or MobileNetV3 model
+uses it, and a pooled shortcut has no counterpart in torchvision, timm or the paper's table.
+
+Inactive or redundant decisions are canonicalized so that one architecture has exactly one
+encoding: ``skip`` is 0 where no layer of the stage can take a residual, and where several
+choices give the same blocks (e.g. 0.75 and 1.0 of 16 filters both round to 16, or layers
+-1 and 0 of a 1-layer stage) the smallest index is used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from search_spaces.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec, make_divisible
+
+OP_CHOICES = ("conv", "dsconv", "mbconv3", "mbconv6")
+KERNEL_CHOICES = (3, 5)
+SE_CHOICES = (False, True)
+SKIP_CHOICES = ("none", "residual")
+FILTER_CHOICES = (0.75, 1.0, 1.25)
+LAYER_CHOICES = (-1, 0, 1)
+ACT_CHOICES = ("relu", "hswish")
+DECISION_NAMES = ("op", "kernel", "se", "skip", "filters", "layers", "act")
+_CHOICES = (OP_CHOICES, KERNEL_CHOICES, SE_CHOICES, SKIP_CHOICES, FILTER_CHOICES, LAYER_CHOICES, ACT_CHOICES)
+_EXPANSION = {"dsconv": 1, "mbconv3": 3, "mbconv6": 6}
+
+# MobileNetV2's (out_channels, repeats, stride) per stage (Sandler et al. 2018, Table 2).
+MOBILENETV2_STAGES = ((16, 1, 1), (24, 2, 2), (32, 3, 2), (64, 4, 2), (96, 3, 1), (160, 3, 2), (320, 1, 1))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One categorical decision of the space: ``stage`` and ``name`` with its ``choices``."""
+
+    stage: int
+    name: str
+    choices: tuple
+
+
+@dataclass(frozen=True)
+class StageChoice:
+    """The seven choices of one stage, as values (not indices)."""
+
+    op: str
+    kernel: int
+    se: bool
+    skip: str
+    filters: float
+    layers: int
+    act: str
+
+
+@dataclass(frozen=True)
+class MnasNetSpace:
+    """The MnasNet x MobileNetV3 space at a given resolution, class count and input channels."""
+
+    resolution: int = 224
+    num_classes: int = 1000
+    in_channels: int = 3
+    stages: tuple[tuple[int, int, int], ...] = MOBILENETV2_STAGES
+    stem: StemSpec = field(default_factory=lambda: StemSpec(16, 3, 2, "hswish"))
+    head: HeadSpec = field(default_factory=lambda: HeadSpec(960, 1280, "hswish", 0.2))
+
+    name = "mnasnet"
+
+    @property
+    def decisions(self) -> tuple[Decision, ...]:
+        """All decisions in their fixed order (stage-major, then :data:`DECISION_NAMES`)."""
+        return tuple(Decision(s, n, c) for s in range(len(self.stages)) for n, c in zip(DECISION_NAMES, _CHOICES))
+
+    @property
+    def cardinalities(self) -> tuple[int, ...]:
+        return tuple(len(d.choices) for d in self.decisions)
+
+    def stage_out_channels(self, stage: int, filters: float) -> int:
+        return make_divisible(self.stages[stage][0] * filters, 8)
+
+    def stage_blocks(self, stage: int, choice: StageChoice, in_channels: int) -> tuple[BlockSpec, ...]:
+        """The blocks stage ``stage`` decodes to when its input has ``in_channels``."""
+        out, repeats, stride = self.stages[stage]
+        out = make_divisible(out * choice.filters, 8)
+        blocks = []
+        for i in range(max(1, repeats + choice.layers)):
+            block_stride = stride if i == 0 else 1
+            exp = None if choice.op == "conv" else in_channels * _EXPANSION[choice.op]
+            skip = choice.skip == "residual" and block_stride == 1 and in_channels == out
+            blocks.append(BlockSpec("bneck" if exp else "conv", choice.kernel, block_stride, exp, out, choice.se, choice.act, skip))
+            in_channels = out
+        return tuple(blocks)
+
+    def decode(self, indices: tuple[int, ...] | list[int]) -> ArchSpec:
+        """Indices (one per decision) -> spec; raises ``ValueError`` on a bad index vector."""
+        indices = self._check_indices(indices)
+        blocks: list[BlockSpec] = []
+        in_channels = self.stem.out_channels
+        for stage in range(len(self.stages)):
+            choice = self._stage_choice(indices[stage * 7:(stage + 1) * 7])
+            stage_blocks = self.stage_blocks(stage, choice, in_channels)
+            blocks += stage_blocks
+            in_channels = stage_blocks[-1].out_channels
+        return ArchSpec(blocks=tuple(blocks), stem=self.stem, head=self.head, resolution=self.resolution,
+                        in_channels=self.in_channels, num_classes=self.num_classes)
+
+    def encode(self, spec: ArchSpec) -> tuple[int, ...]:
+        """Spec -> canonical indices; raises ``ValueError`` if the spec is not in this space."""
+        if (spec.stem, spec.head, spec.resolution, spec.in_channels, spec.num_classes) != (
+                self.stem, self.head, self.resolution, self.in_channels, self.num_classes):
+            raise ValueError("spec is not in this space: its stem, head, resolution, input channels or classes differ")
+        found = self._parse_stages(spec.blocks, 0, 0, self.stem.out_channels)
+        if found is None:
+            raise ValueError("spec is not in this space: its blocks do not match the 7 MnasNet stages")
+        return found
+
+    def canonicalize(self, indices: tuple[int, ...] | list[int]) -> tuple[int, ...]:
+        """The one canonical encoding of the architecture ``indices`` decodes to."""
+        return self.encode(self.decode(indices))
+
+    def sample_indices(self, rng: np.random.Generator) -> tuple[int, ...]:
+        """Uniform random choice per decision, canonicalized."""
+        return self.canonicalize(tuple(int(rng.integers(n)) for n in self.cardinalities))
+
+    def sample(self, rng: np.random.Generator) -> ArchSpec:
+        return self.decode(self.sample_indices(rng))
+
+    def mutate_indices(self, indices: tuple[int, ...], rng: np.random.Generator, max_tries: int = 100) -> tuple[int, ...]:
+        """Change one random decision to another value so that the architecture changes."""
+        indices = self.canonicalize(indices)
+        for _ in range(max_tries):
+            position = int(rng.integers(len(indices)))
+            n = self.cardinalities[position]
+            new = list(indices)
+            new[position] = (indices[position] + 1 + int(rng.integers(n - 1))) % n
+            candidate = self.canonicalize(new)
+            if candidate != indices:
+                return candidate
+        raise RuntimeError("no mutation changed the architecture")  # unreachable for this space
+
+    def mutate(self, spec: ArchSpec, rng: np.random.Generator) -> ArchSpec:
+        return self.decode(self.mutate_indices(self.encode(spec), rng))
+
+    def size(self) -> int:
+        """Exact number of distinct architectures (dynamic programming over stage inputs)."""
+        counts = {self.stem.out_channels: 1}
+        for stage in range(len(self.stages)):
+            new_counts: dict[int, int] = {}
+            for in_channels, count in counts.items():
+                for out, variants in self._distinct_stage_variants(stage, in_channels).items():
+                    new_counts[out] = new_counts.get(out, 0) + count * variants
+            counts = new_counts
+        return sum(counts.values())
+
+    def block_contexts(self) -> Iterator[tuple[BlockSpec, int, int]]:
+        """Every distinct (block, in_channels, input side) any spec of the space contains."""
+        seen: set[tuple[BlockSpec, int, int]] = set()
+        inputs, side = {self.stem.out_channels}, (self.resolution + self.stem.stride - 1) // self.stem.stride
+        for stage in range(len(self.stages)):
+            outs, after_first = set(), _down(side, self.stages[stage][2])
+            for in_channels in sorted(inputs):
+                for choice in self._all_stage_choices():
+                    for i, block in enumerate(self.stage_blocks(stage, choice, in_channels)):
+                        context = (block, in_channels, side) if i == 0 else (block, block.out_channels, after_first)
+                        if context not in seen:
+                            seen.add(context)
+                            yield context
+                    outs.add(self.stage_out_channels(stage, choice.filters))
+            inputs, side = outs, after_first
+
+    # -- helpers ------------------------------------------------------------------
+    def _check_indices(self, indices: tuple[int, ...] | list[int]) -> tuple[int, ...]:
+        cards = self.cardinalities
+        if len(indices) != len(cards):
+            raise ValueError(f"expected {len(cards)} decision indices, got {len(indices)}")
+        for position, (value, n) in enumerate(zip(indices, cards)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < n:
+                d = self.decisions[position]
+                raise ValueError(f"decision {position} (stage {d.stage} {d.name}) = {value!r}; expected an index in [0, {n})")
+        return tuple(int(v) for v in indices)
+
+    @staticmethod
+    def _stage_choice(stage_indices: tuple[int, ...]) -> StageChoice:
+        return StageChoice(*(choices[i] for choices, i in zip(_CHOICES, stage_indices)))
+
+    @staticmethod
+    def _all_stage_choices() -> Iterator[StageChoice]:
+        for combo in np.ndindex(*(len(c) for c in _CHOICES)):
+            yield MnasNetSpace._stage_choice(tuple(int(i) for i in combo))
+
+    def _distinct_stage_variants(self, stage: int, in_channels: int) -> dict[int, int]:
+        variants: dict[int, set] = {}
+        for choice in self._all_stage_choices():
+            blocks = self.stage_blocks(stage, choice, in_channels)
+            variants.setdefault(blocks[-1].out_channels, set()).add(blocks)
+        return {out: len(v) for out, v in variants.items()}
+
+    def _parse_stages(self, blocks: tuple[BlockSpec, ...], stage: int, start: int, in_channels: int) -> tuple[int, ...] | None:
+        """Backtracking split of ``blocks`` into stages; smallest indices win ties."""
+        if stage == len(self.stages):
+            return () if start == len(blocks) else None
+        if start >= len(blocks):
+            return None
+        for combo in self._candidate_combos(stage, blocks[start], in_channels):
+            stage_blocks = self.stage_blocks(stage, self._stage_choice(combo), in_channels)
+            if blocks[start:start + len(stage_blocks)] != stage_blocks:
+                continue
+            rest = self._parse_stages(blocks, stage + 1, start + len(stage_blocks), stage_blocks[-1].out_channels)
+            if rest is not None:
+                return combo + rest
+        return None
+
+    def _candidate_combos(self, stage: int, first: BlockSpec, in_channels: int) -> list[tuple[int, ...]]:
+        """Index tuples that could produce a stage starting with ``first``, in ascending order."""
+        if first.op == "conv":
+            ops = [0]
+        else:
+            ops = [OP_CHOICES.index(op) for op, ratio in _EXPANSION.items() if first.exp_channels == in_channels * ratio]
+        filters = [i for i, f in enumerate(FILTER_CHOICES) if self.stage_out_channels(stage, f) == first.out_channels]
+        if first.kernel not in KERNEL_CHOICES or first.act not in ACT_CHOICES:
+            return []
+        fixed = (KERNEL_CHOICES.index(first.kernel), SE_CHOICES.index(first.se))
+        act = ACT_CHOICES.index(first.act)
+        return [(op, *fixed, skip, f, layers, act)
+                for op in ops for skip in range(2) for f in filters for layers in range(3)]
+
+def _down(side: int, stride: int) -> int:
+    return (side + stride - 1) // stride

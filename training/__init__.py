@@ -1,0 +1,1 @@
+"""How good: data sets, proxy training, fine-tuning, evaluation."""
