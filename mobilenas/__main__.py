@@ -1,0 +1,5 @@
+import sys
+
+from mobilenas.cli import main
+
+sys.exit(main())
