@@ -1,0 +1,215 @@
+"""Latency measurers behind one protocol: ONNX Runtime CPU (the table source), torch eager CPU
+(for comparison) and, in :mod:`latency.command`, an on-device command runner.
+
+Every knob is an explicit field of a frozen settings dataclass and is recorded with the
+results (STYLE.md section 4). Samples are per-inference wall times in milliseconds;
+summaries use medians because single host stalls push the coefficient of variation of a
+series past 100% on this machine kind (FINDINGS.md).
+
+Entry point for other packages: :func:`measure_model_ms`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol, Union, runtime_checkable
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from search_spaces.onnx_export import export_module_onnx
+
+ModelLike = Union[nn.Module, bytes, str, Path]
+"""A torch module, ONNX bytes, or the path of an ONNX file."""
+
+EXECUTION_MODES = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL, "parallel": ort.ExecutionMode.ORT_PARALLEL}
+OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+@runtime_checkable
+class Measurer(Protocol):
+    """Measures one model: ``measure(model, input_shape) -> samples in ms``."""
+
+    name: str
+
+    def settings_dict(self) -> dict[str, object]:
+        """JSON-safe settings, recorded in table manifests and validation reports."""
+        ...
+
+    def measure(self, model: ModelLike, input_shape: tuple[int, ...]) -> np.ndarray:
+        """Per-inference latencies in milliseconds (float64, all finite and > 0)."""
+        ...
+
+
+def _check_positive(owner: str, name: str, value: object, low: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{owner}.{name} = {value!r} is not allowed; expected an integer >= {low}")
+
+
+def full_input_shape(input_shape: tuple[int, ...], batch: int) -> tuple[int, ...]:
+    """``(C, H, W)`` gets ``batch`` prepended; ``(N, C, H, W)`` must have ``N == batch``."""
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) == 3:
+        return (batch, *shape)
+    if len(shape) != 4 or min(shape) < 1:
+        raise ValueError(f"input_shape = {input_shape!r} is not allowed; expected (C, H, W) or (N, C, H, W), all > 0")
+    if shape[0] != batch:
+        raise ValueError(f"input_shape batch {shape[0]} differs from the measurer's batch = {batch}")
+    return shape
+
+
+def onnx_bytes_of(model: ModelLike, input_shape: tuple[int, ...]) -> bytes:
+    """The ONNX bytes of ``model`` (exported at ``input_shape`` when it is a module)."""
+    if isinstance(model, nn.Module):
+        return export_module_onnx(model, input_shape)
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model)
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model file {str(path)!r} does not exist")
+    return path.read_bytes()
+
+
+@dataclass(frozen=True)
+class OrtSettings:
+    """ONNX Runtime CPU settings; 1 intra-op thread by default (2 threads were no faster and
+    noisier on this 2-core machine kind, FINDINGS.md)."""
+
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    execution_mode: str = "sequential"
+    graph_optimization_level: str = "all"
+    provider: str = "CPUExecutionProvider"
+    batch: int = 1
+    warmup: int = 10
+    repeats: int = 50
+
+    def __post_init__(self) -> None:
+        for name in ("intra_op_threads", "inter_op_threads", "batch", "repeats"):
+            _check_positive("ort", name, getattr(self, name))
+        _check_positive("ort", "warmup", self.warmup, 0)
+        if self.execution_mode not in EXECUTION_MODES:
+            raise ValueError(f"ort.execution_mode = {self.execution_mode!r} is not allowed; expected one of {tuple(EXECUTION_MODES)}")
+        if self.graph_optimization_level not in OPT_LEVELS:
+            raise ValueError(f"ort.graph_optimization_level = {self.graph_optimization_level!r} is not allowed; "
+                             f"expected one of {tuple(OPT_LEVELS)}")
+        available = tuple(ort.get_available_providers())
+        if self.provider not in available:
+            raise ValueError(f"ort.provider = {self.provider!r} is not available; expected one of {available}")
+
+
+class OrtRunner:
+    """One ONNX Runtime session with a fixed random input, ready to time.
+
+    Reusing a runner avoids the ~2.4 ms session creation per block (FINDINGS.md) when a
+    model is measured in several interleaved rounds.
+    """
+
+    def __init__(self, onnx_bytes: bytes, input_shape: tuple[int, ...], settings: OrtSettings) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = settings.intra_op_threads
+        options.inter_op_num_threads = settings.inter_op_threads
+        options.execution_mode = EXECUTION_MODES[settings.execution_mode]
+        options.graph_optimization_level = OPT_LEVELS[settings.graph_optimization_level]
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(onnx_bytes, options, providers=[settings.provider])
+        self.input_name = self.session.get_inputs()[0].name
+        self.feed = {self.input_name: np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)}
+
+    def run(self, repeats: int, warmup: int = 0) -> np.ndarray:
+        """``warmup`` untimed runs, then ``repeats`` timed runs; samples in ms."""
+        run, feed = self.session.run, self.feed
+        for _ in range(warmup):
+            run(None, feed)
+        samples = np.empty(repeats)
+        for i in range(repeats):
+            start = time.perf_counter_ns()
+            run(None, feed)
+            samples[i] = time.perf_counter_ns() - start
+        return samples / 1e6
+
+
+class OrtMeasurer:
+    """ONNX Runtime CPU measurer (the source of the lookup tables)."""
+
+    name = "ort-cpu"
+
+    def __init__(self, settings: OrtSettings | None = None) -> None:
+        self.settings = OrtSettings() if settings is None else settings
+
+    def settings_dict(self) -> dict[str, object]:
+        return {"measurer": self.name, "onnxruntime": ort.__version__, **asdict(self.settings)}
+
+    def runner(self, model: ModelLike, input_shape: tuple[int, ...]) -> OrtRunner:
+        shape = full_input_shape(input_shape, self.settings.batch)
+        return OrtRunner(onnx_bytes_of(model, shape), shape, self.settings)
+
+    def measure(self, model: ModelLike, input_shape: tuple[int, ...]) -> np.ndarray:
+        return self.runner(model, input_shape).run(self.settings.repeats, self.settings.warmup)
+
+
+@dataclass(frozen=True)
+class TorchSettings:
+    """torch eager CPU settings (comparison only: 3-6x slower than ORT here, FINDINGS.md)."""
+
+    threads: int = 1
+    batch: int = 1
+    warmup: int = 5
+    repeats: int = 30
+
+    def __post_init__(self) -> None:
+        for name in ("threads", "batch", "repeats"):
+            _check_positive("torch", name, getattr(self, name))
+        _check_positive("torch", "warmup", self.warmup, 0)
+
+
+class TorchMeasurer:
+    """torch eager CPU measurer under ``torch.inference_mode`` with pinned threads."""
+
+    name = "torch-cpu"
+
+    def __init__(self, settings: TorchSettings | None = None) -> None:
+        self.settings = TorchSettings() if settings is None else settings
+
+    def settings_dict(self) -> dict[str, object]:
+        return {"measurer": self.name, "torch": torch.__version__, **asdict(self.settings)}
+
+    def measure(self, model: ModelLike, input_shape: tuple[int, ...]) -> np.ndarray:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"the {self.name} measurer needs a torch module, got {type(model).__name__}")
+        shape = full_input_shape(input_shape, self.settings.batch)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.settings.threads)
+        try:
+            return self._time(model.eval(), torch.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(np.float32)))
+        finally:
+            torch.set_num_threads(previous)
+
+    def _time(self, model: nn.Module, x: torch.Tensor) -> np.ndarray:
+        samples = np.empty(self.settings.repeats)
+        with torch.inference_mode():
+            for _ in range(self.settings.warmup):
+                model(x)
+            for i in range(self.settings.repeats):
+                start = time.perf_counter_ns()
+                model(x)
+                samples[i] = time.perf_counter_ns() - start
+        return samples / 1e6
+
+
+def measure_model_ms(model: ModelLike, input_shape: tuple[int, ...], settings: OrtSettings | None = None) -> np.ndarray:
+    """ONNX Runtime CPU latency samples (ms) of a whole model: a torch module (exported with
+    the legacy exporter at ``input_shape``), ONNX bytes or an ONNX file path.
+
+    ``input_shape`` is ``(C, H, W)`` or ``(N, C, H, W)`` with ``N == settings.batch``.
+    Summarise with ``np.median``; the settings are ``OrtMeasurer(settings).settings_dict()``.
+    """
+    return OrtMeasurer(settings).measure(model, input_shape)

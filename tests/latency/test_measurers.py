@@ -1,0 +1,55 @@
+"""Contract tests over every registered measurer, plus settings validation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from latency.measurers import OrtMeasurer, OrtSettings, full_input_shape, measure_model_ms
+from search_spaces.builder import build_block
+from search_spaces.onnx_export import export_module_onnx
+from search_spaces.spec import BlockSpec
+
+BLOCK = BlockSpec("bneck", 3, 1, 32, 16, True, "hswish", True)
+SHAPE = (1, 16, 8, 8)
+
+
+def _block() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_block(16, BLOCK)
+
+
+def test_measure_model_ms_accepts_module_bytes_and_path(tmp_path):
+    settings = OrtSettings(warmup=1, repeats=5)
+    data = export_module_onnx(_block(), SHAPE)
+    path = tmp_path / "block.onnx"
+    path.write_bytes(data)
+    for model in (_block(), data, path, str(path)):
+        samples = measure_model_ms(model, SHAPE, settings)
+        assert samples.shape == (5,) and np.all(np.isfinite(samples)) and np.all(samples > 0)
+
+
+def test_chw_shape_gets_the_batch_prepended():
+    assert full_input_shape((3, 32, 32), 2) == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match="batch"):
+        full_input_shape((1, 3, 32, 32), 2)
+
+
+def test_ort_settings_reject_unknown_mode_naming_the_options():
+    with pytest.raises(ValueError, match="execution_mode.*sequential"):
+        OrtSettings(execution_mode="fast")
+    with pytest.raises(ValueError, match="provider"):
+        OrtSettings(provider="NoSuchProvider")
+    with pytest.raises(ValueError, match="repeats"):
+        OrtSettings(repeats=0)
+
+
+def test_ort_settings_are_recorded():
+    settings = OrtMeasurer(OrtSettings(repeats=7)).settings_dict()
+    assert settings["intra_op_threads"] == 1 and settings["repeats"] == 7 and settings["measurer"] == "ort-cpu"
+    assert "onnxruntime" in settings
+
+
+def test_missing_onnx_file_raises(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        measure_model_ms(tmp_path / "nope.onnx", SHAPE)
