@@ -34,9 +34,10 @@ def resolve_spec(name: str, *, resolution: int | None = None, width: float = 1.0
                  num_classes: int | None = None, in_channels: int | None = None) -> ArchSpec:
     """Resolve SPEC (name, file or string) and apply the overrides."""
     if name in REFERENCE_SPECS:
-        return reference_spec(name, resolution=resolution or 224, width=width, num_classes=num_classes or 1000,
-                              in_channels=in_channels or 3)
-    if "|" in name and not Path(name).exists():
+        return reference_spec(name, resolution=224 if resolution is None else resolution, width=width,
+                              num_classes=1000 if num_classes is None else num_classes,
+                              in_channels=3 if in_channels is None else in_channels)
+    if "|" in name:
         spec = parse_spec(name)
     elif name.endswith((".json", ".txt")) or Path(name).exists():
         spec = read_spec_file(Path(name))

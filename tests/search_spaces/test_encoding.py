@@ -1,0 +1,68 @@
+"""Round trips of the three exact encodings over reference and hundreds of sampled specs."""
+import json
+
+import pytest
+
+from search_spaces.encoding import format_spec, parse_spec, spec_from_dict, spec_from_json, spec_to_dict, spec_to_json
+from search_spaces.reference import REFERENCE_SPECS, reference_spec
+from tests.search_spaces.conftest import sampled_specs
+
+SAMPLED = sampled_specs(300, seed=11) + sampled_specs(50, seed=12, resolution=224, num_classes=1000, in_channels=3)
+REFERENCE = [reference_spec(n, width=w) for n in REFERENCE_SPECS for w in (0.75, 1.0)]
+
+
+@pytest.mark.parametrize("spec", REFERENCE + SAMPLED[:3])
+def test_string_round_trip_reference(spec):
+    assert parse_spec(format_spec(spec)) == spec
+
+
+def test_string_and_json_round_trip_sampled():
+    for spec in SAMPLED:
+        assert parse_spec(format_spec(spec)) == spec
+        assert spec_from_dict(spec_to_dict(spec)) == spec
+        assert spec_from_json(spec_to_json(spec)) == spec
+
+
+def test_string_is_one_line_and_distinguishes_specs():
+    strings = {format_spec(s) for s in SAMPLED}
+    assert len(strings) == len(set(SAMPLED))
+    assert all("\n" not in s and " " not in s for s in strings)
+
+
+def test_conv_blocks_and_headless_hidden_round_trip():
+    spec = reference_spec("mobilenetv2")
+    spec = spec.replace_block(3, op="conv", exp_channels=None, se=True)
+    assert parse_spec(format_spec(spec)) == spec and spec.head.hidden_channels is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "expected header"),
+    ("r224_i3_n1000|stem_k3_s2_c16_hs|head_c960_h1280_hs_d0.2", "expected header"),
+    ("r224_i3|stem_k3_s2_c16_hs|ir_k3_s1_e16_c16_se0_re_sk1|head_c960_h1280_hs_d0.2", "header token"),
+    ("r224_i3_n1000|stem_k3_s2_c16_hs|ir_k3_s1_e16_c16_se0_xx_sk1|head_c960_h1280_hs_d0.2", "block token"),
+    ("r224_i3_n1000|stem_k3_s2_c16_hs|ir_k3_s3_e16_c16_se0_re_sk0|head_c960_h1280_hs_d0.2", "block.stride"),
+    ("r224_i3_n1000|stem_k3_s2_c16_hs|ir_k3_s1_e16_c16_se0_re_sk1|head_c960_h1280_hs_d0.2.1", "dropout"),
+])
+def test_parse_rejects_malformed_strings(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_spec(text)
+
+
+def test_json_rejects_other_schema_version_and_unknown_keys():
+    data = spec_to_dict(reference_spec("mobilenetv3-small"))
+    with pytest.raises(ValueError, match="schema_version"):
+        spec_from_dict(data | {"schema_version": 99})
+    with pytest.raises(ValueError, match="unknown keys"):
+        spec_from_dict(data | {"extra": 1})
+    bad_block = json.loads(json.dumps(data))
+    bad_block["blocks"][0]["kernel"] = 4
+    with pytest.raises(ValueError, match="block.kernel"):
+        spec_from_dict(bad_block)
+    missing = json.loads(json.dumps(data))
+    del missing["head"]["dropout"]
+    with pytest.raises(ValueError, match="missing keys"):
+        spec_from_dict(missing)
+    with pytest.raises(ValueError, match="malformed"):
+        spec_from_json("{not json")
+    with pytest.raises(ValueError, match="must be an object"):
+        spec_from_dict([1, 2])
