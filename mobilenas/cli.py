@@ -13,6 +13,7 @@ from mobilenas import __version__
 # Modules that add sub-commands, in help order.
 COMMAND_MODULES = (
     "mobilenas.cli_spec",
+    "mobilenas.cli_demo",
 )
 
 
