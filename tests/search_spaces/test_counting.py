@@ -65,3 +65,15 @@ def test_counts_agree_on_sampled_specs():
     for spec in sampled_specs(10, seed=3):
         cost = spec_cost(spec)
         assert (cost.params, cost.madds) == _hooked_counts(spec)
+
+
+@pytest.mark.parametrize("name, width, params_m, madds_m", [
+    ("mobilenetv3-large", 0.75, 4.0, 155),  # paper Table 3
+    ("mobilenetv3-small", 0.75, 2.0, 44),  # paper Table 3
+    ("mobilenetv2", 0.75, 2.61, 209),  # MobileNetV2 paper Table 6
+    ("mobilenetv2", 0.5, 1.95, 97),
+])
+def test_width_multiplier_reproduces_published_counts(name, width, params_m, madds_m):
+    cost = spec_cost(reference_spec(name, width=width))
+    assert abs(cost.params / 1e6 - params_m) / params_m < 0.015
+    assert abs(cost.madds / 1e6 - madds_m) / madds_m < 0.01
