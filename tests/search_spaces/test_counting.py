@@ -75,5 +75,6 @@ def test_counts_agree_on_sampled_specs():
 ])
 def test_width_multiplier_reproduces_published_counts(name, width, params_m, madds_m):
     cost = spec_cost(reference_spec(name, width=width))
-    assert abs(cost.params / 1e6 - params_m) / params_m < 0.015
-    assert abs(cost.madds / 1e6 - madds_m) / madds_m < 0.01
+    # Published figures are rounded (4.0M, 155M): allow half a unit of that rounding, a bit more.
+    assert abs(cost.params / 1e6 - params_m) <= 0.05
+    assert abs(cost.madds / 1e6 - madds_m) <= 1.0
