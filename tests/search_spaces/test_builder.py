@@ -6,7 +6,7 @@ from torch import nn
 from search_spaces.builder import Bottleneck, SqueezeExcite, build_model
 from search_spaces.reference import REFERENCE_SPECS, reference_spec
 from search_spaces.spec import ArchSpec, BlockSpec, HeadSpec
-from tests.search_spaces.conftest import sampled_specs
+from tests.helpers import sampled_specs
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_SPECS))

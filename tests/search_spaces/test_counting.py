@@ -5,7 +5,7 @@ import torch
 from search_spaces.builder import build_model
 from search_spaces.counting import spec_cost
 from search_spaces.reference import REFERENCE_SPECS, reference_spec
-from tests.search_spaces.conftest import sampled_specs
+from tests.helpers import sampled_specs
 
 
 def test_mobilenetv3_large_golden_counts():

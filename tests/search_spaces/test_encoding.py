@@ -5,7 +5,7 @@ import pytest
 
 from search_spaces.encoding import format_spec, parse_spec, spec_from_dict, spec_from_json, spec_to_dict, spec_to_json
 from search_spaces.reference import REFERENCE_SPECS, reference_spec
-from tests.search_spaces.conftest import sampled_specs
+from tests.helpers import sampled_specs
 
 SAMPLED = sampled_specs(300, seed=11) + sampled_specs(50, seed=12, resolution=224, num_classes=1000, in_channels=3)
 REFERENCE = [reference_spec(n, width=w) for n in REFERENCE_SPECS for w in (0.75, 1.0)]

@@ -5,7 +5,7 @@ import pytest
 from search_spaces.paper_table import render_markdown
 from search_spaces.reference import REFERENCE_SPECS, reference_spec
 from search_spaces.timm_arch import blocks_from_arch_def, to_arch_def
-from tests.search_spaces.conftest import sampled_specs
+from tests.helpers import sampled_specs
 
 # MobileNetV3-Small, Table 2 of the paper (final version), as PAPER.md gives it; the SE mark
 # on the last 1x1 conv is dropped, following torchvision and timm.

@@ -8,7 +8,7 @@ import torch
 from search_spaces.builder import build_model
 from search_spaces.onnx_export import export_spec_onnx
 from search_spaces.reference import REFERENCE_SPECS, reference_spec
-from tests.search_spaces.conftest import sampled_specs
+from tests.helpers import sampled_specs
 
 
 def _randomize_batchnorm(model: torch.nn.Module, seed: int) -> None:
