@@ -14,6 +14,7 @@ from mobilenas import __version__
 COMMAND_MODULES = (
     "mobilenas.cli_spec",
     "mobilenas.cli_demo",
+    "mobilenas.cli_train",
 )
 
 
