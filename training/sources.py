@@ -15,7 +15,6 @@ Formats:
 """
 from __future__ import annotations
 
-import io
 import logging
 import pickle
 import zipfile
@@ -184,19 +183,29 @@ def _labels(y: np.ndarray, path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     return codes.astype(np.int64), tuple(str(n) for n in names)
 
 
+def _read_npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"npz {str(path)!r} is malformed (not an .npz of plain arrays): {exc}") from exc
+    if not hasattr(archive, "files"):
+        raise ValueError(f"npz {str(path)!r} holds a single array; expected an .npz archive with 'x' and 'y'")
+    with archive:
+        missing = [k for k in ("x", "y") if k not in archive.files]
+        if missing:
+            raise ValueError(f"npz {str(path)!r} lacks arrays {missing}; found {archive.files}, expected 'x' and 'y'")
+        try:
+            return archive["x"], archive["y"]
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise ValueError(f"npz {str(path)!r} is malformed: {exc}") from exc
+
+
 def load_npz(file: str | Path) -> RawData:
     """Arrays ``x`` (NHW, NCHW or NHWC) and ``y`` (N labels, mapped to 0..C-1 in sorted order)."""
     path = Path(file)
     if not path.is_file():
         raise FileNotFoundError(f"npz file {str(path)!r} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in ("x", "y") if k not in archive.files]
-            if missing:
-                raise ValueError(f"npz {str(path)!r} lacks arrays {missing}; found {archive.files}, expected 'x' and 'y'")
-            x, y = archive["x"], archive["y"]
-    except (zipfile.BadZipFile, OSError, EOFError, io.UnsupportedOperation) as exc:
-        raise ValueError(f"npz {str(path)!r} is malformed: {exc}") from exc
+    x, y = _read_npz_arrays(path)
     if x.shape[:1] != y.shape[:1]:
         raise ValueError(f"npz {str(path)!r}: x has {x.shape[0] if x.ndim else 0} samples but y has {y.shape[0] if y.ndim else 0}")
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
