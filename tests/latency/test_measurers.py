@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from latency.measurers import OrtMeasurer, OrtSettings, full_input_shape, measure_model_ms
+from latency.command import CommandSettings
+from latency.measurers import OrtMeasurer, OrtSettings, TorchSettings, full_input_shape, measure_model_ms
+from latency.registry import MEASURERS, make_measurer, measurer_from_recorded
 from search_spaces.builder import build_block
 from search_spaces.onnx_export import export_module_onnx
 from search_spaces.spec import BlockSpec
@@ -17,6 +19,22 @@ SHAPE = (1, 16, 8, 8)
 def _block() -> torch.nn.Module:
     torch.manual_seed(0)
     return build_block(16, BLOCK)
+
+
+def _small_settings(name: str, fake_device: str) -> object:
+    return {"ort-cpu": OrtSettings(warmup=1, repeats=4), "torch-cpu": TorchSettings(warmup=1, repeats=4),
+            "command": CommandSettings(template=fake_device, pattern=r"inference (?P<value>\d+) (?P<unit>us)")}[name]
+
+
+@pytest.mark.parametrize("name", sorted(MEASURERS))
+def test_every_measurer_returns_positive_finite_ms_and_records_settings(name, fake_device):
+    measurer = make_measurer(name, _small_settings(name, fake_device))
+    samples = measurer.measure(_block(), SHAPE)
+    assert samples.ndim == 1 and samples.size >= 1
+    assert np.all(np.isfinite(samples)) and np.all(samples > 0)
+    recorded = measurer.settings_dict()
+    assert recorded["measurer"] == name and recorded["batch"] == 1
+    assert measurer_from_recorded(recorded).settings_dict() == recorded
 
 
 def test_measure_model_ms_accepts_module_bytes_and_path(tmp_path):
@@ -35,7 +53,7 @@ def test_chw_shape_gets_the_batch_prepended():
         full_input_shape((1, 3, 32, 32), 2)
 
 
-def test_ort_settings_reject_unknown_mode_naming_the_options():
+def test_ort_settings_reject_unknown_values_naming_the_options():
     with pytest.raises(ValueError, match="execution_mode.*sequential"):
         OrtSettings(execution_mode="fast")
     with pytest.raises(ValueError, match="provider"):
@@ -44,10 +62,14 @@ def test_ort_settings_reject_unknown_mode_naming_the_options():
         OrtSettings(repeats=0)
 
 
-def test_ort_settings_are_recorded():
+def test_ort_settings_are_recorded_with_the_runtime_version():
     settings = OrtMeasurer(OrtSettings(repeats=7)).settings_dict()
-    assert settings["intra_op_threads"] == 1 and settings["repeats"] == 7 and settings["measurer"] == "ort-cpu"
-    assert "onnxruntime" in settings
+    assert settings["intra_op_threads"] == 1 and settings["repeats"] == 7 and "onnxruntime" in settings
+
+
+def test_unknown_measurer_name_lists_the_options():
+    with pytest.raises(ValueError, match="ort-cpu"):
+        make_measurer("tflite")
 
 
 def test_missing_onnx_file_raises(tmp_path):

@@ -1,0 +1,201 @@
+"""Building latency tables: for a whole search space or lazily for the specs a search asks about.
+
+Layer keys are measured in batches; each batch sits between two measurements of a reference
+model (their mean normalises the batch, see :mod:`latency.endtoend`) and is appended to
+``entries.csv`` as soon as it is done, so a build killed mid-way resumes where it stopped.
+Then the calibration specs are measured end to end (appended one group at a time) and the
+calibration of :mod:`latency.calibration` is fitted per resolution into the manifest.
+What keeps a full build short (FINDINGS.md costs): the legacy exporter (~11 ms per block),
+one session per key, few repeats (20 after 5 warm-ups) with more only where the spread of a
+key's samples is wide, and whole models measured only for the calibration specs.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from latency.calibration import fit_calibration, spec_features
+from latency.endtoend import Reference, measure_specs, prepared_model
+from latency.fingerprint import device_fingerprint
+from latency.keys import KEY_COLUMNS, LayerKey, key_cost, key_from_row, key_module, spec_keys
+from latency.measurers import Measurer, OrtMeasurer, TorchMeasurer, full_input_shape
+from latency.table import (CALIBRATION_COLUMNS, CALIBRATION_FILE, ENTRIES_FILE, ENTRY_COLUMNS, MANIFEST_FILE,
+                           REFERENCE_FILE, SCHEMA_VERSION, LatencyTable, append_rows, check_manifest, finalize_entries,
+                           read_csv, read_manifest, write_json)
+from search_spaces.encoding import format_spec, parse_spec
+from search_spaces.onnx_export import export_module_onnx
+from search_spaces.spec import ArchSpec
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+"""``progress(phase, done, total)``; phases ``layers`` and ``calibration``."""
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Build knobs. ``max_spread`` is the relative interquartile range above which a key is
+    measured again (up to ``max_passes`` times) and its samples pooled."""
+
+    batch_keys: int = 100
+    max_spread: float = 0.08
+    max_passes: int = 3
+    calibration_group: int = 10
+    calibration_rounds: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("batch_keys", "max_passes", "calibration_group", "calibration_rounds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"build.{name} = {value!r} is not allowed; expected an integer >= 1")
+        if not self.max_spread > 0:
+            raise ValueError(f"build.max_spread = {self.max_spread!r} is not allowed; expected a number > 0")
+
+
+def relative_spread(samples: np.ndarray) -> float:
+    q25, q50, q75 = np.percentile(samples, [25, 50, 75])
+    return float((q75 - q25) / q50)
+
+
+def key_sampler(measurer: Measurer, key: LayerKey) -> Callable[[], np.ndarray]:
+    """A function returning one pass of samples of ``key``: the module is exported once and,
+    for ONNX Runtime, one session serves every pass (session reuse)."""
+    torch.manual_seed(0)
+    module = key_module(key).eval()
+    if isinstance(measurer, TorchMeasurer):
+        return lambda: measurer.measure(module, key.input_shape())
+    data = export_module_onnx(module, full_input_shape(key.input_shape(), int(measurer.settings_dict()["batch"])))
+    if isinstance(measurer, OrtMeasurer):
+        runner, settings = measurer.runner(data, key.input_shape()), measurer.settings
+        runner.run(0, settings.warmup)
+        return lambda: runner.run(settings.repeats)
+    return lambda: measurer.measure(data, key.input_shape())
+
+
+def measure_key(measurer: Measurer, key: LayerKey, config: BuildConfig) -> dict[str, object]:
+    """Samples of one layer (more passes while the spread is wide) summarised as a row."""
+    sample = key_sampler(measurer, key)
+    samples = sample()
+    for _ in range(config.max_passes - 1):
+        if relative_spread(samples) <= config.max_spread:
+            break
+        samples = np.concatenate([samples, sample()])
+    params, madds = key_cost(key)
+    median = float(np.median(samples))
+    return {**key.as_row(), "median_ms": median, "raw_median_ms": median, "p90_ms": float(np.percentile(samples, 90)),
+            "std_ms": float(np.std(samples)), "n": int(samples.size), "ref_ms": float("nan"), "params": params,
+            "madds": madds}
+
+
+class TableBuilder:
+    """Creates or resumes the table in ``folder`` for ``measurer``; see the module docstring."""
+
+    def __init__(self, folder: str | Path, measurer: Measurer, reference_spec: ArchSpec, *, space: str,
+                 config: BuildConfig | None = None, progress: Progress | None = None, force: bool = False) -> None:
+        self.folder = Path(folder)
+        self.measurer = measurer
+        self.config = BuildConfig() if config is None else config
+        self.progress = progress or (lambda phase, done, total: None)
+        self.manifest = self._open(space, reference_spec, force)
+        spec = parse_spec(self.manifest["reference"]["spec"])
+        history = read_csv(self.folder / REFERENCE_FILE, ("time", "ref_ms"))["ref_ms"].astype(float).tolist()
+        self.reference = Reference(spec, prepared_model(measurer, spec), history)
+
+    def _open(self, space: str, reference_spec: ArchSpec, force: bool) -> dict:
+        if (self.folder / MANIFEST_FILE).exists():
+            manifest = read_manifest(self.folder)
+            check_manifest(manifest, self.measurer.settings_dict(), self.folder, force)
+            log.info("resuming the table in %s", self.folder)
+            return manifest
+        self.folder.mkdir(parents=True, exist_ok=True)
+        manifest = {"schema_version": SCHEMA_VERSION, "space": space, "measurer": self.measurer.settings_dict(),
+                    "fingerprint": device_fingerprint(), "build": asdict(self.config),
+                    "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "reference": {"spec": format_spec(reference_spec), "baseline_ms": None}, "calibration": {}}
+        write_json(self.folder / MANIFEST_FILE, manifest)
+        return manifest
+
+    def _measure_reference(self) -> float:
+        value = self.reference.measure(self.measurer)
+        append_rows(self.folder / REFERENCE_FILE, ("time", "ref_ms"), [{"time": time.time(), "ref_ms": value}])
+        return value
+
+    def measured_keys(self) -> set[LayerKey]:
+        frame = read_csv(self.folder / ENTRIES_FILE, ENTRY_COLUMNS)
+        return {key_from_row(row) for row in frame[list(KEY_COLUMNS)].to_dict("records")}
+
+    def measure_keys(self, keys: Iterable[LayerKey]) -> int:
+        """Measure the keys not yet in the table; returns how many were measured."""
+        done = self.measured_keys()
+        todo = sorted(set(keys) - done)
+        total, start = len(todo), time.perf_counter()
+        self.progress("layers", 0, total)
+        for first in range(0, total, self.config.batch_keys):
+            batch = todo[first:first + self.config.batch_keys]
+            before = self._measure_reference()
+            rows = [measure_key(self.measurer, key, self.config) for key in batch]
+            ref_ms = (before + self._measure_reference()) / 2
+            append_rows(self.folder / ENTRIES_FILE, ENTRY_COLUMNS, [{**row, "ref_ms": ref_ms} for row in rows])
+            self.progress("layers", first + len(batch), total)
+        self._record_build_time("layers_s", time.perf_counter() - start, total)
+        return total
+
+    def ensure_specs(self, specs: Iterable[ArchSpec]) -> int:
+        """Lazy building: measure the layers of ``specs`` that the table lacks."""
+        return self.measure_keys(k for spec in specs for k in spec_keys(spec))
+
+    def measure_calibration(self, specs: Sequence[ArchSpec]) -> None:
+        """Measure end to end the calibration specs not measured yet (and their layers)."""
+        self.ensure_specs(specs)
+        done = set(read_csv(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS)["spec"])
+        todo = [s for s in specs if format_spec(s) not in done]
+        baseline, start = self.baseline_ms(), time.perf_counter()
+        self.progress("calibration", 0, len(todo))
+        for first in range(0, len(todo), self.config.calibration_group):
+            group = todo[first:first + self.config.calibration_group]
+            seen = len(self.reference.history_ms)
+            results = measure_specs(self.measurer, group, self.reference, baseline, rounds=self.config.calibration_rounds)
+            append_rows(self.folder / REFERENCE_FILE, ("time", "ref_ms"),
+                        [{"time": time.time(), "ref_ms": v} for v in self.reference.history_ms[seen:]])
+            append_rows(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS, [
+                {"resolution": s.resolution, "spec": format_spec(s), "measured_ms": r.latency_ms, "raw_ms": r.raw_ms,
+                 "ref_ratio": r.ref_ratio, "rounds": r.rounds, "baseline_ms": baseline} for s, r in zip(group, results)])
+            self.progress("calibration", first + len(group), len(todo))
+        self._record_build_time("calibration_s", time.perf_counter() - start, len(todo))
+
+    def baseline_ms(self) -> float:
+        """The reference's median over every measurement so far (measured now if none)."""
+        if not self.reference.history_ms:
+            self._measure_reference()
+        return float(np.median(self.reference.history_ms))
+
+    def _record_build_time(self, name: str, seconds: float, count: int) -> None:
+        timings = self.manifest.setdefault("build_timings", {})
+        timings[name] = round(timings.get(name, 0.0) + seconds, 2)
+        timings[name.replace("_s", "_count")] = timings.get(name.replace("_s", "_count"), 0) + count
+        write_json(self.folder / MANIFEST_FILE, self.manifest)
+
+    def finish(self) -> LatencyTable:
+        """Fix the reference baseline, fit the calibration per resolution, write the manifest."""
+        self.manifest["reference"]["baseline_ms"] = self.baseline_ms()
+        self.manifest["reference"]["measurements"] = len(self.reference.history_ms)
+        raw = read_csv(self.folder / ENTRIES_FILE, ENTRY_COLUMNS)
+        table = LatencyTable(self.folder, self.manifest, finalize_entries(raw, self.manifest["reference"]["baseline_ms"]))
+        calib = read_csv(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS)
+        baseline = self.manifest["reference"]["baseline_ms"]
+        self.manifest["calibration"] = {}
+        for resolution, group in calib.groupby("resolution"):
+            specs = [parse_spec(s) for s in group["spec"]]
+            features = [spec_features(table, spec_keys(s)) for s in specs]
+            # normalised to the baseline of their time; rescaled to the final baseline
+            measured = (group["measured_ms"] * baseline / group["baseline_ms"]).astype(float).tolist()
+            self.manifest["calibration"][str(int(resolution))] = fit_calibration(features, measured)
+        self.manifest["entries"] = len(table)
+        write_json(self.folder / MANIFEST_FILE, self.manifest)
+        return LatencyTable(self.folder, self.manifest, table.entries)

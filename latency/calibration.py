@@ -1,0 +1,84 @@
+"""Calibration: from the sum of table entries to a whole-model prediction.
+
+The naive sum of isolated per-block medians misses the whole model by -6 to -7% at 224x224
+and about -20% at 32x32 on this machine kind (FINDINGS.md): each isolated measurement pays
+its own per-call overhead, while inside a network weights are evicted from the cache between
+uses and per-node executor costs differ. A small linear model over per-spec aggregates,
+fitted by relative-error least squares against whole-model measurements of sampled specs
+taken at build time, corrects this. The feature set is chosen by leave-one-out error from a
+few nested candidates (sum only -> + layer count -> + parameters -> + multiply-adds), so a
+table for other hardware picks what that hardware needs.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+
+from latency.keys import LayerKey, key_cost
+from latency.table import LatencyTable
+
+log = logging.getLogger(__name__)
+FEATURES = ("sum_ms", "n_layers", "params_m", "madds_m")
+CANDIDATES = (("sum_ms",), ("sum_ms", "n_layers"), ("sum_ms", "params_m"), ("sum_ms", "n_layers", "params_m"),
+              ("sum_ms", "params_m", "madds_m"), ("sum_ms", "n_layers", "params_m", "madds_m"))
+
+
+def spec_features(table: LatencyTable, keys: Sequence[LayerKey]) -> dict[str, float]:
+    """Per-spec aggregates the calibration may use (table sum, layers, params, MAdds)."""
+    params, madds = zip(*(key_cost(k) for k in keys))
+    return {"sum_ms": table.keys_sum_ms(keys), "n_layers": float(len(keys)),
+            "params_m": sum(params) / 1e6, "madds_m": sum(madds) / 1e6}
+
+
+def _design(features: Sequence[dict[str, float]], names: Sequence[str]) -> np.ndarray:
+    return np.array([[f[n] for n in names] + [1.0] for f in features])
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares on relative error: rows weighted by 1 / measured."""
+    w = 1.0 / y
+    coef, *_ = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)
+    return coef
+
+
+def loo_abs_err_pct(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Leave-one-out absolute percentage errors of the relative-error fit."""
+    errs = np.empty(len(y))
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        errs[i] = abs(x[i] @ _fit(x[keep], y[keep]) / y[i] - 1.0) * 100
+    return errs
+
+
+def fit_calibration(features: Sequence[dict[str, float]], measured_ms: Sequence[float]) -> dict:
+    """Choose and fit the calibration; returns a JSON-safe dict for the manifest.
+
+    With fewer than 6 specs only a per-inference overhead is fitted (``sum + c``).
+    """
+    y = np.asarray(measured_ms, dtype=float)
+    if len(y) == 0:
+        return {"features": ["sum_ms"], "coef": [1.0], "intercept_ms": 0.0, "n_specs": 0, "loo": {}}
+    if len(y) < 6:
+        sums = np.array([f["sum_ms"] for f in features])
+        return {"features": ["sum_ms"], "coef": [1.0], "intercept_ms": float(np.median(y - sums)),
+                "n_specs": int(len(y)), "loo": {}}
+    loo = {}
+    for names in CANDIDATES:
+        if len(y) >= len(names) + 4:
+            loo["+".join(names)] = float(np.mean(loo_abs_err_pct(_design(features, names), y)))
+    best = min(loo, key=lambda name: (round(loo[name], 1), len(name)))  # ties (0.1%) go to the simpler model
+    names = best.split("+")
+    coef = _fit(_design(features, names), y)
+    log.info("calibration %s: LOO mean abs err %.2f%% over %d specs", best, loo[best], len(y))
+    return {"features": names, "coef": [float(c) for c in coef[:-1]], "intercept_ms": float(coef[-1]),
+            "n_specs": int(len(y)), "loo": loo}
+
+
+def apply_calibration(calibration: dict, features: dict[str, float]) -> float:
+    """``sum_i coef_i * feature_i + intercept_ms``."""
+    value = calibration["intercept_ms"]
+    for name, coef in zip(calibration["features"], calibration["coef"]):
+        value += coef * features[name]
+    return float(value)

@@ -1,0 +1,110 @@
+"""On-device measurer: hand an exported ONNX file to a user-given command and read the latency
+from its output (e.g. ``adb push {model} /data/local/tmp && adb shell benchmark --graph=...``).
+
+MobileNetV3 and MnasNet measure on a phone's big core; this measurer lets a table be built
+for any device reachable by a shell command. Placeholders in the template: ``{model}`` (the
+ONNX file path, shell-quoted), ``{input_shape}`` (e.g. ``1,3,224,224``), ``{batch}``.
+The pattern is a regular expression whose group ``value`` (or first group) is the latency;
+an optional group ``unit`` (``us``, ``ms``, ``s``) overrides the configured unit. Every match
+in the output is one sample.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from latency.measurers import ModelLike, full_input_shape, onnx_bytes_of
+
+log = logging.getLogger(__name__)
+UNITS_MS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@dataclass(frozen=True)
+class CommandSettings:
+    """The command template, the pattern reading its output and how often to run it."""
+
+    template: str
+    pattern: str = r"(?P<value>[0-9.]+(?:[eE][-+]?\d+)?)\s*ms"
+    unit: str = "ms"
+    batch: int = 1
+    runs: int = 1
+    timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if "{model}" not in self.template:
+            raise ValueError(f"command template {self.template!r} has no {{model}} placeholder")
+        try:
+            compiled = re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"command pattern {self.pattern!r} is not a valid regular expression: {exc}") from exc
+        if compiled.groups < 1:
+            raise ValueError(f"command pattern {self.pattern!r} has no group; put the latency number in (?P<value>...)")
+        if self.unit not in UNITS_MS:
+            raise ValueError(f"command unit = {self.unit!r} is not allowed; expected one of {tuple(UNITS_MS)}")
+        for name in ("batch", "runs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"command.{name} = {value!r} is not allowed; expected an integer >= 1")
+
+
+def parse_latencies_ms(output: str, pattern: str, unit: str = "ms") -> list[float]:
+    """Every latency the pattern finds in ``output``, in milliseconds."""
+    samples = []
+    for match in re.finditer(pattern, output):
+        groups = match.groupdict()
+        text = groups.get("value") or match.group(1)
+        match_unit = groups.get("unit") or unit
+        if match_unit not in UNITS_MS:
+            raise ValueError(f"unit {match_unit!r} in the command output is not known; expected one of {tuple(UNITS_MS)}")
+        samples.append(float(text) * UNITS_MS[match_unit])
+    return samples
+
+
+class CommandMeasurer:
+    """Runs ``settings.template`` on an exported ONNX file and parses the latency samples."""
+
+    name = "command"
+
+    def __init__(self, settings: CommandSettings) -> None:
+        self.settings = settings
+
+    def settings_dict(self) -> dict[str, object]:
+        return {"measurer": self.name, **asdict(self.settings)}
+
+    def measure(self, model: ModelLike, input_shape: tuple[int, ...]) -> np.ndarray:
+        shape = full_input_shape(input_shape, self.settings.batch)
+        data = onnx_bytes_of(model, shape)
+        samples: list[float] = []
+        with tempfile.TemporaryDirectory(prefix="mobilenas-cmd-") as folder:
+            path = Path(folder) / "model.onnx"
+            path.write_bytes(data)
+            command = self.settings.template.format(model=shlex.quote(str(path)), batch=shape[0],
+                                                    input_shape=",".join(str(v) for v in shape))
+            for _ in range(self.settings.runs):
+                samples += self._run_once(command)
+        values = np.asarray(samples, dtype=float)
+        if not np.all(np.isfinite(values)) or np.any(values <= 0):
+            raise ValueError(f"command reported non-positive or non-finite latencies {values.tolist()}")
+        return values
+
+    def _run_once(self, command: str) -> list[float]:
+        log.debug("running %s", command)
+        try:
+            done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=self.settings.timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"measure command timed out after {self.settings.timeout_s} s: {command}") from exc
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip()[-300:]
+            raise RuntimeError(f"measure command exited with {done.returncode}: {command}: {tail}")
+        samples = parse_latencies_ms(done.stdout, self.settings.pattern, self.settings.unit)
+        if not samples:
+            raise ValueError(f"pattern {self.settings.pattern!r} found no latency in the command output: "
+                             f"{done.stdout.strip()[-300:]!r}")
+        return samples

@@ -1,0 +1,201 @@
+"""``mobilenas latency build|validate|predict|show``: latency lookup tables for any hardware.
+
+Progress bars (tqdm) and printing live here; the ``latency`` package reports progress through
+callbacks. Errors become one line on stderr and exit code 2 (see :mod:`mobilenas.cli`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from latency.build import BuildConfig, TableBuilder
+from latency.command import CommandSettings
+from latency.keys import space_keys
+from latency.measurers import OrtSettings, TorchSettings
+from latency.predictor import LatencyPredictor
+from latency.registry import MEASURERS, make_measurer, measurer_from_recorded
+from latency.table import VALIDATION_FILE, load_table, read_manifest
+from latency.validation import ValidationConfig, sample_specs, validate, write_report
+from mobilenas.spec_args import add_spec_arguments, spec_from_args
+from search_spaces.encoding import format_spec, parse_spec
+from search_spaces.mnasnet_space import MnasNetSpace
+
+# Search spaces by name. Kept here until search_spaces offers a registry.
+SPACES = {"mnasnet": MnasNetSpace}
+
+
+class _Bars:
+    """One tqdm bar per phase, driven by ``progress(phase, done, total)`` callbacks."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled, self.bars = enabled, {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if not self.enabled or total == 0:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(phase)
+        if bar is None:
+            bar = self.bars[phase] = tqdm(total=total, desc=phase, unit="it", dynamic_ncols=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            del self.bars[phase]
+
+
+def _space(name: str, resolution: int) -> object:
+    if name not in SPACES:
+        raise ValueError(f"unknown space {name!r}; expected one of {tuple(SPACES)}")
+    return SPACES[name](resolution=resolution)
+
+
+def _measurer_from_args(args: argparse.Namespace) -> object:
+    if args.measurer == "ort-cpu":
+        settings = OrtSettings(intra_op_threads=args.threads, batch=args.batch, warmup=args.warmup, repeats=args.repeats)
+    elif args.measurer == "torch-cpu":
+        settings = TorchSettings(threads=args.threads, batch=args.batch, warmup=args.warmup, repeats=args.repeats)
+    else:
+        if not args.command:
+            raise ValueError("--measurer command needs --command TEMPLATE (with a {model} placeholder)")
+        settings = CommandSettings(template=args.command, pattern=args.pattern, unit=args.unit, batch=args.batch)
+    return make_measurer(args.measurer, settings)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    measurer = _measurer_from_args(args)
+    out = Path(args.out or f"results/runs/latency-{args.space}-r{'-'.join(map(str, args.resolution))}-{args.measurer}")
+    spaces = [_space(args.space, r) for r in args.resolution]
+    calibration = [s for i, space in enumerate(spaces) for s in sample_specs(space, args.calibration_specs, args.seed + i)]
+    reference = sample_specs(spaces[0], 1, args.seed + 10_000)[0]
+    config = BuildConfig(batch_keys=args.batch_keys, calibration_rounds=args.calibration_rounds)
+    builder = TableBuilder(out, measurer, reference, space=args.space, config=config, progress=_Bars(not args.quiet),
+                           force=args.force)
+    if not args.lazy:
+        for space in spaces:
+            builder.measure_keys(space_keys(space))
+    builder.measure_calibration(calibration)
+    table = builder.finish()
+    print(f"table {out}: {len(table)} entries; calibration: "
+          + ", ".join(f"r{r} {c['features']} LOO {c['loo'].get('+'.join(c['features']), float('nan')):.2f}%"
+                      for r, c in table.manifest["calibration"].items()))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    table = load_table(args.table, force=args.force)
+    measurer = measurer_from_recorded(table.manifest["measurer"])
+    excluded = set(parse_csv_specs(Path(args.table)))
+    resolutions = sorted(int(r) for r in table.manifest["calibration"]) if args.resolution is None else [args.resolution]
+    if not resolutions:
+        raise ValueError(f"table {args.table} has no calibration; run `mobilenas latency build` to completion first")
+    specs = [s for i, r in enumerate(resolutions)
+             for s in sample_specs(_space(table.manifest["space"], r), args.n, args.seed + 1000 * i, excluded)]
+    if args.measure_missing:
+        ref = parse_spec(table.manifest["reference"]["spec"])
+        TableBuilder(args.table, measurer, ref, space=table.manifest["space"], progress=_Bars(not args.quiet),
+                     force=args.force).ensure_specs(specs)
+        table = load_table(args.table, force=args.force)
+    config = ValidationConfig(n=args.n, seed=args.seed, rounds=args.rounds)
+    report, frame = validate(LatencyPredictor(table), measurer, specs, config, progress=_Bars(not args.quiet))
+    path = write_report(Path(args.table), report, frame)
+    print(f"{path}: n={report['n']} within 5%: {report['within_5pct']:.1%} within 10%: {report['within_10pct']:.1%} "
+          f"mean |err| {report['mean_abs_err_pct']:.2f}% p90 |err| {report['p90_abs_err_pct']:.2f}% "
+          f"Spearman {report['spearman']:.3f}")
+    return 0
+
+
+def parse_csv_specs(folder: Path) -> list[str]:
+    """Canonical strings of the table's calibration specs (validation samples other specs)."""
+    path = folder / "calibration.csv"
+    if not path.exists():
+        return []
+    import pandas as pd
+
+    return pd.read_csv(path)["spec"].astype(str).tolist()
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    predictor = LatencyPredictor(load_table(args.table, force=args.force))
+    spec = spec_from_args(args)
+    explained = predictor.explain(spec)
+    if args.json:
+        print(json.dumps({"latency_ms": explained.latency_ms, "sum_ms": explained.sum_ms,
+                          "layers": int(explained.features["n_layers"]), "table": str(args.table),
+                          "spec": format_spec(spec)}))
+    else:
+        print(f"{explained.latency_ms:.4f} ms (table sum {explained.sum_ms:.4f} ms over "
+              f"{int(explained.features['n_layers'])} layers, calibrated)")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    manifest = read_manifest(Path(args.table))
+    table = load_table(args.table, force=True)
+    print(f"table {args.table}: space {manifest.get('space')}, {len(table)} entries, created {manifest.get('created_utc')}")
+    print("device: " + ", ".join(f"{k}={v}" for k, v in manifest.get("fingerprint", {}).items()))
+    print("measurer: " + ", ".join(f"{k}={v}" for k, v in manifest.get("measurer", {}).items()))
+    print(f"reference: baseline {manifest.get('reference', {}).get('baseline_ms')} ms")
+    for resolution, calib in sorted(manifest.get("calibration", {}).items(), key=lambda kv: int(kv[0])):
+        terms = " + ".join(f"{c:.4g}*{n}" for n, c in zip(calib["features"], calib["coef"]))
+        print(f"calibration r{resolution}: {terms} + {calib['intercept_ms']:.4g} ms ({calib['n_specs']} specs)")
+    timings = manifest.get("build_timings")
+    if timings:
+        print("build: " + ", ".join(f"{k}={v}" for k, v in timings.items()))
+    validation = Path(args.table) / VALIDATION_FILE
+    if validation.exists():
+        report = json.loads(validation.read_text())
+        print(f"validation: n={report['n']} within 5% {report['within_5pct']:.1%}, within 10% {report['within_10pct']:.1%}, "
+              f"mean |err| {report['mean_abs_err_pct']:.2f}%, Spearman {report['spearman']:.3f}")
+    return 0
+
+
+def _add_build(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build", help="measure a latency table for a search space (resumable)")
+    p.add_argument("--space", required=True, help=f"search space ({', '.join(SPACES)})")
+    p.add_argument("--resolution", type=int, nargs="+", required=True, help="input side(s) in pixels")
+    p.add_argument("--measurer", choices=tuple(MEASURERS), default="ort-cpu")
+    p.add_argument("--command", default=None, help="command template for --measurer command, with {model}")
+    p.add_argument("--pattern", default=CommandSettings.__dataclass_fields__["pattern"].default,
+                   help="regex reading the latency from the command output (group 'value', optional 'unit')")
+    p.add_argument("--unit", default="ms", help="unit of the number the pattern reads (us, ms, s)")
+    p.add_argument("--out", default=None, help="table folder (default results/runs/latency-SPACE-rR-MEASURER)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration and reference specs")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (ORT) / torch threads")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=20, help="timed runs per pass (a key gets up to 3 passes if noisy)")
+    p.add_argument("--batch-keys", type=int, default=100, help="keys measured between two reference measurements")
+    p.add_argument("--calibration-specs", type=int, default=60, help="whole models measured per resolution to calibrate")
+    p.add_argument("--calibration-rounds", type=int, default=3)
+    p.add_argument("--lazy", action="store_true", help="measure only the layers of the calibration specs")
+    p.add_argument("--force", action="store_true", help="resume a table measured elsewhere / with other settings")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=cmd_build)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``latency`` and its sub-commands."""
+    group = subparsers.add_parser("latency", help="latency lookup tables: build, validate, predict, show")
+    sub = group.add_subparsers(dest="latency_command", metavar="SUBCOMMAND", required=True)
+    _add_build(sub)
+    p = sub.add_parser("validate", help="predicted vs measured latency of sampled specs -> validation.json")
+    p.add_argument("table")
+    p.add_argument("-n", type=int, default=100, help="specs per resolution")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--resolution", type=int, default=None, help="only this resolution (default: every calibrated one)")
+    p.add_argument("--measure-missing", action="store_true", help="measure layers the table lacks (lazy tables)")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_validate)
+    p = sub.add_parser("predict", help="predicted latency of a spec")
+    p.add_argument("table")
+    add_spec_arguments(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object with latency_ms")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(handler=cmd_predict)
+    p = sub.add_parser("show", help="summary of a table: device, settings, calibration, validation")
+    p.add_argument("table")
+    p.set_defaults(handler=cmd_show)

@@ -1,0 +1,63 @@
+"""Validation metrics, spec sampling and the report files."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from latency.calibration import fit_calibration, loo_abs_err_pct
+from latency.validation import error_metrics, sample_specs, spearman, write_report
+from search_spaces.encoding import format_spec
+from search_spaces.mnasnet_space import MnasNetSpace
+
+
+def test_error_metrics_on_known_values():
+    metrics = error_metrics([1.04, 2.18, 2.75, 4.0], [1.0, 2.0, 3.0, 4.0])
+    assert metrics["n"] == 4
+    assert metrics["within_5pct"] == pytest.approx(0.5) and metrics["within_10pct"] == pytest.approx(1.0)
+    assert metrics["mean_abs_err_pct"] == pytest.approx((4 + 9 + 25 / 3 + 0) / 4)
+    assert metrics["spearman"] == pytest.approx(1.0)
+
+
+def test_spearman_is_rank_based():
+    assert spearman([1, 2, 3], [10, 100, 1000]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_sampled_specs_are_distinct_seeded_and_exclude_given_ones():
+    space = MnasNetSpace(resolution=32)
+    first = sample_specs(space, 5, seed=3)
+    assert [format_spec(s) for s in first] == [format_spec(s) for s in sample_specs(space, 5, seed=3)]
+    excluded = {format_spec(first[0])}
+    assert format_spec(first[0]) not in {format_spec(s) for s in sample_specs(space, 5, seed=3, exclude=excluded)}
+
+
+def test_calibration_recovers_a_linear_relation_and_prefers_the_simple_model():
+    rng = np.random.default_rng(0)
+    features = [{"sum_ms": s, "n_layers": n, "params_m": p, "madds_m": m}
+                for s, n, p, m in zip(rng.uniform(1, 3, 20), rng.integers(15, 25, 20), rng.uniform(3, 8, 20), rng.uniform(10, 90, 20))]
+    measured = [1.1 * f["sum_ms"] + 0.2 for f in features]
+    calibration = fit_calibration(features, measured)
+    assert calibration["features"] == ["sum_ms"]
+    assert calibration["coef"][0] == pytest.approx(1.1) and calibration["intercept_ms"] == pytest.approx(0.2)
+    assert calibration["loo"]["sum_ms"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_few_calibration_specs_fit_only_an_overhead():
+    calibration = fit_calibration([{"sum_ms": 1.0}, {"sum_ms": 2.0}], [1.3, 2.3])
+    assert calibration["coef"] == [1.0] and calibration["intercept_ms"] == pytest.approx(0.3)
+
+
+def test_loo_errors_are_zero_on_exact_data():
+    x = np.c_[np.arange(1.0, 9.0), np.ones(8)]
+    assert np.allclose(loo_abs_err_pct(x, 2 * x[:, 0] + 1), 0)
+
+
+def test_report_files_are_written(tmp_path):
+    frame = pd.DataFrame({"predicted_ms": [1.0, 2.0, 3.1], "measured_ms": [1.0, 2.1, 3.0]})
+    report = error_metrics(frame["predicted_ms"], frame["measured_ms"])
+    path = write_report(tmp_path, report, frame)
+    assert json.loads(path.read_text())["n"] == 3
+    assert (tmp_path / "validation.png").stat().st_size > 1000 and (tmp_path / "validation.csv").exists()
