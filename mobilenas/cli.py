@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "mobilenas.cli_spec",
     "mobilenas.cli_demo",
     "mobilenas.cli_train",
+    "mobilenas.cli_latency",
 )
 
 
