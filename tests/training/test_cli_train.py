@@ -85,3 +85,26 @@ def test_divergence_is_one_line_exit_2(capsys, tmp_path, spec_file):
 def test_cuda_without_gpu_is_a_clear_error(capsys, tmp_path, spec_file):
     assert main(["train", str(spec_file), *FAST[:-6], "--device", "cuda", "--out", str(tmp_path)]) == 2
     assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_real_ctrl_c_saves_checkpoint(tmp_path, capsys, spec_file, monkeypatch):
+    import os
+    import signal
+
+    real_bar = cli_train.progress_bar
+
+    def interrupting_bar(total, initial, enabled, metrics_path):
+        on_progress, close = real_bar(total, initial, enabled, metrics_path)
+
+        def hook(event):
+            on_progress(event)
+            if event.phase == "step" and event.step == 5:
+                os.kill(os.getpid(), signal.SIGINT)
+        return hook, close
+
+    monkeypatch.setattr(cli_train, "progress_bar", interrupting_bar)
+    assert main(["train", str(spec_file), *FAST, "--epochs", "1", "--out", str(tmp_path / "runs"), "--json"]) == 130
+    run_dir = next((tmp_path / "runs").iterdir())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["step"] == 5 and (run_dir / "checkpoint.pt").is_file()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
