@@ -35,11 +35,15 @@ OUT = Path("results/training")
 TARGETS = {"mnist5k": 0.98, "digits": 0.97}
 
 
+def seed_suffix(args: argparse.Namespace) -> str:
+    return "" if args.seed == 0 else f"_seed{args.seed}"
+
+
 def bench_accuracy(args: argparse.Namespace) -> dict:
     """Train with ``mobilenas train`` (default recipe) and collect its figures."""
     with tempfile.TemporaryDirectory() as runs:
         argv = ["train", "mobilenetv3-small", "--data", args.data, "--threads", str(args.threads), "--device", "cpu",
-                "--out", runs, "--json"] + (["--epochs", str(args.epochs)] if args.epochs else [])
+                "--out", runs, "--json", "--seed", str(args.seed)] + (["--epochs", str(args.epochs)] if args.epochs else [])
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout):
             code = cli_main(argv)
@@ -48,10 +52,10 @@ def bench_accuracy(args: argparse.Namespace) -> dict:
         result = json.loads(stdout.getvalue().strip().splitlines()[-1])
         metrics = pd.read_csv(Path(result["run_dir"]) / "metrics.csv")
         manifest = json.loads((Path(result["run_dir"]) / "manifest.json").read_text())
-    metrics.to_csv(OUT / f"accuracy_{args.data}_epochs.csv", index=False)
+    metrics.to_csv(OUT / f"accuracy_{args.data}{seed_suffix(args)}_epochs.csv", index=False)
     summary = {"data": args.data, "spec": "mobilenetv3-small (1x32x32, 10 classes)", "test_top1": result["top1"],
                "target_top1": TARGETS.get(args.data), "met": result["top1"] >= TARGETS.get(args.data, 0.0),
-               "val_top1": result["val_top1"], "epochs": result["epochs"],
+               "val_top1": result["val_top1"], "seed": args.seed, "epochs": result["epochs"],
                "epoch_s_median": float(metrics["epoch_s"].median()), "train_s_total": result["train_s"],
                "images_per_s": result["images_per_s"], "latency_ms": result["latency_ms"], "params": result["params"],
                "madds": result["madds"], "threads": args.threads, "config": manifest["config"],
@@ -110,13 +114,14 @@ def main() -> None:
     accuracy.add_argument("--data", choices=sorted(TARGETS), required=True)
     accuracy.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     accuracy.add_argument("--threads", type=int, default=2)
+    accuracy.add_argument("--seed", type=int, default=0, help="training seed (the split stays split-seed 0)")
     throughput = sub.add_parser("throughput")
     throughput.add_argument("--repeats", type=int, default=5)
     throughput.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.bench == "accuracy":
-        summary, name = bench_accuracy(args), f"accuracy_{args.data}.json"
+        summary, name = bench_accuracy(args), f"accuracy_{args.data}{seed_suffix(args)}.json"
     else:
         summary, name = bench_throughput(args), "throughput.json"
     (OUT / name).write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,7 +1,10 @@
 """Training settings: one frozen dataclass, defaults next to the code, validated on creation.
 
-The default recipe is tuned for the small 32x32 proxy tasks of this project (MobileNetV3-Small
-reaches >= 98% on mnist5k and >= 97% on digits, results/training/). The paper's ImageNet
+The default recipe is tuned for the small 32x32 tasks of this project: 50 epochs, SGD with
+Nesterov momentum 0.9, lr 0.1 at batch 128, 1 warmup epoch, cosine to 0, label smoothing 0.1,
+weight decay 5e-5 (conv/linear weights only), the data set's augmentation. MobileNetV3-Small
+(1x32x32) measured 98.1% test top-1 on mnist5k after 50 epochs (97.8% after 30) and 99.2% on
+digits (results/training/). The paper's ImageNet
 recipe (MobileNetV3 section 6.1: RMSProp, momentum 0.9, lr 0.1 at batch 4096, weight decay
 1e-5, EMA 0.9999) is :func:`paper_config`.
 """
@@ -39,7 +42,7 @@ class TrainConfig:
     ``max_loss``: a training loss above it, or NaN/inf, stops the job (TrainingDiverged).
     """
 
-    epochs: int = 30
+    epochs: int = 50
     steps: int | None = None
     batch_size: int = 128
     optimizer: str = "sgd"
