@@ -12,7 +12,9 @@ key's samples is wide, and whole models measured only for the calibration specs.
 from __future__ import annotations
 
 import logging
+import math
 import time
+from dataclasses import field
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +27,7 @@ from latency.calibration import fit_calibration, spec_features
 from latency.endtoend import Reference, measure_specs, prepared_model
 from latency.fingerprint import device_fingerprint
 from latency.keys import KEY_COLUMNS, LayerKey, key_cost, key_from_row, key_module, spec_keys
+from latency.incontext import RoundRobinRunner, copies_for, l2_cache_bytes
 from latency.measurers import Measurer, OrtMeasurer, TorchMeasurer, full_input_shape
 from latency.table import (CALIBRATION_COLUMNS, CALIBRATION_FILE, ENTRIES_FILE, ENTRY_COLUMNS, MANIFEST_FILE,
                            REFERENCE_FILE, SCHEMA_VERSION, LatencyTable, append_rows, check_manifest, finalize_entries,
@@ -48,6 +51,7 @@ class BuildConfig:
     max_passes: int = 3
     calibration_group: int = 10
     calibration_rounds: int = 3
+    l2_bytes: int = field(default_factory=l2_cache_bytes)
 
     def __post_init__(self) -> None:
         for name in ("batch_keys", "max_passes", "calibration_group", "calibration_rounds"):
@@ -63,34 +67,47 @@ def relative_spread(samples: np.ndarray) -> float:
     return float((q75 - q25) / q50)
 
 
-def key_sampler(measurer: Measurer, key: LayerKey) -> Callable[[], np.ndarray]:
-    """A function returning one pass of samples of ``key``: the module is exported once and,
-    for ONNX Runtime, one session serves every pass (session reuse)."""
-    torch.manual_seed(0)
-    module = key_module(key).eval()
-    if isinstance(measurer, TorchMeasurer):
-        return lambda: measurer.measure(module, key.input_shape())
-    data = export_module_onnx(module, full_input_shape(key.input_shape(), int(measurer.settings_dict()["batch"])))
-    if isinstance(measurer, OrtMeasurer):
-        runner, settings = measurer.runner(data, key.input_shape()), measurer.settings
-        runner.run(0, settings.warmup)
-        return lambda: runner.run(settings.repeats)
-    return lambda: measurer.measure(data, key.input_shape())
-
-
-def measure_key(measurer: Measurer, key: LayerKey, config: BuildConfig) -> dict[str, object]:
-    """Samples of one layer (more passes while the spread is wide) summarised as a row."""
-    sample = key_sampler(measurer, key)
+def _adaptive(sample: Callable[[], np.ndarray], config: BuildConfig) -> np.ndarray:
+    """One pass, then more (pooled) while the relative spread exceeds ``config.max_spread``."""
     samples = sample()
     for _ in range(config.max_passes - 1):
         if relative_spread(samples) <= config.max_spread:
             break
         samples = np.concatenate([samples, sample()])
+    return samples
+
+
+def _key_samples(measurer: Measurer, key: LayerKey, config: BuildConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """Warm samples, cold (in-context) samples and the copies used; see :mod:`latency.incontext`.
+    Measurers other than ONNX Runtime give warm samples only (cold = warm, copies = 1)."""
+    torch.manual_seed(0)
+    module = key_module(key).eval()
+    if isinstance(measurer, TorchMeasurer):
+        warm = _adaptive(lambda: measurer.measure(module, key.input_shape()), config)
+        return warm, warm, 1
+    shape = full_input_shape(key.input_shape(), int(measurer.settings_dict()["batch"]))
+    data = export_module_onnx(module, shape)
+    if not isinstance(measurer, OrtMeasurer):
+        warm = _adaptive(lambda: measurer.measure(data, key.input_shape()), config)
+        return warm, warm, 1
+    settings = measurer.settings
+    copies = copies_for(4 * key_cost(key)[0], config.l2_bytes)
+    runner = RoundRobinRunner(data, shape, settings, copies)
+    runner.run_warm(0, settings.warmup)
+    warm = _adaptive(lambda: runner.run_warm(settings.repeats), config)
+    cold = _adaptive(lambda: runner.run_cold(max(2, math.ceil(settings.repeats / copies))), config)
+    return warm, cold, copies
+
+
+def measure_key(measurer: Measurer, key: LayerKey, config: BuildConfig) -> dict[str, object]:
+    """One layer's warm and in-context (cold) samples summarised as a table row."""
+    warm, cold, copies = _key_samples(measurer, key, config)
     params, madds = key_cost(key)
-    median = float(np.median(samples))
-    return {**key.as_row(), "median_ms": median, "raw_median_ms": median, "p90_ms": float(np.percentile(samples, 90)),
-            "std_ms": float(np.std(samples)), "n": int(samples.size), "ref_ms": float("nan"), "params": params,
-            "madds": madds}
+    median, cold_median = float(np.median(warm)), float(np.median(cold))
+    return {**key.as_row(), "median_ms": median, "raw_median_ms": median, "p90_ms": float(np.percentile(warm, 90)),
+            "std_ms": float(np.std(warm)), "n": int(warm.size), "cold_median_ms": cold_median,
+            "raw_cold_median_ms": cold_median, "cold_n": int(cold.size), "copies": copies, "ref_ms": float("nan"),
+            "params": params, "madds": madds}
 
 
 class TableBuilder:

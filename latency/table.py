@@ -28,7 +28,8 @@ from latency.keys import KEY_COLUMNS, LayerKey, key_from_row
 SCHEMA_VERSION = 1
 MANIFEST_FILE, ENTRIES_FILE, REFERENCE_FILE, CALIBRATION_FILE = "manifest.json", "entries.csv", "reference.csv", "calibration.csv"
 VALIDATION_FILE = "validation.json"
-STAT_COLUMNS = ("median_ms", "raw_median_ms", "p90_ms", "std_ms", "n", "ref_ms", "params", "madds")
+STAT_COLUMNS = ("median_ms", "raw_median_ms", "p90_ms", "std_ms", "n", "cold_median_ms", "raw_cold_median_ms", "cold_n",
+                "copies", "ref_ms", "params", "madds")
 ENTRY_COLUMNS = KEY_COLUMNS + STAT_COLUMNS
 CALIBRATION_COLUMNS = ("resolution", "spec", "measured_ms", "raw_ms", "ref_ratio", "rounds", "baseline_ms")
 
@@ -80,7 +81,9 @@ class LatencyTable:
         self.manifest = manifest
         self.entries = entries
         baseline = manifest.get("reference", {}).get("baseline_ms")
-        self._values = {key_from_row(row): float(row["median_ms"]) for row in entries.to_dict("records")}
+        records = entries.to_dict("records")
+        self._values = {key_from_row(row): float(row["median_ms"]) for row in records}
+        self._cold = {key_from_row(row): float(row["cold_median_ms"]) for row in records}
         self.reference_baseline_ms = baseline
 
     def __len__(self) -> int:
@@ -100,8 +103,14 @@ class LatencyTable:
             raise MissingKeyError(f"layer {key.label()} is not in the table at {self.folder} "
                                   f"({len(self)} entries); build it for this space/resolution or measure lazily") from None
 
-    def keys_sum_ms(self, keys: Iterable[LayerKey]) -> float:
-        return float(sum(self.lookup(k) for k in keys))
+    def lookup_cold(self, key: LayerKey) -> float:
+        """The in-context (weights cold) median of ``key`` (latency.incontext)."""
+        self.lookup(key)
+        return self._cold[key]
+
+    def keys_sum_ms(self, keys: Iterable[LayerKey], *, cold: bool = False) -> float:
+        get = self.lookup_cold if cold else self.lookup
+        return float(sum(get(k) for k in keys))
 
     def calibration(self, resolution: int) -> dict:
         """The calibration fitted for input side ``resolution``."""
@@ -140,7 +149,9 @@ def finalize_entries(raw: pd.DataFrame, baseline_ms: float | None) -> pd.DataFra
     frame = raw.drop_duplicates(subset=list(KEY_COLUMNS), keep="last").reset_index(drop=True)
     if baseline_ms and len(frame):
         scale = baseline_ms / frame["ref_ms"].astype(float)
-        frame["median_ms"] = frame["raw_median_ms"].astype(float) * scale.where(np.isfinite(scale), 1.0)
+        scale = scale.where(np.isfinite(scale), 1.0)
+        frame["median_ms"] = frame["raw_median_ms"].astype(float) * scale
+        frame["cold_median_ms"] = frame["raw_cold_median_ms"].astype(float) * scale
     return frame
 
 

@@ -36,8 +36,9 @@ def test_sampled_specs_are_distinct_seeded_and_exclude_given_ones():
 
 def test_calibration_recovers_a_linear_relation_and_prefers_the_simple_model():
     rng = np.random.default_rng(0)
-    features = [{"sum_ms": s, "n_layers": n, "params_m": p, "madds_m": m}
-                for s, n, p, m in zip(rng.uniform(1, 3, 20), rng.integers(15, 25, 20), rng.uniform(3, 8, 20), rng.uniform(10, 90, 20))]
+    features = [{"sum_ms": s, "cold_sum_ms": s * c, "n_layers": n, "params_m": p, "madds_m": m}
+                for s, c, n, p, m in zip(rng.uniform(1, 3, 20), rng.uniform(1.0, 1.3, 20), rng.integers(15, 25, 20),
+                                         rng.uniform(3, 8, 20), rng.uniform(10, 90, 20))]
     measured = [1.1 * f["sum_ms"] + 0.2 for f in features]
     calibration = fit_calibration(features, measured)
     assert calibration["features"] == ["sum_ms"]

@@ -1,0 +1,105 @@
+"""In-context layer timing for ONNX Runtime: weights cold, activations warm, as inside a network.
+
+Timed alone, a layer's weights stay in the L2 cache from one run to the next; inside a
+network every other layer's weights pass through the cache in between, so the layer reloads
+its weights (from L3) each inference. On this machine kind that made the naive sum of
+isolated medians miss whole models by -20% at 32x32 (FINDINGS.md), where layers run on
+2x2 and 1x1 maps and are bound by weight loading. Here a layer is loaded into ``copies``
+sessions (separate weight copies whose total exceeds twice the L2 size, up to a cap) that
+are run round-robin, so each run finds its weights evicted. The sessions share one input
+and one output buffer (io_binding) and the environment's arena allocator, so activations and
+scratch buffers stay warm, as the previous layer leaves them inside a network. Both the
+warm (single session) and the cold round-robin medians are returned; the calibration decides
+how much of each to use.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from latency.measurers import EXECUTION_MODES, OPT_LEVELS, OrtSettings
+
+log = logging.getLogger(__name__)
+_ENV_ALLOCATOR = {"registered": False}
+DEFAULT_L2_BYTES = 2 * 1024 * 1024
+MAX_COPIES = 8
+
+
+def l2_cache_bytes() -> int:
+    """Per-core L2 size from sysfs (Linux), else 2 MiB."""
+    path = Path("/sys/devices/system/cpu/cpu0/cache/index2/size")
+    try:
+        text = path.read_text().strip().upper()
+        return int(text[:-1]) * (1024 if text.endswith("K") else 1024 * 1024) if text[-1] in "KM" else int(text)
+    except (OSError, ValueError, IndexError):
+        return DEFAULT_L2_BYTES
+
+
+def copies_for(weight_bytes: int, l2_bytes: int, max_copies: int = MAX_COPIES) -> int:
+    """Round-robin copies so that the other copies' weights exceed twice the L2 size."""
+    return int(min(max_copies, max(2, 1 + math.ceil(2 * l2_bytes / max(weight_bytes, 1)))))
+
+
+def _register_env_allocator() -> None:
+    if not _ENV_ALLOCATOR["registered"]:
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
+        _ENV_ALLOCATOR["registered"] = True
+
+
+def _session(onnx_bytes: bytes, settings: OrtSettings) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.execution_mode = EXECUTION_MODES[settings.execution_mode]
+    options.graph_optimization_level = OPT_LEVELS[settings.graph_optimization_level]
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.use_env_allocators", "1")
+    return ort.InferenceSession(onnx_bytes, options, providers=[settings.provider])
+
+
+class RoundRobinRunner:
+    """``copies`` sessions of one layer sharing input/output buffers; see the module docstring."""
+
+    def __init__(self, onnx_bytes: bytes, input_shape: tuple[int, ...], settings: OrtSettings, copies: int) -> None:
+        _register_env_allocator()
+        self.sessions = [_session(onnx_bytes, settings) for _ in range(copies)]
+        first = self.sessions[0]
+        data = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
+        self.input = ort.OrtValue.ortvalue_from_numpy(data)
+        out_shape = [int(d) for d in first.get_outputs()[0].shape]
+        self.output = ort.OrtValue.ortvalue_from_numpy(np.zeros(out_shape, np.float32))
+        self.bindings = []
+        for session in self.sessions:
+            binding = session.io_binding()
+            binding.bind_ortvalue_input(session.get_inputs()[0].name, self.input)
+            binding.bind_ortvalue_output(session.get_outputs()[0].name, self.output)
+            self.bindings.append(binding)
+
+    def run_warm(self, repeats: int, warmup: int = 0) -> np.ndarray:
+        """The first session alone: ``repeats`` samples in ms."""
+        return self._time([0], repeats, warmup)
+
+    def run_cold(self, rounds: int, warmup_rounds: int = 1) -> np.ndarray:
+        """Every session in turn, ``rounds`` times: ``rounds * copies`` samples in ms."""
+        return self._time(list(range(len(self.sessions))), rounds, warmup_rounds)
+
+    def _time(self, order: list[int], rounds: int, warmup_rounds: int) -> np.ndarray:
+        pairs = [(self.sessions[i].run_with_iobinding, self.bindings[i]) for i in order]
+        for _ in range(warmup_rounds):
+            for run, binding in pairs:
+                run(binding)
+        samples = np.empty(rounds * len(pairs))
+        index = 0
+        for _ in range(rounds):
+            for run, binding in pairs:
+                start = time.perf_counter_ns()
+                run(binding)
+                samples[index] = time.perf_counter_ns() - start
+                index += 1
+        return samples / 1e6

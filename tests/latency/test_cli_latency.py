@@ -1,0 +1,74 @@
+"""`mobilenas latency ...`: build (lazy, tiny), validate, predict, show, and one-line errors (exit 2)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mobilenas.cli import main
+from search_spaces.encoding import format_spec, parse_spec
+
+TINY = ["--repeats", "3", "--warmup", "1", "--calibration-specs", "6", "--calibration-rounds", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """A lazy table (layers of 6 calibration specs, real ONNX Runtime, 32x32) built by the CLI."""
+    folder = tmp_path_factory.mktemp("cli") / "table"
+    assert main(["latency", "build", "--space", "mnasnet", "--resolution", "32", "--out", str(folder), "--lazy", *TINY]) == 0
+    return folder
+
+
+def _calibration_spec(folder) -> str:
+    return (folder / "calibration.csv").read_text().splitlines()[1].split(",")[1]
+
+
+def test_predict_json_prints_latency_ms(table, capsys):
+    spec = _calibration_spec(table)
+    assert main(["latency", "predict", str(table), spec, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["latency_ms"] > 0 and out["spec"] == format_spec(parse_spec(spec))
+
+
+def test_show_summarises_device_and_calibration(table, capsys):
+    assert main(["latency", "show", str(table)]) == 0
+    out = capsys.readouterr().out
+    assert "cpu_model=" in out and "calibration r32" in out
+
+
+def test_validate_writes_validation_json(table, capsys):
+    assert main(["latency", "validate", str(table), "-n", "2", "--rounds", "1", "--measure-missing", "--quiet"]) == 0
+    report = json.loads((table / "validation.json").read_text())
+    for name in ("n", "within_5pct", "within_10pct", "mean_abs_err_pct", "p90_abs_err_pct", "spearman"):
+        assert name in report
+    assert report["n"] == 2 and (table / "validation.png").exists()
+
+
+def test_rerunning_a_finished_build_measures_nothing_new(table, capsys):
+    before = (table / "entries.csv").read_text()
+    assert main(["latency", "build", "--space", "mnasnet", "--resolution", "32", "--out", str(table), "--lazy", *TINY]) == 0
+    assert (table / "entries.csv").read_text() == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["latency", "build", "--space", "nope", "--resolution", "32"], "unknown space 'nope'"),
+    (["latency", "build", "--space", "mnasnet", "--resolution", "32", "--measurer", "command"], "needs --command"),
+    (["latency", "show", "/nonexistent/table"], "is not a latency table folder"),
+])
+def test_user_errors_are_one_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_missing_layer_exits_2(table, capsys):
+    spec = "r32_i3_n1000|stem_k3_s2_c16_hs|ir_k7_s1_e16_c16_se0_re_sk0|head_c960_h1280_hs_d0.2"
+    assert main(["latency", "predict", str(table), spec]) == 2
+    assert "is not in the table" in capsys.readouterr().err
+
+
+def test_table_from_other_settings_exits_2_naming_the_difference(table, capsys):
+    argv = ["latency", "build", "--space", "mnasnet", "--resolution", "32", "--out", str(table), "--lazy", *TINY]
+    argv[argv.index("3")] = "7"  # --repeats 7
+    assert main(argv) == 2
+    assert "setting repeats: table 3, here 7" in capsys.readouterr().err
