@@ -62,6 +62,11 @@ FINETUNE_CONFIG = PROXY_CONFIG.replace(lr=0.01, warmup_epochs=0.0)
 """Fine-tuning recipe: a tenth of the proxy lr, no warmup, starting from given weights."""
 
 
+def adapt_spec(spec: ArchSpec, data: Dataset) -> ArchSpec:
+    """``spec`` with the data's input channels, resolution and class count (the rest kept)."""
+    return spec.replace(in_channels=data.in_channels, resolution=data.resolution, num_classes=data.num_classes)
+
+
 def _job_config(base: TrainConfig, budget: Budget, *, seed: int, threads: int, device: str) -> TrainConfig:
     return base.replace(epochs=budget.epochs or 1, steps=budget.steps, seed=seed, threads=threads, device=device)
 

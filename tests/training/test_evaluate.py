@@ -50,3 +50,11 @@ def _fresh_weights(spec) -> dict[str, torch.Tensor]:
 def test_budget_validation(kwargs):
     with pytest.raises(ValueError, match="budget"):
         Budget(**kwargs)
+
+
+def test_adapt_spec_takes_shape_from_data(digits16):
+    from search_spaces.reference import reference_spec
+    from training.evaluate import adapt_spec
+
+    spec = adapt_spec(reference_spec("mobilenetv3-small"), digits16)
+    assert (spec.in_channels, spec.resolution, spec.num_classes) == (1, 16, 10)
