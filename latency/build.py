@@ -6,16 +6,16 @@ model (their mean normalises the batch, see :mod:`latency.endtoend`) and is appe
 Then the calibration specs are measured end to end (appended one group at a time) and the
 calibration of :mod:`latency.calibration` is fitted per resolution into the manifest.
 What keeps a full build short (FINDINGS.md costs): the legacy exporter (~11 ms per block),
-one session per key, few repeats (20 after 5 warm-ups) with more only where the spread of a
-key's samples is wide, and whole models measured only for the calibration specs.
+one export per key whose sessions serve every pass, few repeats (20 after 5 warm-ups) with
+more only where the spread of a key's samples is wide, no per-run output copies (io_binding),
+and whole models measured only for the calibration specs.
 """
 from __future__ import annotations
 
 import logging
 import math
 import time
-from dataclasses import field
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Sequence

@@ -3,11 +3,11 @@
 The naive sum of isolated per-block medians misses the whole model by -6 to -7% at 224x224
 and about -20% at 32x32 on this machine kind (FINDINGS.md): each isolated measurement pays
 its own per-call overhead, while inside a network weights are evicted from the cache between
-uses and per-node executor costs differ. A small linear model over per-spec aggregates,
+uses (see :mod:`latency.incontext`, whose cold medians the table also holds). A small linear
+model over per-spec aggregates (warm sum, in-context sum, layer count, parameters, MAdds),
 fitted by relative-error least squares against whole-model measurements of sampled specs
-taken at build time, corrects this. The feature set is chosen by leave-one-out error from a
-few nested candidates (sum only -> + layer count -> + parameters -> + multiply-adds), so a
-table for other hardware picks what that hardware needs.
+taken at build time, corrects the rest. The feature set is chosen among a few candidates by
+leave-one-out error, so a table for other hardware picks what that hardware needs.
 """
 from __future__ import annotations
 

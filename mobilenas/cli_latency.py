@@ -117,8 +117,15 @@ def parse_csv_specs(folder: Path) -> list[str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    predictor = LatencyPredictor(load_table(args.table, force=args.force))
+    table = load_table(args.table, force=args.force)
     spec = spec_from_args(args)
+    if args.measure_missing:
+        table.calibration(spec.resolution)  # fail before measuring if the resolution is not calibrated
+        ref = parse_spec(table.manifest["reference"]["spec"])
+        TableBuilder(args.table, measurer_from_recorded(table.manifest["measurer"]), ref, space=table.manifest["space"],
+                     force=args.force).ensure_specs([spec])
+        table = load_table(args.table, force=args.force)
+    predictor = LatencyPredictor(table)
     explained = predictor.explain(spec)
     if args.json:
         print(json.dumps({"latency_ms": explained.latency_ms, "sum_ms": explained.sum_ms,
@@ -194,6 +201,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("table")
     add_spec_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object with latency_ms")
+    p.add_argument("--measure-missing", action="store_true",
+                   help="measure the spec's layers the table lacks (on this machine) and add them to the table")
     p.add_argument("--force", action="store_true")
     p.set_defaults(handler=cmd_predict)
     p = sub.add_parser("show", help="summary of a table: device, settings, calibration, validation")

@@ -72,3 +72,12 @@ def test_table_from_other_settings_exits_2_naming_the_difference(table, capsys):
     argv[argv.index("3")] = "7"  # --repeats 7
     assert main(argv) == 2
     assert "setting repeats: table 3, here 7" in capsys.readouterr().err
+
+
+def test_predict_measure_missing_extends_the_table_lazily(table, capsys):
+    argv = ["latency", "predict", str(table), "mobilenetv3-small", "--resolution", "32", "--json"]
+    assert main(argv) == 2  # not in the space: missing layers
+    capsys.readouterr()
+    assert main([*argv, "--measure-missing"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_ms"] > 0
+    assert main(argv) == 0  # now in the table
