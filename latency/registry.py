@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Callable
 
 from latency.command import CommandMeasurer, CommandSettings
 from latency.measurers import Measurer, OrtMeasurer, OrtSettings, TorchMeasurer, TorchSettings
@@ -36,5 +35,3 @@ def measurer_from_recorded(recorded: dict[str, object]) -> Measurer:
     names = {f.name for f in fields(settings_cls)}
     return make_measurer(name, settings_cls(**{k: v for k, v in recorded.items() if k in names}))
 
-
-SettingsFactory = Callable[..., object]
