@@ -19,10 +19,9 @@ from latency.table import VALIDATION_FILE, load_table, read_manifest
 from latency.validation import ValidationConfig, sample_specs, validate, write_report
 from mobilenas.spec_args import add_spec_arguments, spec_from_args
 from search_spaces.encoding import format_spec, parse_spec
+from mobilenas.spaces import SPACES, make_space
 from search_spaces.mnasnet_space import MnasNetSpace
 
-# Search spaces by name. Kept here until search_spaces offers a registry.
-SPACES = {"mnasnet": MnasNetSpace}
 
 
 class _Bars:
@@ -45,10 +44,8 @@ class _Bars:
             del self.bars[phase]
 
 
-def _space(name: str, resolution: int) -> object:
-    if name not in SPACES:
-        raise ValueError(f"unknown space {name!r}; expected one of {tuple(SPACES)}")
-    return SPACES[name](resolution=resolution)
+def _space(name: str, resolution: int) -> MnasNetSpace:
+    return make_space(name, resolution=resolution)
 
 
 def _measurer_from_args(args: argparse.Namespace) -> object:
