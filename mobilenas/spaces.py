@@ -13,5 +13,5 @@ SPACES: dict[str, Callable[..., MnasNetSpace]] = {
 def make_space(name: str, *, resolution: int = 224, num_classes: int = 1000, in_channels: int = 3) -> MnasNetSpace:
     """The space ``name`` at the given input shape and class count."""
     if name not in SPACES:
-        raise ValueError(f"unknown search space {name!r}; expected one of {sorted(SPACES)}")
+        raise ValueError(f"unknown space {name!r}; expected one of {sorted(SPACES)}")
     return SPACES[name](resolution=resolution, num_classes=num_classes, in_channels=in_channels)
