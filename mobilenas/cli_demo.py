@@ -1,8 +1,9 @@
 """``mobilenas demo``: the main job on the embedded default data, for a first look.
 
 Shows the reference models, exports MobileNetV3-Small adapted to the embedded MNIST data
-(1x32x32, 10 classes) in every format, and samples a few specs of the search space. Later
-stages of the pipeline (training, latency, search) add their steps here as they land.
+(1x32x32, 10 classes) in every format, samples a few specs of the search space, then trains
+the adapted model briefly with ``mobilenas train`` (test top-1, params, MAdds, ONNX Runtime
+latency, run folder). The global search and NetAdapt add their steps here as they land.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                              "MNIST data, and sample the search space.")
     demo.add_argument("--out", type=Path, default=None, help="run folder (default: results/runs/demo-<time>)")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
+    demo.add_argument("--data", default="mnist5k", help="data set for the training step (default: embedded mnist5k)")
+    demo.add_argument("--epochs", type=int, default=3, help="epochs of the training step (0 skips it; default 3)")
     demo.set_defaults(handler=run_demo)
 
 
@@ -55,5 +58,18 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"\nSearch space 'mnasnet': {space.size():.3e} distinct architectures; 3 samples (seed {args.seed}):")
     for s in samples:
         print(f"  {s['params']:>9,d} params {s['madds'] / 1e6:6.2f} M MAdds  {s['arch'][:90]}...")
+    if args.epochs > 0:
+        _train_step(args, out)
     print(f"\nrun folder: {out}")
     return 0
+
+
+def _train_step(args: argparse.Namespace, out: Path) -> None:
+    """Train the adapted MobileNetV3-Small through the ``train`` command itself."""
+    from mobilenas.cli import build_parser
+
+    print(f"\nTraining MobileNetV3-Small on {args.data} for {args.epochs} epochs (full recipe: 50 epochs, "
+          "see results/training/):")
+    train_args = build_parser().parse_args(["train", "mobilenetv3-small", "--data", args.data, "--epochs",
+                                            str(args.epochs), "--seed", str(args.seed), "--out", str(out)])
+    train_args.handler(train_args)
