@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from latency.measurers import EXECUTION_MODES, OPT_LEVELS, OrtSettings
+from latency.measurers import OrtSettings, session_options
 
 log = logging.getLogger(__name__)
 _ENV_ALLOCATOR = {"registered": False}
@@ -53,12 +53,7 @@ def _register_env_allocator() -> None:
 
 
 def _session(onnx_bytes: bytes, settings: OrtSettings) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = settings.intra_op_threads
-    options.inter_op_num_threads = settings.inter_op_threads
-    options.execution_mode = EXECUTION_MODES[settings.execution_mode]
-    options.graph_optimization_level = OPT_LEVELS[settings.graph_optimization_level]
-    options.log_severity_level = 3
+    options = session_options(settings)
     options.add_session_config_entry("session.use_env_allocators", "1")
     return ort.InferenceSession(onnx_bytes, options, providers=[settings.provider])
 

@@ -34,6 +34,17 @@ OPT_LEVELS = {
 }
 
 
+def session_options(settings: "OrtSettings") -> ort.SessionOptions:
+    """ONNX Runtime session options carrying every knob of ``settings`` (quiet logging)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.execution_mode = EXECUTION_MODES[settings.execution_mode]
+    options.graph_optimization_level = OPT_LEVELS[settings.graph_optimization_level]
+    options.log_severity_level = 3
+    return options
+
+
 @runtime_checkable
 class Measurer(Protocol):
     """Measures one model: ``measure(model, input_shape) -> samples in ms``."""
@@ -114,13 +125,7 @@ class OrtRunner:
     """
 
     def __init__(self, onnx_bytes: bytes, input_shape: tuple[int, ...], settings: OrtSettings) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = settings.intra_op_threads
-        options.inter_op_num_threads = settings.inter_op_threads
-        options.execution_mode = EXECUTION_MODES[settings.execution_mode]
-        options.graph_optimization_level = OPT_LEVELS[settings.graph_optimization_level]
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(onnx_bytes, options, providers=[settings.provider])
+        self.session = ort.InferenceSession(onnx_bytes, session_options(settings), providers=[settings.provider])
         self.input_name = self.session.get_inputs()[0].name
         self.feed = {self.input_name: np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)}
 

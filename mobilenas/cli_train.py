@@ -73,13 +73,9 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":
 
 def machine_info() -> dict[str, Any]:
     """Platform, CPU model and core count, recorded with every run."""
-    cpu = platform.processor() or "unknown"
-    try:
-        names = re.findall(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu = names[0].strip() if names else cpu
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+    from latency.fingerprint import cpu_model
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_model(),
             "cores": os.cpu_count(), "hostname": platform.node()}
 
 
