@@ -81,6 +81,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    if args.n < 1:
+        raise ValueError(f"-n = {args.n} is not allowed; expected at least 1 spec to validate")
     table = load_table(args.table, force=args.force)
     measurer = measurer_from_recorded(table.manifest["measurer"])
     excluded = set(parse_csv_specs(Path(args.table)))
