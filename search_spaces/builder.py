@@ -4,8 +4,17 @@ Layer layout follows torchvision's ``mobilenetv3.py`` so that the golden paramet
 of PAPER.md are reproduced exactly: conv (no bias) + BN + activation everywhere, SE with
 ReLU squeeze and hard-sigmoid gate, linear projection, residual where the spec says so,
 and the efficient last stage (pool before the 1x1 hidden conv, which has no BN).
+
+Every part has a name, not a position (timm's ``conv_pw``/``conv_dw``/``se``/``conv_pwl``;
+STYLE.md section 8), so a state-dict key means the same layer after a spec rewrite changes
+widths, which NetAdapt's weight transfer relies on: ``stem.{conv,bn}``,
+``blocks.<i>.conv_pw|conv_dw|conv_pwl.{conv,bn}`` (bottleneck), ``blocks.<i>.conv.{conv,bn}``
+(regular conv), ``blocks.<i>.se.conv_reduce|conv_expand``,
+``head.conv_features.{conv,bn}``, ``head.hidden``, ``head.classifier``.
 """
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -21,72 +30,84 @@ def activation(name: str) -> nn.Module:
 
 
 class ConvBNAct(nn.Sequential):
-    """k x k convolution without bias, batch norm, optional activation."""
+    """k x k convolution without bias (``conv``), batch norm (``bn``), optional activation
+    (``act``): named children, so ``stem.conv.weight`` means the same thing in every spec."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1,
                  groups: int = 1, act: str | None = None) -> None:
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, out_channels, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(out_channels),
-        ]
+        layers: OrderedDict[str, nn.Module] = OrderedDict(
+            conv=nn.Conv2d(in_channels, out_channels, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+            bn=nn.BatchNorm2d(out_channels),
+        )
         if act is not None:
-            layers.append(activation(act))
-        super().__init__(*layers)
+            layers["act"] = activation(act)
+        super().__init__(layers)
 
 
 class SqueezeExcite(nn.Module):
-    """Squeeze-and-excite with a hard-sigmoid gate (section 5.3)."""
+    """Squeeze-and-excite with a hard-sigmoid gate (section 5.3): ``conv_reduce`` to
+    ``se_channels(channels)``, ReLU, ``conv_expand`` back, hard-sigmoid (timm's names)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         squeeze = se_channels(channels)
-        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.conv_reduce = nn.Conv2d(channels, squeeze, 1)
         self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+        self.conv_expand = nn.Conv2d(squeeze, channels, 1)
         self.gate = nn.Hardsigmoid(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = torch.nn.functional.adaptive_avg_pool2d(x, 1)
-        scale = self.gate(self.fc2(self.act(self.fc1(scale))))
+        scale = self.gate(self.conv_expand(self.act(self.conv_reduce(scale))))
         return x * scale
 
 
 class Bottleneck(nn.Module):
-    """Inverted residual bottleneck (MobileNetV2/V3 "bneck"): optional 1x1 expansion,
-    k x k depthwise conv, optional SE, linear 1x1 projection, optional residual.
-    No expansion conv when ``exp_channels == in_channels`` (Table 1 row 2)."""
+    """Inverted residual bottleneck (MobileNetV2/V3 "bneck") with timm's part names:
+    ``conv_pw`` 1x1 expansion (``None`` when ``exp_channels == in_channels``, Table 1 row 2),
+    ``conv_dw`` k x k depthwise, ``se`` (``None`` without SE), ``conv_pwl`` linear 1x1
+    projection, and the identity residual when ``block.skip``."""
 
     def __init__(self, in_channels: int, block: BlockSpec) -> None:
         super().__init__()
         exp = block.exp_channels
-        layers: list[nn.Module] = []
-        if exp != in_channels:
-            layers.append(ConvBNAct(in_channels, exp, 1, act=block.act))
-        layers.append(ConvBNAct(exp, exp, block.kernel, block.stride, groups=exp, act=block.act))
-        if block.se:
-            layers.append(SqueezeExcite(exp))
-        layers.append(ConvBNAct(exp, block.out_channels, 1))
-        self.layers = nn.Sequential(*layers)
+        self.conv_pw = ConvBNAct(in_channels, exp, 1, act=block.act) if exp != in_channels else None
+        self.conv_dw = ConvBNAct(exp, exp, block.kernel, block.stride, groups=exp, act=block.act)
+        self.se = SqueezeExcite(exp) if block.se else None
+        self.conv_pwl = ConvBNAct(exp, block.out_channels, 1)
         self.skip = block.skip
 
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The block without its residual."""
+        if self.conv_pw is not None:
+            x = self.conv_pw(x)
+        x = self.conv_dw(x)
+        if self.se is not None:
+            x = self.se(x)
+        return self.conv_pwl(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.layers(x)
+        out = self.branch(x)
         return out + x if self.skip else out
 
 
 class RegularConv(nn.Module):
-    """MnasNet's regular convolution block: k x k conv, BN, act, optional SE and residual."""
+    """MnasNet's regular convolution block: ``conv`` (k x k conv, BN, act), optional ``se``
+    (``None`` without SE), optional residual."""
 
     def __init__(self, in_channels: int, block: BlockSpec) -> None:
         super().__init__()
-        layers: list[nn.Module] = [ConvBNAct(in_channels, block.out_channels, block.kernel, block.stride, act=block.act)]
-        if block.se:
-            layers.append(SqueezeExcite(block.out_channels))
-        self.layers = nn.Sequential(*layers)
+        self.conv = ConvBNAct(in_channels, block.out_channels, block.kernel, block.stride, act=block.act)
+        self.se = SqueezeExcite(block.out_channels) if block.se else None
         self.skip = block.skip
 
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The block without its residual."""
+        x = self.conv(x)
+        return x if self.se is None else self.se(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.layers(x)
+        out = self.branch(x)
         return out + x if self.skip else out
 
 
@@ -98,25 +119,31 @@ def build_block(in_channels: int, block: BlockSpec) -> nn.Module:
 
 
 class Head(nn.Module):
-    """Efficient last stage (section 5.1): 1x1 conv + BN + act, global pool, 1x1 conv
-    without BN + act (as a Linear), dropout, classifier."""
+    """Efficient last stage (section 5.1): ``conv_features`` (1x1 conv + BN + act), global
+    ``pool``, ``hidden`` (the 1x1 conv without BN, as a Linear; ``None`` without one) and its
+    ``hidden_act``, ``dropout``, ``classifier`` (Linear)."""
 
     def __init__(self, spec: ArchSpec) -> None:
         super().__init__()
         head = spec.head
         last = spec.blocks[-1].out_channels
-        self.features = ConvBNAct(last, head.feature_channels, 1, act=head.act)
+        self.conv_features = ConvBNAct(last, head.feature_channels, 1, act=head.act)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        layers: list[nn.Module] = []
         width = head.feature_channels
+        self.hidden: nn.Linear | None = None
+        self.hidden_act: nn.Module | None = None
         if head.hidden_channels is not None:
-            layers += [nn.Linear(width, head.hidden_channels), activation(head.act)]
+            self.hidden = nn.Linear(width, head.hidden_channels)
+            self.hidden_act = activation(head.act)
             width = head.hidden_channels
-        layers += [nn.Dropout(head.dropout), nn.Linear(width, spec.num_classes)]
-        self.classifier = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(head.dropout)
+        self.classifier = nn.Linear(width, spec.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        x = torch.flatten(self.pool(self.conv_features(x)), 1)
+        if self.hidden is not None:
+            x = self.hidden_act(self.hidden(x))
+        return self.classifier(self.dropout(x))
 
 
 class SpecNet(nn.Module):

@@ -31,7 +31,7 @@ def test_no_expansion_conv_when_exp_equals_input():
 
 def test_se_squeeze_width_and_hard_sigmoid_gate():
     se = SqueezeExcite(72)
-    assert se.fc1.out_channels == 24  # make_divisible(72 / 4, 8)
+    assert se.conv_reduce.out_channels == 24  # make_divisible(72 / 4, 8)
     assert isinstance(se.gate, nn.Hardsigmoid)
 
 
@@ -39,9 +39,9 @@ def test_residual_only_where_spec_says():
     block = BlockSpec("bneck", 3, 1, 32, 16, False, "relu", skip=True)
     module = Bottleneck(16, block).eval()
     x = torch.randn(1, 16, 8, 8)
-    torch.testing.assert_close(module(x), module.layers(x) + x)
+    torch.testing.assert_close(module(x), module.branch(x) + x)
     no_skip = Bottleneck(16, BlockSpec("bneck", 3, 1, 32, 16)).eval()
-    torch.testing.assert_close(no_skip(x), no_skip.layers(x))
+    torch.testing.assert_close(no_skip(x), no_skip.branch(x))
 
 
 def test_hswish_matches_paper_formula():
@@ -51,16 +51,42 @@ def test_hswish_matches_paper_formula():
 
 def test_efficient_last_stage_layout():
     model = build_model(reference_spec("mobilenetv3-small", num_classes=5))
-    assert isinstance(model.head.features[1], nn.BatchNorm2d)
-    linears = [m for m in model.head.classifier if isinstance(m, nn.Linear)]
+    assert isinstance(model.head.conv_features.bn, nn.BatchNorm2d)
+    linears = [model.head.hidden, model.head.classifier]
     assert [(l.in_features, l.out_features) for l in linears] == [(576, 1024), (1024, 5)]
-    assert any(isinstance(m, nn.Dropout) and m.p == 0.2 for m in model.head.classifier)
+    assert model.head.dropout.p == 0.2
 
 
 def test_head_without_hidden_layer():
     spec = reference_spec("mobilenetv2", num_classes=4)
-    linears = [m for m in build_model(spec).head.classifier if isinstance(m, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(1280, 4)]
+    head = build_model(spec).head
+    assert head.hidden is None and head.hidden_act is None
+    assert (head.classifier.in_features, head.classifier.out_features) == (1280, 4)
+
+
+def test_state_dict_names_are_named_parts_not_positions():
+    small = build_model(reference_spec("mobilenetv3-small")).state_dict()
+    assert "stem.conv.weight" in small and "stem.bn.running_var" in small
+    # Small's block 0 has exp == in (16): no expansion conv, an SE on the depthwise output
+    assert not any(k.startswith("blocks.0.conv_pw.") for k in small)
+    assert {"blocks.0.conv_dw.conv.weight", "blocks.0.se.conv_reduce.weight", "blocks.0.se.conv_expand.bias",
+            "blocks.0.conv_pwl.bn.weight", "blocks.1.conv_pw.conv.weight"} <= set(small)
+    assert {"head.conv_features.conv.weight", "head.hidden.weight", "head.classifier.weight"} <= set(small)
+    # a width change that adds an expansion conv adds keys and leaves the others' meaning alone
+    stem8 = reference_spec("mobilenetv3-small")
+    stem8 = stem8.replace(stem=stem8.stem.__class__(8, 3, 2, "hswish"))
+    names = set(build_model(stem8).state_dict())
+    assert names - set(small) == {f"blocks.0.conv_pw.{p}" for p in
+                                  ("conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var",
+                                   "bn.num_batches_tracked")}
+
+
+def test_regular_conv_block_parts():
+    spec = ArchSpec(blocks=(BlockSpec("conv", 3, 1, None, 16, True, "relu", skip=True),), resolution=8)
+    block = build_model(spec).blocks[0].eval()
+    assert block.conv.conv.kernel_size == (3, 3) and block.se.conv_reduce.out_channels == 8
+    x = torch.randn(1, 16, 8, 8)
+    torch.testing.assert_close(block(x), block.branch(x) + x)
 
 
 def test_odd_resolution_runs():
