@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mobilenas.cli_spec import EXPORT_FORMATS, spec_summary, write_export
-from mobilenas.spaces import make_space
+from search_spaces.registry import make_space
 from search_spaces.paper_table import render_markdown
 from search_spaces.reference import REFERENCE_SPECS, reference_spec
 

@@ -19,7 +19,7 @@ from latency.table import VALIDATION_FILE, load_table, read_manifest
 from latency.validation import ValidationConfig, sample_specs, validate, write_report
 from mobilenas.spec_args import add_spec_arguments, spec_from_args
 from search_spaces.encoding import format_spec, parse_spec
-from mobilenas.spaces import SPACES, make_space
+from search_spaces.registry import SPACES, make_space
 from search_spaces.mnasnet_space import MnasNetSpace
 
 
@@ -56,7 +56,8 @@ def _measurer_from_args(args: argparse.Namespace) -> object:
     else:
         if not args.command:
             raise ValueError("--measurer command needs --command TEMPLATE (with a {model} placeholder)")
-        settings = CommandSettings(template=args.command, pattern=args.pattern, unit=args.unit, batch=args.batch)
+        settings = CommandSettings(template=args.command, pattern=args.pattern, unit=args.unit, batch=args.batch,
+                                   device_id=args.device_id)
     return make_measurer(args.measurer, settings)
 
 
@@ -166,6 +167,8 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pattern", default=CommandSettings.__dataclass_fields__["pattern"].default,
                    help="regex reading the latency from the command output (group 'value', optional 'unit')")
     p.add_argument("--unit", default="ms", help="unit of the number the pattern reads (us, ms, s)")
+    p.add_argument("--device-id", default=None,
+                   help="name of the device the command times on (e.g. serial + SoC); recorded and matched")
     p.add_argument("--out", default=None, help="table folder (default results/runs/latency-SPACE-rR-MEASURER)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration and reference specs")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (ORT) / torch threads")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mobilenas.spec_args import add_spec_arguments, spec_from_args
-from mobilenas.spaces import SPACES, make_space
+from search_spaces.registry import SPACES, make_space
 from search_spaces.counting import spec_cost
 from search_spaces.encoding import format_spec, spec_to_dict, spec_to_json
 from search_spaces.paper_table import render_markdown

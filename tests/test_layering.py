@@ -5,14 +5,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("mobilenas", "nas", "netadapt", "latency", "training", "search_spaces")
+PACKAGES = ("mobilenas", "nas", "netadapt", "latency", "training", "search_spaces", "storage")
 ALLOWED = {
-    "mobilenas": {"nas", "netadapt", "latency", "training", "search_spaces", "mobilenas"},
-    "nas": {"latency", "training", "search_spaces", "nas"},
-    "netadapt": {"latency", "training", "search_spaces", "netadapt"},
-    "latency": {"search_spaces", "latency"},
-    "training": {"search_spaces", "training"},
+    "mobilenas": {"nas", "netadapt", "latency", "training", "search_spaces", "mobilenas", "storage"},
+    "nas": {"latency", "training", "search_spaces", "nas", "storage"},
+    "netadapt": {"latency", "training", "search_spaces", "netadapt", "storage"},
+    "latency": {"search_spaces", "latency", "storage"},
+    "training": {"search_spaces", "training", "storage"},
     "search_spaces": {"search_spaces"},
+    "storage": {"storage"},
 }
 TORCH_FREE = {"search_spaces/spec.py", "search_spaces/encoding.py", "search_spaces/mnasnet_space.py",
               "search_spaces/counting.py", "search_spaces/paper_table.py", "search_spaces/timm_arch.py"}
@@ -45,7 +46,7 @@ def test_imports_follow_layers(package, path):
         assert rel in RAY_MODULES or rel.startswith("netadapt/parallel"), f"{rel} imports ray"
     if package == "search_spaces":
         assert roots <= {"search_spaces", "torch", "numpy", "__future__", "dataclasses", "typing", "re", "json",
-                         "io", "warnings", "pathlib", "math", "itertools", "functools", "collections"}, rel
+                         "io", "warnings", "pathlib", "math", "itertools", "functools", "collections", "enum"}, rel
     if rel in TORCH_FREE:
         assert "torch" not in roots, f"{rel} must not import torch"
 

@@ -1,0 +1,57 @@
+"""The ask/tell interface every search strategy implements (STYLE.md section 3).
+
+A strategy proposes points of a :class:`search_spaces.registry.SearchSpace` as canonical index
+vectors and learns from the outcomes it is told. It never trains, measures, sleeps, prints or
+writes files: a driver (in-process loop, or Ray Tune through ``nas.tune``) owns the loop.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+OUTCOME_STATUSES = ("ok", "failed", "diverged", "infeasible")
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One candidate: a strategy-unique id and the canonical decision indices."""
+
+    proposal_id: str
+    indices: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What came of a proposal. ``reward`` is finite for ``ok``; for any other status the
+    strategy substitutes its worst reward (a failed trial never raises inside the loop)."""
+
+    reward: float
+    status: str = "ok"
+    top1: float = math.nan
+    latency_ms: float = math.nan
+
+    def __post_init__(self) -> None:
+        if self.status not in OUTCOME_STATUSES:
+            raise ValueError(f"outcome status {self.status!r} is not allowed; expected one of {OUTCOME_STATUSES}")
+
+    @property
+    def usable(self) -> bool:
+        """True when the reward can be learned from as it is (status ok and a finite reward)."""
+        return self.status == "ok" and self.reward is not None and math.isfinite(self.reward)
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """Seeded ask/tell search strategy with a JSON-safe state."""
+
+    def ask(self) -> Proposal | None:
+        """The next proposal, or None to wait for outstanding results."""
+
+    def tell(self, proposal_id: str, outcome: Outcome) -> None:
+        """Report the outcome of an earlier proposal (each id is told once)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe state, RNG included: ``load_state_dict`` on a fresh instance continues identically."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...

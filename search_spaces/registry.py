@@ -1,0 +1,46 @@
+"""The search spaces by name (what ``--space`` accepts) and the protocol every space meets.
+
+Strategies see a space only through :class:`SearchSpace`: a fixed vector of categorical
+decisions (MnasNet section 4.1, its controller emits one token per decision), decoded to an
+``ArchSpec`` and canonicalized so that one architecture has one encoding (STYLE.md section 2).
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+from search_spaces.mnasnet_space import MnasNetSpace
+from search_spaces.spec import ArchSpec
+
+
+@runtime_checkable
+class SearchSpace(Protocol):
+    """What a strategy and a driver may ask of a space."""
+
+    name: str
+    resolution: int
+    num_classes: int
+    in_channels: int
+
+    @property
+    def cardinalities(self) -> tuple[int, ...]: ...
+    def decode(self, indices: tuple[int, ...] | list[int]) -> ArchSpec: ...
+    def encode(self, spec: ArchSpec) -> tuple[int, ...]: ...
+    def canonicalize(self, indices: tuple[int, ...] | list[int]) -> tuple[int, ...]: ...
+    def sample_indices(self, rng: np.random.Generator) -> tuple[int, ...]: ...
+    def mutate_indices(self, indices: tuple[int, ...], rng: np.random.Generator,
+                       max_tries: int = 100) -> tuple[int, ...]: ...
+    def size(self) -> int: ...
+
+
+SPACES: dict[str, Callable[..., SearchSpace]] = {
+    "mnasnet": MnasNetSpace,
+}
+
+
+def make_space(name: str, *, resolution: int = 224, num_classes: int = 1000, in_channels: int = 3) -> SearchSpace:
+    """The space ``name`` at the given input shape and class count."""
+    if name not in SPACES:
+        raise ValueError(f"unknown space {name!r}; expected one of {sorted(SPACES)}")
+    return SPACES[name](resolution=resolution, num_classes=num_classes, in_channels=in_channels)

@@ -1,0 +1,232 @@
+"""Run folders shared by every job (``train``, ``search``, ``netadapt``, ``run``): STYLE.md section 8.
+
+A run folder ``<out>/<UTC time>-<slug>-s<seed>/`` holds ``manifest.json``: job, resolved config,
+seed, package versions, machine, the command, and an explicit :class:`RunStatus`. A job calls
+:meth:`RunFolder.create` (new run) or :meth:`RunFolder.open` (``--resume``), then runs inside
+:meth:`RunFolder.session`, which records ``running`` with the process id, ``interrupted`` on
+Ctrl-C, ``failed`` (with the error) on an exception, and leaves ``finished`` to the job. A folder
+left ``running`` by a process that no longer exists reads as ``killed`` (Optuna's trial states).
+"""
+from __future__ import annotations
+
+import datetime
+import enum
+import os
+import platform
+import re
+import signal
+import socket
+import sys
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from storage.statefiles import StateFileError, read_json, write_json
+
+MANIFEST = "manifest.json"
+SCHEMA_VERSION = 1
+DEFAULT_OUT = Path("results/runs")
+PACKAGES = ("mobilenas", "torch", "numpy", "pandas", "onnx", "onnxruntime", "ray", "scikit-learn", "mlxtend")
+MANIFEST_FIELDS = {"schema_version": int, "job": str, "run_id": str, "status": str, "seed": int, "config": dict}
+
+
+class RunStatus(str, enum.Enum):
+    """A run's state. ``interrupted`` and ``killed`` runs resume; ``failed`` ones resume after the
+    cause is fixed; ``diverged`` ones are final for their config; ``finished`` ones are done."""
+
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    FINISHED = "finished"
+    FAILED = "failed"
+    DIVERGED = "diverged"
+    KILLED = "killed"
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def machine_info() -> dict[str, Any]:
+    """Platform, Python, CPU model and core count (the latency layer adds the full fingerprint)."""
+    model = platform.processor() or "unknown"
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        for line in info.read_text().splitlines():
+            if line.lower().startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": model,
+            "cores": os.cpu_count(), "hostname": socket.gethostname()}
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (tells a live process from a reused pid), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(owner: Mapping[str, Any]) -> bool:
+    """Whether the process recorded in ``owner`` still runs (assumed alive on another host)."""
+    if owner.get("host") != socket.gethostname():
+        return True
+    pid = owner.get("pid")
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    start = owner.get("start")
+    return start is None or _process_start(pid) in (None, start)
+
+
+def new_run_id(seed: int, slug: str) -> str:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    clean = re.sub(r"[^A-Za-z0-9.]+", "-", slug).strip("-")[:48] or "run"
+    return f"{stamp}-{clean}-s{seed}"
+
+
+class RunFolder:
+    """One run's folder and manifest; see the module docstring."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self.manifest = manifest
+
+    @classmethod
+    def create(cls, out: str | Path, *, job: str, slug: str, seed: int, config: Mapping[str, Any],
+               command: list[str] | None = None, extra: Mapping[str, Any] | None = None) -> "RunFolder":
+        """A fresh folder under ``out`` (suffixed if the name is taken) with its manifest."""
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(f"--out {str(out)!r} is a file; expected a folder for run folders")
+        run_id = new_run_id(seed, slug)
+        path, n = out / run_id, 1
+        while path.exists():
+            n += 1
+            path = out / f"{run_id}-{n}"
+        path.mkdir(parents=True)
+        manifest = {"schema_version": SCHEMA_VERSION, "job": job, "run_id": path.name, "status": RunStatus.RUNNING.value,
+                    "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "command": command if command is not None else ["mobilenas", *sys.argv[1:]], "seed": seed,
+                    "config": dict(config), "packages": package_versions(), "machine": machine_info(),
+                    **dict(extra or {})}
+        folder = cls(path, manifest)
+        folder.save()
+        return folder
+
+    @classmethod
+    def open(cls, path: str | Path, *, job: str) -> "RunFolder":
+        """An existing run folder of ``job`` (for ``--resume``), its manifest checked."""
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"--resume {str(path)!r} is not a folder; expected a run folder of mobilenas {job}")
+        manifest = read_json(path / MANIFEST, fields=MANIFEST_FIELDS, schema_version=SCHEMA_VERSION,
+                             what=f"manifest of a mobilenas {job} run")
+        if manifest["job"] != job:
+            raise StateFileError(f"{path / MANIFEST}: this is a run folder of mobilenas {manifest['job']}, "
+                                 f"not of mobilenas {job}")
+        try:
+            RunStatus(manifest["status"])
+        except ValueError:
+            raise StateFileError(f"{path / MANIFEST}: field 'status' = {manifest['status']!r} is not one of "
+                                 f"{[s.value for s in RunStatus]}") from None
+        return cls(path, manifest)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def save(self) -> None:
+        write_json(self.path / MANIFEST, self.manifest)
+
+    def update(self, **fields: Any) -> None:
+        """Set manifest fields and write the manifest atomically."""
+        self.manifest.update(fields)
+        self.save()
+
+    @property
+    def status(self) -> RunStatus:
+        """The real state: ``running`` left by a process that is gone reads as ``killed``."""
+        recorded = RunStatus(self.manifest["status"])
+        if recorded is RunStatus.RUNNING and not _alive(self.manifest.get("owner", {})):
+            return RunStatus.KILLED
+        return recorded
+
+    def set_status(self, status: RunStatus, **fields: Any) -> None:
+        self.update(status=status.value, **fields)
+
+    def check_resumable(self) -> None:
+        """Raise ``ValueError`` when the run cannot be resumed (finished, or still running)."""
+        status = self.status
+        if status is RunStatus.FINISHED:
+            raise ValueError(f"run {self.path} is already finished; start a new run instead of --resume")
+        if status is RunStatus.RUNNING:
+            owner = self.manifest.get("owner", {})
+            raise ValueError(f"run {self.path} is still running (pid {owner.get('pid')} on {owner.get('host')}); "
+                             "stop it before resuming")
+
+    @contextmanager
+    def session(self) -> Iterator["StopFlag"]:
+        """Run the job: status ``running`` with this process as owner; Ctrl-C/SIGTERM set the
+        yielded flag (the job stops at its next safe point and should return normally);
+        ``interrupted`` if the job leaves with the flag set or by KeyboardInterrupt, ``failed``
+        with the error on any other exception. The job itself sets ``finished``."""
+        pid = os.getpid()
+        resumes = int(self.manifest.get("resumes", -1)) + 1
+        self.update(status=RunStatus.RUNNING.value, resumes=resumes, error=None,
+                    owner={"pid": pid, "host": socket.gethostname(), "start": _process_start(pid)})
+        with StopFlag() as stop:
+            try:
+                yield stop
+            except KeyboardInterrupt:
+                self.set_status(RunStatus.INTERRUPTED)
+                raise
+            except BaseException as exc:
+                if RunStatus(self.manifest["status"]) is RunStatus.RUNNING:
+                    self.set_status(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+                raise
+        if RunStatus(self.manifest["status"]) is RunStatus.RUNNING:
+            self.set_status(RunStatus.INTERRUPTED if stop() else RunStatus.FAILED,
+                            error=None if stop() else "the job returned without a final status")
+
+
+class StopFlag:
+    """SIGINT/SIGTERM set the flag (a job stops at its next safe point); a second Ctrl-C
+    raises KeyboardInterrupt at once. Handlers are restored on exit. Only the main thread
+    can install handlers; elsewhere the flag stays a plain flag."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopFlag":
+        try:
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        except ValueError:  # not the main thread
+            self.previous = {}
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.stop = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def __call__(self) -> bool:
+        return self.stop
