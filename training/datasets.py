@@ -7,7 +7,12 @@ the final report uses test. Images are resized once (bilinear, antialiased when
 shrinking) and normalized per channel with the training split's mean and std.
 
 Names (see :mod:`training.sources` for the formats): ``mnist5k``, ``digits``,
-``cifar10:DIR``, ``imagefolder:DIR``, ``npz:FILE``.
+``cifar10:DIR``, ``imagefolder:DIR``, ``npz:FILE``, and the MNIST variations of Larochelle et
+al. (2007) generated from mnist5k (:mod:`training.variations`): ``mnist-rot-back-image`` (the
+search default, :data:`DEFAULT_SEARCH_DATA`), ``mnist-rot``, ``mnist-back-image``,
+``mnist-back-rand``. A variation fixes its own split (disjoint source digits and background
+regions per split) and defaults to a larger validation split (30%) so that validation
+accuracy, the search's signal, has a small standard error.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
-from training import sources
+from training import sources, variations
 from training.sources import RawData
 
 logger = logging.getLogger(__name__)
@@ -30,14 +35,20 @@ AUGMENTATIONS = ("affine", "crop_flip", "none")
 """``affine``: small rotation, scale and shift (digits, characters: no flips);
 ``crop_flip``: padded random crop and horizontal flip (natural images, CIFAR-like)."""
 
-BUILTIN = {"mnist5k": (sources.load_mnist5k, "affine"), "digits": (sources.load_digits, "affine")}
+BUILTIN = {"mnist5k": (sources.load_mnist5k, "affine"), "digits": (sources.load_digits, "affine"),
+           **{kind: (functools.partial(variations.load_variation, kind), "affine") for kind in variations.VARIATIONS}}
 WITH_PATH = {
     "cifar10": (sources.load_cifar10, "crop_flip"),
     "imagefolder": (sources.load_image_folder, "crop_flip"),
     "npz": (sources.load_npz, "affine"),
 }
 DATASET_NAMES = (*BUILTIN, *(f"{k}:PATH" for k in WITH_PATH))
-DEFAULT_RESOLUTION = {"mnist5k": 32, "digits": 32, "cifar10": 32}
+DEFAULT_RESOLUTION = {"mnist5k": 32, "digits": 32, "cifar10": 32, **{kind: 32 for kind in variations.VARIATIONS}}
+DEFAULT_SEARCH_DATA = "mnist-rot-back-image"
+"""The data set search, NetAdapt and the pipeline default to: hard enough that sampled
+architectures differ by more than seed noise (results/training/proxy_fidelity.json)."""
+DEFAULT_FRACTIONS = {kind: (0.3, 0.2) for kind in variations.VARIATIONS}
+"""(val_fraction, test_fraction) per data set where not (0.1, 0.2)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,9 +139,12 @@ def _check_fraction(name: str, value: float) -> None:
 
 
 def split_indices(raw: RawData, *, split_seed: int, val_fraction: float, test_fraction: float) -> dict[str, np.ndarray]:
-    """Stratified index sets; test comes from the official test split where there is one."""
+    """Stratified index sets; test comes from the official test split where there is one, and
+    all three from the source's own split where it fixes one (``raw.split``)."""
     _check_fraction("val_fraction", val_fraction)
     _check_fraction("test_fraction", test_fraction)
+    if raw.split is not None:
+        return {name: np.flatnonzero(raw.split == code) for name, code in variations.SPLIT_CODES.items()}
     if raw.x_test is not None:
         train, val = _stratified_split(raw.y, val_fraction, split_seed, "validation")
         return {"train": train, "val": val, "test": np.arange(len(raw.y_test))}
@@ -179,14 +193,17 @@ def build_dataset(name: str, raw: RawData, augmentation: str, *, resolution: int
 @functools.lru_cache(maxsize=4)
 def _cached_builtin(kind: str, resolution: int | None, split_seed: int, val_fraction: float, test_fraction: float) -> Dataset:
     loader, augmentation = BUILTIN[kind]
-    return build_dataset(kind, loader(), augmentation, resolution=resolution, split_seed=split_seed,
+    raw = loader(split_seed=split_seed, val_fraction=val_fraction, test_fraction=test_fraction) \
+        if kind in variations.VARIATIONS else loader()
+    return build_dataset(kind, raw, augmentation, resolution=resolution, split_seed=split_seed,
                          val_fraction=val_fraction, test_fraction=test_fraction)
 
 
-def load_dataset(name: str, *, resolution: int | None = None, split_seed: int = 0, val_fraction: float = 0.1,
-                 test_fraction: float = 0.2, augmentation: str | None = None) -> Dataset:
+def load_dataset(name: str, *, resolution: int | None = None, split_seed: int = 0, val_fraction: float | None = None,
+                 test_fraction: float | None = None, augmentation: str | None = None) -> Dataset:
     """The data set ``name`` split by ``split_seed`` and resized to ``resolution`` (None: native).
 
+    Fractions left None take the data set's default (:data:`DEFAULT_FRACTIONS`, else 0.1 and 0.2).
     Built-in data sets are cached in memory per arguments; path-based ones are read each call.
 
     Raises:
@@ -196,6 +213,11 @@ def load_dataset(name: str, *, resolution: int | None = None, split_seed: int = 
     kind, path = parse_name(name)
     if augmentation is not None and augmentation not in AUGMENTATIONS:
         raise ValueError(f"augmentation = {augmentation!r} is not allowed; expected one of {AUGMENTATIONS}")
+    default_val, default_test = DEFAULT_FRACTIONS.get(kind, (0.1, 0.2))
+    val_fraction = default_val if val_fraction is None else val_fraction
+    test_fraction = default_test if test_fraction is None else test_fraction
+    _check_fraction("val_fraction", val_fraction)
+    _check_fraction("test_fraction", test_fraction)
     if path is None:
         data = _cached_builtin(kind, resolution, split_seed, val_fraction, test_fraction)
     else:

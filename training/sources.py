@@ -34,13 +34,15 @@ _CHANNEL_SIZES = (1, 3, 4)
 @dataclass(frozen=True, eq=False)
 class RawData:
     """Images in [0, 1]-ish float32 NCHW, labels int64; ``x_test``/``y_test`` only where the
-    source ships an official test split (CIFAR-10)."""
+    source ships an official test split (CIFAR-10); ``split`` (0 train, 1 val, 2 test per
+    image) only where the source fixes the split itself (the generated MNIST variations)."""
 
     x: np.ndarray
     y: np.ndarray
     class_names: tuple[str, ...]
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+    split: np.ndarray | None = None
 
 
 def load_mnist5k() -> RawData:
