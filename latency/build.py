@@ -132,7 +132,7 @@ class TableBuilder:
             return manifest
         self.folder.mkdir(parents=True, exist_ok=True)
         manifest = {"schema_version": SCHEMA_VERSION, "space": space, "measurer": self.measurer.settings_dict(),
-                    "fingerprint": device_fingerprint(), "build": asdict(self.config),
+                    "fingerprint": device_fingerprint(self.measurer.settings_dict().get("device_id")), "build": asdict(self.config),
                     "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "reference": {"spec": format_spec(reference_spec), "baseline_ms": None}, "calibration": {}}
         write_json(self.folder / MANIFEST_FILE, manifest)

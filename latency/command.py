@@ -28,7 +28,9 @@ UNITS_MS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3}
 
 @dataclass(frozen=True)
 class CommandSettings:
-    """The command template, the pattern reading its output and how often to run it."""
+    """The command template, the pattern reading its output and how often to run it;
+    ``device_id`` (e.g. the phone's serial and SoC) is recorded and names the device in the
+    table's fingerprint instead of the host's CPU (:mod:`latency.fingerprint`)."""
 
     template: str
     pattern: str = r"(?P<value>[0-9.]+(?:[eE][-+]?\d+)?)\s*ms"
@@ -36,6 +38,7 @@ class CommandSettings:
     batch: int = 1
     runs: int = 1
     timeout_s: float = 600.0
+    device_id: str | None = None
 
     def __post_init__(self) -> None:
         if "{model}" not in self.template:
@@ -48,6 +51,8 @@ class CommandSettings:
             raise ValueError(f"command pattern {self.pattern!r} has no group; put the latency number in (?P<value>...)")
         if self.unit not in UNITS_MS:
             raise ValueError(f"command unit = {self.unit!r} is not allowed; expected one of {tuple(UNITS_MS)}")
+        if self.device_id is not None and not str(self.device_id).strip():
+            raise ValueError(f"command device_id = {self.device_id!r} is not allowed; expected a non-empty name or None")
         for name in ("batch", "runs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
