@@ -16,7 +16,8 @@ ALLOWED = {
     "storage": {"storage"},
 }
 TORCH_FREE = {"search_spaces/spec.py", "search_spaces/encoding.py", "search_spaces/mnasnet_space.py",
-              "search_spaces/counting.py", "search_spaces/paper_table.py", "search_spaces/timm_arch.py"}
+              "search_spaces/counting.py", "search_spaces/paper_table.py", "search_spaces/timm_arch.py",
+              "search_spaces/rewrite.py"}
 RAY_MODULES = {"nas/tune.py"}
 
 
