@@ -41,7 +41,12 @@ class Budget:
 @dataclass(frozen=True)
 class EvalResult:
     """Validation top-1 (fraction) and loss after the budget; ``status`` is ``ok`` or
-    ``diverged`` (then ``top1`` and ``loss`` are NaN and ``message`` says why)."""
+    ``diverged`` (then ``top1`` and ``loss`` are NaN and ``message`` says why).
+
+    ``top1_stderr`` is the binomial standard error of ``top1`` on the ``n_val`` validation
+    images, sqrt(p (1 - p) / n): two models whose accuracies differ by less than about twice
+    it cannot be told apart by this measurement (NaN when unknown or diverged).
+    """
 
     top1: float
     loss: float
@@ -50,6 +55,17 @@ class EvalResult:
     images_per_s: float
     status: str = "ok"
     message: str = ""
+    top1_stderr: float = math.nan
+    n_val: int = 0
+
+
+def binomial_stderr(top1: float, n: int) -> float:
+    """Standard error sqrt(p (1 - p) / n) of an accuracy ``top1`` measured on ``n`` images."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n = {n!r} is not allowed; expected an integer >= 1 (validation images)")
+    if not 0.0 <= top1 <= 1.0:
+        return math.nan
+    return math.sqrt(top1 * (1.0 - top1) / n)
 
 
 PROXY_CONFIG = TrainConfig(batch_size=64, lr=0.1, warmup_epochs=0.1, schedule="cosine", augment=False, eval_every_epochs=0,
@@ -78,14 +94,17 @@ def _subset(data: Dataset, budget: Budget, seed: int) -> Dataset:
 def _run(spec: ArchSpec, data: Dataset, config: TrainConfig,
          initial_state: dict[str, torch.Tensor] | None) -> tuple[EvalResult, Trainer | None]:
     start = time.perf_counter()
+    n_val = len(data.y_val)
     trainer = Trainer(spec, data, config, initial_state=initial_state)
     try:
         result = trainer.fit()
     except TrainingDiverged as exc:
         wall_s = time.perf_counter() - start
-        return EvalResult(math.nan, math.nan, wall_s, exc.step, math.nan, "diverged", str(exc)), None
+        return EvalResult(math.nan, math.nan, wall_s, exc.step, math.nan, "diverged", str(exc), n_val=n_val), None
     wall_s = time.perf_counter() - start
-    return EvalResult(float(result.val_top1), float(result.val_loss), wall_s, result.steps, result.images_per_s), trainer
+    top1 = float(result.val_top1)
+    return EvalResult(top1, float(result.val_loss), wall_s, result.steps, result.images_per_s,
+                      top1_stderr=binomial_stderr(top1, n_val), n_val=n_val), trainer
 
 
 def proxy_evaluate(spec: ArchSpec, data: Dataset, budget: Budget, *, seed: int = 0, threads: int = 1,

@@ -58,3 +58,20 @@ def test_adapt_spec_takes_shape_from_data(digits16):
 
     spec = adapt_spec(reference_spec("mobilenetv3-small"), digits16)
     assert (spec.in_channels, spec.resolution, spec.num_classes) == (1, 16, 10)
+
+
+def test_proxy_reports_binomial_stderr_on_the_validation_split(spec16, digits16):
+    result = proxy_evaluate(spec16, digits16, Budget(steps=5), device="cpu")
+    n = len(digits16.y_val)
+    assert result.n_val == n
+    assert result.top1_stderr == pytest.approx(math.sqrt(result.top1 * (1 - result.top1) / n))
+
+
+def test_binomial_stderr_values():
+    from training.evaluate import binomial_stderr
+
+    assert binomial_stderr(0.8, 1600) == pytest.approx(0.01)
+    assert binomial_stderr(1.0, 10) == 0.0
+    assert math.isnan(binomial_stderr(math.nan, 10))
+    with pytest.raises(ValueError, match="validation images"):
+        binomial_stderr(0.5, 0)
