@@ -13,6 +13,13 @@ from typing import Any, Protocol, runtime_checkable
 OUTCOME_STATUSES = ("ok", "failed", "diverged", "infeasible")
 
 
+class SpaceExhausted(Exception):
+    """Raised by ``ask`` when every architecture of the space has already been proposed.
+
+    A driver stops asking (Ray Tune: ``Searcher.FINISHED``); outstanding proposals may still be told.
+    """
+
+
 @dataclass(frozen=True)
 class Proposal:
     """One candidate: a strategy-unique id and the canonical decision indices."""
