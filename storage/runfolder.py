@@ -76,7 +76,10 @@ def _process_start(pid: int) -> str | None:
 
 
 def _alive(owner: Mapping[str, Any]) -> bool:
-    """Whether the process recorded in ``owner`` still runs (assumed alive on another host)."""
+    """Whether the process recorded in ``owner`` still runs (assumed alive on another host;
+    a missing or malformed owner is not alive)."""
+    if not isinstance(owner.get("host"), str):
+        return False
     if owner.get("host") != socket.gethostname():
         return True
     pid = owner.get("pid")
@@ -90,6 +93,11 @@ def _alive(owner: Mapping[str, Any]) -> bool:
         return True
     start = owner.get("start")
     return start is None or _process_start(pid) in (None, start)
+
+
+def _this_process() -> dict[str, Any]:
+    pid = os.getpid()
+    return {"pid": pid, "host": socket.gethostname(), "start": _process_start(pid)}
 
 
 def new_run_id(seed: int, slug: str) -> str:
@@ -122,19 +130,21 @@ class RunFolder:
                     "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     "command": command if command is not None else ["mobilenas", *sys.argv[1:]], "seed": seed,
                     "config": dict(config), "packages": package_versions(), "machine": machine_info(),
-                    **dict(extra or {})}
+                    "owner": _this_process(), **dict(extra or {})}
         folder = cls(path, manifest)
         folder.save()
         return folder
 
     @classmethod
-    def open(cls, path: str | Path, *, job: str) -> "RunFolder":
-        """An existing run folder of ``job`` (for ``--resume``), its manifest checked."""
+    def open(cls, path: str | Path, *, job: str,
+             fields: Mapping[str, type | tuple[type, ...]] | None = None) -> "RunFolder":
+        """An existing run folder of ``job`` (for ``--resume``), its manifest checked: the
+        common fields, then the job's own ``fields``."""
         path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(f"--resume {str(path)!r} is not a folder; expected a run folder of mobilenas {job}")
-        manifest = read_json(path / MANIFEST, fields=MANIFEST_FIELDS, schema_version=SCHEMA_VERSION,
-                             what=f"manifest of a mobilenas {job} run")
+        manifest = read_json(path / MANIFEST, fields={**MANIFEST_FIELDS, **dict(fields or {})},
+                             schema_version=SCHEMA_VERSION, what=f"manifest of a mobilenas {job} run")
         if manifest["job"] != job:
             raise StateFileError(f"{path / MANIFEST}: this is a run folder of mobilenas {manifest['job']}, "
                                  f"not of mobilenas {job}")
@@ -160,20 +170,29 @@ class RunFolder:
     def status(self) -> RunStatus:
         """The real state: ``running`` left by a process that is gone reads as ``killed``."""
         recorded = RunStatus(self.manifest["status"])
-        if recorded is RunStatus.RUNNING and not _alive(self.manifest.get("owner", {})):
+        if recorded is RunStatus.RUNNING and not _alive(self.owner):
             return RunStatus.KILLED
         return recorded
+
+    @property
+    def owner(self) -> dict[str, Any]:
+        """The process recorded as running the job (empty when none or malformed)."""
+        owner = self.manifest.get("owner")
+        return owner if isinstance(owner, dict) else {}
 
     def set_status(self, status: RunStatus, **fields: Any) -> None:
         self.update(status=status.value, **fields)
 
     def check_resumable(self) -> None:
-        """Raise ``ValueError`` when the run cannot be resumed (finished, or still running)."""
+        """Raise ``ValueError`` when the run cannot be resumed (finished, diverged, or still running)."""
         status = self.status
         if status is RunStatus.FINISHED:
             raise ValueError(f"run {self.path} is already finished; start a new run instead of --resume")
+        if status is RunStatus.DIVERGED:
+            raise ValueError(f"run {self.path} diverged ({self.manifest.get('error')}); its config is final, "
+                             "start a new run with other settings")
         if status is RunStatus.RUNNING:
-            owner = self.manifest.get("owner", {})
+            owner = self.owner
             raise ValueError(f"run {self.path} is still running (pid {owner.get('pid')} on {owner.get('host')}); "
                              "stop it before resuming")
 
@@ -183,10 +202,9 @@ class RunFolder:
         yielded flag (the job stops at its next safe point and should return normally);
         ``interrupted`` if the job leaves with the flag set or by KeyboardInterrupt, ``failed``
         with the error on any other exception. The job itself sets ``finished``."""
-        pid = os.getpid()
-        resumes = int(self.manifest.get("resumes", -1)) + 1
-        self.update(status=RunStatus.RUNNING.value, resumes=resumes, error=None,
-                    owner={"pid": pid, "host": socket.gethostname(), "start": _process_start(pid)})
+        previous = self.manifest.get("resumes", -1)
+        resumes = (previous if isinstance(previous, int) and not isinstance(previous, bool) else -1) + 1
+        self.update(status=RunStatus.RUNNING.value, resumes=resumes, error=None, owner=_this_process())
         with StopFlag() as stop:
             try:
                 yield stop

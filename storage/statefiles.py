@@ -48,17 +48,32 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; expected a file path to write")
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise _write_error(path, exc) from None
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _write_error(path: Path, exc: OSError) -> OSError:
+    """A one-line OSError (same class and errno) naming ``path``; the old file is untouched."""
+    reason = exc.strerror or str(exc)
+    return type(exc)(exc.errno, f"cannot write {path}: {reason}; the previous contents are unchanged") \
+        if exc.errno is not None else type(exc)(f"cannot write {path}: {reason}; the previous contents are unchanged")
 
 
 def _json_safe(value: Any) -> Any:
@@ -117,6 +132,8 @@ def read_json(path: str | Path, *, fields: Mapping[str, type | tuple[type, ...]]
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise StateFileError(f"{path}: the {what} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise StateFileError(f"{path}: the {what} is nested too deeply to be a state file") from None
     if not isinstance(data, dict):
         raise StateFileError(f"{path}: the {what} is {_type_name(data)}; expected a JSON object")
     if schema_version is not None and data.get("schema_version") != schema_version:
@@ -167,7 +184,9 @@ def _tail_bytes(handle: io.BufferedRandom, chunk: int = 1 << 16) -> bytes:
 class CsvLog:
     """An append-only CSV table with fixed ``columns`` (header written once).
 
-    ``append`` repairs a torn tail first and fsyncs; ``read`` checks the header and every row.
+    ``append`` repairs a torn tail first, writes all rows or none (a failed write, e.g. a full
+    disk, is cut back) and fsyncs; ``read`` checks the header and every row; ``rewrite``
+    replaces the whole table atomically.
     """
 
     def __init__(self, path: str | Path, columns: Sequence[str]) -> None:
@@ -175,38 +194,69 @@ class CsvLog:
         self.columns = tuple(columns)
 
     def _check_header(self) -> None:
-        with self.path.open(newline="") as handle:
+        with self.path.open(newline="", errors="replace") as handle:
             header = next(csv.reader(handle), [])
         if tuple(header) != self.columns:
             raise StateFileError(f"{self.path}: header {header} does not match the expected columns "
                                  f"{list(self.columns)}")
 
-    def append(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Append ``rows`` (dicts; keys outside ``columns`` are an error), flushed and fsynced."""
-        rows = list(rows)
+    def _text(self, rows: list[Mapping[str, Any]], header: bool) -> str:
         for row in rows:
             extra = set(row) - set(self.columns)
             if extra:
                 raise ValueError(f"{self.path}: row has unknown columns {sorted(extra)}; expected {list(self.columns)}")
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(self.columns), lineterminator="\n")
+        if header:
+            writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+
+    def append(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Append ``rows`` (dicts; keys outside ``columns`` are an error), flushed and fsynced."""
+        rows = list(rows)
+        if self.path.is_dir():
+            raise IsADirectoryError(f"{self.path} is a folder; expected the CSV table file")
         repair_torn_tail(self.path)
         new = not self.path.exists() or self.path.stat().st_size == 0
         if not new:
             self._check_header()
-        with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(self.columns), lineterminator="\n")
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
-            handle.flush()
-            os.fsync(handle.fileno())
+        data = self._text(rows, header=new).encode()
+        size = self.path.stat().st_size if self.path.exists() else 0
+        try:
+            with self.path.open("ab") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            self._cut_back(size)
+            raise _write_error(self.path, exc) from None
+
+    def _cut_back(self, size: int) -> None:
+        """Undo a partial append (best effort; a leftover fragment is a torn tail)."""
+        try:
+            os.truncate(self.path, size)
+        except OSError:
+            pass
+
+    def rewrite(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Replace the table by ``rows`` atomically (header included)."""
+        write_text_atomic(self.path, self._text(list(rows), header=True))
 
     def read(self) -> pd.DataFrame:
         """The table (empty frame with ``columns`` when absent); a torn last line is ignored."""
+        if self.path.is_dir():
+            raise StateFileError(f"{self.path} is a folder; expected the CSV table file")
         if not self.path.exists() or self.path.stat().st_size == 0:
             return pd.DataFrame(columns=list(self.columns))
-        text = self.path.read_text()
+        try:
+            text = self.path.read_text()
+        except UnicodeDecodeError:
+            raise StateFileError(f"{self.path}: not a text CSV file (undecodable bytes)") from None
         if not text.endswith("\n"):
             text = text[: text.rfind("\n") + 1]
+        if not text:
+            return pd.DataFrame(columns=list(self.columns))
         lines = list(csv.reader(io.StringIO(text)))
         if not lines or tuple(lines[0]) != self.columns:
             raise StateFileError(f"{self.path}: header {lines[0] if lines else []} does not match the expected "

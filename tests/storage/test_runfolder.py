@@ -68,3 +68,23 @@ def test_out_naming_a_file_is_refused(tmp_path):
     (tmp_path / "f").write_text("")
     with pytest.raises(NotADirectoryError, match="is a file"):
         RunFolder.create(tmp_path / "f", job="train", slug="a", seed=0, config={})
+
+
+def test_open_checks_job_fields_and_tolerates_a_malformed_owner(tmp_path):
+    run = RunFolder.create(tmp_path, job="train", slug="a", seed=0, config={}, extra={"data": {"name": "x"}})
+    assert RunFolder.open(run.path, job="train", fields={"data": dict}).manifest["data"] == {"name": "x"}
+    with pytest.raises(StateFileError, match="field 'latency' is missing"):
+        RunFolder.open(run.path, job="train", fields={"latency": dict})
+    run.update(owner="garbage", resumes="x")
+    reopened = RunFolder.open(run.path, job="train")
+    assert reopened.status is RunStatus.KILLED
+    with reopened.session():
+        reopened.set_status(RunStatus.FINISHED)
+    assert reopened.manifest["resumes"] == 0
+
+
+def test_a_diverged_run_is_not_resumable(tmp_path):
+    run = RunFolder.create(tmp_path, job="train", slug="a", seed=0, config={})
+    run.set_status(RunStatus.DIVERGED, error="loss nan")
+    with pytest.raises(ValueError, match="diverged \\(loss nan\\)"):
+        RunFolder.open(run.path, job="train").check_resumable()

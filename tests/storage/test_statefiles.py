@@ -93,3 +93,60 @@ def test_csv_log_rejects_foreign_header_and_bad_rows(tmp_path):
         log.read()
     with pytest.raises(ValueError, match="unknown columns"):
         log.append([{"id": "a", "oops": 1}])
+
+
+def _full_disk(monkeypatch):
+    import errno
+    import os
+
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_write_json_on_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "state.json"
+    write_json(path, {"a": 1})
+    _full_disk(monkeypatch)
+    with pytest.raises(OSError, match="cannot write .*state.json: No space left on device; the previous contents") as info:
+        write_json(path, {"a": 2})
+    assert info.value.errno == 28 and "\n" not in str(info.value)
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_csv_append_on_a_full_disk_writes_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "t.csv"
+    log = CsvLog(path, ("id", "latency_ms"))
+    log.append([{"id": "a", "latency_ms": 1.5}])
+    before = path.read_bytes()
+    _full_disk(monkeypatch)
+    with pytest.raises(OSError, match="No space left on device"):
+        log.append([{"id": "b", "latency_ms": 2.5}, {"id": "c", "latency_ms": 3.5}])
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    log.append([{"id": "d", "latency_ms": 4.0}])
+    assert log.read()["id"].tolist() == ["a", "d"]
+
+
+def test_csv_rewrite_replaces_the_table(tmp_path):
+    log = CsvLog(tmp_path / "t.csv", ("id", "latency_ms"))
+    log.append([{"id": "a", "latency_ms": 1.5}, {"id": "b", "latency_ms": 2.5}])
+    log.rewrite([{"id": "z", "latency_ms": 9.0}])
+    assert log.read()["id"].tolist() == ["z"]
+
+
+def test_csv_read_of_binary_garbage_or_a_torn_header(tmp_path):
+    path = tmp_path / "t.csv"
+    log = CsvLog(path, ("id", "latency_ms"))
+    path.write_bytes(b"\xff\xfe\x00garbage\n")
+    with pytest.raises(StateFileError, match="not a text CSV"):
+        log.read()
+    path.write_text("id,lat")  # killed while writing the header
+    assert len(log.read()) == 0
+    log.append([{"id": "a", "latency_ms": 1.0}])
+    assert log.read()["id"].tolist() == ["a"]
+    with pytest.raises(StateFileError, match="is a folder"):
+        CsvLog(tmp_path, ("id",)).read()
