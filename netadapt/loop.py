@@ -1,0 +1,241 @@
+"""The NetAdapt selection loop (MobileNetV3 section 4.2; NetAdapt, Yang et al. 2018, Algorithm 1).
+
+From a trained model with predicted latency L0, each iteration
+
+1. proposes one shrunk network per layer (or residual group), each predicted to cut
+   delta = ``delta_fraction`` x L0 (:func:`netadapt.proposals.propose_reductions`; the last
+   step asks only for what is left to the target);
+2. carries the current weights to every proposal, fine-tunes it for ``short_steps`` and
+   evaluates it on the validation split (:mod:`netadapt.evaluation`, in parallel with
+   :mod:`netadapt.parallel`);
+3. keeps the proposal with the best Δaccuracy / |Δlatency| (``select="ratio"``) or the most
+   accurate one (``"accuracy"``, the original NetAdapt) (:mod:`netadapt.selection`);
+
+until the predicted latency reaches ``target_ms``; then the final model is fine-tuned for
+``long_epochs``. Every finished iteration is committed to a :class:`netadapt.state.LoopStore`
+before the next starts, so a run killed at any moment resumes without losing it. The loop
+never prints: it reports :class:`LoopEvent` s to a callback.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable
+
+import torch
+
+from netadapt.evaluation import Evaluator, ProposalTask, TaskOutcome
+from netadapt.proposals import ProposalConfig, ShrinkProposal, propose_reductions
+from netadapt.selection import Scored, check_selection, choose, proposal_seed
+from netadapt.state import LoopState, LoopStore
+from search_spaces.spec import ArchSpec
+from training.datasets import Dataset
+from training.evaluate import Budget, EvalResult, finetune
+
+PredictMs = Callable[[ArchSpec], float]
+MeasureMs = Callable[[ArchSpec, dict[str, torch.Tensor]], float]
+"""End-to-end latency of a model with its weights (ORT in the CLI; NaN when not measured)."""
+
+
+class UnreachableTarget(ValueError):
+    """No proposal can shrink the model further and the target latency is not reached."""
+
+
+@dataclass(frozen=True)
+class NetAdaptConfig:
+    """One NetAdapt run's settings; the CLI's defaults come from here.
+
+    ``short_steps``: fine-tune steps per proposal (NetAdapt: 10^4 on ImageNet);
+    ``long_epochs``: final fine-tune (0: none); ``threads``: torch threads per proposal task.
+    """
+
+    target_ms: float
+    delta_fraction: float = 0.01
+    granularity: int = 8
+    include_stem: bool = False
+    include_head: bool = False
+    short_steps: int = 100
+    long_epochs: int = 5
+    select: str = "ratio"
+    seed: int = 0
+    threads: int = 1
+    device: str = "cpu"
+    max_iterations: int = 1000
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target_ms, bool) or not isinstance(self.target_ms, (int, float)) \
+                or not math.isfinite(self.target_ms) or self.target_ms <= 0:
+            raise ValueError(f"netadapt.target_ms = {self.target_ms!r} is not allowed; expected a number > 0")
+        for name, low in (("short_steps", 1), ("long_epochs", 0), ("seed", 0), ("threads", 1), ("max_iterations", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"netadapt.{name} = {value!r} is not allowed; expected an integer >= {low}")
+        check_selection(self.select)
+        self.proposal_config()  # validates delta_fraction, granularity, include_*
+
+    def proposal_config(self) -> ProposalConfig:
+        return ProposalConfig(delta_fraction=self.delta_fraction, granularity=self.granularity,
+                              include_stem=self.include_stem, include_head=self.include_head)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "NetAdaptConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"netadapt config has unknown keys {unknown}; expected some of {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class LoopEvent:
+    """Progress: ``phase`` is ``proposals`` (an iteration's proposals are being evaluated),
+    ``iteration`` (one finished), ``long`` (final fine-tune started) or ``done``."""
+
+    phase: str
+    iteration: int
+    predicted_ms: float
+    target_ms: float
+    l0_ms: float
+    top1: float
+    elapsed_s: float
+    proposals: int = 0
+    best_label: str = ""
+    iteration_s: float = math.nan
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    state: LoopState
+    spec: ArchSpec
+    weights: dict[str, torch.Tensor]
+    stopped: bool
+
+
+def history_row(iteration: int, proposal: ShrinkProposal | None, outcome: EvalResult | None, *, score: float,
+                chosen: bool, measured_ms: float, predicted_ms: float) -> dict[str, Any]:
+    """One ``history.csv`` row; ``proposal`` None is the start model (iteration 0)."""
+    layers = "" if proposal is None else " ".join("stem" if b < 0 else f"b{b}" for b in proposal.blocks)
+    return {"iteration": iteration, "label": "start" if proposal is None else proposal.label(),
+            "kind": "start" if proposal is None else proposal.kind, "layers": layers,
+            "channels_before": None if proposal is None else proposal.channels_before,
+            "channels_after": None if proposal is None else proposal.channels_after,
+            "predicted_ms": predicted_ms, "measured_ms": measured_ms,
+            "val_top1": None if outcome is None else outcome.top1,
+            "val_top1_stderr": None if outcome is None else outcome.top1_stderr,
+            "score": score, "chosen": chosen}
+
+
+class NetAdapt:
+    """Runs (or resumes) the loop over a store; see the module docstring."""
+
+    def __init__(self, config: NetAdaptConfig, data: Dataset, predict_ms: PredictMs, evaluator: Evaluator,
+                 store: LoopStore, *, measure_ms: MeasureMs | None = None,
+                 on_event: Callable[[LoopEvent], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> None:
+        self.config, self.data, self.predict_ms = config, data, predict_ms
+        self.evaluator, self.store = evaluator, store
+        self.measure_ms = measure_ms or (lambda spec, weights: math.nan)
+        self.on_event = on_event or (lambda event: None)
+        self.should_stop = should_stop or (lambda: False)
+
+    def start(self, spec: ArchSpec, weights: dict[str, torch.Tensor], top1: float, top1_stderr: float) -> LoopState:
+        """Commit iteration 0: the start model, its validation top-1 and latencies."""
+        l0_ms = float(self.predict_ms(spec))
+        measured = float(self.measure_ms(spec, weights))
+        row = history_row(0, None, None, score=math.nan, chosen=True, measured_ms=measured, predicted_ms=l0_ms)
+        row.update(val_top1=top1, val_top1_stderr=top1_stderr)
+        state = LoopState(0, "adapt", l0_ms, l0_ms, measured, top1, top1_stderr, 0.0, (row,))
+        self.store.commit(state, spec, weights)
+        return state
+
+    def reached(self, state: LoopState) -> bool:
+        return state.predicted_ms <= self.config.target_ms
+
+    def run(self) -> LoopResult:
+        """Iterate from the store's last commit until the target (or a stop), then fine-tune."""
+        state, spec, weights = self.store.load()
+        while state.phase == "adapt" and not self.reached(state):
+            if self.should_stop():
+                return LoopResult(state, spec, weights, stopped=True)
+            if state.iteration >= self.config.max_iterations:
+                raise UnreachableTarget(f"netadapt stopped after max_iterations = {self.config.max_iterations} at "
+                                        f"{state.predicted_ms:.4f} ms; target {self.config.target_ms:.4f} ms")
+            state, spec, weights = self.iterate(state, spec, weights)
+        if state.phase == "adapt":
+            state = state.advance(phase="long")
+            self.store.update(state)
+        if state.phase == "long":
+            if self.should_stop():
+                return LoopResult(state, spec, weights, stopped=True)
+            state, weights = self.long_finetune(state, spec, weights)
+        self._emit("done", state)
+        return LoopResult(state, spec, weights, stopped=False)
+
+    def proposals(self, state: LoopState, spec: ArchSpec) -> list[ShrinkProposal]:
+        """This iteration's proposals: those meeting the cut, else (near the floor) any that shrink."""
+        delta_ms = min(self.config.delta_fraction * state.l0_ms, state.predicted_ms - self.config.target_ms)
+        found = propose_reductions(spec, self.predict_ms, max(delta_ms, 0.0), self.config.proposal_config())
+        pool = [p for p in found if p.meets_cut] or found
+        if not pool:
+            raise UnreachableTarget(f"netadapt cannot shrink further: every layer is at the granularity floor "
+                                    f"({self.config.granularity}) at {state.predicted_ms:.4f} ms predicted, above "
+                                    f"the target {self.config.target_ms:.4f} ms")
+        return pool
+
+    def iterate(self, state: LoopState, spec: ArchSpec,
+                weights: dict[str, torch.Tensor]) -> tuple[LoopState, ArchSpec, dict[str, torch.Tensor]]:
+        """One NetAdapt iteration, committed before it returns."""
+        tick = time.perf_counter()
+        iteration = state.iteration + 1
+        pool = self.proposals(state, spec)
+        self._emit("proposals", state, proposals=len(pool))
+        tasks = [ProposalTask(i, p.spec, proposal_seed(self.config.seed, iteration, i)) for i, p in enumerate(pool)]
+        outcomes = self.evaluator.evaluate(spec, weights, tasks)
+        best, scores = self._select(state, pool, outcomes)
+        if best is None:
+            raise UnreachableTarget(f"netadapt iteration {iteration}: every proposal diverged in fine-tuning")
+        chosen, outcome = pool[best], outcomes[best]
+        measured = float(self.measure_ms(chosen.spec, outcome.weights))
+        rows = [history_row(iteration, p, o.result, score=s, chosen=i == best, predicted_ms=p.predicted_latency_ms,
+                            measured_ms=measured if i == best else math.nan)
+                for i, (p, o, s) in enumerate(zip(pool, outcomes, scores))]
+        iteration_s = time.perf_counter() - tick
+        state = state.advance(iteration=iteration, predicted_ms=chosen.predicted_latency_ms, measured_ms=measured,
+                              top1=outcome.result.top1, top1_stderr=outcome.result.top1_stderr,
+                              elapsed_s=state.elapsed_s + iteration_s, history=state.history + tuple(rows))
+        self.store.commit(state, chosen.spec, outcome.weights)
+        self._emit("iteration", state, proposals=len(pool), best_label=chosen.label(), iteration_s=iteration_s)
+        return state, chosen.spec, outcome.weights
+
+    def _select(self, state: LoopState, pool: list[ShrinkProposal],
+                outcomes: list[TaskOutcome]) -> tuple[int | None, list[float]]:
+        if [o.index for o in outcomes] != list(range(len(pool))):
+            raise RuntimeError(f"evaluator returned outcomes {[o.index for o in outcomes]}; expected 0..{len(pool) - 1}")
+        scored = [Scored(i, p.predicted_latency_ms, o.result.top1) for i, (p, o) in enumerate(zip(pool, outcomes))]
+        return choose(scored, ref_top1=state.top1, ref_ms=state.predicted_ms, select=self.config.select)
+
+    def long_finetune(self, state: LoopState, spec: ArchSpec,
+                      weights: dict[str, torch.Tensor]) -> tuple[LoopState, dict[str, torch.Tensor]]:
+        """NetAdapt step 5: fine-tune the final model for ``long_epochs`` (kept as is for 0)."""
+        if self.config.long_epochs > 0:
+            self._emit("long", state)
+            tick = time.perf_counter()
+            result, tuned = finetune(spec, weights, self.data, Budget(epochs=self.config.long_epochs),
+                                     seed=proposal_seed(self.config.seed, state.iteration + 1, 10**6),
+                                     threads=self.config.threads, device=self.config.device)
+            if tuned is None:
+                raise UnreachableTarget(f"netadapt: the final fine-tune diverged ({result.message})")
+            weights = tuned
+            state = state.advance(top1=result.top1, top1_stderr=result.top1_stderr,
+                                  elapsed_s=state.elapsed_s + time.perf_counter() - tick)
+        state = state.advance(phase="done")
+        self.store.commit_final(state, spec, weights)
+        return state, weights
+
+    def _emit(self, phase: str, state: LoopState, **extra: Any) -> None:
+        self.on_event(LoopEvent(phase, state.iteration, state.predicted_ms, self.config.target_ms, state.l0_ms,
+                                state.top1, state.elapsed_s, **extra))

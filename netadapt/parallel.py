@@ -1,0 +1,160 @@
+"""An iteration's proposals as Ray tasks (MobileNetV3 section 4.2: proposals are independent).
+
+:class:`RayEvaluator` has the interface of :class:`netadapt.evaluation.SequentialEvaluator`
+and gives the same outcomes (a task's result depends only on its inputs and seed). It starts
+a local one-node cluster (``RAY_AUTH_MODE=disabled``, temp folder inside the run folder) or
+connects to ``address``; the data set is put in the object store once, the current weights
+once per iteration. Each task asks for ``threads`` CPUs and pins torch to that many threads.
+
+Ray's unix sockets must fit in 107 bytes, which a temp folder inside a run folder often does
+not; the cluster is therefore started through a short symlink in the system temp folder that
+points into the run folder. :meth:`RayEvaluator.close` shuts the cluster down and ends any
+process still running from that temp folder (Ray's agents can outlive a shutdown; FINDINGS.md),
+and :func:`end_stale_processes` does the same for a cluster whose driver was killed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import ray
+import torch
+
+from netadapt.evaluation import FinetuneJob, ProposalTask, TaskOutcome, run_task
+from search_spaces.spec import ArchSpec
+from training.datasets import Dataset
+
+log = logging.getLogger(__name__)
+OBJECT_STORE_BYTES = 512 * 2**20
+
+
+def processes_using(folder: Path) -> list[int]:
+    """Ids of this user's processes whose command line mentions ``folder``."""
+    needle, found = str(folder).encode(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes() and entry.stat().st_uid == os.getuid():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def end_stale_processes(folders: Sequence[Path], grace_s: float = 10.0) -> int:
+    """Wait up to ``grace_s`` for processes started from ``folders`` (Ray temp folders) to exit,
+    then end them (SIGTERM, then SIGKILL) by id. Returns how many had to be ended."""
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(processes_using(f) for f in folders):
+        time.sleep(0.25)
+    ended = 0
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = sorted({pid for f in folders for pid in processes_using(f)})
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+                ended += sig == signal.SIGTERM
+            except ProcessLookupError:
+                pass
+        if pids:
+            time.sleep(1.0)
+    return ended
+
+
+LINK_RECORD = "link-path"
+
+
+def _short_link(target: Path) -> Path:
+    """A short symlink in the system temp folder pointing at ``target``, recorded in
+    ``target/link-path`` so that a later run can find what a killed driver left running."""
+    link = Path(tempfile.mkdtemp(prefix="mnray-")) / "t"
+    link.symlink_to(target.resolve(), target_is_directory=True)
+    (target / LINK_RECORD).write_text(str(link))
+    return link
+
+
+def ray_folders(temp_dir: Path) -> list[Path]:
+    """The paths Ray processes started for ``temp_dir`` carry in their command lines."""
+    folders = [temp_dir.resolve()]
+    record = temp_dir / LINK_RECORD
+    if record.is_file():
+        folders.append(Path(record.read_text().strip()))
+    return folders
+
+
+def end_ray_processes(temp_dir: str | Path, grace_s: float = 10.0) -> int:
+    """End the processes of a local cluster started in ``temp_dir`` (e.g. after its driver was
+    killed), and remove the short symlink; returns how many had to be ended."""
+    temp_dir = Path(temp_dir)
+    if not temp_dir.is_dir():
+        return 0
+    folders = ray_folders(temp_dir)
+    ended = end_stale_processes(folders, grace_s)
+    link = folders[-1]
+    if link != folders[0] and link.is_symlink():
+        link.unlink()
+        try:
+            link.parent.rmdir()
+        except OSError:
+            pass
+    return ended
+
+
+class RayEvaluator:
+    """Proposals as Ray tasks; see the module docstring. Use as a context manager."""
+
+    def __init__(self, data: Dataset, job: FinetuneJob, *, temp_dir: str | Path, workers: int,
+                 address: str | None = None) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers = {workers!r} is not allowed; expected an integer >= 1")
+        self.job, self.address = job, address
+        self.temp_dir = Path(temp_dir)
+        self.link: Path | None = None
+        self._start(workers)
+        self._data = ray.put(data)
+        self._task = ray.remote(num_cpus=job.threads)(run_task)
+
+    def _start(self, workers: int) -> None:
+        if ray.is_initialized():
+            raise RuntimeError("Ray is already initialised in this process; NetAdapt starts its own connection")
+        if self.address is not None:
+            ray.init(address=self.address, log_to_driver=False)
+            return
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        end_ray_processes(self.temp_dir, grace_s=0.0)  # what a killed driver left running
+        self.link = _short_link(self.temp_dir)
+        os.environ["RAY_AUTH_MODE"] = "disabled"  # no token under the home folder (FINDINGS.md)
+        try:
+            ray.init(num_cpus=workers * self.job.threads, _temp_dir=str(self.link), include_dashboard=False,
+                     log_to_driver=False, object_store_memory=OBJECT_STORE_BYTES, configure_logging=False)
+        except BaseException:
+            self.close()
+            raise
+
+    def evaluate(self, current_spec: ArchSpec, current_weights: dict[str, torch.Tensor],
+                 tasks: Sequence[ProposalTask]) -> list[TaskOutcome]:
+        weights = ray.put(current_weights)
+        refs = [self._task.remote(current_spec, weights, task, self._data, self.job) for task in tasks]
+        return list(ray.get(refs))
+
+    def close(self) -> None:
+        """Shut Ray down; for a local cluster also end its leftover processes and the symlink."""
+        if ray.is_initialized():
+            ray.shutdown()
+        if self.link is not None:
+            ended = end_ray_processes(self.temp_dir)
+            if ended:
+                log.info("ended %d Ray processes left after shutdown", ended)
+            self.link = None
+
+    def __enter__(self) -> "RayEvaluator":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

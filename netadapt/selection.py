@@ -1,0 +1,69 @@
+"""Which proposal NetAdapt keeps (MobileNetV3 section 4.2; NetAdapt, Yang et al. 2018, step 4).
+
+MobileNetV3 keeps the proposal with the largest Δaccuracy / |Δlatency|: accuracy given up per
+millisecond saved, measured against the model the iteration started from. The original
+NetAdapt kept the most accurate proposal. Both are pure functions of the evaluated proposals.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+SELECTIONS = ("ratio", "accuracy")
+"""``ratio``: max Δacc / |Δlat| (MobileNetV3); ``accuracy``: max accuracy (NetAdapt)."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One evaluated proposal: its index in the iteration, predicted latency and validation top-1."""
+
+    index: int
+    predicted_ms: float
+    top1: float
+
+
+def check_selection(select: str) -> None:
+    if select not in SELECTIONS:
+        raise ValueError(f"select = {select!r} is not allowed; expected one of {SELECTIONS}")
+
+
+def score(top1: float, predicted_ms: float, *, ref_top1: float, ref_ms: float, select: str) -> float:
+    """The selection score of a proposal; NaN for a diverged one (never chosen).
+
+    ``ratio``: (top1 - ref_top1) / |predicted_ms - ref_ms| with the iteration's starting model
+    as reference (an unchanged latency counts as a saving of 1e-9 ms); ``accuracy``: top1.
+    """
+    check_selection(select)
+    if not math.isfinite(top1):
+        return math.nan
+    if select == "accuracy":
+        return float(top1)
+    saved_ms = max(abs(ref_ms - predicted_ms), 1e-9)
+    return float((top1 - ref_top1) / saved_ms)
+
+
+def choose(candidates: Sequence[Scored], *, ref_top1: float, ref_ms: float, select: str) -> tuple[int | None, list[float]]:
+    """The index (into ``candidates``) of the best proposal and every score.
+
+    Ties go to the larger latency cut, then to the earlier proposal, so the choice is
+    deterministic. Returns None when every proposal diverged.
+    """
+    scores = [score(c.top1, c.predicted_ms, ref_top1=ref_top1, ref_ms=ref_ms, select=select) for c in candidates]
+    best, best_key = None, None
+    for position, (candidate, value) in enumerate(zip(candidates, scores)):
+        if not math.isfinite(value):
+            continue
+        key = (value, -candidate.predicted_ms, -position)
+        if best_key is None or key > best_key:
+            best, best_key = position, key
+    return best, scores
+
+
+def proposal_seed(seed: int, iteration: int, index: int) -> int:
+    """An independent seed for proposal ``index`` of ``iteration``: the same in any order of
+    evaluation (sequential or Ray) and after a resume."""
+    state = np.random.SeedSequence([seed, 0x4E41, iteration, index]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31 ^ int(state[1])) % (2**63 - 1)

@@ -1,0 +1,105 @@
+"""The NetAdapt loop in-process: reaches the target, commits every iteration, resumes exactly."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from netadapt.evaluation import FinetuneJob, SequentialEvaluator
+from netadapt.floor import floor_spec
+from netadapt.loop import NetAdapt, NetAdaptConfig, UnreachableTarget
+from netadapt.selection import Scored, choose, score
+from netadapt.state import LoopStore
+from search_spaces.builder import build_model
+from tests.netadapt.loop_helpers import digits8, loop_spec, toy_predict_ms  # noqa: F401 (fixture)
+from training.evaluate import Budget
+
+
+def _weights(spec, seed=0):
+    torch.manual_seed(seed)
+    return {k: v.clone() for k, v in build_model(spec).state_dict().items()}
+
+
+def _loop(folder, data, *, target_fraction=0.8, stop_after=None, select="ratio", long_epochs=0, seed=0):
+    spec = loop_spec()
+    config = NetAdaptConfig(target_ms=target_fraction * toy_predict_ms(spec), delta_fraction=0.05, short_steps=2,
+                            long_epochs=long_epochs, select=select, seed=seed)
+    events = []
+    stop = (lambda: sum(e.phase == "iteration" for e in events) >= stop_after) if stop_after else None
+    loop = NetAdapt(config, data, toy_predict_ms, SequentialEvaluator(data, FinetuneJob(Budget(steps=2))),
+                    LoopStore(folder), measure_ms=lambda s, w: 2 * toy_predict_ms(s), on_event=events.append,
+                    should_stop=stop)
+    return loop, spec, events
+
+
+def _start_and_run(folder, data, **kwargs):
+    loop, spec, events = _loop(folder, data, **kwargs)
+    loop.start(spec, _weights(spec), top1=0.1, top1_stderr=0.02)
+    return loop.run(), events
+
+
+def test_loop_reaches_target_one_chosen_row_per_iteration(tmp_path, digits8):
+    result, events = _start_and_run(tmp_path, digits8)
+    history = LoopStore(tmp_path).history.read()
+    target = 0.8 * toy_predict_ms(loop_spec())
+    assert result.state.phase == "done" and result.state.predicted_ms <= target < history["predicted_ms"].iloc[0]
+    chosen = history[history["chosen"]]
+    assert list(chosen["iteration"]) == list(range(result.state.iteration + 1))
+    assert chosen["predicted_ms"].is_monotonic_decreasing
+    assert math.isclose(chosen["predicted_ms"].iloc[-1], toy_predict_ms(result.spec))
+    assert (chosen["measured_ms"] == 2 * chosen["predicted_ms"]).all()
+    assert history.loc[~history["chosen"], "measured_ms"].isna().all()
+    assert [e.phase for e in events][-1] == "done" and any(e.best_label for e in events)
+
+
+def test_stop_then_resume_equals_uninterrupted_run(tmp_path, digits8):
+    whole, _ = _start_and_run(tmp_path / "whole", digits8)
+    first, _ = _start_and_run(tmp_path / "split", digits8, stop_after=1)
+    assert first.stopped and first.state.iteration == 1
+    resumed, _, _ = _loop(tmp_path / "split", digits8)
+    second = resumed.run()
+    assert second.spec == whole.spec and second.state.iteration == whole.state.iteration
+    a, b = (LoopStore(tmp_path / n).history.read() for n in ("whole", "split"))
+    assert a.equals(b)
+    assert all(torch.equal(whole.weights[k], second.weights[k]) for k in whole.weights)
+
+
+def test_commit_without_state_is_not_seen_and_history_rows_are_restored(tmp_path, digits8):
+    loop, spec, _ = _loop(tmp_path, digits8)
+    state = loop.start(spec, _weights(spec), top1=0.1, top1_stderr=0.02)
+    store = LoopStore(tmp_path)
+    _, new_spec, new_weights = loop.iterate(state, spec, _weights(spec))
+    # a kill after the next iteration's model files but before its state.json: rewind state
+    store.update(state)
+    (tmp_path / "history.csv").write_text((tmp_path / "history.csv").read_text().splitlines(True)[0] + "0,sta")
+    loaded, loaded_spec, _ = store.load()
+    assert loaded.iteration == 0 and loaded_spec == spec
+    frame = store.history.read()
+    assert list(frame["label"]) == ["start"], "the torn row is cut and the committed row re-appended"
+
+
+def test_target_below_floor_is_unreachable(tmp_path, digits8):
+    spec = loop_spec()
+    floor_ms = toy_predict_ms(floor_spec(spec, NetAdaptConfig(target_ms=1.0).proposal_config()))
+    loop, _, _ = _loop(tmp_path, digits8, target_fraction=0.99 * floor_ms / toy_predict_ms(spec))
+    loop.config = NetAdaptConfig(target_ms=0.99 * floor_ms, delta_fraction=0.5, short_steps=1, long_epochs=0)
+    loop.start(spec, _weights(spec), top1=0.1, top1_stderr=0.02)
+    with pytest.raises(UnreachableTarget, match="granularity floor"):
+        loop.run()
+
+
+def test_ratio_selection_prefers_accuracy_per_millisecond():
+    candidates = [Scored(0, 0.90, 0.80), Scored(1, 0.70, 0.78), Scored(2, 0.95, float("nan"))]
+    best, scores = choose(candidates, ref_top1=0.82, ref_ms=1.0, select="ratio")
+    assert best == 1 and scores[0] == pytest.approx(-0.2) and scores[1] == pytest.approx(-0.1333, abs=1e-4)
+    assert math.isnan(scores[2])
+    assert choose(candidates, ref_top1=0.82, ref_ms=1.0, select="accuracy")[0] == 0
+    assert score(0.5, 1.0, ref_top1=0.4, ref_ms=1.0, select="ratio") > 1e6  # no saving: tiny denominator
+
+
+@pytest.mark.parametrize("field, value", [("target_ms", 0.0), ("short_steps", 0), ("select", "fastest"),
+                                          ("delta_fraction", 1.5), ("granularity", 0), ("long_epochs", -1)])
+def test_config_rejects_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        NetAdaptConfig(**{"target_ms": 1.0, field: value})
