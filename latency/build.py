@@ -24,14 +24,16 @@ import numpy as np
 import torch
 
 from latency.calibration import fit_calibration, spec_features
-from latency.endtoend import Reference, measure_specs, prepared_model
+from latency.drift import reference_model, reference_speed_ms
+from latency.endtoend import Reference, measure_specs
 from latency.fingerprint import device_fingerprint
 from latency.keys import KEY_COLUMNS, LayerKey, key_cost, key_from_row, key_module, spec_keys
 from latency.incontext import RoundRobinRunner, copies_for, l2_cache_bytes
 from latency.measurers import Measurer, OrtMeasurer, TorchMeasurer, full_input_shape
 from latency.table import (CALIBRATION_COLUMNS, CALIBRATION_FILE, ENTRIES_FILE, ENTRY_COLUMNS, MANIFEST_FILE,
-                           REFERENCE_FILE, SCHEMA_VERSION, LatencyTable, append_rows, check_manifest, finalize_entries,
-                           read_csv, read_manifest, write_json)
+                           REFERENCE_FILE, SCHEMA_VERSION, LatencyTable, TableMismatchError, append_rows, check_manifest, finalize_entries,
+                           check_entries, read_csv, read_manifest, write_json)
+from storage.statefiles import StateFileError
 from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.onnx_export import export_module_onnx
 from search_spaces.spec import ArchSpec
@@ -110,19 +112,33 @@ def measure_key(measurer: Measurer, key: LayerKey, config: BuildConfig) -> dict[
             "params": params, "madds": madds}
 
 
+def _check_fresh_folder(folder: Path) -> None:
+    """A new manifest (with this machine's fingerprint) is written only where no measurements
+    are: entries measured elsewhere must never be vouched for by this machine."""
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"--out {str(folder)!r} is a file; expected a latency table folder")
+    left = [name for name in (ENTRIES_FILE, REFERENCE_FILE, CALIBRATION_FILE) if (folder / name).exists()]
+    if left:
+        raise StateFileError(f"{folder} holds {', '.join(left)} but no {MANIFEST_FILE}: the hardware they were measured "
+                             "on cannot be checked; restore the manifest or build into an empty folder")
+
+
 class TableBuilder:
     """Creates or resumes the table in ``folder`` for ``measurer``; see the module docstring."""
 
     def __init__(self, folder: str | Path, measurer: Measurer, reference_spec: ArchSpec, *, space: str,
-                 config: BuildConfig | None = None, progress: Progress | None = None, force: bool = False) -> None:
+                 config: BuildConfig | None = None, progress: Progress | None = None, force: bool = False,
+                 space_input: tuple[int, int] | None = None) -> None:
+        """``space_input``: the space's ``(in_channels, num_classes)``, recorded as ``input``."""
         self.folder = Path(folder)
         self.measurer = measurer
         self.config = BuildConfig() if config is None else config
         self.progress = progress or (lambda phase, done, total: None)
         self.manifest = self._open(space, reference_spec, force)
+        self._record_input(space_input, force)
         spec = parse_spec(self.manifest["reference"]["spec"])
         history = read_csv(self.folder / REFERENCE_FILE, ("time", "ref_ms"))["ref_ms"].astype(float).tolist()
-        self.reference = Reference(spec, prepared_model(measurer, spec), history)
+        self.reference = Reference(spec, reference_model(measurer, spec), history)
 
     def _open(self, space: str, reference_spec: ArchSpec, force: bool) -> dict:
         if (self.folder / MANIFEST_FILE).exists():
@@ -130,6 +146,7 @@ class TableBuilder:
             check_manifest(manifest, self.measurer.settings_dict(), self.folder, force)
             log.info("resuming the table in %s", self.folder)
             return manifest
+        _check_fresh_folder(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         manifest = {"schema_version": SCHEMA_VERSION, "space": space, "measurer": self.measurer.settings_dict(),
                     "fingerprint": device_fingerprint(self.measurer.settings_dict().get("device_id")), "build": asdict(self.config),
@@ -138,6 +155,18 @@ class TableBuilder:
         write_json(self.folder / MANIFEST_FILE, manifest)
         return manifest
 
+    def _record_input(self, space_input: tuple[int, int] | None, force: bool) -> None:
+        if space_input is None:
+            return
+        given = {"in_channels": int(space_input[0]), "num_classes": int(space_input[1])}
+        recorded = self.manifest.get("input")
+        if recorded is not None and recorded != given and not force:
+            raise TableMismatchError(f"table {self.folder} was built for input {recorded}, not {given}; "
+                                     f"use another --out folder")
+        if recorded is None:
+            self.manifest["input"] = given
+            write_json(self.folder / MANIFEST_FILE, self.manifest)
+
     def _measure_reference(self) -> float:
         value = self.reference.measure(self.measurer)
         append_rows(self.folder / REFERENCE_FILE, ("time", "ref_ms"), [{"time": time.time(), "ref_ms": value}])
@@ -145,23 +174,33 @@ class TableBuilder:
 
     def measured_keys(self) -> set[LayerKey]:
         frame = read_csv(self.folder / ENTRIES_FILE, ENTRY_COLUMNS)
+        check_entries(frame, self.folder / ENTRIES_FILE)
         return {key_from_row(row) for row in frame[list(KEY_COLUMNS)].to_dict("records")}
 
     def measure_keys(self, keys: Iterable[LayerKey]) -> int:
         """Measure the keys not yet in the table; returns how many were measured."""
         done = self.measured_keys()
         todo = sorted(set(keys) - done)
-        total, start = len(todo), time.perf_counter()
+        total = len(todo)
         self.progress("layers", 0, total)
         for first in range(0, total, self.config.batch_keys):
-            batch = todo[first:first + self.config.batch_keys]
+            batch, start = todo[first:first + self.config.batch_keys], time.perf_counter()
             before = self._measure_reference()
             rows = [measure_key(self.measurer, key, self.config) for key in batch]
             ref_ms = (before + self._measure_reference()) / 2
             append_rows(self.folder / ENTRIES_FILE, ENTRY_COLUMNS, [{**row, "ref_ms": ref_ms} for row in rows])
+            self.manifest["entries"] = len(done) + first + len(batch)  # a shorter entries.csv was truncated
+            self._record_build_time("layers_s", time.perf_counter() - start, self.manifest["entries"])
             self.progress("layers", first + len(batch), total)
-        self._record_build_time("layers_s", time.perf_counter() - start, total)
+        self._check_measured(todo)
         return total
+
+    def _check_measured(self, keys: Sequence[LayerKey]) -> None:
+        """Every key just measured must be in entries.csv: a build never reports success short."""
+        missing = set(keys) - self.measured_keys()
+        if missing:
+            raise StateFileError(f"{self.folder / ENTRIES_FILE}: {len(missing)} of the {len(keys)} keys just measured are "
+                                 f"missing (e.g. {min(missing).label()}); it was changed during the build, run it again")
 
     def ensure_specs(self, specs: Iterable[ArchSpec]) -> int:
         """Lazy building: measure the layers of ``specs`` that the table lacks."""
@@ -172,10 +211,10 @@ class TableBuilder:
         self.ensure_specs(specs)
         done = set(read_csv(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS)["spec"])
         todo = [s for s in specs if format_spec(s) not in done]
-        baseline, start = self.baseline_ms(), time.perf_counter()
+        baseline = self.baseline_ms()
         self.progress("calibration", 0, len(todo))
         for first in range(0, len(todo), self.config.calibration_group):
-            group = todo[first:first + self.config.calibration_group]
+            group, start = todo[first:first + self.config.calibration_group], time.perf_counter()
             seen = len(self.reference.history_ms)
             results = measure_specs(self.measurer, group, self.reference, baseline, rounds=self.config.calibration_rounds)
             append_rows(self.folder / REFERENCE_FILE, ("time", "ref_ms"),
@@ -183,19 +222,24 @@ class TableBuilder:
             append_rows(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS, [
                 {"resolution": s.resolution, "spec": format_spec(s), "measured_ms": r.latency_ms, "raw_ms": r.raw_ms,
                  "ref_ratio": r.ref_ratio, "rounds": r.rounds, "baseline_ms": baseline} for s, r in zip(group, results)])
+            self._record_build_time("calibration_s", time.perf_counter() - start, len(done) + first + len(group))
             self.progress("calibration", first + len(group), len(todo))
-        self._record_build_time("calibration_s", time.perf_counter() - start, len(todo))
 
     def baseline_ms(self) -> float:
-        """The reference's median over every measurement so far (measured now if none)."""
+        """The reference's speed: the 25th percentile of its medians so far (measured now if
+        none). Load from other jobs only adds time, so a low quantile describes the machine
+        more stably than the median; the drift probe (:mod:`latency.drift`) reads the same
+        statistic."""
         if not self.reference.history_ms:
             self._measure_reference()
-        return float(np.median(self.reference.history_ms))
+        return reference_speed_ms(self.reference.history_ms)
 
     def _record_build_time(self, name: str, seconds: float, count: int) -> None:
+        """Add one batch's ``seconds`` and set the count measured so far (``count``, read from the
+        files, so a build killed and resumed counts every key once); written per batch."""
         timings = self.manifest.setdefault("build_timings", {})
         timings[name] = round(timings.get(name, 0.0) + seconds, 2)
-        timings[name.replace("_s", "_count")] = timings.get(name.replace("_s", "_count"), 0) + count
+        timings[name.replace("_s", "_count")] = count
         write_json(self.folder / MANIFEST_FILE, self.manifest)
 
     def finish(self) -> LatencyTable:
@@ -214,5 +258,7 @@ class TableBuilder:
             measured = (group["measured_ms"] * baseline / group["baseline_ms"]).astype(float).tolist()
             self.manifest["calibration"][str(int(resolution))] = fit_calibration(features, measured)
         self.manifest["entries"] = len(table)
+        timings = self.manifest.setdefault("build_timings", {})
+        timings.update(layers_count=len(table), calibration_count=len(calib))  # a kill between append and record
         write_json(self.folder / MANIFEST_FILE, self.manifest)
         return LatencyTable(self.folder, self.manifest, table.entries)

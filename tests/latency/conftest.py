@@ -10,6 +10,21 @@ import pytest
 from tests.latency.fakes import FakeMeasurer
 
 
+@pytest.fixture(scope="session", autouse=True)
+def reference_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Cached reference models (latency.drift) go under a temporary folder, not the home."""
+    import os
+
+    folder = tmp_path_factory.mktemp("mobilenas-cache")
+    previous = os.environ.get("MOBILENAS_CACHE_DIR")
+    os.environ["MOBILENAS_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["MOBILENAS_CACHE_DIR"]
+    else:
+        os.environ["MOBILENAS_CACHE_DIR"] = previous
+
+
 @pytest.fixture
 def fake_measurer() -> FakeMeasurer:
     return FakeMeasurer()

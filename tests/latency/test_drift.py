@@ -1,0 +1,137 @@
+"""Drift probe: a table whose fingerprint or baseline no longer matches this machine is
+refused with one line, and rescaled or forced on request (latency.drift)."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+
+from latency.build import BuildConfig, TableBuilder
+from latency.drift import DriftError, DriftReport, open_table, probe_reference_ms, rescaled
+from latency.measurers import OrtMeasurer, OrtSettings
+from latency.predictor import LatencyPredictor
+from latency.table import MANIFEST_FILE, TableMismatchError, load_table
+from latency.validation import sample_specs
+from search_spaces.encoding import parse_spec
+from search_spaces.mnasnet_space import MnasNetSpace
+from tests.latency.fakes import FakeMeasurer
+
+SPACE = MnasNetSpace(resolution=32)
+ORT = OrtMeasurer(OrtSettings(warmup=1, repeats=5))
+
+
+@pytest.fixture(scope="module")
+def probed_table(tmp_path_factory):
+    """A small table (fake entries for one spec's layers, a set calibration) whose measurer is ONNX Runtime and whose reference
+    baseline is what the probe reads on this machine now."""
+    folder = tmp_path_factory.mktemp("drift") / "table"
+    reference = sample_specs(SPACE, 1, seed=99)[0]
+    builder = TableBuilder(folder, FakeMeasurer(), reference, space="mnasnet",
+                           config=BuildConfig(batch_keys=50, calibration_rounds=1))
+    builder.ensure_specs(_specs())
+    builder.finish()
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    manifest["calibration"] = {"32": {"features": ["sum_ms", "cold_sum_ms"], "coef": [0.3, 0.8], "intercept_ms": 0.05,
+                                      "n_specs": 0, "loo": {}}}
+    manifest["measurer"] = ORT.settings_dict()
+    manifest["reference"]["baseline_ms"] = probe_reference_ms(ORT, reference)
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
+    return folder
+
+
+def _copy(folder, tmp_path, edit=None):
+    target = tmp_path / "table"
+    shutil.copytree(folder, target)
+    if edit is not None:
+        manifest = json.loads((target / MANIFEST_FILE).read_text())
+        edit(manifest)
+        (target / MANIFEST_FILE).write_text(json.dumps(manifest))
+    return target
+
+
+def _specs():
+    return sample_specs(SPACE, 1, seed=0)
+
+
+def test_matching_table_opens_ok_and_predicts_as_loaded(probed_table):
+    table, report = open_table(probed_table, tolerance=0.5)
+    assert report.action == "ok" and report.differences == () and 0.5 < report.ratio < 1.5
+    plain = LatencyPredictor(load_table(probed_table))
+    assert [LatencyPredictor(table).predict_ms(s) for s in _specs()] == [plain.predict_ms(s) for s in _specs()]
+
+
+def test_probe_takes_well_under_a_second(probed_table):
+    start = time.perf_counter()
+    open_table(probed_table, tolerance=0.5)
+    assert time.perf_counter() - start < 1.0
+
+
+def _slower_baseline(manifest):
+    manifest["reference"]["baseline_ms"] /= 3  # as if the table came from a machine 3x faster
+
+
+def test_edited_baseline_is_refused_with_one_line_naming_the_ratio(probed_table, tmp_path):
+    folder = _copy(probed_table, tmp_path, _slower_baseline)
+    with pytest.raises(DriftError) as error:
+        open_table(folder)
+    message = str(error.value)
+    assert len(message.splitlines()) == 1
+    assert "slower than its build did" in message and "--rescale" in message and "--force" in message
+    assert "mobilenas latency build --space mnasnet --resolution 32" in message
+
+
+def test_rescale_multiplies_every_prediction_by_the_measured_ratio(probed_table, tmp_path):
+    folder = _copy(probed_table, tmp_path, _slower_baseline)
+    table, report = open_table(folder, on_drift="rescale")
+    assert report.action == "rescaled" and 1.5 < report.ratio < 6
+    assert table.manifest["drift"]["ratio"] == report.ratio
+    plain = LatencyPredictor(load_table(folder))
+    for spec in _specs():
+        assert LatencyPredictor(table).predict_ms(spec) == pytest.approx(report.ratio * plain.predict_ms(spec), rel=1e-9)
+    forced, report = open_table(folder, on_drift="force")
+    assert report.action == "forced"
+    assert LatencyPredictor(forced).predict_ms(_specs()[0]) == pytest.approx(plain.predict_ms(_specs()[0]))
+
+
+def test_edited_fingerprint_is_refused_then_rescaled_on_request(probed_table, tmp_path):
+    folder = _copy(probed_table, tmp_path, lambda m: m["fingerprint"].update(cpu_stepping="99"))
+    with pytest.raises(TableMismatchError) as error:
+        open_table(folder, tolerance=0.5)
+    assert len(str(error.value).splitlines()) == 1 and "cpu_stepping: table '99'" in str(error.value)
+    assert "--rescale" in str(error.value)
+    table, report = open_table(folder, tolerance=0.5, on_drift="rescale")
+    assert report.action == "rescaled" and report.differences and "cpu_stepping" in report.differences[0]
+
+
+def test_rescaled_scales_non_time_features_with_the_intercept(probed_table):
+    table = load_table(probed_table)
+    table.manifest["calibration"]["32"] = {"features": ["sum_ms", "params_m"], "coef": [1.1, 0.2], "intercept_ms": 0.3,
+                                           "n_specs": 2, "loo": {}}
+    double = rescaled(table, 2.0)
+    for spec in _specs():
+        assert LatencyPredictor(double).predict_ms(spec) == pytest.approx(2 * LatencyPredictor(table).predict_ms(spec))
+    with pytest.raises(ValueError, match="rescale ratio"):
+        rescaled(table, 0.0)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"on_drift": "ignore"}, "on_drift = 'ignore'"),
+                                             ({"tolerance": -0.1}, "drift tolerance = -0.1")])
+def test_bad_options_are_rejected(probed_table, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        open_table(probed_table, **kwargs)
+
+
+def test_report_is_json_safe():
+    report = DriftReport(1.0, 1.2, 1.2, 0.1, "rescaled", ("cpu_family: table '6', here '26'",))
+    assert json.loads(json.dumps(report.to_dict()))["differences"] == ["cpu_family: table '6', here '26'"]
+    assert "+20.0%" in report.describe()
+
+
+def test_unfinished_table_has_no_baseline(tmp_path):
+    reference = sample_specs(SPACE, 1, seed=99)[0]
+    TableBuilder(tmp_path, ORT, reference, space="mnasnet")
+    with pytest.raises(ValueError, match="has no reference baseline"):
+        open_table(tmp_path)
+    assert parse_spec(json.loads((tmp_path / MANIFEST_FILE).read_text())["reference"]["spec"]) == reference
