@@ -13,9 +13,6 @@ table measured elsewhere raises :class:`TableMismatchError` unless forced (STYLE
 """
 from __future__ import annotations
 
-import csv
-import json
-import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -24,6 +21,8 @@ import pandas as pd
 
 from latency.fingerprint import device_fingerprint, fingerprint_differences
 from latency.keys import KEY_COLUMNS, LayerKey, key_from_row
+from storage.statefiles import CsvLog, StateFileError, check_fields, read_json
+from storage.statefiles import write_json as _write_json
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE, ENTRIES_FILE, REFERENCE_FILE, CALIBRATION_FILE = "manifest.json", "entries.csv", "reference.csv", "calibration.csv"
@@ -32,6 +31,11 @@ STAT_COLUMNS = ("median_ms", "raw_median_ms", "p90_ms", "std_ms", "n", "cold_med
                 "copies", "ref_ms", "params", "madds")
 ENTRY_COLUMNS = KEY_COLUMNS + STAT_COLUMNS
 CALIBRATION_COLUMNS = ("resolution", "spec", "measured_ms", "raw_ms", "ref_ratio", "rounds", "baseline_ms")
+LATENCY_COLUMNS = ("median_ms", "raw_median_ms", "cold_median_ms", "raw_cold_median_ms", "ref_ms")
+"""Entry columns that must be a latency > 0 ms in every row (a table never predicts <= 0)."""
+MANIFEST_FIELDS = {"schema_version": int, "space": str, "measurer": dict, "fingerprint": dict, "reference": dict,
+                   "calibration": dict}
+CALIBRATION_FIELDS = {"features": list, "coef": list, "intercept_ms": float, "n_specs": int}
 
 
 class MissingKeyError(ValueError):
@@ -43,34 +47,42 @@ class TableMismatchError(ValueError):
 
 
 def append_rows(path: Path, columns: Sequence[str], rows: Iterable[dict[str, object]]) -> None:
-    """Append ``rows`` to the CSV at ``path`` (header written once), flushed and fsynced."""
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns))
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append ``rows`` to the CSV at ``path`` (:class:`storage.statefiles.CsvLog`: header written
+    once, a torn last row from a kill cut off first, fsynced)."""
+    CsvLog(path, columns).append(rows)
 
 
 def read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     """The CSV at ``path`` (an empty frame with ``columns`` when absent); a torn last line
-    from a kill mid-write is dropped."""
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame(columns=list(columns))
-    frame = pd.read_csv(path, on_bad_lines="skip")
-    missing = set(columns) - set(frame.columns)
-    if missing:
-        raise ValueError(f"{path} lacks columns {sorted(missing)}; expected {list(columns)}")
-    return frame.dropna(subset=[c for c in columns if c not in ("exp_channels",)]).reset_index(drop=True)
+    from a kill mid-write is ignored. A foreign header, a malformed row or an empty cell is a
+    :class:`StateFileError` naming the file and the line."""
+    frame = CsvLog(path, columns).read()
+    empty = frame.isna().to_numpy()
+    if empty.any():
+        row, column = map(int, np.argwhere(empty)[0])
+        raise StateFileError(f"{path}: line {row + 2} has no value for {frame.columns[column]!r}")
+    return frame
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` atomically (temp file + rename)."""
-    temp = path.with_suffix(".tmp")
-    temp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(temp, path)
+    """Write ``data`` atomically (temp file, fsync, rename: :func:`storage.statefiles.write_json`)."""
+    _write_json(path, data, sort_keys=True)
+
+
+def check_entries(frame: pd.DataFrame, path: Path) -> None:
+    """Raise :class:`StateFileError` naming the line of the first entry whose key is invalid or
+    whose latencies are not numbers > 0 ms."""
+    for column in LATENCY_COLUMNS:
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
+        if len(bad):
+            raise StateFileError(f"{path}: line {bad[0] + 2}: {column} = {frame[column].iloc[bad[0]]!r} is not allowed; "
+                                 "expected a latency > 0 ms")
+    for number, row in enumerate(frame[list(KEY_COLUMNS)].to_dict("records"), start=2):
+        try:
+            key_from_row(row)
+        except (ValueError, TypeError) as exc:
+            raise StateFileError(f"{path}: line {number}: {exc}") from None
 
 
 class LatencyTable:
@@ -134,13 +146,32 @@ def check_manifest(manifest: dict, settings: dict[str, object] | None, folder: P
 
 
 def read_manifest(folder: Path) -> dict:
-    path = Path(folder) / MANIFEST_FILE
+    """The table's manifest, its shape checked (:data:`MANIFEST_FIELDS`, the reference and
+    every calibration); problems are one-line errors naming the file and the field."""
+    folder = Path(folder)
+    path = folder / MANIFEST_FILE
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a latency table folder (no such folder)")
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: {folder} is not a latency table folder")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    manifest = read_json(path, fields=MANIFEST_FIELDS, what="latency table manifest")
+    check_fields(manifest["reference"], {"spec": str, "baseline_ms": (float, type(None))}, f"{path}: reference")
+    for resolution, calibration in manifest["calibration"].items():
+        where = f"{path}: calibration[{resolution!r}]"
+        if not isinstance(calibration, dict):
+            raise StateFileError(f"{where} is not an object; expected features, coef, intercept_ms, n_specs")
+        check_fields(calibration, CALIBRATION_FIELDS, where)
+        if len(calibration["features"]) != len(calibration["coef"]):
+            raise StateFileError(f"{where}: {len(calibration['features'])} features but {len(calibration['coef'])} coef")
+    return manifest
+
+
+def _check_complete(table: "LatencyTable", manifest: dict, path: Path) -> None:
+    """A table holding fewer keys than its manifest recorded was truncated or edited."""
+    recorded = manifest.get("entries")
+    if isinstance(recorded, int) and not isinstance(recorded, bool) and len(table) < recorded:
+        raise StateFileError(f"{path}: holds {len(table)} entries but the manifest records {recorded}; the file was "
+                             "truncated or edited (resume its build on the same --out to measure the missing keys)")
 
 
 def finalize_entries(raw: pd.DataFrame, baseline_ms: float | None) -> pd.DataFrame:
@@ -161,4 +192,7 @@ def load_table(folder: str | Path, *, settings: dict[str, object] | None = None,
     manifest = read_manifest(folder)
     check_manifest(manifest, settings, folder, force)
     entries = read_csv(folder / ENTRIES_FILE, ENTRY_COLUMNS)
-    return LatencyTable(folder, manifest, finalize_entries(entries, manifest.get("reference", {}).get("baseline_ms")))
+    check_entries(entries, folder / ENTRIES_FILE)
+    table = LatencyTable(folder, manifest, finalize_entries(entries, manifest["reference"]["baseline_ms"]))
+    _check_complete(table, manifest, folder / ENTRIES_FILE)
+    return table
