@@ -54,9 +54,9 @@ def _measurer_from_args(args: argparse.Namespace) -> object:
     elif args.measurer == "torch-cpu":
         settings = TorchSettings(threads=args.threads, batch=args.batch, warmup=args.warmup, repeats=args.repeats)
     else:
-        if not args.command:
+        if not args.command_template:
             raise ValueError("--measurer command needs --command TEMPLATE (with a {model} placeholder)")
-        settings = CommandSettings(template=args.command, pattern=args.pattern, unit=args.unit, batch=args.batch,
+        settings = CommandSettings(template=args.command_template, pattern=args.pattern, unit=args.unit, batch=args.batch,
                                    device_id=args.device_id)
     return make_measurer(args.measurer, settings)
 
@@ -163,7 +163,7 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", required=True, help=f"search space ({', '.join(SPACES)})")
     p.add_argument("--resolution", type=int, nargs="+", required=True, help="input side(s) in pixels")
     p.add_argument("--measurer", choices=tuple(MEASURERS), default="ort-cpu")
-    p.add_argument("--command", default=None, help="command template for --measurer command, with {model}")
+    p.add_argument("--command", dest="command_template", default=None, help="command template for --measurer command, with {model}")
     p.add_argument("--pattern", default=CommandSettings.__dataclass_fields__["pattern"].default,
                    help="regex reading the latency from the command output (group 'value', optional 'unit')")
     p.add_argument("--unit", default="ms", help="unit of the number the pattern reads (us, ms, s)")
