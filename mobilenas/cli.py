@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "mobilenas.cli_train",
     "mobilenas.cli_latency",
     "mobilenas.cli_search",
+    "mobilenas.cli_netadapt",
 )
 
 

@@ -1,0 +1,159 @@
+"""``mobilenas search``: the platform-aware global search on Ray Tune (MnasNet sections 3-4,
+MobileNetV3 section 4.1). Every option is checked before any work starts; ``--resume``
+continues a stopped or killed search from its run folder."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from nas.search import STRATEGY_NAMES, ProgressInfo, SearchConfig
+from nas.rewards import REWARD_KINDS
+from storage.runfolder import DEFAULT_OUT, RunFolder, RunStatus
+from training.datasets import DEFAULT_SEARCH_DATA
+
+DEFAULTS = SearchConfig(target_ms=1.0)
+SEARCH_OPTIONS = ("data", "target_ms", "strategy", "trials", "seed", "reward", "w", "epochs", "concurrency",
+                  "cpus_per_trial", "train_subset", "asha", "resolution", "price_resolution", "price_in_channels",
+                  "price_classes", "table", "on_drift")
+ON_DRIFT = ("error", "rescale", "force")
+ADDRESS = re.compile(r"^(auto|ray://[^\s]+|[A-Za-z0-9.\-]+:\d{1,5})$")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("search", help="platform-aware global search (Ray Tune) for a latency target",
+                              description="Search the MnasNet space for the best reward ACC x (LAT/T)^w: each trial "
+                                          "proxy-trains one candidate; latency comes from a table for this machine.")
+    p.add_argument("--data", default=None, help=f"data set (default {DEFAULT_SEARCH_DATA}; see mobilenas train --help)")
+    p.add_argument("--target-ms", type=float, default=None, help="target latency T in ms (required for a new search)")
+    p.add_argument("--strategy", default=None, choices=STRATEGY_NAMES, help=f"default {DEFAULTS.strategy}")
+    p.add_argument("--trials", type=int, default=None, help=f"trial budget (default {DEFAULTS.trials})")
+    p.add_argument("--seed", type=int, default=None, help="strategy and training seed (default 0)")
+    p.add_argument("--reward", default=None, choices=REWARD_KINDS, help=f"default {DEFAULTS.reward}")
+    p.add_argument("--w", type=float, default=None,
+                   help="reward exponent (mnasnet: alpha = beta = w, default -0.07; hard/absolute: beta = w)")
+    p.add_argument("--epochs", type=int, default=None, help=f"proxy epochs per trial (default {DEFAULTS.epochs})")
+    p.add_argument("--train-subset", type=int, default=None, help="train each trial on this many images (default all)")
+    p.add_argument("--asha", action="store_true", default=None, help="ASHA early stopping between epochs (--epochs >= 2)")
+    p.add_argument("--concurrency", type=int, default=None, help=f"trials at once (default {DEFAULTS.concurrency})")
+    p.add_argument("--cpus-per-trial", type=int, default=None, help=f"CPUs (torch threads) per trial (default {DEFAULTS.cpus_per_trial})")
+    p.add_argument("--resolution", type=int, default=None, help="training resolution (default: the data set's)")
+    p.add_argument("--price-resolution", type=int, default=None,
+                   help="price candidates at this resolution instead of the trained one (deployment shape)")
+    p.add_argument("--price-in-channels", type=int, default=None, help="price at this many input channels")
+    p.add_argument("--price-classes", type=int, default=None, help="price at this many classes")
+    p.add_argument("--table", default=None, metavar="DIR",
+                   help="latency table folder (default: a lazy table in the run folder, or a matching one copied)")
+    p.add_argument("--on-drift", default=None, choices=ON_DRIFT, help="when the table's reference runs at another speed here")
+    p.add_argument("--address", default=None, help="join this Ray cluster (host:port or auto) instead of starting one")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a stopped or killed search")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for run folders (default {DEFAULT_OUT})")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the results")
+    p.set_defaults(handler=run_search)
+
+
+def config_from_args(args: argparse.Namespace) -> SearchConfig:
+    """The validated settings of a new search (ValueError naming the bad option)."""
+    if args.target_ms is None:
+        raise ValueError("--target-ms is required for a new search (or give --resume RUN_DIR)")
+    given = {name: getattr(args, name) for name in SEARCH_OPTIONS
+             if getattr(args, name) is not None and name not in ("table", "on_drift")}
+    given.setdefault("data", DEFAULT_SEARCH_DATA)
+    return SearchConfig(**given)
+
+
+def check_options(args: argparse.Namespace, config: SearchConfig) -> None:
+    """Everything that can be checked without doing the work."""
+    from nas.registry import STRATEGIES
+    from training.datasets import parse_name
+
+    parse_name(config.data)
+    if config.strategy not in STRATEGIES:
+        raise ValueError(f"--strategy {config.strategy!r} is not available in this build; available: {sorted(STRATEGIES)}")
+    if args.address is not None and not ADDRESS.match(args.address):
+        raise ValueError(f"--address {args.address!r} is not allowed; expected host:port, ray://host:port or auto")
+    if args.table is not None and not (Path(args.table) / "manifest.json").is_file():
+        raise FileNotFoundError(f"--table {args.table!r} is not a latency table folder (no manifest.json)")
+    if args.out.exists() and not args.out.is_dir():
+        raise NotADirectoryError(f"--out {str(args.out)!r} is a file; expected a folder for run folders")
+
+
+def open_resumed(args: argparse.Namespace) -> tuple[RunFolder, SearchConfig]:
+    given = [f"--{n.replace('_', '-')}" for n in SEARCH_OPTIONS if getattr(args, n) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} cannot be combined with --resume: the run's recorded settings are used")
+    folder = RunFolder.open(args.resume, job="search")
+    folder.check_resumable()
+    fields = {f.name for f in dataclasses.fields(SearchConfig)}
+    unknown = sorted(set(folder.manifest["config"]) - fields)
+    if unknown:
+        raise ValueError(f"{folder.path / 'manifest.json'}: config has unknown settings {unknown}")
+    return folder, SearchConfig(**folder.manifest["config"])
+
+
+class ProgressLine:
+    """The live progress line on stderr (rewritten in place on a terminal)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, info: ProgressInfo) -> None:
+        if not self.enabled:
+            return
+        best = ("best reward -" if info.best_reward != info.best_reward else
+                f"best reward {info.best_reward:.4f} (top-1 {100 * info.best_top1:.1f}%, {info.best_latency_ms:.3f} ms)")
+        eta = "-" if info.eta_s != info.eta_s else _duration(info.eta_s)
+        line = f"search: {info.done}/{info.total} trials | {best} | elapsed {_duration(info.elapsed_s)} | ETA {eta}"
+        print(("\r" + line + "\033[K") if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            print(file=sys.stderr)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def say(message: str) -> None:
+    print(f"search: {message}", file=sys.stderr, flush=True)
+
+
+def run_search(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        folder, config = open_resumed(args)
+        check_options(args, config)
+    else:
+        config = config_from_args(args)
+        check_options(args, config)
+        folder = None
+    from nas.job import SearchJob  # heavy imports only after the options are checked
+
+    job = SearchJob(config, out=args.out, table=args.table, on_drift=args.on_drift or "error", address=args.address,
+                    folder=folder, say=say, progress=ProgressLine())
+    try:
+        result = job.run()
+    finally:
+        job.progress.close()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_summary(result)
+    return 0 if job.folder.status is RunStatus.FINISHED else 130
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    print(f"run folder: {result['run_dir']}")
+    print(f"trials: {result['trials']}/{result['budget']} {result['statuses']}")
+    if result["best_spec"] is not None:
+        print(f"best: trial {result['best_trial']} reward {result['best_reward']:.4f}, proxy top-1 "
+              f"{100 * result['best_top1']:.2f}% (+/- {100 * result['best_top1_stderr']:.2f}), predicted "
+              f"{result['best_latency_ms']:.4f} ms (target {result['target_ms']:g} ms)")
+        print(f"best spec: {result['best_spec']}")
+        print(f"files: best.json best.md pareto.csv pareto.png trials.csv summary.json in {result['run_dir']}")

@@ -1,0 +1,104 @@
+"""Which latency table prices a search's candidates, and the record of it (MnasNet section 3:
+latency is measured on the target device; MobileNetV3 section 4: per-layer tables).
+
+The table must price exactly the spec that is trained (the stem and head keys carry the
+input channels and class count): :func:`open_pricing` opens a given table through
+:class:`latency.lazy.LazyPredictor` (fingerprint, drift probe, missing layers measured on
+this machine and appended, this process the only writer), or, without one, copies a
+matching table of an earlier search under ``--out`` into the run folder, or builds a lazy
+one there (:func:`latency.lazy.ensure_table`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from latency.lazy import LazyPredictor, ensure_table
+from latency.measurers import OrtMeasurer, OrtSettings
+from latency.table import MANIFEST_FILE, TableMismatchError, check_manifest, read_manifest
+
+log = logging.getLogger(__name__)
+RUN_TABLE = "latency"
+VALIDATION_KEYS = ("n", "within_5pct", "within_10pct", "mean_abs_err_pct", "p90_abs_err_pct", "spearman")
+
+
+@dataclass(frozen=True)
+class PricedShape:
+    """The input shape the table prices: resolution, input channels, classes."""
+
+    resolution: int
+    in_channels: int
+    num_classes: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"resolution": self.resolution, "in_channels": self.in_channels, "num_classes": self.num_classes}
+
+
+def _usable(folder: Path, shape: PricedShape, space: str) -> bool:
+    """A finished table for ``space`` with this input shape, calibrated at its resolution, from
+    this machine and the default measurer settings."""
+    try:
+        manifest = read_manifest(folder)
+        wanted = {"in_channels": shape.in_channels, "num_classes": shape.num_classes}
+        if manifest.get("space") != space or manifest.get("input") != wanted:
+            return False
+        check_manifest(manifest, OrtMeasurer(OrtSettings(warmup=5, repeats=20)).settings_dict(), folder, False)
+    except (TableMismatchError, ValueError, FileNotFoundError, OSError):
+        return False
+    return bool(manifest.get("reference", {}).get("baseline_ms")) and str(shape.resolution) in manifest.get("calibration", {})
+
+
+def find_matching_table(out: Path, shape: PricedShape, space: str, exclude: Path | None = None) -> Path | None:
+    """The newest ``<out>/<run>/latency`` table usable for this shape, or None."""
+    candidates = sorted(out.glob(f"*/{RUN_TABLE}/{MANIFEST_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for manifest in candidates:
+        folder = manifest.parent
+        if exclude is not None and folder.resolve() == exclude.resolve():
+            continue
+        if _usable(folder, shape, space):
+            return folder
+    return None
+
+
+def prepare_table(run_folder: Path, out: Path, shape: PricedShape, space: str, table: str | None) -> tuple[Path, str]:
+    """The table folder to open and one line saying where it came from."""
+    if table is not None:
+        if not (Path(table) / MANIFEST_FILE).is_file():
+            raise FileNotFoundError(f"--table {table!r} has no {MANIFEST_FILE}; expected a latency table folder")
+        return Path(table), f"using the latency table {table} (missing layers are measured here and added to it)"
+    own = run_folder / RUN_TABLE
+    if (own / MANIFEST_FILE).exists():
+        return ensure_table(own, space=space, resolution=shape.resolution, in_channels=shape.in_channels,
+                            num_classes=shape.num_classes)
+    match = find_matching_table(out, shape, space, exclude=own)
+    if match is not None:
+        shutil.copytree(match, own)
+        return own, f"copied the matching latency table {match} into {own} (this run adds its missing layers there)"
+    return ensure_table(own, space=space, resolution=shape.resolution, in_channels=shape.in_channels,
+                        num_classes=shape.num_classes)
+
+
+def validation_figures(folder: Path) -> dict[str, Any] | None:
+    """The table's validation report figures (``validation.json``), or None if never validated."""
+    path = folder / "validation.json"
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    return {key: report.get(key) for key in VALIDATION_KEYS}
+
+
+def open_pricing(folder: Path, *, on_drift: str = "error") -> tuple[LazyPredictor, dict[str, Any]]:
+    """A lazy predictor on ``folder`` and the manifest record of the table (path, entries,
+    fingerprint match, drift probe, validation figures)."""
+    predictor = LazyPredictor(folder, on_drift=on_drift)
+    manifest = predictor.table.manifest
+    record = {"folder": str(folder), "entries": len(predictor.table), "space": manifest.get("space"),
+              "input": manifest.get("input", {"in_channels": 3, "num_classes": 1000}),
+              "calibrated_resolutions": sorted(manifest.get("calibration", {}), key=int),
+              "measurer": manifest.get("measurer"), "drift": predictor.drift.to_dict(),
+              "validation": validation_figures(folder)}
+    return predictor, record

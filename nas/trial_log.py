@@ -1,0 +1,93 @@
+"""The search's trial log ``trials.csv``: one append-only row per finished trial.
+
+A row is written (fsynced, through :class:`storage.statefiles.CsvLog`) before the strategy
+hears the outcome, so the log is the ground truth of what was evaluated: a resumed search
+counts, rebuilds and reports from it (MnasNet section 4: every sampled model's accuracy and
+latency are what the controller learns from and what the Pareto front is drawn from).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+
+from storage.statefiles import CsvLog
+
+TRIALS_FILE = "trials.csv"
+ROW_STATUSES = ("ok", "early_stopped", "failed", "diverged", "infeasible")
+"""``early_stopped``: cut by ASHA at a lower rung (its top-1 is from fewer epochs)."""
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One finished trial: the candidate (canonical spec string and decision indices), its
+    predicted latency, proxy validation top-1 with its binomial standard error, and reward."""
+
+    trial: int
+    trial_id: str
+    proposal_id: str
+    spec: str
+    decisions: str
+    latency_ms: float
+    top1: float
+    top1_stderr: float
+    reward: float
+    status: str
+    epochs: int
+    wall_s: float
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in ROW_STATUSES:
+            raise ValueError(f"trial status {self.status!r} is not allowed; expected one of {ROW_STATUSES}")
+
+    @property
+    def outcome_status(self) -> str:
+        """The :class:`nas.strategy.Outcome` status: an early-stopped trial still has a reward."""
+        return "ok" if self.status == "early_stopped" else self.status
+
+
+COLUMNS = tuple(f.name for f in fields(TrialRecord))
+
+
+def format_decisions(indices: tuple[int, ...] | list[int]) -> str:
+    return " ".join(str(int(i)) for i in indices)
+
+
+def parse_decisions(text: str) -> tuple[int, ...]:
+    text = "" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text)
+    return tuple(int(t) for t in text.split())
+
+
+class TrialLog:
+    """``trials.csv`` in a run folder: append records, read them back as records or a frame."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.log = CsvLog(Path(folder) / TRIALS_FILE, COLUMNS)
+
+    @property
+    def path(self) -> Path:
+        return self.log.path
+
+    def append(self, record: TrialRecord) -> None:
+        self.log.append([asdict(record)])
+
+    def frame(self) -> pd.DataFrame:
+        """The log as a DataFrame (empty with the columns when there is none yet)."""
+        frame = self.log.read()
+        for name in ("spec", "decisions", "trial_id", "proposal_id", "status", "message"):
+            frame[name] = frame[name].fillna("").astype(str)
+        return frame
+
+    def records(self) -> list[TrialRecord]:
+        return [_record(row) for row in self.frame().to_dict("records")]
+
+
+def _record(row: dict) -> TrialRecord:
+    floats = ("latency_ms", "top1", "top1_stderr", "reward", "wall_s")
+    values = {name: row[name] for name in COLUMNS}
+    values.update({name: float(row[name]) for name in floats})
+    values["trial"], values["epochs"] = int(row["trial"]), int(row["epochs"])
+    return TrialRecord(**values)
