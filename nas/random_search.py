@@ -53,5 +53,6 @@ class RandomSearch:
         if state.get("strategy") != "random":
             raise ValueError(f"state of strategy {state.get('strategy')!r} cannot be loaded into 'random'")
         self.told = int(state["told"])
+        self.seed = int(state["seed"])
         set_rng_state(self.rng, state["rng"])
         self.ledger.load_state_dict(state["ledger"])

@@ -10,12 +10,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from nas.evolution import RegularizedEvolution
 from nas.random_search import RandomSearch
+from nas.rl import ReinforceController, RLController
 from nas.strategy import Strategy
 from search_spaces.registry import SearchSpace
 
 STRATEGIES: dict[str, type] = {
     "random": RandomSearch,
+    "evolution": RegularizedEvolution,
+    "rl": RLController,  # PPO, as MnasNet
+    "reinforce": ReinforceController,
 }
 
 
