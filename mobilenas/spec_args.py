@@ -1,10 +1,14 @@
-"""Shared command-line arguments for naming a spec: a registered name or a spec file."""
+"""Shared command-line arguments for naming a spec: a registered name, a spec file, a canonical
+spec string, or a JSON object (inline or in a file): spec JSON, or any JSON the tools print
+around a spec (a ``space sample`` line, ``show --json``), which carries it as ``spec``/``arch``."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import Any
 
-from search_spaces.encoding import parse_spec, spec_from_json
+from search_spaces.encoding import parse_spec, spec_from_dict
 from search_spaces.reference import REFERENCE_SPECS, reference_spec
 from search_spaces.spec import ArchSpec, scale_width
 
@@ -12,22 +16,49 @@ from search_spaces.spec import ArchSpec, scale_width
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     """SPEC plus --resolution/--width/--classes/--in-channels."""
     parser.add_argument("spec", metavar="SPEC",
-                        help=f"a registered name ({', '.join(REFERENCE_SPECS)}), a spec JSON file, "
-                             "or a canonical spec string")
+                        help=f"a registered name ({', '.join(REFERENCE_SPECS)}), a spec JSON file, a canonical "
+                             "spec string, or a JSON line of 'mobilenas space sample' / 'show --json'")
     parser.add_argument("--resolution", type=int, default=None, help="input side in pixels (default: the spec's, 224 for names)")
     parser.add_argument("--width", type=float, default=1.0, help="width multiplier (channels rounded to multiples of 8)")
     parser.add_argument("--classes", type=int, default=None, help="number of classes (default: the spec's, 1000 for names)")
     parser.add_argument("--in-channels", type=int, default=None, help="input channels (default: the spec's, 3 for names)")
 
 
+def spec_from_object(data: Any, where: str = "spec JSON") -> ArchSpec:
+    """A spec from parsed JSON: versioned spec JSON itself, or an object holding it under
+    ``spec`` (``space sample`` lines, ``show --json``) or its canonical string under ``arch``."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} is not a JSON object; expected spec JSON or an object with 'spec' or 'arch'")
+    if "stem" in data or "schema_version" in data:
+        return spec_from_dict(data)
+    if isinstance(data.get("spec"), dict):
+        return spec_from_dict(data["spec"])
+    for key in ("arch", "best_spec"):  # show --json / space sample; a search's summary.json
+        if isinstance(data.get(key), str):
+            return parse_spec(data[key])
+    raise ValueError(f"{where} has keys {sorted(data)}; expected spec JSON (schema_version, stem, blocks, head...) "
+                     "or an object with 'spec' (spec JSON) or 'arch'/'best_spec' (a canonical spec string)")
+
+
+def spec_from_text(text: str, where: str = "SPEC") -> ArchSpec:
+    """A spec from a canonical string or one JSON object (see :func:`spec_from_object`)."""
+    text = text.strip()
+    if not text.startswith("{"):
+        return parse_spec(text)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if "\n{" in text:
+            raise ValueError(f"{where} holds several JSON lines; give one spec (one line of 'space sample')") from None
+        raise ValueError(f"{where} is not valid JSON ({exc})") from None
+    return spec_from_object(data, where)
+
+
 def read_spec_file(path: Path) -> ArchSpec:
-    """A spec from a JSON file or a file holding the canonical string."""
+    """A spec from a file: spec JSON, a JSON object holding one, or the canonical string."""
     if not path.exists():
         raise FileNotFoundError(f"spec file {str(path)!r} does not exist")
-    text = path.read_text()
-    if text.lstrip().startswith("{"):
-        return spec_from_json(text)
-    return parse_spec(text)
+    return spec_from_text(path.read_text(), where=f"spec file {str(path)!r}")
 
 
 def resolve_spec(name: str, *, resolution: int | None = None, width: float = 1.0,
@@ -37,7 +68,9 @@ def resolve_spec(name: str, *, resolution: int | None = None, width: float = 1.0
         return reference_spec(name, resolution=224 if resolution is None else resolution, width=width,
                               num_classes=1000 if num_classes is None else num_classes,
                               in_channels=3 if in_channels is None else in_channels)
-    if "|" in name:
+    if name.lstrip().startswith("{"):
+        spec = spec_from_text(name)
+    elif "|" in name:
         spec = parse_spec(name)
     elif name.endswith((".json", ".txt")) or Path(name).exists():
         spec = read_spec_file(Path(name))
