@@ -17,4 +17,4 @@ def test_demo_writes_run_folder(tmp_path, capsys):
     assert "5,483,032" in out and "test top-1" in out
     train_runs = [p for p in (tmp_path / "run").iterdir() if p.is_dir()]
     assert len(train_runs) == 1 and (train_runs[0] / "model.onnx").is_file()
-    assert json.loads((train_runs[0] / "manifest.json").read_text())["status"] == "completed"
+    assert json.loads((train_runs[0] / "manifest.json").read_text())["status"] == "finished"
