@@ -10,15 +10,17 @@ import json
 from pathlib import Path
 
 from latency.build import BuildConfig, TableBuilder
+from latency.drift import DriftReport
 from latency.command import CommandSettings
 from latency.keys import space_keys
+from latency.lazy import LazyPredictor
 from latency.measurers import OrtSettings, TorchSettings
 from latency.predictor import LatencyPredictor
 from latency.registry import MEASURERS, make_measurer, measurer_from_recorded
 from latency.table import VALIDATION_FILE, load_table, read_manifest
 from latency.validation import ValidationConfig, sample_specs, validate, write_report
 from mobilenas.spec_args import add_spec_arguments, spec_from_args
-from search_spaces.encoding import format_spec, parse_spec
+from search_spaces.encoding import format_spec
 from search_spaces.registry import SPACES, make_space
 from search_spaces.mnasnet_space import MnasNetSpace
 
@@ -44,8 +46,22 @@ class _Bars:
             del self.bars[phase]
 
 
-def _space(name: str, resolution: int) -> MnasNetSpace:
-    return make_space(name, resolution=resolution)
+def _space(name: str, resolution: int, shape: dict | None = None) -> MnasNetSpace:
+    """The space ``name`` at ``resolution``; ``shape``: a table's recorded ``input``."""
+    shape = shape or {}
+    return make_space(name, resolution=resolution, in_channels=int(shape.get("in_channels", 3)),
+                      num_classes=int(shape.get("num_classes", 1000)))
+
+
+def _lazy_predictor(args: argparse.Namespace) -> LazyPredictor:
+    """The table opened through the drift probe with the user's --rescale/--force/--drift-tolerance."""
+    on_drift = "rescale" if args.rescale else "force" if args.force else "error"
+    return LazyPredictor(args.table, tolerance=args.drift_tolerance, on_drift=on_drift,
+                         progress=_Bars(not getattr(args, "quiet", True)))
+
+
+def _drift_note(report: DriftReport) -> str | None:
+    return None if report.action == "ok" else f"note: {report.describe()}"
 
 
 def _measurer_from_args(args: argparse.Namespace) -> object:
@@ -64,12 +80,13 @@ def _measurer_from_args(args: argparse.Namespace) -> object:
 def cmd_build(args: argparse.Namespace) -> int:
     measurer = _measurer_from_args(args)
     out = Path(args.out or f"results/runs/latency-{args.space}-r{'-'.join(map(str, args.resolution))}-{args.measurer}")
-    spaces = [_space(args.space, r) for r in args.resolution]
+    shape = {"in_channels": args.in_channels, "num_classes": args.classes}
+    spaces = [_space(args.space, r, shape) for r in args.resolution]
     calibration = [s for i, space in enumerate(spaces) for s in sample_specs(space, args.calibration_specs, args.seed + i)]
     reference = sample_specs(spaces[0], 1, args.seed + 10_000)[0]
     config = BuildConfig(batch_keys=args.batch_keys, calibration_rounds=args.calibration_rounds)
     builder = TableBuilder(out, measurer, reference, space=args.space, config=config, progress=_Bars(not args.quiet),
-                           force=args.force)
+                           force=args.force, space_input=(args.in_channels, args.classes))
     if not args.lazy:
         for space in spaces:
             builder.measure_keys(space_keys(space))
@@ -84,21 +101,21 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ValueError(f"-n = {args.n} is not allowed; expected at least 1 spec to validate")
-    table = load_table(args.table, force=args.force)
+    lazy = _lazy_predictor(args)
+    table = lazy.table
     measurer = measurer_from_recorded(table.manifest["measurer"])
     excluded = set(parse_csv_specs(Path(args.table)))
     resolutions = sorted(int(r) for r in table.manifest["calibration"]) if args.resolution is None else [args.resolution]
     if not resolutions:
         raise ValueError(f"table {args.table} has no calibration; run `mobilenas latency build` to completion first")
     specs = [s for i, r in enumerate(resolutions)
-             for s in sample_specs(_space(table.manifest["space"], r), args.n, args.seed + 1000 * i, excluded)]
+             for s in sample_specs(_space(table.manifest["space"], r, table.manifest.get("input")), args.n,
+                                   args.seed + 1000 * i, excluded)]
     if args.measure_missing:
-        ref = parse_spec(table.manifest["reference"]["spec"])
-        TableBuilder(args.table, measurer, ref, space=table.manifest["space"], progress=_Bars(not args.quiet),
-                     force=args.force).ensure_specs(specs)
-        table = load_table(args.table, force=args.force)
+        lazy.ensure(specs)
     config = ValidationConfig(n=args.n, seed=args.seed, rounds=args.rounds)
-    report, frame = validate(LatencyPredictor(table), measurer, specs, config, progress=_Bars(not args.quiet))
+    report, frame = validate(LatencyPredictor(lazy.table), measurer, specs, config, progress=_Bars(not args.quiet))
+    report["drift"] = lazy.drift.to_dict()
     path = write_report(Path(args.table), report, frame)
     print(f"{path}: n={report['n']} within 5%: {report['within_5pct']:.1%} within 10%: {report['within_10pct']:.1%} "
           f"mean |err| {report['mean_abs_err_pct']:.2f}% p90 |err| {report['p90_abs_err_pct']:.2f}% "
@@ -117,23 +134,19 @@ def parse_csv_specs(folder: Path) -> list[str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    table = load_table(args.table, force=args.force)
     spec = spec_from_args(args)
-    if args.measure_missing:
-        table.calibration(spec.resolution)  # fail before measuring if the resolution is not calibrated
-        ref = parse_spec(table.manifest["reference"]["spec"])
-        TableBuilder(args.table, measurer_from_recorded(table.manifest["measurer"]), ref, space=table.manifest["space"],
-                     force=args.force).ensure_specs([spec])
-        table = load_table(args.table, force=args.force)
-    predictor = LatencyPredictor(table)
-    explained = predictor.explain(spec)
+    lazy = _lazy_predictor(args)
+    explained = lazy.explain(spec) if args.measure_missing else LatencyPredictor(lazy.table).explain(spec)
     if args.json:
         print(json.dumps({"latency_ms": explained.latency_ms, "sum_ms": explained.sum_ms,
                           "layers": int(explained.features["n_layers"]), "table": str(args.table),
-                          "spec": format_spec(spec)}))
+                          "spec": format_spec(spec), "drift": lazy.drift.to_dict()}))
     else:
         print(f"{explained.latency_ms:.4f} ms (table sum {explained.sum_ms:.4f} ms over "
               f"{int(explained.features['n_layers'])} layers, calibrated)")
+        note = _drift_note(lazy.drift)
+        if note:
+            print(note)
     return 0
 
 
@@ -171,6 +184,8 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
                    help="name of the device the command times on (e.g. serial + SoC); recorded and matched")
     p.add_argument("--out", default=None, help="table folder (default results/runs/latency-SPACE-rR-MEASURER)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration and reference specs")
+    p.add_argument("--in-channels", type=int, default=3, help="input channels of the deployed model (stem keys)")
+    p.add_argument("--classes", type=int, default=1000, help="classes of the deployed model (head keys)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (ORT) / torch threads")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--warmup", type=int, default=5)
@@ -182,6 +197,16 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="resume a table measured elsewhere / with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_build)
+
+
+def _add_drift_arguments(p: argparse.ArgumentParser) -> None:
+    """--rescale / --force / --drift-tolerance (latency.drift.open_table)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--rescale", action="store_true",
+                       help="table from another machine or drifted: scale predictions by the reference model's measured ratio")
+    group.add_argument("--force", action="store_true", help="use the table as it is despite other hardware or drift")
+    p.add_argument("--drift-tolerance", type=float, default=0.10,
+                   help="largest allowed relative difference of the reference model vs its baseline (0.10 = 10%%)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -196,7 +221,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--resolution", type=int, default=None, help="only this resolution (default: every calibrated one)")
     p.add_argument("--measure-missing", action="store_true", help="measure layers the table lacks (lazy tables)")
-    p.add_argument("--force", action="store_true")
+    _add_drift_arguments(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=cmd_validate)
     p = sub.add_parser("predict", help="predicted latency of a spec")
@@ -205,7 +230,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object with latency_ms")
     p.add_argument("--measure-missing", action="store_true",
                    help="measure the spec's layers the table lacks (on this machine) and add them to the table")
-    p.add_argument("--force", action="store_true")
+    _add_drift_arguments(p)
     p.set_defaults(handler=cmd_predict)
     p = sub.add_parser("show", help="summary of a table: device, settings, calibration, validation")
     p.add_argument("table")

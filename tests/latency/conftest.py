@@ -25,6 +25,15 @@ def reference_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ["MOBILENAS_CACHE_DIR"] = previous
 
 
+@pytest.fixture(scope="session")
+def probed_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small ONNX Runtime table whose baseline matches this machine now (fakes.make_probed_table);
+    copy it (fakes.copy_table) before changing it."""
+    from tests.latency.fakes import make_probed_table
+
+    return make_probed_table(tmp_path_factory.mktemp("probed") / "table")
+
+
 @pytest.fixture
 def fake_measurer() -> FakeMeasurer:
     return FakeMeasurer()

@@ -22,3 +22,50 @@ class FakeMeasurer:
         self.calls += 1
         size = len(onnx_bytes_of(model, (1, *input_shape[-3:])))
         return np.full(self.repeats, 0.01 + size / 1e6) + np.linspace(0, 1e-4, self.repeats)
+
+
+def probed_specs() -> list:
+    """The specs whose layers :func:`make_probed_table` holds (MnasNet space, 32x32)."""
+    from latency.validation import sample_specs
+    from search_spaces.mnasnet_space import MnasNetSpace
+
+    return sample_specs(MnasNetSpace(resolution=32), 1, seed=0)
+
+
+def make_probed_table(folder):
+    """A small table (fake entries for one spec's layers, a set calibration) whose measurer
+    is ONNX Runtime (5 runs) and whose reference baseline is what the probe reads now."""
+    import json
+
+    from latency.build import BuildConfig, TableBuilder
+    from latency.drift import probe_reference_ms
+    from latency.measurers import OrtMeasurer, OrtSettings
+    from latency.table import MANIFEST_FILE
+    from latency.validation import sample_specs
+    from search_spaces.mnasnet_space import MnasNetSpace
+
+    ort = OrtMeasurer(OrtSettings(warmup=1, repeats=5))
+    reference = sample_specs(MnasNetSpace(resolution=32), 1, seed=99)[0]
+    builder = TableBuilder(folder, FakeMeasurer(), reference, space="mnasnet", config=BuildConfig(batch_keys=50))
+    builder.ensure_specs(probed_specs())
+    builder.finish()
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    manifest["calibration"] = {"32": {"features": ["sum_ms", "cold_sum_ms"], "coef": [0.3, 0.8], "intercept_ms": 0.05,
+                                      "n_specs": 0, "loo": {}}}
+    manifest["measurer"] = ort.settings_dict()
+    manifest["reference"]["baseline_ms"] = probe_reference_ms(ort, reference)
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
+    return folder
+
+
+def copy_table(folder, target, edit=None):
+    """A copy of the table in ``folder`` at ``target``, its manifest passed through ``edit``."""
+    import json
+    import shutil
+
+    shutil.copytree(folder, target)
+    if edit is not None:
+        manifest = json.loads((target / "manifest.json").read_text())
+        edit(manifest)
+        (target / "manifest.json").write_text(json.dumps(manifest))
+    return target

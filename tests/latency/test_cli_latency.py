@@ -8,6 +8,7 @@ import pytest
 from mobilenas.cli import main
 from search_spaces.encoding import format_spec, parse_spec
 
+LOOSE = ["--drift-tolerance", "5"]  # the fixture table is built while other jobs load the machine
 TINY = ["--repeats", "3", "--warmup", "1", "--calibration-specs", "6", "--calibration-rounds", "1", "--quiet"]
 
 
@@ -25,7 +26,7 @@ def _calibration_spec(folder) -> str:
 
 def test_predict_json_prints_latency_ms(table, capsys):
     spec = _calibration_spec(table)
-    assert main(["latency", "predict", str(table), spec, "--json"]) == 0
+    assert main(["latency", "predict", str(table), spec, "--json", *LOOSE]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["latency_ms"] > 0 and out["spec"] == format_spec(parse_spec(spec))
 
@@ -37,7 +38,7 @@ def test_show_summarises_device_and_calibration(table, capsys):
 
 
 def test_validate_writes_validation_json(table, capsys):
-    assert main(["latency", "validate", str(table), "-n", "2", "--rounds", "1", "--measure-missing", "--quiet"]) == 0
+    assert main(["latency", "validate", str(table), "-n", "2", "--rounds", "1", "--measure-missing", "--quiet", *LOOSE]) == 0
     report = json.loads((table / "validation.json").read_text())
     for name in ("n", "within_5pct", "within_10pct", "mean_abs_err_pct", "p90_abs_err_pct", "spearman"):
         assert name in report
@@ -63,7 +64,7 @@ def test_user_errors_are_one_line_and_exit_2(argv, message, capsys):
 
 def test_predict_missing_layer_exits_2(table, capsys):
     spec = "r32_i3_n1000|stem_k3_s2_c16_hs|ir_k7_s1_e16_c16_se0_re_sk0|head_c960_h1280_hs_d0.2"
-    assert main(["latency", "predict", str(table), spec]) == 2
+    assert main(["latency", "predict", str(table), spec, *LOOSE]) == 2
     assert "is not in the table" in capsys.readouterr().err
 
 
@@ -75,9 +76,42 @@ def test_table_from_other_settings_exits_2_naming_the_difference(table, capsys):
 
 
 def test_predict_measure_missing_extends_the_table_lazily(table, capsys):
-    argv = ["latency", "predict", str(table), "mobilenetv3-small", "--resolution", "32", "--json"]
+    argv = ["latency", "predict", str(table), "mobilenetv3-small", "--resolution", "32", "--json", *LOOSE]
     assert main(argv) == 2  # not in the space: missing layers
     capsys.readouterr()
     assert main([*argv, "--measure-missing"]) == 0
     assert json.loads(capsys.readouterr().out)["latency_ms"] > 0
     assert main(argv) == 0  # now in the table
+
+
+def _edited_copy(table, tmp_path, edit):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(table, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edit(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_drifted_table_exits_2_with_one_line_then_rescales_on_request(table, tmp_path, capsys):
+    folder = _edited_copy(table, tmp_path, lambda m: m["reference"].update(baseline_ms=m["reference"]["baseline_ms"] / 4))
+    argv = ["latency", "predict", str(folder), _calibration_spec(table), "--json"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "slower than its build did" in err and "--rescale" in err
+    assert main([*argv, "--rescale"]) == 0
+    rescaled = json.loads(capsys.readouterr().out)
+    assert rescaled["drift"]["action"] == "rescaled" and rescaled["drift"]["ratio"] > 2
+    assert main([*argv, "--force"]) == 0
+    forced = json.loads(capsys.readouterr().out)
+    assert forced["drift"]["action"] == "forced"
+    assert rescaled["latency_ms"] == pytest.approx(forced["latency_ms"] * rescaled["drift"]["ratio"], rel=0.02)
+
+
+def test_table_with_other_cpu_exits_2_naming_the_field(table, tmp_path, capsys):
+    folder = _edited_copy(table, tmp_path, lambda m: m["fingerprint"].update(cpu_model_id="207"))
+    assert main(["latency", "predict", str(folder), _calibration_spec(table)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "cpu_model_id: table '207'" in err

@@ -3,56 +3,30 @@ refused with one line, and rescaled or forced on request (latency.drift)."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 import pytest
 
-from latency.build import BuildConfig, TableBuilder
-from latency.drift import DriftError, DriftReport, open_table, probe_reference_ms, rescaled
+from latency.build import TableBuilder
+from latency.drift import DriftError, DriftReport, open_table, rescaled
 from latency.measurers import OrtMeasurer, OrtSettings
 from latency.predictor import LatencyPredictor
 from latency.table import MANIFEST_FILE, TableMismatchError, load_table
 from latency.validation import sample_specs
 from search_spaces.encoding import parse_spec
 from search_spaces.mnasnet_space import MnasNetSpace
-from tests.latency.fakes import FakeMeasurer
+from tests.latency.fakes import copy_table, probed_specs
 
 SPACE = MnasNetSpace(resolution=32)
 ORT = OrtMeasurer(OrtSettings(warmup=1, repeats=5))
 
 
-@pytest.fixture(scope="module")
-def probed_table(tmp_path_factory):
-    """A small table (fake entries for one spec's layers, a set calibration) whose measurer is ONNX Runtime and whose reference
-    baseline is what the probe reads on this machine now."""
-    folder = tmp_path_factory.mktemp("drift") / "table"
-    reference = sample_specs(SPACE, 1, seed=99)[0]
-    builder = TableBuilder(folder, FakeMeasurer(), reference, space="mnasnet",
-                           config=BuildConfig(batch_keys=50, calibration_rounds=1))
-    builder.ensure_specs(_specs())
-    builder.finish()
-    manifest = json.loads((folder / MANIFEST_FILE).read_text())
-    manifest["calibration"] = {"32": {"features": ["sum_ms", "cold_sum_ms"], "coef": [0.3, 0.8], "intercept_ms": 0.05,
-                                      "n_specs": 0, "loo": {}}}
-    manifest["measurer"] = ORT.settings_dict()
-    manifest["reference"]["baseline_ms"] = probe_reference_ms(ORT, reference)
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
-    return folder
-
-
 def _copy(folder, tmp_path, edit=None):
-    target = tmp_path / "table"
-    shutil.copytree(folder, target)
-    if edit is not None:
-        manifest = json.loads((target / MANIFEST_FILE).read_text())
-        edit(manifest)
-        (target / MANIFEST_FILE).write_text(json.dumps(manifest))
-    return target
+    return copy_table(folder, tmp_path / "table", edit)
 
 
 def _specs():
-    return sample_specs(SPACE, 1, seed=0)
+    return probed_specs()
 
 
 def test_matching_table_opens_ok_and_predicts_as_loaded(probed_table):

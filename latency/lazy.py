@@ -1,0 +1,158 @@
+"""Lazy latency tables: measure a layer the first time a search asks about it.
+
+A full table for a space takes minutes; a search or NetAdapt run that visits a few hundred
+specs touches a small fraction of its layer keys. :func:`ensure_table` builds a *lazy* table
+(the reference model plus a calibration fitted on a small set of whole models, with only
+their layers measured) when none exists, or reuses a matching one, and
+:class:`LazyPredictor` measures the keys a spec needs and the table lacks before
+predicting (the per-layer lookup table of MnasNet section 3, filled on demand). Stem and
+head keys carry the input channels and class count, so a 1x32x32 10-class spec gets its own
+stem and head entries, measured here like any other missing key.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from latency.build import BuildConfig, Progress, TableBuilder
+from latency.drift import DriftReport, open_table, rescaled
+from latency.keys import spec_keys
+from latency.measurers import Measurer, OrtMeasurer, OrtSettings
+from latency.predictor import LatencyPredictor, Prediction
+from latency.registry import measurer_from_recorded
+from latency.table import MANIFEST_FILE, TableMismatchError, check_manifest, load_table, read_manifest
+from latency.validation import sample_specs
+from search_spaces.encoding import parse_spec
+from search_spaces.mnasnet_space import MnasNetSpace
+from search_spaces.spec import ArchSpec
+
+log = logging.getLogger(__name__)
+SpaceFactory = Callable[..., object]
+LAZY_SPACES: dict[str, SpaceFactory] = {"mnasnet": MnasNetSpace}
+"""Spaces :func:`ensure_table` can sample by name (the CLI's registry is ``mobilenas.spaces``)."""
+LAZY_CALIBRATION_SPECS = 8
+LAZY_CALIBRATION_ROUNDS = 2
+
+
+class LazyPredictor:
+    """``predict_ms(spec)``: the calibrated table prediction, measuring first (on this
+    machine, appended to the table) the layer keys the table lacks.
+
+    The table is opened through :func:`latency.drift.open_table` (fingerprint and drift
+    probe; ``tolerance``/``on_drift`` as there). New entries are normalised by the
+    reference model like a full build's; a rescaled table stays rescaled after they are
+    added. Measuring into a table from other hardware is refused (it would mix machines).
+    """
+
+    def __init__(self, folder: str | Path, *, tolerance: float = 0.10, on_drift: str = "error",
+                 progress: Progress | None = None, config: BuildConfig | None = None) -> None:
+        self.folder = Path(folder)
+        self.drift: DriftReport
+        self.table, self.drift = open_table(self.folder, tolerance=tolerance, on_drift=on_drift)
+        self.progress, self.config = progress, config
+        self.measured_keys = 0
+        self._builder: TableBuilder | None = None
+
+    def explain(self, spec: ArchSpec) -> Prediction:
+        self.ensure([spec])
+        return LatencyPredictor(self.table).explain(spec)
+
+    def predict_ms(self, spec: ArchSpec) -> float:
+        """Calibrated latency of ``spec`` (ms); raises ``MissingKeyError`` only when the table
+        has no calibration for ``spec.resolution``."""
+        return self.explain(spec).latency_ms
+
+    def predict_many(self, specs: Sequence[ArchSpec]) -> list[float]:
+        """``predict_ms`` of each spec, measuring every missing key in one pass first."""
+        self.ensure(specs)
+        predictor = LatencyPredictor(self.table)
+        return [predictor.predict_ms(spec) for spec in specs]
+
+    def missing_keys(self, specs: Iterable[ArchSpec]) -> set:
+        return {key for spec in specs for key in spec_keys(spec) if key not in self.table}
+
+    def ensure(self, specs: Sequence[ArchSpec]) -> int:
+        """Measure the keys of ``specs`` the table lacks; returns how many were measured."""
+        missing = self.missing_keys(specs)
+        if not missing:
+            return 0
+        for resolution in sorted({spec.resolution for spec in specs}):
+            self.table.calibration(resolution)  # fail before measuring anything
+        if self.drift.differences:
+            raise TableMismatchError(f"table {self.folder} was measured on other hardware "
+                                     f"({'; '.join(self.drift.differences)}): cannot add this machine's layers to it")
+        count = self._builder_for().measure_keys(missing)
+        self.measured_keys += count
+        self._reload()
+        return count
+
+    def _builder_for(self) -> TableBuilder:
+        if self._builder is None:
+            manifest = self.table.manifest
+            self._builder = TableBuilder(self.folder, measurer_from_recorded(manifest["measurer"]),
+                                         parse_spec(manifest["reference"]["spec"]), space=manifest["space"],
+                                         config=self.config, progress=self.progress)
+        return self._builder
+
+    def _reload(self) -> None:
+        table = load_table(self.folder, force=True)
+        self.table = rescaled(table, self.drift.ratio, self.drift) if self.drift.action == "rescaled" else table
+
+
+def _space_factory(space: str | SpaceFactory) -> tuple[str, SpaceFactory]:
+    if callable(space):
+        return str(getattr(space, "name", getattr(space, "__name__", "custom"))), space
+    if space not in LAZY_SPACES:
+        raise ValueError(f"unknown space {space!r}; expected one of {sorted(LAZY_SPACES)}")
+    return space, LAZY_SPACES[space]
+
+
+def ensure_table(folder: str | Path, *, space: str | SpaceFactory, resolution: int, in_channels: int = 3,
+                 num_classes: int = 1000, measurer: Measurer | None = None, calibration_specs: int = LAZY_CALIBRATION_SPECS,
+                 calibration_rounds: int = LAZY_CALIBRATION_ROUNDS, seed: int = 0,
+                 progress: Progress | None = None) -> tuple[Path, str]:
+    """A table in ``folder`` usable for ``space`` at ``resolution`` with this input shape.
+
+    Reuses a finished table there when its space, input shape, calibrated resolution,
+    fingerprint and measurer settings match; resumes an unfinished one; otherwise builds a
+    lazy one: the reference model plus ``calibration_specs`` sampled specs measured whole
+    (and their layers). Returns the folder and a one-line message saying which.
+
+    Raises:
+        TableMismatchError: a table in ``folder`` was made for another space, input shape,
+            hardware or measurer settings.
+    """
+    folder = Path(folder)
+    name, factory = _space_factory(space)
+    measurer = measurer or OrtMeasurer(OrtSettings(warmup=5, repeats=20))
+    space_obj = factory(resolution=resolution, in_channels=in_channels, num_classes=num_classes)
+    shape = {"in_channels": int(in_channels), "num_classes": int(num_classes)}
+    if (folder / MANIFEST_FILE).exists():
+        manifest = read_manifest(folder)
+        _check_reusable(folder, manifest, name, shape, measurer)
+        if manifest.get("reference", {}).get("baseline_ms") and str(resolution) in manifest.get("calibration", {}):
+            return folder, (f"reusing the latency table in {folder} ({manifest.get('entries', '?')} entries, "
+                            f"calibrated at {', '.join('r' + r for r in sorted(manifest['calibration'], key=int))})")
+    start = time.perf_counter()
+    resumed = (folder / MANIFEST_FILE).exists()
+    specs = sample_specs(space_obj, calibration_specs, seed)
+    reference = sample_specs(space_obj, 1, seed + 10_000)[0]
+    builder = TableBuilder(folder, measurer, reference, space=name, progress=progress,
+                           config=BuildConfig(calibration_rounds=calibration_rounds),
+                           space_input=(in_channels, num_classes))
+    builder.measure_calibration(specs)
+    table = builder.finish()
+    verb = "resumed" if resumed else "built"
+    return folder, (f"{verb} a lazy latency table in {folder} ({len(table)} layers, {len(specs)} calibration specs at "
+                    f"r{resolution}, {time.perf_counter() - start:.0f} s); missing layers are measured as specs need them")
+
+
+def _check_reusable(folder: Path, manifest: dict, space: str, shape: dict, measurer: Measurer) -> None:
+    """Raise :class:`TableMismatchError` naming what makes the table in ``folder`` unusable here."""
+    recorded_shape = manifest.get("input", {"in_channels": 3, "num_classes": 1000})
+    if manifest.get("space") != space or recorded_shape != shape:
+        raise TableMismatchError(f"table {folder} is for space {manifest.get('space')!r} with input {recorded_shape}, "
+                                 f"not {space!r} with {shape}: give another table folder")
+    check_manifest(manifest, measurer.settings_dict(), folder, force=False)
