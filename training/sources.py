@@ -101,7 +101,7 @@ def load_cifar10(directory: str | Path) -> RawData:
     """CIFAR-10 python batches in ``directory`` (or its ``cifar-10-batches-py`` sub-folder)."""
     root = Path(directory)
     if not root.is_dir():
-        raise FileNotFoundError(f"CIFAR-10 folder {str(root)!r} does not exist")
+        raise _not_found(root, "CIFAR-10 folder", folder=True)
     if (root / "cifar-10-batches-py").is_dir():
         root = root / "cifar-10-batches-py"
     expected = (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE)
@@ -116,7 +116,7 @@ def load_cifar10(directory: str | Path) -> RawData:
 
 def _class_folders(root: Path) -> list[Path]:
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {str(root)!r} does not exist")
+        raise _not_found(root, "image folder", folder=True)
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(folders) < 2:
         raise ValueError(f"image folder {str(root)!r} has {len(folders)} class sub-folder(s); expected one per class, at least 2")
@@ -185,7 +185,20 @@ def _labels(y: np.ndarray, path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     return codes.astype(np.int64), tuple(str(n) for n in names)
 
 
+def _not_found(path: Path, what: str, *, folder: bool) -> OSError:
+    """A folder given as a file (or a file as a folder) is not "missing": say which it is."""
+    if path.exists():
+        kind, expected = ("a file", "a folder") if path.is_file() else ("a folder", "a file")
+        return (NotADirectoryError if folder else IsADirectoryError)(f"{what} {str(path)!r} is {kind}; expected {expected}")
+    return FileNotFoundError(f"{what} {str(path)!r} does not exist")
+
+
 def _read_npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with path.open("rb") as handle:
+        magic = handle.read(6)
+    if not magic.startswith(b"PK") and magic != b"\x93NUMPY":  # a zip archive or a single .npy array
+        raise ValueError(f"npz {str(path)!r} is not an .npz archive (no zip header: truncated, or another format); "
+                         "expected arrays 'x' and 'y' saved with numpy.savez")
     try:
         archive = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
@@ -206,7 +219,7 @@ def load_npz(file: str | Path) -> RawData:
     """Arrays ``x`` (NHW, NCHW or NHWC) and ``y`` (N labels, mapped to 0..C-1 in sorted order)."""
     path = Path(file)
     if not path.is_file():
-        raise FileNotFoundError(f"npz file {str(path)!r} does not exist")
+        raise _not_found(path, "npz file", folder=False)
     x, y = _read_npz_arrays(path)
     if x.shape[:1] != y.shape[:1]:
         raise ValueError(f"npz {str(path)!r}: x has {x.shape[0] if x.ndim else 0} samples but y has {y.shape[0] if y.ndim else 0}")
