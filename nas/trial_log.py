@@ -78,7 +78,7 @@ class TrialLog:
         """The log as a DataFrame (empty with the columns when there is none yet)."""
         frame = self.log.read()
         for name in ("spec", "decisions", "trial_id", "proposal_id", "status", "message"):
-            frame[name] = frame[name].fillna("").astype(str)
+            frame[name] = frame[name].astype(object).fillna("").astype(str)
         return frame
 
     def records(self) -> list[TrialRecord]:
