@@ -13,6 +13,10 @@ from search_spaces.reference import REFERENCE_SPECS, reference_spec
 from search_spaces.spec import ArchSpec, scale_width
 
 
+MAX_WIDTH = 10.0
+"""Largest width multiplier accepted (the paper uses 0.35 to 1.25; ``--width 100`` is a typo)."""
+
+
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     """SPEC plus --resolution/--width/--classes/--in-channels."""
     parser.add_argument("spec", metavar="SPEC",
@@ -58,12 +62,20 @@ def read_spec_file(path: Path) -> ArchSpec:
     """A spec from a file: spec JSON, a JSON object holding one, or the canonical string."""
     if not path.exists():
         raise FileNotFoundError(f"spec file {str(path)!r} does not exist")
-    return spec_from_text(path.read_text(), where=f"spec file {str(path)!r}")
+    if path.is_dir():
+        raise IsADirectoryError(f"spec file {str(path)!r} is a folder; expected a spec JSON file or canonical string")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"spec file {str(path)!r} is not text; expected spec JSON or a canonical spec string") from None
+    return spec_from_text(text, where=f"spec file {str(path)!r}")
 
 
 def resolve_spec(name: str, *, resolution: int | None = None, width: float = 1.0,
                  num_classes: int | None = None, in_channels: int | None = None) -> ArchSpec:
     """Resolve SPEC (name, file or string) and apply the overrides."""
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not (0 < width <= MAX_WIDTH):
+        raise ValueError(f"--width = {width!r} is not allowed; expected a finite number in (0, {MAX_WIDTH:g}]")
     if name in REFERENCE_SPECS:
         return reference_spec(name, resolution=224 if resolution is None else resolution, width=width,
                               num_classes=1000 if num_classes is None else num_classes,
