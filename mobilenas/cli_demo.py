@@ -40,7 +40,22 @@ def _show_references() -> None:
         print(f"  {name:18s} {summary['params']:>10,d} params  {summary['madds'] / 1e6:7.2f} M MAdds")
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Before any work: a bad value after minutes of exporting and sampling is a bug."""
+    if args.epochs < 0:
+        raise ValueError(f"--epochs = {args.epochs} is not allowed; expected an integer >= 0 (0 skips training)")
+    if args.seed < 0:
+        raise ValueError(f"--seed = {args.seed} is not allowed; expected an integer >= 0")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise NotADirectoryError(f"--out {str(args.out)!r} is a file; expected a folder for the demo's outputs")
+    if args.epochs > 0:
+        from training.datasets import parse_name
+
+        parse_name(args.data)
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    _check_options(args)
     out = args.out or Path("results/runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     _show_references()

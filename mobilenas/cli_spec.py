@@ -70,8 +70,10 @@ def run_show(args: argparse.Namespace) -> int:
 
 def write_export(spec: ArchSpec, fmt: str, path: Path) -> None:
     """Write ``spec`` to ``path`` in format ``fmt`` (one of :data:`EXPORT_FORMATS`)."""
-    if not path.parent.exists():
+    if not path.parent.is_dir():
         raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"-o {str(path)!r} is a folder; expected the path of the file to write")
     if fmt == "json":
         path.write_text(spec_to_json(spec) + "\n")
     elif fmt == "timm":
