@@ -1,0 +1,121 @@
+"""``mobilenas run``: from data to a deployable model in one resumable command (global search,
+NetAdapt, full training, references, measurement, export, report; see mobilenas.pipeline)."""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from mobilenas.pipeline_config import BUDGETS, PipelineConfig
+from storage.runfolder import DEFAULT_OUT, RunFolder
+from training.datasets import DEFAULT_SEARCH_DATA
+
+ADDRESS = re.compile(r"^(auto|ray://[^\s]+|[A-Za-z0-9.\-]+:\d{1,5})$")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "run", help="the whole recipe: search, NetAdapt, train, measure, export, report",
+        description="Search the MnasNet space for the latency target on this machine, refine the best model with "
+                    "NetAdapt down to the target, train it and MobileNetV3 references with the same recipe, measure "
+                    "them end to end, export the final model and write report.md/report.html.")
+    p.add_argument("--data", default=DEFAULT_SEARCH_DATA, help=f"data set (default {DEFAULT_SEARCH_DATA})")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--target-ms", type=float, default=None, help="latency target in ms (ORT CPU, batch 1)")
+    target.add_argument("--target-like", default=None, metavar="SPEC",
+                        help="target = this spec's measured latency here (e.g. mobilenetv3-small), times --target-scale")
+    p.add_argument("--target-scale", type=float, default=1.0, help="factor on --target-like's latency (default 1)")
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="small", help="work per stage (default small)")
+    p.add_argument("--strategy", default="rl", help="search strategy: rl, evolution, random, reinforce (default rl)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--table", default=None, metavar="DIR", help="latency table folder (default: create or reuse one)")
+    drift = p.add_mutually_exclusive_group()
+    drift.add_argument("--rescale", action="store_true", help="scale a drifted table by the measured ratio")
+    drift.add_argument("--force", action="store_true", help="use a drifted table as it is")
+    p.add_argument("--address", default=None, help="join this Ray cluster (host:port or auto) instead of starting one")
+    p.add_argument("--workers", type=int, default=2, help="parallel trials / proposals (default 2, one CPU each)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for the final trainings (default 2)")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a stopped or killed run")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for run folders (default {DEFAULT_OUT})")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the results")
+    p.set_defaults(handler=run_pipeline)
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    """The validated settings (every option checked before any work starts)."""
+    from nas.registry import STRATEGIES
+    from training.datasets import parse_name
+
+    parse_name(args.data)
+    if args.strategy not in STRATEGIES:
+        raise ValueError(f"--strategy {args.strategy!r} is not known; expected one of {sorted(STRATEGIES)}")
+    if args.address is not None and not ADDRESS.match(args.address):
+        raise ValueError(f"--address {args.address!r} is not allowed; expected host:port, ray://host:port or auto")
+    if args.table is not None and not (Path(args.table) / "manifest.json").is_file():
+        raise FileNotFoundError(f"--table {args.table!r} is not a latency table folder (no manifest.json)")
+    if args.target_like is not None:
+        from mobilenas.spec_args import resolve_spec
+
+        resolve_spec(args.target_like)
+    on_drift = "rescale" if args.rescale else "force" if args.force else "error"
+    return PipelineConfig(data=args.data, target_ms=args.target_ms, target_like=args.target_like,
+                          target_scale=args.target_scale, budget=args.budget, seed=args.seed, strategy=args.strategy,
+                          table=args.table, on_drift=on_drift, address=args.address, workers=args.workers,
+                          threads=args.threads)
+
+
+def _given_with_resume(args: argparse.Namespace) -> list[str]:
+    defaults = {"data": DEFAULT_SEARCH_DATA, "target_ms": None, "target_like": None, "target_scale": 1.0,
+                "budget": "small", "strategy": "rl", "seed": 0, "table": None, "address": None, "workers": 2,
+                "threads": 2, "rescale": False, "force": False}
+    return [f"--{k.replace('_', '-')}" for k, v in defaults.items() if getattr(args, k) != v]
+
+
+def _open(args: argparse.Namespace) -> tuple[RunFolder, PipelineConfig]:
+    if args.resume is not None:
+        given = _given_with_resume(args)
+        if given:
+            raise ValueError(f"--resume continues the run with its recorded settings; drop {', '.join(given)}")
+        folder = RunFolder.open(args.resume, job="run")
+        folder.check_resumable()
+        return folder, PipelineConfig.from_dict(folder.manifest["config"])
+    config = config_from_args(args)
+    slug = f"run-{config.budget}-{config.data.split(':')[0]}"
+    return RunFolder.create(args.out, job="run", slug=slug, seed=config.seed, config=config.to_dict()), config
+
+
+def _say(message: str) -> None:
+    print(f"mobilenas run: {message}", file=sys.stderr, flush=True)
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary))
+        return
+    print(f"final model: test top-1 {100 * summary['top1']:.2f}% | {summary['latency_ms']:.4f} ms measured "
+          f"(target {summary['target_ms']:.4f}) | params {summary['params']:,} | MAdds {summary['madds'] / 1e6:.2f} M")
+    for ref in summary["references"]:
+        print(f"  {ref['name']}: test top-1 {100 * ref['top1']:.2f}% | {ref['latency_ms']:.4f} ms")
+    print(f"report: {summary['report']}")
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
+    from mobilenas.pipeline import Pipeline, StageStopped
+    from storage.runfolder import RunStatus
+
+    folder, config = _open(args)
+    _say(f"run folder {folder.path}")
+    with folder.session() as stop:
+        try:
+            summary = Pipeline(folder, config, say=_say, stop=stop).run()
+        except StageStopped:
+            folder.set_status(RunStatus.INTERRUPTED)
+            summary = None
+    if summary is None:
+        _say(f"stopped; finished work is saved: mobilenas run --resume {folder.path}")
+        return 130
+    _print_summary(summary, args.json)
+    return 0

@@ -1,0 +1,115 @@
+"""``mobilenas run``: the MobileNetV3 recipe as one resumable job (Howard et al. 2019, section 4).
+
+Stages, each recorded in the run manifest (``stages.<name>.status``) and skipped once finished:
+
+1. ``table``: create or reuse the latency table for this machine at the data's shape, with the
+   drift probe; a ``--target-like`` spec is measured end to end here and fixes the target.
+2. ``search``: the platform-aware global search (MnasNet reward) aiming ``search_target_factor``
+   above the target, as a ``search`` run folder under ``search/``.
+3. ``netadapt``: NetAdapt from the search's best model down to the target (section 4.2), a
+   ``netadapt`` run folder under ``netadapt/`` (skipped when the best is already at the target).
+4. ``final``: the final spec trained from scratch with the full recipe (section 6.1).
+5. ``references``: MobileNetV3-Small/-Large at width multipliers, same recipe and budget.
+6. ``measure``: every trained model's end-to-end latency, interleaved in one session.
+7. ``export``: spec JSON, paper table, timm ``arch_def``, ONNX checked in ONNX Runtime, weights.
+8. ``report``: ``report.md`` and a self-contained ``report.html``.
+
+Every stage resumes after SIGKILL: sub-jobs keep their own run folders and checkpoints. This
+module prints nothing; messages go to ``say``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from mobilenas.pipeline_config import STAGES, PipelineConfig
+from storage.runfolder import RunFolder, RunStatus
+
+Say = Callable[[str], None]
+
+
+class StageStopped(Exception):
+    """A stage stopped on Ctrl-C/SIGTERM with its state saved."""
+
+
+class StageFailed(ValueError):
+    """A stage failed; the message names the stage, the cause and how to resume."""
+
+
+class Pipeline:
+    """Runs (or continues) the stages of one pipeline run folder."""
+
+    def __init__(self, folder: RunFolder, config: PipelineConfig, *, say: Say = lambda m: None,
+                 stop: Callable[[], bool] = lambda: False) -> None:
+        self.folder, self.config, self.say, self.stop = folder, config, say, stop
+        self.started = time.monotonic()
+
+    @property
+    def path(self) -> Path:
+        return self.folder.path
+
+    def records(self) -> dict[str, Any]:
+        return self.folder.manifest.setdefault("stages", {})
+
+    def result(self, stage: str) -> dict[str, Any]:
+        """The recorded result of a finished stage."""
+        record = self.records().get(stage, {})
+        if record.get("status") != "finished":
+            raise StageFailed(f"stage {stage!r} has not finished; resume with: mobilenas run --resume {self.path}")
+        return record["result"]
+
+    def run(self) -> dict[str, Any]:
+        """Run every unfinished stage in order; returns the final summary."""
+        from mobilenas import pipeline_stages
+
+        for number, name in enumerate(STAGES, start=1):
+            record = self.records().get(name, {})
+            if record.get("status") == "finished":
+                self.say(f"[{number}/{len(STAGES)} {name}] done earlier, kept")
+                continue
+            self.say(f"[{number}/{len(STAGES)} {name}] starting (elapsed {self.elapsed()})")
+            self._run_stage(name, getattr(pipeline_stages, f"stage_{name}"))
+        summary = pipeline_stages.summary(self)
+        self.folder.set_status(RunStatus.FINISHED, results=summary)
+        return summary
+
+    def _run_stage(self, name: str, function: Callable[["Pipeline"], dict[str, Any]]) -> None:
+        start = time.monotonic()
+        self._mark(name, "running")
+        try:
+            result = function(self)
+        except StageStopped:
+            self._mark(name, "interrupted")
+            raise
+        except Exception as exc:
+            self._mark(name, "failed", error=f"{type(exc).__name__}: {exc}")
+            raise StageFailed(f"stage {name!r} failed: {exc} (fix the cause, then: mobilenas run --resume "
+                              f"{self.path})") from exc
+        previous = float(self.records().get(name, {}).get("elapsed_s", 0.0))
+        self._mark(name, "finished", result=result, elapsed_s=round(previous + time.monotonic() - start, 2))
+
+    def _mark(self, name: str, status: str, **fields: Any) -> None:
+        record = self.records().setdefault(name, {})
+        if status == "running" and "elapsed_s" in record:
+            fields.setdefault("elapsed_s", record["elapsed_s"])
+        record.update(status=status, **fields)
+        self.folder.save()
+
+    def elapsed(self) -> str:
+        seconds = time.monotonic() - self.started
+        return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+    def check_stop(self) -> None:
+        if self.stop():
+            raise StageStopped()
+
+
+def child_run(parent: Path, job: str) -> RunFolder | None:
+    """The one run folder of ``job`` a stage created under ``parent``, if any."""
+    if not parent.is_dir():
+        return None
+    found = sorted(p for p in parent.iterdir() if (p / "manifest.json").is_file())
+    if len(found) > 1:
+        raise StageFailed(f"{parent} holds {len(found)} run folders; expected one (remove the extra ones)")
+    return RunFolder.open(found[0], job=job) if found else None

@@ -1,0 +1,93 @@
+"""Settings of ``mobilenas run``: the whole MobileNetV3 recipe (section 4: platform-aware global
+search, then NetAdapt down to the target, then full training) at three budgets."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+STAGES = ("table", "search", "netadapt", "final", "references", "measure", "export", "report")
+
+
+@dataclass(frozen=True)
+class PipelineBudget:
+    """How much work each stage does. The search aims ``search_target_factor`` above the final
+    target and NetAdapt trims the found model down to it, as MobileNetV3 section 4.2 does."""
+
+    search_trials: int
+    search_epochs: int
+    search_target_factor: float
+    pretrain_epochs: int
+    short_steps: int
+    long_epochs: int
+    final_epochs: int
+    references: tuple[tuple[str, float], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "references": [list(r) for r in self.references]}
+
+
+BUDGETS = {
+    "small": PipelineBudget(search_trials=8, search_epochs=1, search_target_factor=1.25, pretrain_epochs=3,
+                            short_steps=30, long_epochs=1, final_epochs=8, references=(("mobilenetv3-small", 1.0),)),
+    "medium": PipelineBudget(search_trials=32, search_epochs=2, search_target_factor=1.25, pretrain_epochs=10,
+                             short_steps=100, long_epochs=3, final_epochs=30,
+                             references=(("mobilenetv3-small", 1.0), ("mobilenetv3-small", 0.75),
+                                         ("mobilenetv3-large", 0.5))),
+    "large": PipelineBudget(search_trials=100, search_epochs=2, search_target_factor=1.25, pretrain_epochs=20,
+                            short_steps=300, long_epochs=5, final_epochs=50,
+                            references=(("mobilenetv3-small", 1.0), ("mobilenetv3-small", 0.75),
+                                        ("mobilenetv3-large", 0.5), ("mobilenetv3-large", 0.75))),
+}
+"""``small`` is the README's demo (minutes on 2 cores); ``medium``/``large`` are for real use."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """One pipeline run. Exactly one of ``target_ms`` (a number) and ``target_like`` (a spec
+    whose end-to-end latency on this machine, times ``target_scale``, becomes the target)."""
+
+    data: str
+    target_ms: float | None = None
+    target_like: str | None = None
+    target_scale: float = 1.0
+    budget: str = "small"
+    seed: int = 0
+    strategy: str = "rl"
+    table: str | None = None
+    on_drift: str = "error"
+    address: str | None = None
+    workers: int = 2
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if (self.target_ms is None) == (self.target_like is None):
+            raise ValueError("give exactly one of --target-ms and --target-like")
+        for name in ("target_ms", "target_scale"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value <= 0):
+                raise ValueError(f"--{name.replace('_', '-')} = {value!r} is not allowed; expected a number > 0")
+        if self.budget not in BUDGETS:
+            raise ValueError(f"--budget {self.budget!r} is not known; expected one of {sorted(BUDGETS)}")
+        for name, low in (("seed", 0), ("workers", 1), ("threads", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"--{name} = {value!r} is not allowed; expected an integer >= {low}")
+        if self.on_drift not in ("error", "rescale", "force"):
+            raise ValueError(f"on_drift {self.on_drift!r} is not allowed; expected error, rescale or force")
+
+    @property
+    def stage_budget(self) -> PipelineBudget:
+        return BUDGETS[self.budget]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"pipeline config has unknown keys {unknown}; expected some of {sorted(known)}")
+        return cls(**data)

@@ -1,0 +1,125 @@
+"""The pipeline's bookkeeping: settings checked first, stages recorded, finished stages never
+redone, a failing stage named with the resume command, reports self-contained."""
+import json
+
+import pandas as pd
+import pytest
+
+from mobilenas import pipeline_stages
+from mobilenas.cli import main
+from mobilenas.pipeline import Pipeline, StageFailed, StageStopped, child_run
+from mobilenas.pipeline_config import STAGES, PipelineConfig
+from mobilenas.report import Section, write_report
+from storage.runfolder import RunFolder, RunStatus
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({}, "exactly one of --target-ms and --target-like"),
+    ({"target_ms": 1.0, "target_like": "mobilenetv3-small"}, "exactly one"),
+    ({"target_ms": -1.0}, "--target-ms = -1.0 is not allowed"),
+    ({"target_ms": float("nan")}, "--target-ms = nan is not allowed"),
+    ({"target_ms": 1.0, "budget": "huge"}, "--budget 'huge' is not known"),
+    ({"target_ms": 1.0, "workers": 0}, "--workers = 0 is not allowed"),
+])
+def test_config_rejects_bad_settings(changes, message):
+    with pytest.raises(ValueError, match=message):
+        PipelineConfig(data="digits", **changes)
+
+
+def test_config_round_trips_and_rejects_unknown_keys():
+    config = PipelineConfig(data="digits", target_ms=0.5, seed=3)
+    assert PipelineConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="unknown keys"):
+        PipelineConfig.from_dict({**config.to_dict(), "epochs": 3})
+
+
+def fake_stages(monkeypatch, calls, fail_at=None, stop_at=None):
+    for name in STAGES:
+        def stage(p, name=name):
+            calls.append(name)
+            if name == fail_at:
+                raise RuntimeError("disk on fire")
+            if name == stop_at:
+                raise StageStopped()
+            return {"stage": name}
+        monkeypatch.setattr(pipeline_stages, f"stage_{name}", stage)
+    monkeypatch.setattr(pipeline_stages, "summary", lambda p: {"done": [n for n in STAGES if p.result(n)]})
+
+
+def test_finished_stages_are_kept_and_a_failure_names_stage_and_resume(tmp_path, monkeypatch):
+    config = PipelineConfig(data="digits", target_ms=1.0)
+    folder = RunFolder.create(tmp_path, job="run", slug="t", seed=0, config=config.to_dict())
+    calls = []
+    fake_stages(monkeypatch, calls, fail_at="final")
+    with pytest.raises(StageFailed, match=r"stage 'final' failed: disk on fire .*mobilenas run --resume"):
+        Pipeline(folder, config).run()
+    assert calls == list(STAGES[:4])
+    reopened = RunFolder.open(folder.path, job="run")
+    assert reopened.manifest["stages"]["final"]["status"] == "failed"
+    assert reopened.manifest["stages"]["search"] == {"status": "finished", "result": {"stage": "search"},
+                                                      "elapsed_s": reopened.manifest["stages"]["search"]["elapsed_s"]}
+    calls.clear()
+    fake_stages(monkeypatch, calls)
+    summary = Pipeline(reopened, config).run()
+    assert calls == list(STAGES[3:])
+    assert summary["done"] == list(STAGES)
+    assert RunFolder.open(folder.path, job="run").status is RunStatus.FINISHED
+
+
+def test_a_stopped_stage_is_marked_interrupted(tmp_path, monkeypatch):
+    config = PipelineConfig(data="digits", target_ms=1.0)
+    folder = RunFolder.create(tmp_path, job="run", slug="t", seed=0, config=config.to_dict())
+    fake_stages(monkeypatch, [], stop_at="netadapt")
+    with pytest.raises(StageStopped):
+        Pipeline(folder, config).run()
+    assert folder.manifest["stages"]["netadapt"]["status"] == "interrupted"
+
+
+def test_result_of_an_unfinished_stage_is_refused(tmp_path):
+    config = PipelineConfig(data="digits", target_ms=1.0)
+    folder = RunFolder.create(tmp_path, job="run", slug="t", seed=0, config=config.to_dict())
+    with pytest.raises(StageFailed, match="stage 'search' has not finished"):
+        Pipeline(folder, config).result("search")
+
+
+def test_child_run_finds_one_folder_and_refuses_two(tmp_path):
+    assert child_run(tmp_path / "search", "search") is None
+    RunFolder.create(tmp_path / "search", job="search", slug="a", seed=0, config={})
+    assert child_run(tmp_path / "search", "search").manifest["job"] == "search"
+    RunFolder.create(tmp_path / "search", job="search", slug="b", seed=0, config={})
+    with pytest.raises(StageFailed, match="holds 2 run folders"):
+        child_run(tmp_path / "search", "search")
+
+
+def test_report_html_is_self_contained(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [3, 4])
+    fig.savefig(tmp_path / "plot.png")
+    plt.close(fig)
+    sections = [Section("Result", ["top-1 <b>90%</b>"], [pd.DataFrame({"model": ["a|b"], "latency_ms": [0.1234567]})],
+                        [tmp_path / "plot.png"], code="r32_i1_n10|...")]
+    md, page = write_report(tmp_path, "Report", sections)
+    text = page.read_text()
+    assert "data:image/png;base64," in text and "http" not in text.replace("<!DOCTYPE html>", "")
+    assert "&lt;b&gt;90%&lt;/b&gt;" in text and "0.1235" in text
+    markdown = md.read_text()
+    assert "![plot](plot.png)" in markdown and "a\\|b" in markdown
+
+
+def test_cli_refuses_options_with_resume_and_bad_input(tmp_path, capsys):
+    config = PipelineConfig(data="digits", target_ms=1.0)
+    folder = RunFolder.create(tmp_path, job="run", slug="t", seed=0, config=config.to_dict())
+    assert main(["run", "--resume", str(folder.path), "--budget", "medium"]) == 2
+    assert "drop --budget" in capsys.readouterr().err
+    assert main(["run", "--target-ms", "1", "--strategy", "magic", "--out", str(tmp_path)]) == 2
+    assert "--strategy 'magic' is not known" in capsys.readouterr().err
+    assert main(["run", "--target-like", "no-such-spec", "--out", str(tmp_path)]) == 2
+    assert "unknown spec 'no-such-spec'" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path)]) == 2
+    assert "exactly one of --target-ms and --target-like" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.path.name]  # nothing half-written
