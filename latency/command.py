@@ -44,6 +44,11 @@ class CommandSettings:
         if "{model}" not in self.template:
             raise ValueError(f"command template {self.template!r} has no {{model}} placeholder")
         try:
+            self.template.format(model="m.onnx", batch=1, input_shape="1,3,8,8")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"command template {self.template!r} has an unknown placeholder or a stray brace ({exc}); "
+                             "allowed: {model}, {batch}, {input_shape} (write {{ and }} for literal braces)") from None
+        try:
             compiled = re.compile(self.pattern)
         except re.error as exc:
             raise ValueError(f"command pattern {self.pattern!r} is not a valid regular expression: {exc}") from exc
@@ -70,6 +75,11 @@ def parse_latencies_ms(output: str, pattern: str, unit: str = "ms") -> list[floa
             raise ValueError(f"unit {match_unit!r} in the command output is not known; expected one of {tuple(UNITS_MS)}")
         samples.append(float(text) * UNITS_MS[match_unit])
     return samples
+
+
+class MeasureCommandError(RuntimeError, ValueError):
+    """The measure command failed, timed out or printed no latency: a problem with the user's
+    command or device (a ``ValueError`` to the command line: one line, exit code 2)."""
 
 
 class CommandMeasurer:
@@ -104,10 +114,10 @@ class CommandMeasurer:
         try:
             done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=self.settings.timeout_s)
         except subprocess.TimeoutExpired as exc:
-            raise RuntimeError(f"measure command timed out after {self.settings.timeout_s} s: {command}") from exc
+            raise MeasureCommandError(f"measure command timed out after {self.settings.timeout_s} s: {command}") from exc
         if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip()[-300:]
-            raise RuntimeError(f"measure command exited with {done.returncode}: {command}: {tail}")
+            tail = " | ".join((done.stderr or done.stdout).strip()[-300:].splitlines())
+            raise MeasureCommandError(f"measure command exited with {done.returncode}: {command}: {tail}")
         samples = parse_latencies_ms(done.stdout, self.settings.pattern, self.settings.unit)
         if not samples:
             raise ValueError(f"pattern {self.settings.pattern!r} found no latency in the command output: "
