@@ -20,8 +20,9 @@ images instead of 62,000; the backgrounds are patches of scikit-learn's two samp
 
 Splits: the generator assigns every source digit to train, validation or test (stratified,
 seeded by ``split_seed``), so no source digit appears in two splits; background patches of
-each split come from disjoint column bands of both photos (left 60% train, next 20%
-validation, last 20% test). Everything is deterministic in ``GENERATION_SEED`` and the split
+each split come from disjoint tiles of the photos (each photo cut into 4 x 5 tiles, dealt
+diagonally 3:1:1 to train, validation and test, so every split sees every part of both
+scenes; whole column bands made validation and test differ in clutter). Everything is deterministic in ``GENERATION_SEED`` and the split
 arguments; the result is cached as an ``.npz`` (no pickle) in ``$MOBILENAS_CACHE`` (else
 ``~/.cache/mobilenas``), written atomically, and a cache file that does not load or whose
 checksum does not match is regenerated, never trusted.
@@ -52,11 +53,12 @@ VARIATIONS = {  # name: (rotate, background)
     "mnist-rot-back-image": (True, "image"),
 }
 GENERATION_SEED = 0
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SIDE = 28
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
-PHOTO_BANDS = {"train": (0.0, 0.6), "val": (0.6, 0.8), "test": (0.8, 1.0)}
-"""Column band (fraction of the photo's width) each split's background patches come from."""
+TILE_GRID = (4, 5)
+"""Rows and columns of tiles each photo is cut into; tile (r, c) goes to split TILE_SPLIT[(2r + c) % 5]."""
+TILE_SPLIT = ("train", "train", "train", "val", "test")
 MIN_PATCH_STD = 0.05
 """Patches with a pixel standard deviation below this ([0, 1] scale) are rejected (flat sky)."""
 
@@ -96,18 +98,31 @@ def grey_photos() -> list[np.ndarray]:
     return [(np.asarray(image, dtype=np.float32) @ weights) / 255.0 for image in load_sample_images().images]
 
 
-def image_patches(photos: list[np.ndarray], band: tuple[float, float], n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` textured SIDE x SIDE patches from the column ``band`` of random ``photos``."""
+Region = tuple[int, int, int, int, int]  # photo index, top, bottom, left, right
+
+
+def split_regions(shapes: list[tuple[int, int]]) -> dict[str, list[Region]]:
+    """The photo tiles each split draws its backgrounds from (disjoint across splits)."""
+    rows, cols = TILE_GRID
+    regions: dict[str, list[Region]] = {name: [] for name in SPLIT_CODES}
+    for index, (height, width) in enumerate(shapes):
+        for r in range(rows):
+            for c in range(cols):
+                tile = (index, r * height // rows, (r + 1) * height // rows, c * width // cols, (c + 1) * width // cols)
+                regions[TILE_SPLIT[(2 * r + c) % len(TILE_SPLIT)]].append(tile)
+    return regions
+
+
+def image_patches(photos: list[np.ndarray], regions: list[Region], n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` textured SIDE x SIDE patches, each wholly inside one of ``regions`` of ``photos``."""
     out = np.empty((0, SIDE, SIDE), dtype=np.float32)
     while len(out) < n:
         k = 2 * (n - len(out)) + 16
-        which = rng.integers(0, len(photos), k)
         patches = []
-        for p, photo in zip(which, (photos[i] for i in which)):
-            height, width = photo.shape
-            low, high = int(band[0] * width), int(band[1] * width) - SIDE
-            top, left = rng.integers(0, height - SIDE + 1), rng.integers(low, high + 1)
-            patches.append(photo[top:top + SIDE, left:left + SIDE])
+        for r in rng.integers(0, len(regions), k):
+            index, top_min, bottom, left_min, right = regions[r]
+            top, left = rng.integers(top_min, bottom - SIDE + 1), rng.integers(left_min, right - SIDE + 1)
+            patches.append(photos[index][top:top + SIDE, left:left + SIDE])
         batch = np.stack(patches)
         out = np.concatenate([out, batch[batch.std(axis=(1, 2)) >= MIN_PATCH_STD]])
     return out[:n]
@@ -128,9 +143,10 @@ def generate(kind: str, *, split_seed: int, val_fraction: float, test_fraction: 
         digits = np.maximum(digits, rng.uniform(0.0, 1.0, digits.shape).astype(np.float32))
     elif background == "image":
         photos = grey_photos()
+        regions = split_regions([photo.shape for photo in photos])
         for name, code in SPLIT_CODES.items():
             rows = np.flatnonzero(split == code)
-            digits[rows] = np.maximum(digits[rows], image_patches(photos, PHOTO_BANDS[name], len(rows), rng))
+            digits[rows] = np.maximum(digits[rows], image_patches(photos, regions[name], len(rows), rng))
     x = np.clip(np.rint(digits * 255.0), 0, 255).astype(np.uint8)
     return RawData((x.astype(np.float32) / 255.0)[:, None], y.astype(np.int64), source.class_names, split=split)
 

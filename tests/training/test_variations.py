@@ -42,21 +42,30 @@ def test_rotation_covers_the_full_circle():
     assert half[14:24, 13:15].mean() > 0.9 and half[4:14, 13:15].mean() < 0.1
 
 
-def test_background_patches_come_from_the_split_band_and_are_textured():
-    # pixel = column / 1000 + (row odd): the fractional part says which column a patch starts at
-    photo = (np.arange(200)[None, :] / 1000 + (np.arange(60)[:, None] % 2)).astype(np.float32)
+def test_background_patches_come_from_their_split_tiles_only():
+    regions = variations.split_regions([(427, 640), (427, 640)])
+    owner = np.full((2, 427, 640), -1)
+    for code, name in enumerate(variations.SPLIT_CODES):
+        for index, top, bottom, left, right in regions[name]:
+            assert (owner[index, top:bottom, left:right] == -1).all()  # tiles of different splits are disjoint
+            owner[index, top:bottom, left:right] = code
+    assert [np.mean(owner == c) for c in range(3)] == pytest.approx([0.6, 0.2, 0.2], abs=0.01)
+    # pixel = row * 1000 + column: a patch's first pixel says where it was cut
+    photo = (np.arange(427)[:, None] * 1000 + np.arange(640)[None, :]).astype(np.float64)
     rng = np.random.default_rng(0)
-    for band in variations.PHOTO_BANDS.values():
-        patches = variations.image_patches([photo], band, 50, rng)
-        left = np.rint((patches[:, 0, 0] % 1.0) * 1000)
-        assert band[0] * 200 <= left.min() and left.max() + 28 <= band[1] * 200
-        assert (patches.std(axis=(1, 2)) >= variations.MIN_PATCH_STD).all()
+    for code, name in enumerate(variations.SPLIT_CODES):
+        patches = variations.image_patches([photo, photo], regions[name], 200, rng)
+        for patch in patches:
+            top, left = divmod(int(patch[0, 0]), 1000)
+            assert (owner[0, top:top + 28, left:left + 28] == code).all() or \
+                   (owner[1, top:top + 28, left:left + 28] == code).all()
 
 
 def test_flat_patches_are_rejected():
     flat = np.full((60, 200), 0.5, np.float32)
     textured = np.tile((np.arange(200) % 2).astype(np.float32), (60, 1))
-    patches = variations.image_patches([flat, textured], (0.0, 1.0), 20, np.random.default_rng(0))
+    whole = [(0, 0, 60, 0, 200), (1, 0, 60, 0, 200)]
+    patches = variations.image_patches([flat, textured], whole, 20, np.random.default_rng(0))
     assert (patches.std(axis=(1, 2)) > 0.4).all()
 
 
