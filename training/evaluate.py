@@ -74,6 +74,10 @@ PROXY_CONFIG = TrainConfig(batch_size=64, lr=0.1, warmup_epochs=0.1, schedule="c
 of a sampled MnasNet-space model), no augmentation (it slows learning within 1-2 epochs), short warmup,
 cosine to zero, one evaluation at the end."""
 
+DEFAULT_PROXY_BUDGET = Budget(epochs=2)
+"""The search's proxy budget on DEFAULT_SEARCH_DATA (mnist-rot-back-image, 2,500 training images
+at 32x32): chosen from results/training/proxy_fidelity.json."""
+
 FINETUNE_CONFIG = PROXY_CONFIG.replace(lr=0.01, warmup_epochs=0.0)
 """Fine-tuning recipe: a tenth of the proxy lr, no warmup, starting from given weights."""
 
