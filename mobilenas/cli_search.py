@@ -17,7 +17,7 @@ from storage.runfolder import DEFAULT_OUT, RunFolder, RunStatus
 from training.datasets import DEFAULT_SEARCH_DATA
 
 DEFAULTS = SearchConfig(target_ms=1.0)
-SEARCH_OPTIONS = ("data", "target_ms", "strategy", "trials", "seed", "reward", "w", "epochs", "concurrency",
+SEARCH_OPTIONS = ("data", "target_ms", "strategy", "strategy_config", "trials", "seed", "reward", "w", "epochs", "concurrency",
                   "cpus_per_trial", "train_subset", "asha", "resolution", "price_resolution", "price_in_channels",
                   "price_classes", "table", "on_drift")
 ON_DRIFT = ("error", "rescale", "force")
@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reward", default=None, choices=REWARD_KINDS, help=f"default {DEFAULTS.reward}")
     p.add_argument("--w", type=float, default=None,
                    help="reward exponent (mnasnet: alpha = beta = w, default -0.07; hard/absolute: beta = w)")
+    p.add_argument("--strategy-config", type=_json_object, default=None, metavar="JSON",
+                   help='strategy settings, e.g. \'{"population_size": 8}\' (keys of its config; default: its defaults)')
     p.add_argument("--epochs", type=int, default=None, help=f"proxy epochs per trial (default {DEFAULTS.epochs})")
     p.add_argument("--train-subset", type=int, default=None, help="train each trial on this many images (default all)")
     p.add_argument("--asha", action="store_true", default=None, help="ASHA early stopping between epochs (--epochs >= 2)")
@@ -66,14 +68,28 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     return SearchConfig(**given)
 
 
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
 def check_options(args: argparse.Namespace, config: SearchConfig) -> None:
     """Everything that can be checked without doing the work."""
-    from nas.registry import STRATEGIES
+    from nas.registry import STRATEGIES, make_config
     from training.datasets import parse_name
 
     parse_name(config.data)
     if config.strategy not in STRATEGIES:
         raise ValueError(f"--strategy {config.strategy!r} is not available in this build; available: {sorted(STRATEGIES)}")
+    try:
+        make_config(config.strategy, config.strategy_config)
+    except TypeError as exc:
+        raise ValueError(f"--strategy-config {config.strategy_config}: {exc}") from None
     if args.address is not None and not ADDRESS.match(args.address):
         raise ValueError(f"--address {args.address!r} is not allowed; expected host:port, ray://host:port or auto")
     if args.table is not None and not (Path(args.table) / "manifest.json").is_file():

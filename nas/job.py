@@ -75,7 +75,7 @@ class SearchJob:
         self.say(f"latency table: {record['entries']} layers; drift probe: {predictor.drift.describe()}")
         space = make_space(self.config.space, resolution=data.resolution, num_classes=data.num_classes,
                            in_channels=data.in_channels)
-        strategy = make_strategy(self.config.strategy, space, seed=self.config.seed)
+        strategy = make_strategy(self.config.strategy, space, seed=self.config.seed, config=self.config.strategy_config)
         driver = SearchDriver(folder, self.config, space, strategy, predictor.predict_ms, on_progress=self.progress)
         if resumed:
             counts = driver.resume()
@@ -98,7 +98,11 @@ class SearchJob:
             resumes = int(self.folder.manifest.get("resumes", 0))
             ray_record = {**cluster.to_dict(), "num_cpus": cpus, "started_s": round(time.perf_counter() - start, 2)}
             self.folder.update(ray=ray_record)
+            tune_start = time.perf_counter()
             run_tune(driver, data, cluster, name=f"tune-{resumes}", should_stop=stop)
+            ray_record["tune_wall_s"] = round(time.perf_counter() - tune_start, 2)
+        ray_record["total_wall_s"] = round(time.perf_counter() - start, 2)
+        self.folder.update(ray=ray_record, sessions=[*self.folder.manifest.get("sessions", []), ray_record])
 
 
 def _trained(data: Dataset) -> dict[str, int]:

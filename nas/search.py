@@ -42,6 +42,7 @@ class SearchConfig:
     alpha = beta = w; hard/absolute: beta = w) and None takes the reward kind's published value.
     ``price_*`` left None price a candidate exactly as it is trained (the data's resolution,
     channels and classes); set, they price it at that deployment shape instead.
+    ``strategy_config``: the strategy's settings (keys of its config dataclass; None: defaults).
     ``cpus_per_trial`` 1 with ``concurrency`` 2 is the fastest layout on a 2-core host
     (FINDINGS: two 1-thread trainings are 1.5x one 2-thread training)."""
 
@@ -63,9 +64,12 @@ class SearchConfig:
     price_in_channels: int | None = None
     price_classes: int | None = None
     device: str = "cpu"
+    strategy_config: dict | None = None
 
     def __post_init__(self) -> None:
         self._check_ints()
+        if self.strategy_config is not None and not isinstance(self.strategy_config, dict):
+            raise ValueError(f"--strategy-config {self.strategy_config!r} is not allowed; expected a JSON object")
         if self.strategy not in STRATEGY_NAMES:
             raise ValueError(f"--strategy {self.strategy!r} is not known; expected one of {list(STRATEGY_NAMES)}")
         if self.reward not in REWARD_KINDS:
