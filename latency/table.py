@@ -161,6 +161,10 @@ def read_manifest(folder: Path) -> dict:
         if not isinstance(calibration, dict):
             raise StateFileError(f"{where} is not an object; expected features, coef, intercept_ms, n_specs")
         check_fields(calibration, CALIBRATION_FIELDS, where)
+        if not str(resolution).isdigit():
+            raise StateFileError(f"{where}: the key is not a resolution; expected an integer such as '224'")
+        if not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in calibration["coef"]):
+            raise StateFileError(f"{where}: field 'coef' holds a non-number; expected numbers")
         if len(calibration["features"]) != len(calibration["coef"]):
             raise StateFileError(f"{where}: {len(calibration['features'])} features but {len(calibration['coef'])} coef")
     return manifest
