@@ -20,6 +20,7 @@ from latency.registry import MEASURERS, make_measurer, measurer_from_recorded
 from latency.table import VALIDATION_FILE, load_table, read_manifest
 from latency.validation import ValidationConfig, sample_specs, validate, write_report
 from mobilenas.spec_args import add_spec_arguments, spec_from_args
+from storage.statefiles import check_fields, read_json
 from search_spaces.encoding import format_spec
 from search_spaces.registry import SPACES, make_space
 from search_spaces.mnasnet_space import MnasNetSpace
@@ -77,7 +78,24 @@ def _measurer_from_args(args: argparse.Namespace) -> object:
     return make_measurer(args.measurer, settings)
 
 
+def _check_build_options(args: argparse.Namespace) -> None:
+    """Options no settings class checks, before anything is measured or written."""
+    if args.calibration_specs < 1:
+        raise ValueError(f"--calibration-specs = {args.calibration_specs} is not allowed; expected an integer >= 1 "
+                         "(6 or more to choose the calibration by leave-one-out error)")
+    if args.seed < 0:
+        raise ValueError(f"--seed = {args.seed} is not allowed; expected an integer >= 0")
+
+
+def _loo_text(calibration: dict) -> str:
+    loo = calibration["loo"].get("+".join(calibration["features"])) if isinstance(calibration.get("loo"), dict) else None
+    if loo is None:
+        return f"LOO n/a ({calibration['n_specs']} specs: fewer than 6 fit only an overhead)"
+    return f"LOO {loo:.2f}%"
+
+
 def cmd_build(args: argparse.Namespace) -> int:
+    _check_build_options(args)
     measurer = _measurer_from_args(args)
     out = Path(args.out or f"results/runs/latency-{args.space}-r{'-'.join(map(str, args.resolution))}-{args.measurer}")
     shape = {"in_channels": args.in_channels, "num_classes": args.classes}
@@ -93,8 +111,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     builder.measure_calibration(calibration)
     table = builder.finish()
     print(f"table {out}: {len(table)} entries; calibration: "
-          + ", ".join(f"r{r} {c['features']} LOO {c['loo'].get('+'.join(c['features']), float('nan')):.2f}%"
-                      for r, c in table.manifest["calibration"].items()))
+          + ", ".join(f"r{r} {c['features']} {_loo_text(c)}" for r, c in table.manifest["calibration"].items()))
     return 0
 
 
