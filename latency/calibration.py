@@ -57,25 +57,35 @@ def loo_abs_err_pct(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def fit_calibration(features: Sequence[dict[str, float]], measured_ms: Sequence[float]) -> dict:
     """Choose and fit the calibration; returns a JSON-safe dict for the manifest.
 
-    With fewer than 6 specs only a per-inference overhead is fitted (``sum + c``).
+    With fewer than 6 specs, or when every candidate needs a negative coefficient, only a
+    per-inference overhead is fitted (``sum + c``).
     """
     y = np.asarray(measured_ms, dtype=float)
     if len(y) == 0:
         return {"features": ["sum_ms"], "coef": [1.0], "intercept_ms": 0.0, "n_specs": 0, "loo": {}}
     if len(y) < 6:
-        sums = np.array([f["sum_ms"] for f in features])
-        return {"features": ["sum_ms"], "coef": [1.0], "intercept_ms": float(np.median(y - sums)),
-                "n_specs": int(len(y)), "loo": {}}
+        return _overhead_only(features, y)
     loo = {}
     for names in CANDIDATES:
-        if len(y) >= len(names) + 4:
-            loo["+".join(names)] = float(np.mean(loo_abs_err_pct(_design(features, names), y)))
+        x = _design(features, names)
+        # every feature is a cost: a negative coefficient is an artefact of noisy data, and it
+        # extrapolates badly (negative latency for small models), so such a model is not chosen
+        if len(y) >= len(names) + 4 and np.all(_fit(x, y)[:-1] >= 0):
+            loo["+".join(names)] = float(np.mean(loo_abs_err_pct(x, y)))
+    if not loo:
+        return _overhead_only(features, y)
     best = min(loo, key=lambda name: (round(loo[name], 1), len(name)))  # ties (0.1%) go to the simpler model
     names = best.split("+")
     coef = _fit(_design(features, names), y)
     log.info("calibration %s: LOO mean abs err %.2f%% over %d specs", best, loo[best], len(y))
     return {"features": names, "coef": [float(c) for c in coef[:-1]], "intercept_ms": float(coef[-1]),
             "n_specs": int(len(y)), "loo": loo}
+
+
+def _overhead_only(features: Sequence[dict[str, float]], y: np.ndarray) -> dict:
+    """``sum + c``: the table sum plus the median per-inference overhead."""
+    sums = np.array([f["sum_ms"] for f in features])
+    return {"features": ["sum_ms"], "coef": [1.0], "intercept_ms": float(np.median(y - sums)), "n_specs": int(len(y)), "loo": {}}
 
 
 def apply_calibration(calibration: dict, features: dict[str, float]) -> float:

@@ -5,7 +5,7 @@ than the error a good table should have. Each model is therefore measured betwee
 measurements of a fixed reference model, in several rounds spread over the run; a model's
 latency is the median over rounds of ``model / mean(adjacent references)`` times the
 reference's baseline (its median over the table build). This is the interleaved reference
-re-measurement STYLE.md section 4 and the issue ask for; raw values are kept alongside.
+re-measurement STYLE.md section 4 asks for; raw values are kept alongside.
 """
 from __future__ import annotations
 
@@ -78,33 +78,27 @@ def measure_round(measurer: Measurer, models: Sequence[nn.Module | bytes], specs
     return out
 
 
-def measure_specs(measurer: Measurer, specs: Sequence[ArchSpec], reference: Reference, baseline_ms: float,
-                  *, rounds: int = 3, progress: Progress | None = None) -> list[EndToEnd]:
-    """Each spec measured in ``rounds`` interleaved sweeps, normalised by the reference."""
-    models = [prepared_model(measurer, spec) for spec in specs]
+def measure_rounds(measurer: Measurer, specs: Sequence[ArchSpec], reference: Reference, baseline_ms: float,
+                   *, rounds: int = 3, models: Sequence[nn.Module | bytes] | None = None,
+                   progress: Progress | None = None) -> np.ndarray:
+    """Every spec measured in ``rounds`` interleaved sweeps: an array ``(rounds, specs, 2)``
+    of (normalised ms, raw ms). ``models``: prepared models to reuse (exported once)."""
+    models = [prepared_model(measurer, spec) for spec in specs] if models is None else models
     per_round = []
     for r in range(rounds):
         per_round.append(measure_round(measurer, models, specs, reference, baseline_ms))
         if progress is not None:
             progress(r + 1, rounds)
-    results = []
-    for i in range(len(specs)):
-        norm = [per_round[r][i][0] for r in range(rounds)]
-        raw = [per_round[r][i][1] for r in range(rounds)]
-        results.append(EndToEnd(float(np.median(norm)), float(np.median(raw)),
-                                float(np.median(raw) / np.median(norm)), rounds))
-    return results
+    return np.asarray(per_round, dtype=float).reshape(rounds, len(specs), 2)
 
 
-def remeasure(measurer: Measurer, specs: Sequence[ArchSpec], previous: Sequence[EndToEnd], reference: Reference,
-              baseline_ms: float, *, rounds: int = 2) -> list[EndToEnd]:
-    """Add ``rounds`` more sweeps to earlier results (outlier re-measurement): the new value is
-    the median over all rounds, old and new, weighted by how many rounds each had."""
-    fresh = measure_specs(measurer, specs, reference, baseline_ms, rounds=rounds)
-    combined = []
-    for old, new in zip(previous, fresh):
-        norm = np.repeat([old.latency_ms, new.latency_ms], [old.rounds, new.rounds])
-        raw = np.repeat([old.raw_ms, new.raw_ms], [old.rounds, new.rounds])
-        combined.append(EndToEnd(float(np.median(norm)), float(np.median(raw)),
-                                 float(np.median(raw) / np.median(norm)), old.rounds + new.rounds))
-    return combined
+def summarise_rounds(values: np.ndarray) -> list[EndToEnd]:
+    """Per spec: the medians over rounds of an ``(rounds, specs, 2)`` array (:func:`measure_rounds`)."""
+    norm, raw = np.median(values[..., 0], axis=0), np.median(values[..., 1], axis=0)
+    return [EndToEnd(float(n), float(r), float(r / n), int(values.shape[0])) for n, r in zip(norm, raw)]
+
+
+def measure_specs(measurer: Measurer, specs: Sequence[ArchSpec], reference: Reference, baseline_ms: float,
+                  *, rounds: int = 3, progress: Progress | None = None) -> list[EndToEnd]:
+    """Each spec measured in ``rounds`` interleaved sweeps, normalised by the reference."""
+    return summarise_rounds(measure_rounds(measurer, specs, reference, baseline_ms, rounds=rounds, progress=progress))

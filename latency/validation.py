@@ -2,10 +2,12 @@
 
 An estimator is not trusted until validated (STYLE.md section 4): share within +/-5% and
 +/-10%, mean and 90th-percentile absolute error, Spearman rank correlation, a scatter plot,
-as nn-Meter (MobiSys 2021) and LitePred (NSDI 2024) report them. Measurements are medians,
-normalised by an interleaved reference model (:mod:`latency.endtoend`); specs whose error
-exceeds ``outlier_pct`` after the first sweeps are re-measured and their rounds pooled. The
-first-pass figures are reported too, so the effect of re-measurement stays visible.
+as nn-Meter (MobiSys 2021) and LitePred (NSDI 2024) report them. Every spec is measured
+alike: ``passes`` independent passes of ``rounds`` interleaved sweeps each, no spec measured
+again because it disagrees with the prediction. Measurements are medians normalised by an
+interleaved reference model (:mod:`latency.endtoend`); the raw (unnormalised) figures are
+reported alongside, and so is the *noise floor*: the first pass against the second
+(test-retest), which bounds what any predictor can score against one pass.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from latency.endtoend import EndToEnd, Reference, measure_specs, prepared_model, remeasure
+from latency.endtoend import Reference, measure_rounds, prepared_model, summarise_rounds
 from latency.measurers import Measurer
 from latency.predictor import LatencyPredictor
 from latency.table import VALIDATION_FILE, write_json
@@ -30,14 +32,16 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class ValidationConfig:
+    """``passes`` independent passes of ``rounds`` sweeps over every spec (>= 2 passes give
+    the test-retest noise floor)."""
+
     n: int = 100
     seed: int = 1
     rounds: int = 3
-    outlier_pct: float = 5.0
-    outlier_rounds: int = 4
+    passes: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("n", "rounds"):
+        for name in ("n", "rounds", "passes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"validation.{name} = {value!r} is not allowed; expected an integer >= 1")
@@ -76,45 +80,44 @@ def sample_specs(space: object, n: int, seed: int, exclude: set[str] = frozenset
 
 def validate(predictor: LatencyPredictor, measurer: Measurer, specs: Sequence[ArchSpec], config: ValidationConfig,
              progress: Progress | None = None) -> tuple[dict, pd.DataFrame]:
-    """Predict and measure ``specs``; returns the report and a per-spec frame."""
+    """Predict and measure ``specs`` (every spec alike); returns the report and a per-spec frame."""
     progress = progress or (lambda phase, done, total: None)
     table = predictor.table
     ref_spec = parse_spec(table.manifest["reference"]["spec"])
     reference = Reference(ref_spec, prepared_model(measurer, ref_spec), [])
-    baseline = table.reference_baseline_ms or float(np.median(reference.history_ms or [reference.measure(measurer)]))
+    baseline = table.reference_baseline_ms or reference.measure(measurer)
     predicted = [predictor.predict_ms(s) for s in specs]  # raises on a missing key before measuring anything
-    results = measure_specs(measurer, specs, reference, baseline, rounds=config.rounds,
-                            progress=lambda d, t: progress("measure", d, t))
-    first = error_metrics(predicted, [r.latency_ms for r in results])
-    results = _remeasure_outliers(measurer, specs, predicted, results, reference, baseline, config, progress)
-    report = error_metrics(predicted, [r.latency_ms for r in results])
-    raw = error_metrics(predicted, [r.raw_ms for r in results])
-    report.update({"first_pass": first, "raw_unnormalised": raw, "seed": config.seed, "rounds": config.rounds,
-                   "outlier_pct": config.outlier_pct, "remeasured": int(sum(r.rounds > config.rounds for r in results)),
-                   "reference_spec": table.manifest["reference"]["spec"], "reference_baseline_ms": baseline,
-                   "reference_now_ms": float(np.median(reference.history_ms)), "measurer": measurer.settings_dict()})
+    models = [prepared_model(measurer, spec) for spec in specs]
+    passes = [measure_rounds(measurer, specs, reference, baseline, rounds=config.rounds, models=models,
+                             progress=lambda d, t, p=p: progress(f"pass {p + 1}", d, t)) for p in range(config.passes)]
+    pooled = summarise_rounds(np.concatenate(passes, axis=0))
+    per_pass = [summarise_rounds(values) for values in passes]
+    report = error_metrics(predicted, [r.latency_ms for r in pooled])
+    report.update({
+        "raw_unnormalised": error_metrics(predicted, [r.raw_ms for r in pooled]),
+        "per_pass": [error_metrics(predicted, [r.latency_ms for r in results]) for results in per_pass],
+        "noise_floor": noise_floor(per_pass), "seed": config.seed, "rounds_per_pass": config.rounds,
+        "passes": config.passes, "rounds_per_spec": config.rounds * config.passes,
+        "reference_spec": table.manifest["reference"]["spec"], "reference_baseline_ms": baseline,
+        "reference_now_ms": float(np.median(reference.history_ms)), "measurer": measurer.settings_dict()})
     frame = pd.DataFrame({"spec": [format_spec(s) for s in specs], "resolution": [s.resolution for s in specs],
-                          "predicted_ms": predicted, "measured_ms": [r.latency_ms for r in results],
-                          "raw_ms": [r.raw_ms for r in results], "rounds": [r.rounds for r in results]})
+                          "predicted_ms": predicted, "measured_ms": [r.latency_ms for r in pooled],
+                          "raw_ms": [r.raw_ms for r in pooled], "rounds": [r.rounds for r in pooled]})
+    for p, results in enumerate(per_pass):
+        frame[f"pass{p + 1}_ms"] = [r.latency_ms for r in results]
     frame["err_pct"] = (frame["predicted_ms"] / frame["measured_ms"] - 1) * 100
     return report, frame
 
 
-def _remeasure_outliers(measurer: Measurer, specs: Sequence[ArchSpec], predicted: Sequence[float],
-                        results: list[EndToEnd], reference: Reference, baseline: float, config: ValidationConfig,
-                        progress: Progress) -> list[EndToEnd]:
-    outliers = [i for i, (p, r) in enumerate(zip(predicted, results)) if abs(p / r.latency_ms - 1) * 100 > config.outlier_pct]
-    if not outliers or config.outlier_rounds < 1:
-        return results
-    log.info("re-measuring %d outliers", len(outliers))
-    progress("remeasure", 0, len(outliers))
-    fresh = remeasure(measurer, [specs[i] for i in outliers], [results[i] for i in outliers], reference, baseline,
-                      rounds=config.outlier_rounds)
-    results = list(results)
-    for i, value in zip(outliers, fresh):
-        results[i] = value
-    progress("remeasure", len(outliers), len(outliers))
-    return results
+def noise_floor(per_pass: Sequence[Sequence]) -> dict:
+    """Test-retest agreement of the first two passes (normalised and raw): the share of
+    specs whose second measurement is within 5%/10% of the first, errors, Spearman."""
+    if len(per_pass) < 2:
+        return {}
+    first, second = per_pass[0], per_pass[1]
+    return {"normalised": error_metrics([r.latency_ms for r in second], [r.latency_ms for r in first]),
+            "raw": error_metrics([r.raw_ms for r in second], [r.raw_ms for r in first]),
+            "what": "pass 2 vs pass 1 of the same specs, each pass rounds_per_pass sweeps"}
 
 
 def write_report(folder: Path, report: dict, frame: pd.DataFrame, name: str = VALIDATION_FILE) -> Path:

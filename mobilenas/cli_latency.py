@@ -130,14 +130,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
                                    args.seed + 1000 * i, excluded)]
     if args.measure_missing:
         lazy.ensure(specs)
-    config = ValidationConfig(n=args.n, seed=args.seed, rounds=args.rounds)
+    config = ValidationConfig(n=args.n, seed=args.seed, rounds=args.rounds, passes=args.passes)
     report, frame = validate(LatencyPredictor(lazy.table), measurer, specs, config, progress=_Bars(not args.quiet))
     report["drift"] = lazy.drift.to_dict()
     path = write_report(Path(args.table), report, frame)
-    print(f"{path}: n={report['n']} within 5%: {report['within_5pct']:.1%} within 10%: {report['within_10pct']:.1%} "
-          f"mean |err| {report['mean_abs_err_pct']:.2f}% p90 |err| {report['p90_abs_err_pct']:.2f}% "
-          f"Spearman {report['spearman']:.3f}")
+    print(f"{path}: {_figures(report)}")
+    raw, floor = report["raw_unnormalised"], report["noise_floor"].get("normalised")
+    print(f"  raw (unnormalised): {_figures(raw)}")
+    if floor:
+        print(f"  noise floor (pass 2 vs pass 1): {_figures(floor)}")
     return 0
+
+
+VALIDATION_FIELDS = {"n": int, "within_5pct": float, "within_10pct": float, "mean_abs_err_pct": float,
+                     "p90_abs_err_pct": float, "mean_err_pct": float, "spearman": (float, type(None))}
+"""What ``latency show`` prints of ``validation.json`` (and of its ``noise_floor.normalised``)."""
+
+
+def _figures(metrics: dict) -> str:
+    return (f"n={metrics['n']} within 5%: {metrics['within_5pct']:.1%} within 10%: {metrics['within_10pct']:.1%} "
+            f"mean |err| {metrics['mean_abs_err_pct']:.2f}% p90 |err| {metrics['p90_abs_err_pct']:.2f}% "
+            f"mean err {metrics['mean_err_pct']:+.2f}% Spearman "
+            + ("n/a" if metrics["spearman"] is None else f"{metrics['spearman']:.3f}"))
 
 
 def parse_csv_specs(folder: Path) -> list[str]:
@@ -182,9 +196,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("build: " + ", ".join(f"{k}={v}" for k, v in timings.items()))
     validation = Path(args.table) / VALIDATION_FILE
     if validation.exists():
-        report = json.loads(validation.read_text())
-        print(f"validation: n={report['n']} within 5% {report['within_5pct']:.1%}, within 10% {report['within_10pct']:.1%}, "
-              f"mean |err| {report['mean_abs_err_pct']:.2f}%, Spearman {report['spearman']:.3f}")
+        report = read_json(validation, fields=VALIDATION_FIELDS, what="validation report")
+        print(f"validation: {_figures(report)}")
+        floor = report.get("noise_floor", {}).get("normalised") if isinstance(report.get("noise_floor"), dict) else None
+        if floor:
+            check_fields(floor, VALIDATION_FIELDS, f"{validation}: noise_floor.normalised")
+            print(f"noise floor (test-retest): {_figures(floor)}")
     return 0
 
 
@@ -235,7 +252,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("table")
     p.add_argument("-n", type=int, default=100, help="specs per resolution")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="sweeps per pass (every spec measured alike)")
+    p.add_argument("--passes", type=int, default=2, help="independent passes (2: the test-retest noise floor)")
     p.add_argument("--resolution", type=int, default=None, help="only this resolution (default: every calibrated one)")
     p.add_argument("--measure-missing", action="store_true", help="measure layers the table lacks (lazy tables)")
     _add_drift_arguments(p)

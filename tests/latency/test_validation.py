@@ -62,3 +62,41 @@ def test_report_files_are_written(tmp_path):
     path = write_report(tmp_path, report, frame)
     assert json.loads(path.read_text())["n"] == 3
     assert (tmp_path / "validation.png").stat().st_size > 1000 and (tmp_path / "validation.csv").exists()
+
+
+def test_every_spec_is_measured_alike_and_the_noise_floor_is_reported(probed_table):
+    from latency.predictor import LatencyPredictor
+    from latency.table import load_table
+    from latency.validation import ValidationConfig, validate
+    from tests.latency.fakes import FakeMeasurer, probed_specs
+
+    measurer, specs = FakeMeasurer(), probed_specs()
+    config = ValidationConfig(n=1, rounds=2, passes=2)
+    report, frame = validate(LatencyPredictor(load_table(probed_table)), measurer, specs, config)
+    # per round: reference, spec, reference -> 3 calls; no extra rounds however far off the prediction is
+    assert measurer.calls == config.passes * config.rounds * 3
+    assert frame["rounds"].tolist() == [4] and report["rounds_per_spec"] == 4 and len(report["per_pass"]) == 2
+    floor = report["noise_floor"]
+    assert floor["normalised"]["within_5pct"] == 1.0 and floor["raw"]["mean_abs_err_pct"] == pytest.approx(0, abs=1e-9)
+    assert report["raw_unnormalised"]["n"] == 1 and "pass2_ms" in frame
+
+
+def test_noise_floor_compares_the_two_passes():
+    from latency.endtoend import EndToEnd
+    from latency.validation import noise_floor
+
+    first = [EndToEnd(1.0, 1.0, 1.0, 3), EndToEnd(2.0, 2.2, 1.1, 3)]
+    second = [EndToEnd(1.08, 1.0, 1.0, 3), EndToEnd(2.0, 2.2, 1.1, 3)]
+    floor = noise_floor([first, second])
+    assert floor["normalised"]["within_5pct"] == 0.5 and floor["normalised"]["within_10pct"] == 1.0
+    assert floor["raw"]["within_5pct"] == 1.0 and noise_floor([first]) == {}
+
+
+def test_calibration_never_chooses_a_negative_cost_coefficient():
+    rng = np.random.default_rng(1)
+    sums = rng.uniform(1, 3, 12)
+    features = [{"sum_ms": s, "cold_sum_ms": s * 1.1, "n_layers": 20.0 - 3 * s, "params_m": 1.0, "madds_m": 1.0}
+                for s in sums]
+    measured = [2.0 * s - 0.1 * f["n_layers"] for s, f in zip(sums, features)]  # exact with n_layers < 0
+    calibration = fit_calibration(features, measured)
+    assert all(c >= 0 for c in calibration["coef"]) and "sum_ms+n_layers" not in calibration["loo"]
