@@ -83,7 +83,7 @@ def specs(count: int, seed: int) -> dict[str, ArchSpec]:
 
 @contextlib.contextmanager
 def bench_lock(path: str | None) -> Iterator[None]:
-    if path is None:
+    if path is None or path == "none":
         yield
         return
     with open(path, "a") as handle:
@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="spec sampling seed")
-    parser.add_argument("--lock", default="/tmp/mobilenas-bench.lock", help="held by proxy jobs (timed)")
+    parser.add_argument("--lock", default="/tmp/mobilenas-bench.lock",
+                        help="held by proxy jobs while they are timed ('none': not taken; load1_start records the load)")
     parser.add_argument("--out-dir", type=Path, default=OUT)
     parser.add_argument("--recipe", action=argparse.BooleanOptionalAction, default=True,
                         help="also train the references with the complete default recipe (test top-1)")
