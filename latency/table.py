@@ -76,7 +76,9 @@ def check_entries(frame: pd.DataFrame, path: Path) -> None:
         values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
         bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
         if len(bad):
-            raise StateFileError(f"{path}: line {bad[0] + 2}: {column} = {frame[column].iloc[bad[0]]!r} is not allowed; "
+            raw = frame[column].iloc[bad[0]]
+            shown = raw if isinstance(raw, str) else float(raw)
+            raise StateFileError(f"{path}: line {bad[0] + 2}: {column} = {shown!r} is not allowed; "
                                  "expected a latency > 0 ms")
     for number, row in enumerate(frame[list(KEY_COLUMNS)].to_dict("records"), start=2):
         try:

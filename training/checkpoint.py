@@ -37,7 +37,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 def _reason(exc: Exception) -> str:
     """A one-line reason for an unreadable checkpoint, without torch's advice to load it with
     ``weights_only=False`` (that would run pickled code)."""
-    if isinstance(exc, pickle.UnpicklingError):
+    if isinstance(exc, pickle.UnpicklingError) and "global" in str(exc):
         return "it holds Python objects other than tensors and numbers (refused: checkpoints never run pickled code)"
     if isinstance(exc, EOFError):
         return "it is empty or truncated"
