@@ -24,7 +24,7 @@ Unusable outcomes (failed, diverged, infeasible, non-finite reward) are learned 
 reward seen so far (the controller learns to avoid them); before any usable reward they are dropped.
 
 State: controller weights and Adam moments as nested lists. With the default ``hidden_size``
-of 32 on the 49-decision MnasNet space the controller has 16,639 parameters; the state
+of 32 on the 49-decision MnasNet space the controller has 16,670 parameters; the state
 (weights + two Adam moments + torch RNG) is about 1 MB of JSON.
 """
 from __future__ import annotations
