@@ -3,8 +3,9 @@
 For each resolution: ``mobilenas latency build --space mnasnet --resolution R`` into
 ``results/latency/mnasnet-rR`` (resumable: rerun after a kill and it continues), then
 ``mobilenas latency validate ... -n N`` (100 random specs of the default space, disjoint from
-the calibration specs). Writes ``results/latency/summary.json`` with every figure next to its
-target (issue 4). Run it under the shared benchmark lock::
+the calibration specs; every spec measured alike in two independent passes, whose test-retest
+agreement is the noise floor). Writes ``results/latency/summary.json`` with every figure next
+to its target and the noise floor. Run it under the shared benchmark lock::
 
     flock /tmp/mobilenas-bench.lock .venv/bin/python benchmarks/bench_latency_table.py
 """
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--out", default="results/latency")
     parser.add_argument("-n", type=int, default=100, help="validation specs per resolution")
     parser.add_argument("--calibration-specs", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=3, help="validation sweeps per pass (2 passes)")
     parser.add_argument("--skip-validate", action="store_true")
     args = parser.parse_args()
     summary: dict[str, object] = {"targets": TARGETS, "tables": {}}
@@ -47,7 +49,7 @@ def main() -> None:
                  "this_invocation_build_s": round(time.perf_counter() - start, 1),
                  "calibration": manifest["calibration"][str(resolution)]}
         if not args.skip_validate:
-            run(["-v", "latency", "validate", str(table), "-n", str(args.n), "--quiet"])
+            run(["-v", "latency", "validate", str(table), "-n", str(args.n), "--rounds", str(args.rounds), "--quiet"])
             entry["validation"] = json.loads((table / "validation.json").read_text())
         summary["tables"][f"r{resolution}"] = entry
         (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -94,7 +94,7 @@ def _key_samples(measurer: Measurer, key: LayerKey, config: BuildConfig) -> tupl
         return warm, warm, 1
     settings = measurer.settings
     copies = copies_for(4 * key_cost(key)[0], config.l2_bytes)
-    runner = RoundRobinRunner(data, shape, settings, copies)
+    runner = RoundRobinRunner(measurer.prepare_onnx(data, shape), shape, settings, copies)
     runner.run_warm(0, settings.warmup)
     warm = _adaptive(lambda: runner.run_warm(settings.repeats), config)
     cold = _adaptive(lambda: runner.run_cold(max(2, math.ceil(settings.repeats / copies))), config)

@@ -153,9 +153,14 @@ class OrtMeasurer:
     def settings_dict(self) -> dict[str, object]:
         return {"measurer": self.name, "onnxruntime": ort.__version__, **asdict(self.settings)}
 
+    def prepare_onnx(self, data: bytes, input_shape: tuple[int, ...]) -> bytes:
+        """The model this measurer times for the float ONNX ``data`` (itself here; quantized
+        in :class:`latency.quantized.OrtInt8Measurer`)."""
+        return data
+
     def runner(self, model: ModelLike, input_shape: tuple[int, ...]) -> OrtRunner:
         shape = full_input_shape(input_shape, self.settings.batch)
-        return OrtRunner(onnx_bytes_of(model, shape), shape, self.settings)
+        return OrtRunner(self.prepare_onnx(onnx_bytes_of(model, shape), shape), shape, self.settings)
 
     def measure(self, model: ModelLike, input_shape: tuple[int, ...]) -> np.ndarray:
         return self.runner(model, input_shape).run(self.settings.repeats, self.settings.warmup)

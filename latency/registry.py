@@ -5,9 +5,11 @@ from dataclasses import fields
 
 from latency.command import CommandMeasurer, CommandSettings
 from latency.measurers import Measurer, OrtMeasurer, OrtSettings, TorchMeasurer, TorchSettings
+from latency.quantized import OrtInt8Measurer, OrtInt8Settings
 
 MEASURERS: dict[str, tuple[type, type]] = {
     "ort-cpu": (OrtMeasurer, OrtSettings),
+    "ort-cpu-int8": (OrtInt8Measurer, OrtInt8Settings),
     "torch-cpu": (TorchMeasurer, TorchSettings),
     "command": (CommandMeasurer, CommandSettings),
 }

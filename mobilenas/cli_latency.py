@@ -1,4 +1,4 @@
-"""``mobilenas latency build|validate|predict|show``: latency lookup tables for any hardware.
+"""``mobilenas latency build|validate|predict|compare|show``: latency lookup tables for any hardware.
 
 Progress bars (tqdm) and printing live here; the ``latency`` package reports progress through
 callbacks. Errors become one line on stderr and exit code 2 (see :mod:`mobilenas.cli`).
@@ -15,6 +15,7 @@ from latency.command import CommandSettings
 from latency.keys import space_keys
 from latency.lazy import LazyPredictor
 from latency.measurers import OrtSettings, TorchSettings
+from latency.quantized import QUANT_FORMATS, OrtInt8Settings
 from latency.predictor import LatencyPredictor
 from latency.registry import MEASURERS, make_measurer, measurer_from_recorded
 from latency.table import VALIDATION_FILE, load_table, read_manifest
@@ -68,6 +69,10 @@ def _drift_note(report: DriftReport) -> str | None:
 def _measurer_from_args(args: argparse.Namespace) -> object:
     if args.measurer == "ort-cpu":
         settings = OrtSettings(intra_op_threads=args.threads, batch=args.batch, warmup=args.warmup, repeats=args.repeats)
+    elif args.measurer == "ort-cpu-int8":
+        settings = OrtInt8Settings(intra_op_threads=args.threads, batch=args.batch, warmup=args.warmup, repeats=args.repeats,
+                                   quant_format=args.quant_format, per_channel=args.per_channel,
+                                   calibration_batches=args.quant_batches)
     elif args.measurer == "torch-cpu":
         settings = TorchSettings(threads=args.threads, batch=args.batch, warmup=args.warmup, repeats=args.repeats)
     else:
@@ -181,6 +186,43 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from latency.compare import compare, ratio_summary, table_label
+    from search_spaces.reference import REFERENCE_SPECS, reference_spec
+
+    on_drift = "rescale" if args.rescale else "force" if args.force else "error"
+    a, b = (LazyPredictor(t, tolerance=args.drift_tolerance, on_drift=on_drift) for t in (args.table_a, args.table_b))
+    common = sorted(set(a.table.manifest["calibration"]) & set(b.table.manifest["calibration"]), key=int)
+    if not common:
+        raise ValueError(f"tables {args.table_a} and {args.table_b} share no calibrated resolution")
+    resolution = int(common[0]) if args.resolution is None else args.resolution
+    shape = a.table.manifest.get("input", {})
+    kwargs = {"resolution": resolution, "in_channels": int(shape.get("in_channels", 3)),
+              "num_classes": int(shape.get("num_classes", 1000))}
+    specs = {name: reference_spec(name, **kwargs) for name in REFERENCE_SPECS}
+    sampled = sample_specs(_space(a.table.manifest["space"], resolution, shape), args.specs, args.seed)
+    specs.update({f"sample-{i}": spec for i, spec in enumerate(sampled)})
+    rows = compare(a, b, specs, measure_missing=args.measure_missing)
+    summary = ratio_summary([row for row in rows if row.name.startswith("sample-")])
+    if args.json:
+        print(json.dumps({"a": str(args.table_a), "b": str(args.table_b), "resolution": resolution,
+                          "a_measurer": table_label(a), "b_measurer": table_label(b),
+                          "rows": [row.to_dict() for row in rows], "sample_ratio": summary}))
+        return 0
+    print(f"A = {args.table_a} [{table_label(a)}]\nB = {args.table_b} [{table_label(b)}]\nresolution {resolution}")
+    print(f"{'model':<20} {'A ms':>9} {'B ms':>9} {'B/A':>6}")
+    for row in rows:
+        cells = [f"{v:9.3f}" if v is not None else f"{'missing':>9}" for v in (row.a_ms, row.b_ms)]
+        print(f"{row.name:<20} {cells[0]} {cells[1]} {row.ratio:6.2f}" if row.ratio is not None
+              else f"{row.name:<20} {cells[0]} {cells[1]} {'-':>6}")
+    if summary:
+        print(f"sampled specs: B/A median {summary['median']:.2f} (min {summary['min']:.2f}, max {summary['max']:.2f}, "
+              f"n={summary['n']})")
+    if any(row.ratio is None for row in rows):
+        print("missing: layers not in a table; --measure-missing measures them on this machine")
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     manifest = read_manifest(Path(args.table))
     table = load_table(args.table, force=True)
@@ -214,6 +256,10 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pattern", default=CommandSettings.__dataclass_fields__["pattern"].default,
                    help="regex reading the latency from the command output (group 'value', optional 'unit')")
     p.add_argument("--unit", default="ms", help="unit of the number the pattern reads (us, ms, s)")
+    p.add_argument("--quant-format", choices=tuple(QUANT_FORMATS), default="qdq",
+                   help="ort-cpu-int8: quantized graph format (quantize_static)")
+    p.add_argument("--per-channel", action="store_true", help="ort-cpu-int8: per-channel weight scales")
+    p.add_argument("--quant-batches", type=int, default=4, help="ort-cpu-int8: calibration batches for quantize_static")
     p.add_argument("--device-id", default=None,
                    help="name of the device the command times on (e.g. serial + SoC); recorded and matched")
     p.add_argument("--out", default=None, help="table folder (default results/runs/latency-SPACE-rR-MEASURER)")
@@ -245,7 +291,7 @@ def _add_drift_arguments(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``latency`` and its sub-commands."""
-    group = subparsers.add_parser("latency", help="latency lookup tables: build, validate, predict, show")
+    group = subparsers.add_parser("latency", help="latency lookup tables: build, validate, predict, compare, show")
     sub = group.add_subparsers(dest="latency_command", metavar="SUBCOMMAND", required=True)
     _add_build(sub)
     p = sub.add_parser("validate", help="predicted vs measured latency of sampled specs -> validation.json")
@@ -267,6 +313,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="measure the spec's layers the table lacks (on this machine) and add them to the table")
     _add_drift_arguments(p)
     p.set_defaults(handler=cmd_predict)
+    p = sub.add_parser("compare", help="two tables side by side (e.g. float vs int8): reference models and sampled specs")
+    p.add_argument("table_a")
+    p.add_argument("table_b")
+    p.add_argument("--resolution", type=int, default=None, help="default: the smallest resolution both tables calibrate")
+    p.add_argument("--specs", type=int, default=10, help="specs sampled from the space")
+    p.add_argument("--seed", type=int, default=2)
+    p.add_argument("--measure-missing", action="store_true", help="measure layers a table lacks (reference models)")
+    p.add_argument("--json", action="store_true")
+    _add_drift_arguments(p)
+    p.set_defaults(handler=cmd_compare)
     p = sub.add_parser("show", help="summary of a table: device, settings, calibration, validation")
     p.add_argument("table")
     p.set_defaults(handler=cmd_show)
