@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "mobilenas.cli_latency",
     "mobilenas.cli_search",
     "mobilenas.cli_netadapt",
+    "mobilenas.cli_run",
+    "mobilenas.cli_compare",
 )
 
 

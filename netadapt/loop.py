@@ -47,7 +47,8 @@ class NetAdaptConfig:
     """One NetAdapt run's settings; the CLI's defaults come from here.
 
     ``short_steps``: fine-tune steps per proposal (NetAdapt: 10^4 on ImageNet);
-    ``long_epochs``: final fine-tune (0: none); ``threads``: torch threads per proposal task.
+    ``long_epochs``: final fine-tune (0: none); ``threads``: torch threads per proposal task;
+    ``long_threads``: torch threads of the final fine-tune (it runs alone).
     """
 
     target_ms: float
@@ -60,6 +61,7 @@ class NetAdaptConfig:
     select: str = "ratio"
     seed: int = 0
     threads: int = 1
+    long_threads: int = 1
     device: str = "cpu"
     max_iterations: int = 1000
 
@@ -67,7 +69,8 @@ class NetAdaptConfig:
         if isinstance(self.target_ms, bool) or not isinstance(self.target_ms, (int, float)) \
                 or not math.isfinite(self.target_ms) or self.target_ms <= 0:
             raise ValueError(f"netadapt.target_ms = {self.target_ms!r} is not allowed; expected a number > 0")
-        for name, low in (("short_steps", 1), ("long_epochs", 0), ("seed", 0), ("threads", 1), ("max_iterations", 1)):
+        for name, low in (("short_steps", 1), ("long_epochs", 0), ("seed", 0), ("threads", 1), ("long_threads", 1),
+                          ("max_iterations", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"netadapt.{name} = {value!r} is not allowed; expected an integer >= {low}")
@@ -226,7 +229,7 @@ class NetAdapt:
             tick = time.perf_counter()
             result, tuned = finetune(spec, weights, self.data, Budget(epochs=self.config.long_epochs),
                                      seed=proposal_seed(self.config.seed, state.iteration + 1, 10**6),
-                                     threads=self.config.threads, device=self.config.device)
+                                     threads=self.config.long_threads, device=self.config.device)
             if tuned is None:
                 raise UnreachableTarget(f"netadapt: the final fine-tune diverged ({result.message})")
             weights = tuned

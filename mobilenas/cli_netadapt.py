@@ -1,0 +1,189 @@
+"""``mobilenas netadapt``: shrink a trained model layer by layer to a latency target
+(MobileNetV3 section 4.2; NetAdapt, Yang et al. 2018).
+
+Every option is checked, the latency table opened and the target compared with the start and
+floor latencies before a run folder is created. The run folder (``results/runs/<run-id>/``,
+job ``netadapt``) holds ``manifest.json``, ``history.csv`` (every proposal of every iteration),
+``state.json`` and ``models/`` (the last committed iteration), then ``trajectory.png``,
+``final.json``/``final.md``/``final.pt``/``final.onnx``. Ctrl-C stops after the current
+iteration; a SIGKILL loses at most the iteration in progress; ``--resume RUN_DIR`` continues.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mobilenas.netadapt_job import JobSetup, check_target, default_table_folder, execute, open_predictor, read_setup
+from mobilenas.spec_args import resolve_spec
+from netadapt.floor import floor_spec
+from netadapt.loop import LoopEvent, NetAdaptConfig
+from netadapt.selection import SELECTIONS
+from search_spaces.encoding import format_spec
+from storage.runfolder import DEFAULT_OUT, RunFolder
+from training.config import DEVICES, TrainConfig
+from training.datasets import DEFAULT_SEARCH_DATA, default_resolution, load_dataset
+
+DEFAULTS = NetAdaptConfig(target_ms=1.0)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "netadapt", help="NetAdapt: shrink a trained model layer by layer to a latency target",
+        description="Shrink SPEC one layer (or residual group) at a time, each step the proposal with the best "
+                    "accuracy change per millisecond saved, until the predicted latency reaches --target-ms; "
+                    "then fine-tune. Without --weights SPEC is first trained with the default recipe.")
+    p.add_argument("spec", nargs="?", metavar="SPEC", help="a registered name, a spec JSON file or a canonical spec string")
+    p.add_argument("--weights", type=Path, default=None, metavar="CKPT_OR_RUN_DIR",
+                   help="a mobilenas train checkpoint.pt or run folder, or a state-dict .pt")
+    p.add_argument("--target-ms", type=float, default=None, help="latency target in ms (predicted by the table)")
+    p.add_argument("--data", default=DEFAULT_SEARCH_DATA, help=f"data set (default {DEFAULT_SEARCH_DATA})")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--short-steps", type=int, default=DEFAULTS.short_steps,
+                   help=f"fine-tune steps per proposal (default {DEFAULTS.short_steps}; paper 10000)")
+    p.add_argument("--long-epochs", type=int, default=DEFAULTS.long_epochs,
+                   help=f"final fine-tune epochs (default {DEFAULTS.long_epochs}; 0 = none)")
+    p.add_argument("--select", choices=SELECTIONS, default=DEFAULTS.select,
+                   help="ratio: best Δaccuracy/|Δlatency| (MobileNetV3); accuracy: most accurate (NetAdapt)")
+    p.add_argument("--delta", type=float, default=DEFAULTS.delta_fraction,
+                   help=f"latency cut per iteration as a fraction of the start latency (default {DEFAULTS.delta_fraction})")
+    p.add_argument("--granularity", type=int, default=DEFAULTS.granularity,
+                   help=f"channel step and minimum width (default {DEFAULTS.granularity})")
+    p.add_argument("--table", type=Path, default=None, metavar="DIR",
+                   help="latency table folder (default: a lazy table for this machine under --out, built if absent)")
+    _add_drift_flags(p)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="proposals fine-tuned in parallel as Ray tasks (1 = in-process, no Ray)")
+    p.add_argument("--address", default=None, help="an existing Ray cluster to run the proposals on")
+    p.add_argument("--pretrain-epochs", type=int, default=TrainConfig().epochs,
+                   help="epochs of the start model's training when no --weights are given")
+    p.add_argument("--device", choices=DEVICES, default=DEFAULTS.device, help="training device")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for run folders (default {DEFAULT_OUT})")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue an interrupted or killed run")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the results")
+    p.set_defaults(handler=run_netadapt)
+
+
+def _add_drift_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--rescale", action="store_true",
+                       help="this machine drifted from the table: scale predictions by the reference model's ratio")
+    group.add_argument("--force", action="store_true", help="use the table as it is despite drift or other hardware")
+
+
+def _config(args: argparse.Namespace) -> NetAdaptConfig:
+    if args.target_ms is None:
+        raise ValueError("--target-ms is required (the latency to reach, in ms)")
+    return NetAdaptConfig(target_ms=args.target_ms, delta_fraction=args.delta, granularity=args.granularity,
+                          short_steps=args.short_steps, long_epochs=args.long_epochs, select=args.select,
+                          seed=args.seed, device=args.device, long_threads=os.cpu_count() or 1)
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    for name in ("workers", "pretrain_epochs"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} is not allowed; expected an integer >= 1")
+    if args.weights is not None and not args.weights.exists():
+        raise FileNotFoundError(f"--weights {str(args.weights)!r} does not exist")
+    if args.out.exists() and not args.out.is_dir():
+        raise NotADirectoryError(f"--out {str(args.out)!r} is a file; expected a folder for run folders")
+
+
+def prepare(args: argparse.Namespace, say) -> JobSetup:
+    """Validate everything and open the latency table, before any run folder exists."""
+    if args.spec is None:
+        raise ValueError("SPEC is required unless --resume RUN_DIR is given")
+    config = _config(args)
+    _check_flags(args)
+    data = load_dataset(args.data, resolution=default_resolution(args.data), split_seed=args.split_seed)
+    spec = resolve_spec(args.spec, resolution=data.resolution, num_classes=data.num_classes, in_channels=data.in_channels)
+    table = args.table if args.table is not None else default_table_folder(args.out, spec)
+    on_drift = "rescale" if args.rescale else "force" if args.force else "error"
+    setup = JobSetup(config, format_spec(spec), args.spec, args.data, args.split_seed, str(table), on_drift,
+                     args.workers, args.address, None if args.weights is None else str(args.weights.resolve()),
+                     args.pretrain_epochs)
+    floor = floor_spec(spec, config.proposal_config())
+    predictor = open_predictor(table, spec, on_drift, say, create=args.table is None, calibrate=floor)
+    l0_ms, floor_ms = check_target(setup, predictor.predict_ms)
+    say(f"start {l0_ms:.4f} ms predicted, target {config.target_ms:.4f} ms ({config.target_ms / l0_ms:.0%}), "
+        f"floor {floor_ms:.4f} ms")
+    return setup
+
+
+class Progress:
+    """One line on stderr per event: iteration, latency now vs target, best proposal, ETA."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.first_ms, self.started = enabled, None, time.monotonic()
+        self.iterations = 0
+
+    def __call__(self, event: LoopEvent) -> None:
+        if not self.enabled:
+            return
+        if self.first_ms is None:
+            self.first_ms, self.first_iteration = event.predicted_ms, event.iteration
+        if event.phase == "proposals":
+            line = f"iteration {event.iteration + 1}: fine-tuning {event.proposals} proposals"
+        elif event.phase == "iteration":
+            line = (f"iteration {event.iteration}: {event.predicted_ms:.4f} ms (target {event.target_ms:.4f}, "
+                    f"start {event.l0_ms:.4f}) | kept {event.best_label}, val top-1 {event.top1:.4f} | "
+                    f"{event.iteration_s:.0f} s | ETA {self.eta(event)}")
+        elif event.phase == "long":
+            line = f"target reached after {event.iteration} iterations; final fine-tune"
+        else:
+            line = f"done: {event.predicted_ms:.4f} ms predicted, val top-1 {event.top1:.4f}"
+        print(f"mobilenas netadapt: {line}", file=sys.stderr, flush=True)
+
+    def eta(self, event: LoopEvent) -> str:
+        done = event.iteration - self.first_iteration
+        cut = (self.first_ms - event.predicted_ms) / max(done, 1)
+        if done < 1 or cut <= 0:
+            return "?"
+        remaining = max(event.predicted_ms - event.target_ms, 0.0) / cut
+        seconds = remaining * (time.monotonic() - self.started) / done
+        return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def _say(enabled: bool):
+    def say(message: str) -> None:
+        if enabled:
+            print(f"mobilenas netadapt: {message}", file=sys.stderr, flush=True)
+    return say
+
+
+def _open_or_create(args: argparse.Namespace, say) -> tuple[RunFolder, JobSetup]:
+    if args.resume is not None:
+        folder = RunFolder.open(args.resume, job="netadapt")
+        folder.check_resumable()
+        return folder, read_setup(folder)
+    setup = prepare(args, say)
+    slug = f"netadapt-{Path(setup.spec_name).stem[:20]}-{setup.data.split(':')[0]}"
+    folder = RunFolder.create(args.out, job="netadapt", slug=slug, seed=setup.netadapt.seed, config=setup.to_dict())
+    return folder, setup
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary))
+        return
+    print(f"{summary['iterations']} iterations | predicted {summary['start_predicted_ms']:.4f} -> "
+          f"{summary['predicted_latency_ms']:.4f} ms (target {summary['target_ms']:.4f}) | measured ORT "
+          f"{summary['measured_latency_ms']:.4f} ms | test top-1 {summary['final_top1']:.4f} | run {summary['run_dir']}")
+
+
+def run_netadapt(args: argparse.Namespace) -> int:
+    say = _say(True)
+    folder, setup = _open_or_create(args, say)
+    say(f"run folder {folder.path}")
+    with folder.session() as stop:
+        summary = execute(folder, setup, stop, say, Progress(True))
+    if summary is None:
+        say(f"stopped; every finished iteration is saved: mobilenas netadapt --resume {folder.path}")
+        return 130
+    _print_summary(summary, args.json)
+    return 0

@@ -1,0 +1,259 @@
+"""The ``netadapt`` job behind ``mobilenas netadapt``: setup checked before any work, then the run.
+
+:class:`JobSetup` is everything a run needs, resolved and validated up front (STYLE.md section
+8: a bad option after minutes of work is a bug) and recorded in the run manifest, so that
+``--resume`` rebuilds the same job from the folder alone. :func:`execute` trains the start
+model when no weights were given (resumable, inside the run folder), commits iteration 0,
+runs the NetAdapt loop (MobileNetV3 section 4.2) with a Ray or in-process evaluator, and
+writes the final outputs. Printing stays in :mod:`mobilenas.cli_netadapt`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from latency.fingerprint import device_fingerprint
+from latency.lazy import LazyPredictor, ensure_table
+from netadapt.evaluation import FinetuneJob, SequentialEvaluator
+from netadapt.floor import floor_spec
+from netadapt.loop import LoopEvent, LoopResult, NetAdapt, NetAdaptConfig
+from netadapt.report import end_to_end_ms, plot_trajectories, write_final
+from netadapt.state import LoopStore, load_weights, save_weights
+from search_spaces.encoding import format_spec, parse_spec, spec_from_dict
+from search_spaces.spec import ArchSpec
+from storage.runfolder import RunFolder, RunStatus
+from training.checkpoint import load_checkpoint
+from training.config import TrainConfig
+from training.datasets import Dataset, load_dataset
+from training.evaluate import Budget, binomial_stderr
+from training.inference import evaluate_model
+
+START_WEIGHTS, PRETRAIN_CHECKPOINT, RAY_DIR = "start.pt", "pretrain.ckpt", "ray"
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class JobSetup:
+    """A NetAdapt job, JSON-safe: ``weights`` None means "train the start model first"."""
+
+    netadapt: NetAdaptConfig
+    spec: str
+    spec_name: str
+    data: str
+    split_seed: int
+    table: str
+    on_drift: str
+    workers: int
+    address: str | None
+    weights: str | None
+    pretrain_epochs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "netadapt": self.netadapt.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "JobSetup":
+        return cls(**{**data, "netadapt": NetAdaptConfig.from_dict(data["netadapt"])})
+
+
+def default_table_folder(out: Path, spec: ArchSpec) -> Path:
+    """A lazy table per machine and input shape, shared by the runs under ``out``."""
+    digest = hashlib.sha256(json.dumps(device_fingerprint(), sort_keys=True).encode()).hexdigest()[:8]
+    return out / f"latency-lazy-{digest}-r{spec.resolution}-i{spec.in_channels}-n{spec.num_classes}"
+
+
+def open_predictor(table: Path, spec: ArchSpec, on_drift: str, say: Say, *, create: bool,
+                   calibrate: ArchSpec | None = None) -> LazyPredictor:
+    """The lazily measuring predictor of ``table`` (built first when ``create`` and absent;
+    calibrated down to the floor spec ``calibrate`` when given, see :func:`calibrate_for`)."""
+    if create:
+        _, message = ensure_table(table, space="mnasnet", resolution=spec.resolution, in_channels=spec.in_channels,
+                                  num_classes=spec.num_classes)
+        say(message)
+    elif not (table / "manifest.json").is_file():
+        raise FileNotFoundError(f"--table {str(table)!r} is not a latency table folder (no manifest.json)")
+    if calibrate is not None:
+        LazyPredictor(table, on_drift=on_drift)  # refuses a table of other hardware before measuring into it
+        calibrate_for(table, spec, calibrate, say)
+    return LazyPredictor(table, on_drift=on_drift)
+
+
+def calibrate_for(table: Path, spec: ArchSpec, floor: ArchSpec, say: Say) -> None:
+    """Add the start model, two uniformly thinner versions and the floor to the table's
+    calibration specs (measured whole, then the calibration refitted), so that predictions
+    are calibrated over the latency range NetAdapt walks; a no-op when already there."""
+    from latency.build import BuildConfig, TableBuilder
+    from latency.registry import measurer_from_recorded
+    from latency.table import CALIBRATION_FILE, read_manifest
+    from search_spaces.spec import scale_width
+
+    specs = [spec, scale_width(spec, 0.75), scale_width(spec, 0.5), floor]
+    done = (table / CALIBRATION_FILE).read_text() if (table / CALIBRATION_FILE).is_file() else ""
+    if all(format_spec(s) in done for s in specs):
+        return
+    manifest = read_manifest(table)
+    say(f"measuring {len(specs)} whole models between the start and the floor to calibrate {table}")
+    builder = TableBuilder(table, measurer_from_recorded(manifest["measurer"]), parse_spec(manifest["reference"]["spec"]),
+                           space=manifest["space"], config=BuildConfig(calibration_rounds=2),
+                           space_input=(spec.in_channels, spec.num_classes))
+    builder.measure_calibration(specs)
+    builder.finish()
+
+
+def read_start_weights(path: Path, spec: ArchSpec) -> dict[str, torch.Tensor]:
+    """The weights in a ``mobilenas train`` checkpoint or run folder (or a NetAdapt ``final.pt``),
+    checked against ``spec``."""
+    if path.is_dir():
+        if (path / "manifest.json").is_file():
+            status = json.loads((path / "manifest.json").read_text()).get("status")
+            if status not in ("completed", RunStatus.FINISHED.value):
+                raise ValueError(f"--weights {str(path)!r} is a {status!r} run; finish it first (mobilenas train --resume)")
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"--weights {str(path)!r} does not exist; expected a checkpoint.pt or a train run folder")
+    if path.name == "checkpoint.pt" or path.suffix == ".ckpt":
+        checkpoint = load_checkpoint(path)
+        trained = spec_from_dict(checkpoint["spec"])
+        if trained != spec:
+            raise ValueError(f"--weights {str(path)!r} were trained for {format_spec(trained)}, not for SPEC adapted "
+                             f"to the data ({format_spec(spec)})")
+        return {k: v.detach().clone() for k, v in checkpoint["model"].items()}
+    return load_weights(path)
+
+
+def check_target(setup: JobSetup, predict_ms: Callable[[ArchSpec], float]) -> tuple[float, float]:
+    """Start and floor latency; ValueError when the target is at or above the start latency or
+    below what any sequence of proposals can reach."""
+    spec, target = parse_spec(setup.spec), setup.netadapt.target_ms
+    l0_ms = float(predict_ms(spec))
+    if target >= l0_ms:
+        raise ValueError(f"--target-ms {target:g} is not below the start latency {l0_ms:.4f} ms (predicted); "
+                         "nothing to adapt")
+    floor_ms = float(predict_ms(floor_spec(spec, setup.netadapt.proposal_config())))
+    if target < floor_ms:
+        raise ValueError(f"--target-ms {target:g} is unreachable: with every layer at the granularity floor "
+                         f"({setup.netadapt.granularity}) the model still takes {floor_ms:.4f} ms (predicted)")
+    return l0_ms, floor_ms
+
+
+def load_data(setup: JobSetup, spec: ArchSpec) -> Dataset:
+    return load_dataset(setup.data, resolution=spec.resolution, split_seed=setup.split_seed)
+
+
+def pretrain(folder: RunFolder, setup: JobSetup, spec: ArchSpec, data: Dataset, stop: Callable[[], bool],
+             on_progress: Callable | None) -> dict[str, torch.Tensor] | None:
+    """Train the start model with the default recipe (checkpointed in the run folder); None if stopped."""
+    from training.trainer import Trainer
+
+    config = TrainConfig(epochs=setup.pretrain_epochs, seed=setup.netadapt.seed, threads=setup.netadapt.long_threads,
+                         device=setup.netadapt.device)
+    path = folder.file(PRETRAIN_CHECKPOINT)
+    resume = load_checkpoint(path) if path.is_file() else None
+    trainer = Trainer(spec, data, config, should_stop=stop, checkpoint_path=path, on_progress=on_progress)
+    result = trainer.fit(resume)
+    if result.status != "completed":
+        return None
+    return {k: v.detach().to("cpu", copy=True) for k, v in result.model.state_dict().items()}
+
+
+def start_weights(folder: RunFolder, setup: JobSetup, spec: ArchSpec, data: Dataset, stop: Callable[[], bool],
+                  say: Say, on_progress: Callable | None) -> dict[str, torch.Tensor] | None:
+    """The start model's weights, kept as ``start.pt`` in the run folder (None if stopped)."""
+    path = folder.file(START_WEIGHTS)
+    if path.is_file():
+        return load_weights(path)
+    if setup.weights is not None:
+        weights = read_start_weights(Path(setup.weights), spec)
+    else:
+        say(f"no --weights: training {setup.spec_name} first with the default recipe ({setup.pretrain_epochs} epoch"
+            f"{'s' if setup.pretrain_epochs != 1 else ''} on {setup.data}; resumable)")
+        weights = pretrain(folder, setup, spec, data, stop, on_progress)
+        if weights is None:
+            return None
+    save_weights(path, weights)
+    return weights
+
+
+def make_evaluator(folder: RunFolder, setup: JobSetup, data: Dataset):
+    job = FinetuneJob(Budget(steps=setup.netadapt.short_steps), threads=setup.netadapt.threads,
+                      device=setup.netadapt.device)
+    if setup.workers == 1 and setup.address is None:
+        return SequentialEvaluator(data, job)
+    from netadapt.parallel import RayEvaluator
+
+    return RayEvaluator(data, job, temp_dir=folder.file(RAY_DIR), workers=setup.workers, address=setup.address)
+
+
+def begin(loop: NetAdapt, spec: ArchSpec, weights: dict[str, torch.Tensor], data: Dataset) -> None:
+    """Commit iteration 0: the start model with its validation top-1 (as trained)."""
+    model = _model(spec, weights)
+    top1, _ = evaluate_model(model, data.x_val, data.y_val, device=torch.device("cpu"))
+    loop.start(spec, weights, top1, binomial_stderr(top1, len(data.y_val)))
+
+
+def _model(spec: ArchSpec, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+    from netadapt.report import model_of
+
+    return model_of(spec, weights)
+
+
+def finish(folder: RunFolder, setup: JobSetup, result: LoopResult, data: Dataset) -> dict[str, Any]:
+    """Final files, trajectory plot, end-to-end latency; the manifest's ``results``."""
+    store = LoopStore(folder.path)
+    history = store.history.read()
+    plot_trajectories({setup.netadapt.select: history}, folder.file("trajectory.png"),
+                      target_ms=setup.netadapt.target_ms, title=f"NetAdapt {setup.spec_name} on {setup.data}")
+    final = write_final(folder.path, result.spec, result.weights, data)
+    measured = end_to_end_ms(result.spec, result.weights)
+    start = history[history["iteration"] == 0].iloc[0]
+    summary = {"run_dir": str(folder.path), "iterations": result.state.iteration, "final_spec": final["arch"],
+               "final_top1": final["test_top1"], "final_top1_stderr": final["test_top1_stderr"],
+               "final_val_top1": result.state.top1, "predicted_latency_ms": result.state.predicted_ms,
+               "measured_latency_ms": measured, "target_ms": setup.netadapt.target_ms,
+               "start_predicted_ms": float(start["predicted_ms"]), "start_measured_ms": _nan(start["measured_ms"]),
+               "start_val_top1": float(start["val_top1"]), "select": setup.netadapt.select,
+               "elapsed_s": result.state.elapsed_s}
+    folder.set_status(RunStatus.FINISHED, results=summary)
+    return summary
+
+
+def _nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def execute(folder: RunFolder, setup: JobSetup, stop: Callable[[], bool], say: Say,
+            on_event: Callable[[LoopEvent], None], on_train: Callable | None = None) -> dict[str, Any] | None:
+    """Run (or resume) the job in ``folder``; None when stopped (state saved for --resume)."""
+    spec = parse_spec(setup.spec)
+    data = load_data(setup, spec)
+    predictor = open_predictor(Path(setup.table), spec, setup.on_drift, say, create=False)
+    store = LoopStore(folder.path)
+    if not store.exists():
+        weights = start_weights(folder, setup, spec, data, stop, say, on_train)
+        if weights is None:
+            return None
+    with make_evaluator(folder, setup, data) as evaluator:
+        loop = NetAdapt(setup.netadapt, data, predictor.predict_ms, evaluator, store, measure_ms=end_to_end_ms,
+                        on_event=on_event, should_stop=stop)
+        if not store.exists():
+            begin(loop, spec, weights, data)
+        result = loop.run()
+    if result.stopped:
+        return None
+    return finish(folder, setup, result, data)
+
+
+def read_setup(folder: RunFolder) -> JobSetup:
+    setup = folder.manifest["config"]
+    if not isinstance(setup, dict) or "netadapt" not in setup:
+        raise ValueError(f"{folder.file('manifest.json')}: field 'config' lacks 'netadapt'; not a netadapt run")
+    return JobSetup.from_dict(setup)
