@@ -52,3 +52,8 @@ def build_small_table(folder: Path, n_keys: int = 12) -> Path:
               "mean_err_pct": 0.5, "spearman": 1.0}
     (folder / "validation.json").write_text(json.dumps(report))
     return folder
+
+
+def calibration_specs(n: int) -> list:
+    """``n`` whole-model specs of the small space (their layers join the table)."""
+    return sample_specs(SPACE, n, seed=7)
