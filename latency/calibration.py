@@ -16,22 +16,23 @@ from typing import Sequence
 
 import numpy as np
 
-from latency.keys import LayerKey, key_cost
+from latency.keys import LayerKey, key_activations, key_cost
 from latency.table import LatencyTable
 
 log = logging.getLogger(__name__)
-FEATURES = ("sum_ms", "cold_sum_ms", "n_layers", "params_m", "madds_m")
+FEATURES = ("sum_ms", "cold_sum_ms", "n_layers", "params_m", "madds_m", "act_m")
 CANDIDATES = (("sum_ms",), ("cold_sum_ms",), ("sum_ms", "cold_sum_ms"), ("sum_ms", "n_layers"), ("cold_sum_ms", "n_layers"),
               ("sum_ms", "params_m"), ("cold_sum_ms", "params_m"), ("sum_ms", "cold_sum_ms", "n_layers"),
-              ("sum_ms", "n_layers", "params_m", "madds_m"))
+              ("sum_ms", "n_layers", "params_m", "madds_m"), ("sum_ms", "act_m"), ("cold_sum_ms", "act_m"),
+              ("sum_ms", "cold_sum_ms", "act_m"), ("sum_ms", "params_m", "act_m"), ("cold_sum_ms", "params_m", "act_m"))
 
 
 def spec_features(table: LatencyTable, keys: Sequence[LayerKey]) -> dict[str, float]:
     """Per-spec aggregates the calibration may use (warm and in-context table sums, layers,
-    params, MAdds)."""
+    params, MAdds, activation elements read and written)."""
     params, madds = zip(*(key_cost(k) for k in keys))
     return {"sum_ms": table.keys_sum_ms(keys), "cold_sum_ms": table.keys_sum_ms(keys, cold=True), "n_layers": float(len(keys)),
-            "params_m": sum(params) / 1e6, "madds_m": sum(madds) / 1e6}
+            "params_m": sum(params) / 1e6, "madds_m": sum(madds) / 1e6, "act_m": sum(map(key_activations, keys)) / 1e6}
 
 
 def _design(features: Sequence[dict[str, float]], names: Sequence[str]) -> np.ndarray:

@@ -130,6 +130,21 @@ def key_cost(key: LayerKey) -> tuple[int, int]:
     return cost.params, cost.madds
 
 
+def key_activations(key: LayerKey) -> int:
+    """Activation elements the layer ``key`` reads and writes: its input, the expanded and
+    depthwise maps of a bottleneck, its output (and the residual read), the head's maps.
+    Memory-bound layers cost in proportion (the calibration's activation-traffic term)."""
+    side, out = key.input_side, _side_after(key.input_side, key.stride)
+    inputs, outputs = key.in_channels * side * side, key.out_channels * out * out
+    if key.kind == "head":
+        return inputs + key.out_channels * (side * side + 1) + key.hidden_channels + key.num_classes
+    if key.kind == "stem" or key.op == "conv":
+        return inputs + outputs + (inputs if key.residual else 0)
+    exp = key.exp_channels
+    expanded = exp * side * side if exp != key.in_channels else 0
+    return inputs + expanded + exp * out * out + outputs + (inputs if key.residual else 0)
+
+
 def space_keys(space: object) -> list[LayerKey]:
     """Every key any spec of ``space`` can contain: its stem, every block context
     (``space.block_contexts()``) and the head after every block width that can reach the

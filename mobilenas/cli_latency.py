@@ -270,7 +270,7 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=20, help="timed runs per pass (a key gets up to 3 passes if noisy)")
-    p.add_argument("--batch-keys", type=int, default=100, help="keys measured between two reference measurements")
+    p.add_argument("--batch-keys", type=int, default=25, help="keys measured between two reference measurements")
     p.add_argument("--calibration-specs", type=int, default=60, help="whole models measured per resolution to calibrate")
     p.add_argument("--calibration-rounds", type=int, default=3)
     p.add_argument("--lazy", action="store_true", help="measure only the layers of the calibration specs")

@@ -54,3 +54,13 @@ def test_space_keys_contain_every_key_of_sampled_specs():
     rng = np.random.default_rng(0)
     for _ in range(100):
         assert set(spec_keys(space.sample(rng))) <= keys
+
+
+def test_activation_elements_of_a_bottleneck_count_every_map():
+    from latency.keys import LayerKey, key_activations
+
+    key = LayerKey("block", "bneck", 8, 16, 64, 24, 3, 2, False, "relu", False)
+    # input 16x8x8, expanded 64x8x8, depthwise 64x4x4, output 24x4x4
+    assert key_activations(key) == 16 * 64 + 64 * 64 + 64 * 16 + 24 * 16
+    residual = LayerKey("block", "conv", 4, 8, 0, 8, 3, 1, False, "relu", True)
+    assert key_activations(residual) == 3 * 8 * 16

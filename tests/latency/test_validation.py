@@ -36,7 +36,7 @@ def test_sampled_specs_are_distinct_seeded_and_exclude_given_ones():
 
 def test_calibration_recovers_a_linear_relation_and_prefers_the_simple_model():
     rng = np.random.default_rng(0)
-    features = [{"sum_ms": s, "cold_sum_ms": s * c, "n_layers": n, "params_m": p, "madds_m": m}
+    features = [{"sum_ms": s, "cold_sum_ms": s * c, "n_layers": n, "params_m": p, "madds_m": m, "act_m": p * c}
                 for s, c, n, p, m in zip(rng.uniform(1, 3, 20), rng.uniform(1.0, 1.3, 20), rng.integers(15, 25, 20),
                                          rng.uniform(3, 8, 20), rng.uniform(10, 90, 20))]
     measured = [1.1 * f["sum_ms"] + 0.2 for f in features]
@@ -95,7 +95,7 @@ def test_noise_floor_compares_the_two_passes():
 def test_calibration_never_chooses_a_negative_cost_coefficient():
     rng = np.random.default_rng(1)
     sums = rng.uniform(1, 3, 12)
-    features = [{"sum_ms": s, "cold_sum_ms": s * 1.1, "n_layers": 20.0 - 3 * s, "params_m": 1.0, "madds_m": 1.0}
+    features = [{"sum_ms": s, "cold_sum_ms": s * 1.1, "n_layers": 20.0 - 3 * s, "params_m": 1.0, "madds_m": 1.0, "act_m": 1.0}
                 for s in sums]
     measured = [2.0 * s - 0.1 * f["n_layers"] for s, f in zip(sums, features)]  # exact with n_layers < 0
     calibration = fit_calibration(features, measured)
