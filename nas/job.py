@@ -56,9 +56,13 @@ class SearchJob:
         resumed = self.folder is not None
         if self.folder is None:
             self.folder = RunFolder.create(self.out, job="search", slug=f"search-{self.config.strategy}",
-                                           seed=self.config.seed, config=self.config.to_dict())
+                                           seed=self.config.seed, config=self.config.to_dict(),
+                                           extra={"request": {"table": self.table, "on_drift": self.on_drift}})
             self.say(f"run folder {self.folder.path}")
-        table = self.table if not resumed else self.folder.manifest["latency"]["folder"]
+        if resumed:  # the table and drift policy the run started with
+            request = self.folder.manifest.get("request", {})
+            self.table, self.on_drift = request.get("table"), request.get("on_drift", "error")
+        table = self.table
         with self.folder.session() as stop:
             driver = self._driver(data, shape, table, resumed)
             self._run_trials(driver, data, stop)
@@ -101,6 +105,10 @@ class SearchJob:
             tune_start = time.perf_counter()
             run_tune(driver, data, cluster, name=f"tune-{resumes}", should_stop=stop)
             ray_record["tune_wall_s"] = round(time.perf_counter() - tune_start, 2)
+            ray_record["latency_predict_s"] = round(driver.predict_s, 2)
+            ray_record["trials_this_session"] = driver.session_done
+            ray_record["trial_train_s_this_session"] = round(sum(r.wall_s for r in driver.records[-driver.session_done:])
+                                                             if driver.session_done else 0.0, 2)
         ray_record["total_wall_s"] = round(time.perf_counter() - start, 2)
         self.folder.update(ray=ray_record, sessions=[*self.folder.manifest.get("sessions", []), ray_record])
 

@@ -162,6 +162,7 @@ class SearchDriver:
         self.started = time.perf_counter()
         self.trial_seconds: list[float] = []
         self.session_done = 0
+        self.predict_s = 0.0  # this session's time in predict_ms (lazy tables measure missing layers there)
 
     # -- persistence ----------------------------------------------------------------------
     def save_state(self) -> None:
@@ -240,7 +241,9 @@ class SearchDriver:
 
     def _issue(self, proposal_id: str, indices: tuple[int, ...]) -> TrialRequest:
         spec = self.space.decode(indices)
+        tick = time.perf_counter()
         latency_ms = float(self.predict_ms(priced_spec(spec, self.config)))
+        self.predict_s += time.perf_counter() - tick
         pending = _Pending(self.next_trial, indices, format_spec(spec), latency_ms, issued=True)
         self.pending[proposal_id] = pending
         self.next_trial += 1
