@@ -132,7 +132,11 @@ class RunFolder:
                     "config": dict(config), "packages": package_versions(), "machine": machine_info(),
                     "owner": _this_process(), **dict(extra or {})}
         folder = cls(path, manifest)
-        folder.save()
+        try:
+            folder.save()
+        except BaseException:
+            path.rmdir()  # nothing was written: leave no folder that looks like a run
+            raise
         return folder
 
     @classmethod

@@ -88,3 +88,15 @@ def test_a_diverged_run_is_not_resumable(tmp_path):
     run.set_status(RunStatus.DIVERGED, error="loss nan")
     with pytest.raises(ValueError, match="diverged \\(loss nan\\)"):
         RunFolder.open(run.path, job="train").check_resumable()
+
+
+def test_create_on_a_full_disk_leaves_no_folder(tmp_path, monkeypatch):
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left on device"):
+        RunFolder.create(tmp_path, job="train", slug="a", seed=0, config={})
+    assert list(tmp_path.iterdir()) == []
