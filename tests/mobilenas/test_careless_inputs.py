@@ -642,3 +642,20 @@ def test_space_sample_into_a_closed_pipe_is_quiet(capsys, monkeypatch):
     monkeypatch.setattr("sys.stdout", ClosedPipe())
     assert main(["space", "sample", "--seed", "0", "-n", "50"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_measure_command_that_does_not_exist_is_one_line(tmp_path, capsys):
+    argv = ["latency", "build", "--space", "mnasnet", "--resolution", "32", "--out", str(tmp_path / "t"), "--quiet",
+            "--measurer", "command", "--command", "nosuchcommand-xyz {model}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mobilenas latency build: error: measure command exited with 127")
+    assert "nosuchcommand-xyz" in err[0] and "not found" in err[0]
+
+
+def test_a_calibration_of_one_spec_prints_no_nan():
+    from mobilenas.cli_latency import _loo_text
+
+    one = {"features": ["sum_ms"], "coef": [1.0], "intercept_ms": 0.2, "n_specs": 1, "loo": {}}
+    assert _loo_text(one) == "LOO n/a (1 specs: fewer than 6 fit only an overhead)"
+    assert _loo_text({**one, "n_specs": 8, "loo": {"sum_ms": 2.5}}) == "LOO 2.50%"
