@@ -1,4 +1,4 @@
-# Two commands on a fresh clone: `make demo` (main job on the embedded data) and `make test`.
+# Two commands on a fresh clone: `make demo` (the pipeline on the embedded data, small budget) and `make test`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +11,7 @@ $(BIN)/mobilenas: pyproject.toml
 	touch $@
 
 demo: $(BIN)/mobilenas
-	$(BIN)/mobilenas demo
+	$(BIN)/mobilenas run --budget small --target-like mobilenetv3-small
 
 test: $(BIN)/mobilenas
 	$(BIN)/python -m pytest -q

@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     target.add_argument("--target-ms", type=float, default=None, help="latency target in ms (ORT CPU, batch 1)")
     target.add_argument("--target-like", default=None, metavar="SPEC",
                         help="target = this spec's measured latency here (e.g. mobilenetv3-small), times --target-scale")
+    p.add_argument("--target-width", type=float, default=1.0, help="width multiplier of --target-like (default 1)")
     p.add_argument("--target-scale", type=float, default=1.0, help="factor on --target-like's latency (default 1)")
     p.add_argument("--budget", choices=sorted(BUDGETS), default="small", help="work per stage (default small)")
     p.add_argument("--strategy", default="rl", help="search strategy: rl, evolution, random, reinforce (default rl)")
@@ -62,13 +63,14 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         resolve_spec(args.target_like)
     on_drift = "rescale" if args.rescale else "force" if args.force else "error"
     return PipelineConfig(data=args.data, target_ms=args.target_ms, target_like=args.target_like,
-                          target_scale=args.target_scale, budget=args.budget, seed=args.seed, strategy=args.strategy,
+                          target_width=args.target_width, target_scale=args.target_scale, budget=args.budget, seed=args.seed, strategy=args.strategy,
                           table=args.table, on_drift=on_drift, address=args.address, workers=args.workers,
                           threads=args.threads)
 
 
 def _given_with_resume(args: argparse.Namespace) -> list[str]:
-    defaults = {"data": DEFAULT_SEARCH_DATA, "target_ms": None, "target_like": None, "target_scale": 1.0,
+    defaults = {"data": DEFAULT_SEARCH_DATA, "target_ms": None, "target_like": None, "target_width": 1.0,
+                "target_scale": 1.0,
                 "budget": "small", "strategy": "rl", "seed": 0, "table": None, "address": None, "workers": 2,
                 "threads": 2, "rescale": False, "force": False}
     return [f"--{k.replace('_', '-')}" for k, v in defaults.items() if getattr(args, k) != v]

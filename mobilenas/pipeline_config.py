@@ -12,13 +12,16 @@ STAGES = ("table", "search", "netadapt", "final", "references", "measure", "expo
 @dataclass(frozen=True)
 class PipelineBudget:
     """How much work each stage does. The search aims ``search_target_factor`` above the final
-    target and NetAdapt trims the found model down to it, as MobileNetV3 section 4.2 does."""
+    target and NetAdapt trims the found model down to it, as MobileNetV3 section 4.2 does;
+    ``netadapt_delta`` is NetAdapt's per-iteration cut as a fraction of the start latency (the
+    paper's 0.01 needs ~30 iterations for a 25% cut: the small budgets take bigger steps)."""
 
     search_trials: int
     search_epochs: int
     search_target_factor: float
     pretrain_epochs: int
     short_steps: int
+    netadapt_delta: float
     long_epochs: int
     final_epochs: int
     references: tuple[tuple[str, float], ...]
@@ -29,13 +32,14 @@ class PipelineBudget:
 
 BUDGETS = {
     "small": PipelineBudget(search_trials=8, search_epochs=1, search_target_factor=1.25, pretrain_epochs=3,
-                            short_steps=30, long_epochs=1, final_epochs=8, references=(("mobilenetv3-small", 1.0),)),
+                            short_steps=10, netadapt_delta=0.15, long_epochs=1, final_epochs=8,
+                            references=(("mobilenetv3-small", 1.0),)),
     "medium": PipelineBudget(search_trials=32, search_epochs=2, search_target_factor=1.25, pretrain_epochs=10,
-                             short_steps=100, long_epochs=3, final_epochs=30,
+                             short_steps=100, netadapt_delta=0.05, long_epochs=3, final_epochs=30,
                              references=(("mobilenetv3-small", 1.0), ("mobilenetv3-small", 0.75),
                                          ("mobilenetv3-large", 0.5))),
     "large": PipelineBudget(search_trials=100, search_epochs=2, search_target_factor=1.25, pretrain_epochs=20,
-                            short_steps=300, long_epochs=5, final_epochs=50,
+                            short_steps=300, netadapt_delta=0.02, long_epochs=5, final_epochs=50,
                             references=(("mobilenetv3-small", 1.0), ("mobilenetv3-small", 0.75),
                                         ("mobilenetv3-large", 0.5), ("mobilenetv3-large", 0.75))),
 }
@@ -44,12 +48,14 @@ BUDGETS = {
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """One pipeline run. Exactly one of ``target_ms`` (a number) and ``target_like`` (a spec
-    whose end-to-end latency on this machine, times ``target_scale``, becomes the target)."""
+    """One pipeline run. Exactly one of ``target_ms`` (a number) and ``target_like`` (a spec at
+    width ``target_width`` whose end-to-end latency on this machine, times ``target_scale``,
+    becomes the target; it is then trained as a reference too)."""
 
     data: str
     target_ms: float | None = None
     target_like: str | None = None
+    target_width: float = 1.0
     target_scale: float = 1.0
     budget: str = "small"
     seed: int = 0
@@ -63,7 +69,7 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if (self.target_ms is None) == (self.target_like is None):
             raise ValueError("give exactly one of --target-ms and --target-like")
-        for name in ("target_ms", "target_scale"):
+        for name in ("target_ms", "target_scale", "target_width"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value) or value <= 0):
@@ -80,6 +86,14 @@ class PipelineConfig:
     @property
     def stage_budget(self) -> PipelineBudget:
         return BUDGETS[self.budget]
+
+    @property
+    def references(self) -> tuple[tuple[str, float], ...]:
+        """The budget's reference models plus the ``target_like`` model, each once."""
+        models = list(self.stage_budget.references)
+        if self.target_like is not None and (self.target_like, self.target_width) not in models:
+            models.append((self.target_like, self.target_width))
+        return tuple(models)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -51,12 +51,12 @@ def stage_table(p: Pipeline) -> dict[str, Any]:
     p.say(f"latency table: {record['entries']} layers; drift probe: {predictor.drift.describe()}")
     result = {"folder": str(folder), "message": message, "record": record, "target_ms": p.config.target_ms}
     if p.config.target_like is not None:
-        spec = adapted(p.config.target_like, 1.0, data)
+        spec = adapted(p.config.target_like, p.config.target_width, data)
         measured = measure_side_by_side([spec])[0]
         result.update(target_ms=measured["latency_ms"] * p.config.target_scale, target_like=p.config.target_like,
                       target_like_measured=measured, target_like_predicted_ms=predictor.predict_ms(spec))
         p.say(f"target {result['target_ms']:.4f} ms = {p.config.target_scale:g} x the measured latency of "
-              f"{p.config.target_like} ({measured['latency_ms']:.4f} ms end to end)")
+              f"{p.config.target_like} x{p.config.target_width:g} ({measured['latency_ms']:.4f} ms end to end)")
     return result
 
 
@@ -105,17 +105,27 @@ def stage_netadapt(p: Pipeline) -> dict[str, Any]:
         return folder.manifest["results"]
     with folder.session() as stop:
         summary = execute(folder, read_setup(folder), lambda: stop() or p.stop(), p.say,
-                          lambda event: p.say(f"netadapt: {event.phase} iteration {event.iteration}, "
-                                              f"{event.predicted_ms:.4f} ms (target {event.target_ms:.4f})"))
+                          lambda event: p.say(_netadapt_line(event)))
     if summary is None:
         raise StageStopped()
     return summary
 
 
+def _netadapt_line(event: Any) -> str:
+    if event.phase == "proposals":
+        return f"netadapt: iteration {event.iteration + 1}, fine-tuning {event.proposals} proposals"
+    if event.phase == "iteration":
+        return (f"netadapt: iteration {event.iteration}: {event.predicted_ms:.4f} ms predicted (target "
+                f"{event.target_ms:.4f}), kept {event.best_label}, val top-1 {event.top1:.4f}")
+    if event.phase == "long":
+        return f"netadapt: target reached after {event.iteration} iterations; long-term fine-tune"
+    return f"netadapt: done, {event.predicted_ms:.4f} ms predicted, val top-1 {event.top1:.4f}"
+
+
 def _netadapt_setup(p: Pipeline, best: ArchSpec, table: dict[str, Any]) -> JobSetup:
     budget = p.config.stage_budget
     config = NetAdaptConfig(target_ms=table["target_ms"], short_steps=budget.short_steps,
-                            long_epochs=budget.long_epochs, seed=p.config.seed, long_threads=p.config.threads)
+                            delta_fraction=budget.netadapt_delta, long_epochs=budget.long_epochs, seed=p.config.seed, long_threads=p.config.threads)
     return JobSetup(config, format_spec(best), "search-best", p.config.data, 0, table["folder"], p.config.on_drift,
                     p.config.workers, p.config.address, None, budget.pretrain_epochs)
 
@@ -141,7 +151,7 @@ def stage_final(p: Pipeline) -> dict[str, Any]:
 def stage_references(p: Pipeline) -> dict[str, Any]:
     """MobileNetV3 references at width multipliers, adapted to the data, same recipe."""
     data, models = data_of(p), []
-    for name, width in p.config.stage_budget.references:
+    for name, width in p.config.references:
         label = f"{name}-x{width:g}"
         p.say(f"references: training {label}")
         models.append({"name": label, **_train(p, f"references/{label}", adapted(name, width, data), data)})
@@ -168,11 +178,16 @@ def stage_export(p: Pipeline) -> dict[str, Any]:
     model = load_trained(p.path / "final", spec)
     write_json(out / "final.json", spec_to_dict(spec))
     write_text_atomic(out / "final.md", render_markdown(spec, classes_label=str(spec.num_classes)))
-    write_json(out / "final_timm.json", {"arch_def": to_arch_def(spec)})
+    try:
+        timm = {"arch_def": to_arch_def(spec)}
+    except ValueError as exc:  # e.g. a regular conv with SE: timm's block strings cannot say it
+        timm = {"arch_def": None, "why_not": str(exc)}
+    write_json(out / "final_timm.json", timm)
     shape = (1, spec.in_channels, spec.resolution, spec.resolution)
     export_module_onnx(model, shape, out / "final.onnx")
     shutil.copyfile(p.path / "final" / "model.pt", out / "final.pt")
-    return {"folder": str(out), "onnx_max_abs_diff": _check_onnx(model, out / "final.onnx", data_of(p))}
+    return {"folder": str(out), "onnx_max_abs_diff": _check_onnx(model, out / "final.onnx", data_of(p)),
+            "timm": "written" if timm["arch_def"] is not None else f"not expressible: {timm['why_not']}"}
 
 
 def _check_onnx(model: torch.nn.Module, path: Any, data: Dataset) -> float:

@@ -123,3 +123,33 @@ def test_cli_refuses_options_with_resume_and_bad_input(tmp_path, capsys):
     assert main(["run", "--out", str(tmp_path)]) == 2
     assert "exactly one of --target-ms and --target-like" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == [folder.path.name]  # nothing half-written
+
+
+TINY = dict(search_trials=2, search_epochs=1, search_target_factor=1.25, pretrain_epochs=1, short_steps=2,
+            netadapt_delta=0.3, long_epochs=1, final_epochs=1, references=(("mobilenetv3-small", 0.5),))
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_pipeline_end_to_end_on_digits(tmp_path, capsys, monkeypatch):
+    """The whole recipe at a tiny budget: every stage finishes, files exist, --json has the keys,
+    and a resume of the finished run is refused."""
+    from mobilenas import pipeline_config
+
+    monkeypatch.setitem(pipeline_config.BUDGETS, "small", pipeline_config.PipelineBudget(**TINY))
+    code = main(["run", "--data", "digits", "--target-like", "mobilenetv3-small", "--target-width", "0.75",
+                 "--out", str(tmp_path), "--json", "--workers", "1", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    for key in ("run_dir", "final_spec", "top1", "latency_ms", "params", "madds", "report"):
+        assert key in summary
+    run = RunFolder.open(summary["run_dir"], job="run")
+    assert run.status is RunStatus.FINISHED
+    assert all(run.manifest["stages"][s]["status"] == "finished" for s in STAGES)
+    assert {r["name"] for r in summary["references"]} == {"mobilenetv3-small-x0.5", "mobilenetv3-small-x0.75"}
+    for name in ("export/final.json", "export/final.md", "export/final.onnx", "export/final_timm.json",
+                 "export/final.pt", "report.md", "report.html", "accuracy_latency.png"):
+        assert (run.path / name).is_file(), name
+    assert main(["run", "--resume", summary["run_dir"]]) == 2
+    assert "already finished" in capsys.readouterr().err
