@@ -75,7 +75,8 @@ def resolve_spec(name: str, *, resolution: int | None = None, width: float = 1.0
                  num_classes: int | None = None, in_channels: int | None = None) -> ArchSpec:
     """Resolve SPEC (name, file or string) and apply the overrides."""
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not (0 < width <= MAX_WIDTH):
-        raise ValueError(f"--width = {width!r} is not allowed; expected a finite number in (0, {MAX_WIDTH:g}]")
+        raise ValueError(f"--width = {width!r} is not allowed; expected a width multiplier: a finite number in "
+                         f"(0, {MAX_WIDTH:g}]")
     if name in REFERENCE_SPECS:
         return reference_spec(name, resolution=224 if resolution is None else resolution, width=width,
                               num_classes=1000 if num_classes is None else num_classes,
