@@ -116,6 +116,13 @@ def test_mobilenetv3_small_shrinks_are_exact(changes, feature):
     assert_transfer_exact(SMALL, with_widths(SMALL, changes, feature_channels=feature))
 
 
+def test_head_without_hidden_conv_slices_the_classifier_inputs():
+    spec = reference_spec("mobilenetv2", resolution=32, in_channels=1, num_classes=10)
+    new = with_widths(spec, {16: {"out_channels": 256}}, feature_channels=1024)
+    assert new.head.hidden_channels is None
+    assert_transfer_exact(spec, new)
+
+
 def test_mobilenetv3_large_group_tied_to_the_stem_is_exact():
     new = with_widths(LARGE, {STEM: {"out_channels": 8}, 0: {"out_channels": 8}, 6: {"exp_channels": 200}})
     assert_transfer_exact(LARGE, new)
