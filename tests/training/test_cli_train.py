@@ -47,6 +47,7 @@ def test_train_writes_run_folder_and_json(tmp_path, capsys, spec_file):
     assert list(pd.read_csv(run_dir / "metrics.csv")["epoch"]) == [1]
 
 
+@pytest.mark.slow
 def test_interrupt_then_resume_matches_uninterrupted(tmp_path, capsys, spec_file, monkeypatch):
     argv = ["train", str(spec_file), *FAST, "--epochs", "2", "--json"]
     straight = _run_json(capsys, [*argv, "--out", str(tmp_path / "a")])
@@ -135,6 +136,7 @@ def test_bad_options_fail_before_any_work_and_leave_no_folder(capsys, tmp_path, 
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_resumed_and_options_with_resume_are_refused(tmp_path, capsys, spec_file):
     result = _run_json(capsys, ["train", str(spec_file), *FAST, "--epochs", "1", "--out", str(tmp_path), "--json"])
     run_dir = Path(result["run_dir"])
