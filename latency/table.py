@@ -61,6 +61,12 @@ def read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     if empty.any():
         row, column = map(int, np.argwhere(empty)[0])
         raise StateFileError(f"{path}: line {row + 2} has no value for {frame.columns[column]!r}")
+    for column in (c for c in frame.columns if c.endswith("_ms") or c == "time"):
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        if numbers.isna().any():
+            row = int(np.flatnonzero(numbers.isna().to_numpy())[0])
+            raise StateFileError(f"{path}: line {row + 2}: {column} = {frame[column].iloc[row]!r} is not a number")
+        frame[column] = numbers.astype(float)
     return frame
 
 

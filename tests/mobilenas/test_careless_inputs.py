@@ -231,6 +231,15 @@ def _(ctx):
     return _show(ctx)
 
 
+@case("reference-text-value", "reference.csv", "line 3: ref_ms = 'slow' is not a number")
+def _(ctx):
+    path = ctx.table() / "reference.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = lines[2].split(",")[0] + ",slow\n"
+    path.write_text("".join(lines))
+    return [*BUILD, "--out", str(ctx.table()), "--measurer", "torch-cpu", "--repeats", "3", "--warmup", "0"]
+
+
 @case("entries-bad-kind", "entries.csv", "line 5:", "key.kind = 'ststem' is not allowed")
 def _(ctx):
     _edit_entries(ctx.table() / "entries.csv", 5, "kind", "ststem")
