@@ -3,7 +3,8 @@
 MobileNetV3 section 4.2 (PAPER.md "NetAdapt"): each proposal cuts latency by at least
 ``delta = 0.01 x L0`` and is either (a) a smaller expansion layer of one block or (b) a
 smaller bottleneck width shared by all blocks of one residual group, so every residual
-stays valid. The stem and the head's feature conv are optional extra proposals. As in
+stays valid (a block that no residual ties is a group of its own: its output width is a
+bottleneck too). The stem and the head's feature conv are optional extra proposals. As in
 NetAdapt (Yang et al., 2018, Algorithm 1, "choose # of filters"), each proposal takes the
 smallest channel reduction, in steps of ``granularity``, whose predicted cut meets delta.
 
