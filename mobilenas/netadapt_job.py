@@ -78,9 +78,10 @@ def open_predictor(table: Path, spec: ArchSpec, on_drift: str, say: Say, *, crea
         say(message)
     elif not (table / "manifest.json").is_file():
         raise FileNotFoundError(f"--table {str(table)!r} is not a latency table folder (no manifest.json)")
-    if calibrate is not None:
-        LazyPredictor(table, on_drift=on_drift)  # refuses a table of other hardware before measuring into it
-        calibrate_for(table, spec, calibrate, say)
+    predictor = LazyPredictor(table, on_drift=on_drift)  # fingerprint and drift checked here
+    if calibrate is None or predictor.drift.differences:  # never measure into another machine's table
+        return predictor
+    calibrate_for(table, spec, calibrate, say)
     return LazyPredictor(table, on_drift=on_drift)
 
 
