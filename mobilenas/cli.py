@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import sys
+from typing import NoReturn
 
 from mobilenas import __version__
 
@@ -34,8 +35,16 @@ USER_ERRORS = (UsageError, ValueError, OSError)
 one line, exit code 2. StateFileError is a ValueError; a measure command's failure is too."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (the usage block is for ``--help``); sub-command
+    parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mobilenas",
         description="Platform-aware NAS for mobile CNNs: specs, training, latency tables, search, NetAdapt.",
     )
@@ -78,7 +87,10 @@ def _quiet_broken_pipe() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version or a usage error (already printed, one line)
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     prog = getattr(args, "_prog", "mobilenas")
     try:

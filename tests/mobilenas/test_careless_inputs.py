@@ -668,3 +668,16 @@ def test_a_calibration_of_one_spec_prints_no_nan():
     one = {"features": ["sum_ms"], "coef": [1.0], "intercept_ms": 0.2, "n_specs": 1, "loo": {}}
     assert _loo_text(one) == "LOO n/a (1 specs: fewer than 6 fit only an overhead)"
     assert _loo_text({**one, "n_specs": 8, "loo": {"sum_ms": 2.5}}) == "LOO 2.50%"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--epochs", "abc"], "mobilenas train: error: argument --epochs: invalid int value: 'abc'"),
+    (["latency", "build", "--space", "mnasnet"], "mobilenas latency build: error: the following arguments are required"),
+    (["latency", "show"], "mobilenas latency show: error: the following arguments are required: table"),
+    (["nope"], "mobilenas: error: argument COMMAND: invalid choice: 'nope'"),
+    (["train", "--device", "tpu"], "mobilenas train: error: argument --device: invalid choice: 'tpu'"),
+])
+def test_usage_errors_are_one_line_without_the_usage_block(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message) and err[0].endswith("--help)")
