@@ -243,7 +243,7 @@ def shrink_state_dict(old_spec: ArchSpec, state: dict[str, Tensor], new_spec: Ar
 
 def _check_state(spec: ArchSpec, state: dict[str, Tensor]) -> None:
     """Keys and shapes of ``state`` equal those of ``build_model(spec)`` (built on the meta
-    device: no weight initialisation)."""
+    device: no weight initialisation, so the global torch RNG is left untouched)."""
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in build_model(spec).state_dict().items()}
     for key, shape in expected.items():

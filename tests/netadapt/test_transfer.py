@@ -220,3 +220,14 @@ def test_rejects_a_state_dict_of_another_spec():
     state["blocks.4.conv_pw.conv.weight"] = state["blocks.4.conv_pw.conv.weight"][:8]
     with pytest.raises(ValueError, match="'blocks.4.conv_pw.conv.weight' has shape"):
         shrink_state_dict(SMALL, state, SMALL)
+
+
+def test_transfer_is_deterministic_and_leaves_the_global_rng_alone():
+    state = build_model(SMALL).state_dict()
+    new = with_widths(SMALL, {4: {"exp_channels": 200}})
+    before = torch.random.get_rng_state()
+    first = shrink_state_dict(SMALL, state, new)
+    assert torch.equal(before, torch.random.get_rng_state())  # callers' seeded fine-tuning is unaffected
+    second = shrink_state_dict(SMALL, state, new)
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    assert all(first[k].data_ptr() != state[k].data_ptr() for k in first if k in state)  # copies, not views
