@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for run folders (default {DEFAULT_OUT})")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue an interrupted or killed run")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results")
-    p.set_defaults(handler=run_netadapt)
+    p.set_defaults(handler=run_netadapt, parser_defaults={a.dest: a.default for a in p._actions})
 
 
 def _add_drift_flags(p: argparse.ArgumentParser) -> None:
@@ -158,6 +158,10 @@ def _say(enabled: bool):
 
 def _open_or_create(args: argparse.Namespace, say) -> tuple[RunFolder, JobSetup]:
     if args.resume is not None:
+        changed = [f"--{k.replace('_', '-')}" if k != "spec" else "SPEC" for k, v in args.parser_defaults.items()
+                   if k not in ("resume", "json", "help") and getattr(args, k) != v]
+        if changed:
+            raise ValueError(f"--resume continues a run with its recorded settings; drop {', '.join(changed)}")
         folder = RunFolder.open(args.resume, job="netadapt")
         folder.check_resumable()
         return folder, read_setup(folder)

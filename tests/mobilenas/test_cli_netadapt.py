@@ -63,6 +63,12 @@ def test_bad_options_fail_in_one_line_before_any_folder(tmp_path, capsys, toy, s
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_resume_refuses_options_that_would_change_the_run(tmp_path, capsys):
+    assert main(["netadapt", "--resume", str(tmp_path), "--target-ms", "0.5", "--select", "accuracy"]) == 2
+    err = capsys.readouterr().err
+    assert "--target-ms" in err and "--select" in err and len(err.strip().splitlines()) == 1
+
+
 def test_target_above_start_or_below_floor_is_refused_with_nothing_written(tmp_path, capsys, toy, spec_and_weights):
     spec_path, weights = spec_and_weights
     start = toy_predict_ms(_spec32())
