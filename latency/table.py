@@ -173,6 +173,11 @@ def read_manifest(folder: Path) -> dict:
             raise StateFileError(f"{where}: the key is not a resolution; expected an integer such as '224'")
         if not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in calibration["coef"]):
             raise StateFileError(f"{where}: field 'coef' holds a non-number; expected numbers")
+        from latency.calibration import FEATURES  # here: calibration imports this module
+
+        unknown = [f for f in calibration["features"] if f not in FEATURES]
+        if unknown:
+            raise StateFileError(f"{where}: features {unknown} are not known; expected some of {list(FEATURES)}")
         if len(calibration["features"]) != len(calibration["coef"]):
             raise StateFileError(f"{where}: {len(calibration['features'])} features but {len(calibration['coef'])} coef")
     return manifest

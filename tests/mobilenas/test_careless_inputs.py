@@ -155,6 +155,12 @@ def _(ctx):
     return _show(ctx)
 
 
+@case("table-calibration-unknown-feature", "manifest.json", "features ['speed'] are not known")
+def _(ctx):
+    _edit_json(ctx.table() / "manifest.json", lambda m: m["calibration"]["32"].update(features=["speed"]))
+    return ["latency", "predict", str(ctx.table()), "mobilenetv3-small", "--resolution", "32", "--classes", "10"]
+
+
 @case("table-baseline-text", "manifest.json", "reference: field 'baseline_ms' is a string")
 def _(ctx):
     _edit_json(ctx.table() / "manifest.json", lambda m: m["reference"].update(baseline_ms="fast"))
