@@ -32,7 +32,7 @@ from latency.incontext import RoundRobinRunner, copies_for, l2_cache_bytes
 from latency.measurers import Measurer, OrtMeasurer, TorchMeasurer, full_input_shape
 from latency.table import (CALIBRATION_COLUMNS, CALIBRATION_FILE, ENTRIES_FILE, ENTRY_COLUMNS, MANIFEST_FILE,
                            REFERENCE_FILE, SCHEMA_VERSION, LatencyTable, TableMismatchError, append_rows, check_manifest, finalize_entries,
-                           check_entries, read_csv, read_manifest, write_json)
+                           check_calibration_rows, check_entries, read_csv, read_manifest, write_json)
 from storage.statefiles import StateFileError
 from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.onnx_export import export_module_onnx
@@ -249,6 +249,7 @@ class TableBuilder:
         raw = read_csv(self.folder / ENTRIES_FILE, ENTRY_COLUMNS)
         table = LatencyTable(self.folder, self.manifest, finalize_entries(raw, self.manifest["reference"]["baseline_ms"]))
         calib = read_csv(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS)
+        check_calibration_rows(calib, self.folder / CALIBRATION_FILE)
         baseline = self.manifest["reference"]["baseline_ms"]
         self.manifest["calibration"] = {}
         for resolution, group in calib.groupby("resolution"):

@@ -21,6 +21,7 @@ import pandas as pd
 
 from latency.fingerprint import device_fingerprint, fingerprint_differences
 from latency.keys import KEY_COLUMNS, LayerKey, key_from_row
+from search_spaces.encoding import parse_spec
 from storage.statefiles import CsvLog, StateFileError, check_fields, read_json
 from storage.statefiles import write_json as _write_json
 
@@ -36,6 +37,7 @@ LATENCY_COLUMNS = ("median_ms", "raw_median_ms", "cold_median_ms", "raw_cold_med
 MANIFEST_FIELDS = {"schema_version": int, "space": str, "measurer": dict, "fingerprint": dict, "reference": dict,
                    "calibration": dict}
 CALIBRATION_FIELDS = {"features": list, "coef": list, "intercept_ms": float, "n_specs": int}
+OPTIONAL_FIELDS = {"entries": int, "build_timings": dict, "build": dict, "input": dict}
 
 
 class MissingKeyError(ValueError):
@@ -164,6 +166,9 @@ def read_manifest(folder: Path) -> dict:
         raise FileNotFoundError(f"{path} does not exist: {folder} is not a latency table folder")
     manifest = read_json(path, fields=MANIFEST_FIELDS, what="latency table manifest")
     check_fields(manifest["reference"], {"spec": str, "baseline_ms": (float, type(None))}, f"{path}: reference")
+    _check_spec(manifest["reference"]["spec"], f"{path}: reference.spec")
+    optional = {name: kind for name, kind in OPTIONAL_FIELDS.items() if name in manifest}
+    check_fields(manifest, optional, str(path))
     for resolution, calibration in manifest["calibration"].items():
         where = f"{path}: calibration[{resolution!r}]"
         if not isinstance(calibration, dict):
@@ -181,6 +186,21 @@ def read_manifest(folder: Path) -> dict:
         if len(calibration["features"]) != len(calibration["coef"]):
             raise StateFileError(f"{where}: {len(calibration['features'])} features but {len(calibration['coef'])} coef")
     return manifest
+
+
+def _check_spec(text: str, where: str) -> None:
+    try:
+        parse_spec(text)
+    except ValueError as exc:
+        raise StateFileError(f"{where}: {exc}") from None
+
+
+def check_calibration_rows(frame: pd.DataFrame, path: Path) -> None:
+    """Every calibration row names a parseable spec and a measured latency > 0 ms."""
+    for number, (spec, measured) in enumerate(zip(frame["spec"], frame["measured_ms"]), start=2):
+        _check_spec(str(spec), f"{path}: line {number}: spec")
+        if not measured > 0:
+            raise StateFileError(f"{path}: line {number}: measured_ms = {measured!r} is not allowed; expected > 0 ms")
 
 
 def _check_complete(table: "LatencyTable", manifest: dict, path: Path) -> None:

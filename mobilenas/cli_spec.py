@@ -74,6 +74,15 @@ def write_export(spec: ArchSpec, fmt: str, path: Path) -> None:
         raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
     if path.is_dir():
         raise IsADirectoryError(f"-o {str(path)!r} is a folder; expected the path of the file to write")
+    try:
+        _write(spec, fmt, path)
+    except OSError as exc:
+        if exc.filename or exc.errno is None:
+            raise
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from None
+
+
+def _write(spec: ArchSpec, fmt: str, path: Path) -> None:
     if fmt == "json":
         path.write_text(spec_to_json(spec) + "\n")
     elif fmt == "timm":

@@ -161,6 +161,39 @@ def _(ctx):
     return ["latency", "predict", str(ctx.table()), "mobilenetv3-small", "--resolution", "32", "--classes", "10"]
 
 
+@case("table-reference-spec-garbage", "manifest.json: reference.spec", "cannot parse spec string 'garbage'")
+def _(ctx):
+    _edit_json(ctx.table() / "manifest.json", lambda m: m["reference"].update(spec="garbage"))
+    return ["latency", "predict", str(ctx.table()), "mobilenetv3-small", "--resolution", "32"]
+
+
+@case("table-entries-count-text", "manifest.json", "field 'entries' is a string; expected an integer")
+def _(ctx):
+    _edit_json(ctx.table() / "manifest.json", lambda m: m.update(entries="many"))
+    return _show(ctx)
+
+
+@case("table-timings-list", "manifest.json", "field 'build_timings' is a list")
+def _(ctx):
+    _edit_json(ctx.table() / "manifest.json", lambda m: m.update(build_timings=[]))
+    return _show(ctx)
+
+
+@case("calibration-csv-garbage-spec", "calibration.csv: line 2: spec", "cannot parse spec string 'garbage'")
+def _(ctx):
+    (ctx.table() / "calibration.csv").write_text("resolution,spec,measured_ms,raw_ms,ref_ratio,rounds,baseline_ms\n"
+                                                 "32,garbage,1,1,1,1,1\n")
+    return [*BUILD, "--out", str(ctx.table()), "--measurer", "torch-cpu", "--repeats", "3", "--warmup", "0", "--lazy",
+            "--calibration-specs", "1"]
+
+
+@case("export-to-a-full-device", "cannot write /dev/full: No space left on device")
+def _(ctx):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    return ["export", "mobilenetv3-small", "--format", "json", "-o", "/dev/full"]
+
+
 @case("table-baseline-text", "manifest.json", "reference: field 'baseline_ms' is a string")
 def _(ctx):
     _edit_json(ctx.table() / "manifest.json", lambda m: m["reference"].update(baseline_ms="fast"))
