@@ -252,7 +252,8 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", required=True, help=f"search space ({', '.join(SPACES)})")
     p.add_argument("--resolution", type=int, nargs="+", required=True, help="input side(s) in pixels")
     p.add_argument("--measurer", choices=tuple(MEASURERS), default="ort-cpu")
-    p.add_argument("--command", dest="command_template", default=None, help="command template for --measurer command, with {model}")
+    p.add_argument("--command", dest="command_template", metavar="TEMPLATE", default=None,
+                   help="command template for --measurer command, with {model}")
     p.add_argument("--pattern", default=CommandSettings.__dataclass_fields__["pattern"].default,
                    help="regex reading the latency from the command output (group 'value', optional 'unit')")
     p.add_argument("--unit", default="ms", help="unit of the number the pattern reads (us, ms, s)")
