@@ -72,6 +72,8 @@ def with_widths(spec: ArchSpec, changes: Mapping[int, Mapping[str, int]], *,
     depthwise layer runs on the block's input) keeps that structure: unless ``changes``
     sets its exp, its exp follows its new input width. Residual validity is re-checked by
     :class:`ArchSpec` (change every member of a :func:`residual_groups` group together).
+    SE squeeze widths are not part of the spec: the builder derives them from the new widths
+    (:func:`se_squeeze_widths`), and ``se_channels`` never grows when its input shrinks.
 
     Raises:
         ValueError: an unknown index or field, a width that is not a positive integer, an
