@@ -40,9 +40,15 @@ def _design(features: Sequence[dict[str, float]], names: Sequence[str]) -> np.nd
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least squares on relative error: rows weighted by 1 / measured."""
+    """Least squares on relative error: rows weighted by 1 / measured. The intercept is a
+    per-inference overhead, so it is never negative: a negative fitted intercept is refitted
+    at zero (a negative one predicts near-zero or negative latency for models smaller than the
+    calibration specs, e.g. MobileNetV3-Small against a lazy table's sampled specs)."""
     w = 1.0 / y
     coef, *_ = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)
+    if coef[-1] < 0:
+        slopes, *_ = np.linalg.lstsq(x[:, :-1] * w[:, None], y * w, rcond=None)
+        coef = np.append(slopes, 0.0)
     return coef
 
 
