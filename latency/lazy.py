@@ -26,6 +26,7 @@ from latency.table import MANIFEST_FILE, TableMismatchError, check_manifest, loa
 from latency.validation import sample_specs
 from search_spaces.encoding import parse_spec
 from search_spaces.mnasnet_space import MnasNetSpace
+from search_spaces.reference import reference_spec
 from search_spaces.spec import ArchSpec
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,16 @@ LAZY_SPACES: dict[str, SpaceFactory] = {"mnasnet": MnasNetSpace}
 """Spaces :func:`ensure_table` can sample by name (the CLI's registry is ``mobilenas.spaces``)."""
 LAZY_CALIBRATION_SPECS = 8
 LAZY_CALIBRATION_ROUNDS = 2
+ANCHOR_MODELS = (("mobilenetv3-small", 0.5), ("mobilenetv3-small", 1.0), ("mobilenetv3-large", 0.5))
+"""Hand-designed models measured with the sampled calibration specs: they are smaller than most
+of the space, so the calibration also covers what NetAdapt shrinks towards and what a target
+like MobileNetV3-Small's latency asks for (no extrapolation below the sampled specs)."""
+
+
+def anchor_specs(resolution: int, in_channels: int, num_classes: int) -> list[ArchSpec]:
+    """:data:`ANCHOR_MODELS` adapted to the table's input shape."""
+    return [reference_spec(name, resolution=resolution, width=width, num_classes=num_classes, in_channels=in_channels)
+            for name, width in ANCHOR_MODELS]
 
 
 class LazyPredictor:
@@ -117,8 +128,8 @@ def ensure_table(folder: str | Path, *, space: str | SpaceFactory, resolution: i
 
     Reuses a finished table there when its space, input shape, calibrated resolution,
     fingerprint and measurer settings match; resumes an unfinished one; otherwise builds a
-    lazy one: the reference model plus ``calibration_specs`` sampled specs measured whole
-    (and their layers). Returns the folder and a one-line message saying which.
+    lazy one: the reference model plus ``calibration_specs`` sampled specs and the
+    :data:`ANCHOR_MODELS` measured whole (and their layers). Returns the folder and a one-line message saying which.
 
     Raises:
         TableMismatchError: a table in ``folder`` was made for another space, input shape,
@@ -137,7 +148,7 @@ def ensure_table(folder: str | Path, *, space: str | SpaceFactory, resolution: i
                             f"calibrated at {', '.join('r' + r for r in sorted(manifest['calibration'], key=int))})")
     start = time.perf_counter()
     resumed = (folder / MANIFEST_FILE).exists()
-    specs = sample_specs(space_obj, calibration_specs, seed)
+    specs = sample_specs(space_obj, calibration_specs, seed) + anchor_specs(resolution, in_channels, num_classes)
     reference = sample_specs(space_obj, 1, seed + 10_000)[0]
     builder = TableBuilder(folder, measurer, reference, space=name, progress=progress,
                            config=BuildConfig(calibration_rounds=calibration_rounds),

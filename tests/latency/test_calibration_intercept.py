@@ -15,3 +15,16 @@ def test_negative_intercept_is_refitted_at_zero():
     assert calibration["intercept_ms"] >= 0.0
     small = {**features[0], "sum_ms": 0.05, "cold_sum_ms": 0.05}
     assert apply_calibration(calibration, small) > 0.0
+
+
+def test_lazy_tables_calibrate_on_small_hand_designed_anchors():
+    from latency.lazy import ANCHOR_MODELS, anchor_specs
+    from search_spaces.counting import spec_cost
+    from search_spaces.mnasnet_space import MnasNetSpace
+
+    anchors = anchor_specs(32, 1, 10)
+    assert len(anchors) == len(ANCHOR_MODELS)
+    assert all((s.resolution, s.in_channels, s.num_classes) == (32, 1, 10) for s in anchors)
+    space = MnasNetSpace(resolution=32, in_channels=1, num_classes=10)
+    sampled = [spec_cost(space.sample(np.random.default_rng(i))).madds for i in range(20)]
+    assert min(spec_cost(s).madds for s in anchors) < min(sampled)  # they extend the range downwards
