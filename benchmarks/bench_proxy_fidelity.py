@@ -153,6 +153,27 @@ def finished(path: Path) -> set[tuple[str, str, int]]:
     return {(r.spec_id, r.job, int(r.seed)) for r in rows.itertuples()}
 
 
+def time_proxies(args: argparse.Namespace, path: Path) -> None:
+    """Time the default proxy on the first ``--timing`` specs one at a time under the bench lock:
+    wall seconds and process CPU seconds (with 1 thread, CPU seconds approximate an idle machine's
+    wall time when other jobs share the cores). One row per spec, appended; resumable."""
+    all_specs = specs(args.specs, args.seed)
+    done = set(pd.read_csv(path)["spec_id"]) if path.exists() else set()
+    data = load_dataset(args.data, resolution=RESOLUTION)
+    for spec_id in list(all_specs)[:args.timing]:
+        if spec_id in done:
+            continue
+        with bench_lock(args.lock):
+            load1, cpu = os.getloadavg()[0], time.process_time()
+            result = proxy_evaluate(all_specs[spec_id], data, DEFAULT_PROXY_BUDGET, seed=0, threads=args.threads,
+                                    device="cpu")
+            cpu_s = time.process_time() - cpu
+        row = {"spec_id": spec_id, "budget": budget_name(DEFAULT_PROXY_BUDGET), "val_top1": result.top1,
+               "wall_s": result.wall_s, "cpu_s": cpu_s, "load1_start": load1, "threads": args.threads}
+        pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)
+        print(json.dumps(row), flush=True)
+
+
 def run_all(args: argparse.Namespace, csv: Path) -> None:
     all_specs = specs(args.specs, args.seed)
     done = finished(csv)
@@ -233,8 +254,15 @@ def summarize(rows: pd.DataFrame, args: argparse.Namespace) -> dict:
         "full_s_median": float(rows.loc[rows["job"] == "full", "wall_s"].median()),
         "load1_median": float(rows["load1_start"].median()), "torch": torch.__version__,
         "machine": "shared 2-vCPU development VM (no GPU); other engineers' jobs ran on the same cores at times",
-        "command": " ".join([".venv/bin/python", *sys.argv]),
+        "command": run_command(args),
     }
+
+
+def run_command(args: argparse.Namespace) -> str:
+    """The command that regenerates the committed figures (the run, not a --summarize-only call)."""
+    return (f".venv/bin/python benchmarks/bench_proxy_fidelity.py --data {args.data} --specs {args.specs} "
+            f"--proxy {' '.join(args.proxy)} --full-epochs {args.full_epochs} --full-batch {args.full_batch} "
+            f"--jobs {args.jobs} --threads {args.threads} --lock {args.lock}" + ("" if args.recipe else " --no-recipe"))
 
 
 def _rank(full: pd.Series, spec_id: str) -> str | None:
@@ -275,6 +303,14 @@ def plot(table: pd.DataFrame, summary: dict, path: Path) -> None:
 def write_report(rows: pd.DataFrame, args: argparse.Namespace) -> dict:
     """``proxy_fidelity.json``, ``proxy_fidelity_specs.csv`` and ``proxy_fidelity.png`` next to the CSV."""
     summary = summarize(rows, args)
+    timing_csv = args.out_dir / "proxy_fidelity_timing.csv"
+    if timing_csv.exists():
+        timing = pd.read_csv(timing_csv)
+        summary["proxy_median_s"] = float(timing["wall_s"].median())
+        summary["proxy_timing"] = {"specs": int(len(timing)), "wall_s_median": float(timing["wall_s"].median()),
+                                   "cpu_s_median": float(timing["cpu_s"].median()),
+                                   "load1_median": float(timing["load1_start"].median()),
+                                   "source": "proxy_fidelity_timing.csv (one job at a time, bench lock held)"}
     table = per_spec(rows)
     table.to_csv(args.out_dir / "proxy_fidelity_specs.csv")
     plot(table, summary, args.out_dir / "proxy_fidelity.png")
@@ -299,6 +335,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", type=Path, default=OUT)
     parser.add_argument("--recipe", action=argparse.BooleanOptionalAction, default=True,
                         help="also train the references with the complete default recipe (test top-1)")
+    parser.add_argument("--timing", type=int, default=0,
+                        help="afterwards, time the default proxy alone on the first N specs (bench lock held)")
     parser.add_argument("--summarize-only", action="store_true")
     args = parser.parse_args(argv)
     for text in args.proxy:
@@ -307,6 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     csv = args.out_dir / "proxy_fidelity.csv"
     if not args.summarize_only:
         run_all(args, csv)
+        if args.timing:
+            time_proxies(args, args.out_dir / "proxy_fidelity_timing.csv")
     summary = write_report(pd.read_csv(csv), args)
     print(json.dumps(summary, indent=2))
 
