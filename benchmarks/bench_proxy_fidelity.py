@@ -177,7 +177,8 @@ def time_proxies(args: argparse.Namespace, path: Path) -> None:
 def run_all(args: argparse.Namespace, csv: Path) -> None:
     all_specs = specs(args.specs, args.seed)
     done = finished(csv)
-    todo = [j for j in job_list(all_specs, args.proxy, args.full_seeds, args.recipe) if j not in done]
+    todo = [j for j in job_list(all_specs, args.proxy, args.full_seeds, args.recipe) if j not in done
+            and (not args.recipe_only or j[1] == "recipe")]
     print(f"{len(todo)} jobs to run ({len(done)} done) with {args.jobs} workers", flush=True)
     shared = {"data": args.data, "threads": args.threads, "full_epochs": args.full_epochs, "full_batch": args.full_batch,
               "lock": args.lock}
@@ -335,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", type=Path, default=OUT)
     parser.add_argument("--recipe", action=argparse.BooleanOptionalAction, default=True,
                         help="also train the references with the complete default recipe (test top-1)")
+    parser.add_argument("--recipe-only", action="store_true", help="run only the references' complete-recipe jobs")
     parser.add_argument("--timing", type=int, default=0,
                         help="afterwards, time the default proxy alone on the first N specs (bench lock held)")
     parser.add_argument("--summarize-only", action="store_true")
