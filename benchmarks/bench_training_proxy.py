@@ -10,6 +10,10 @@ skipped on restart. Each spec's work holds /tmp/mobilenas-bench.lock (flock), so
 benchmarks on this shared machine can run between specs.
 
     .venv/bin/python benchmarks/bench_training_proxy.py --specs 20
+
+It produced the mnist5k figures in results/training/proxy_vs_full*.json, which showed that
+mnist5k cannot rank architectures; the fidelity benchmark on the search's data set, with a
+noise ceiling and proxy uncertainty, is benchmarks/bench_proxy_fidelity.py.
 """
 from __future__ import annotations
 
