@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -128,7 +129,8 @@ def evaluate(task: SyntheticTask, seeds: list[int], trials: int, configs: dict[s
 
 GRIDS = {  # what --tune searches; the winners are the shipped defaults
     "evolution": {"population_size": [5, 10, 20, 40], "sample_size": [2, 3, 5, 10]},
-    "rl": {"learning_rate": [0.003, 0.01, 0.03], "batch_size": [5, 10], "entropy_weight": [0.0, 0.01, 0.05]},
+    "rl": {"learning_rate": [0.003, 0.01, 0.03], "batch_size": [5, 10], "entropy_weight": [0.0, 0.01, 0.05],
+           "clip": [0.2], "ppo_epochs": [4]},
     "reinforce": {"learning_rate": [0.003, 0.01, 0.03, 0.1], "batch_size": [1, 5, 10], "entropy_weight": [0.0, 0.01]},
 }
 REFINE = {"rl": {"clip": [0.1, 0.3], "ppo_epochs": [2, 8]}}  # one at a time around the grid's winner
@@ -165,7 +167,7 @@ def tune(task: SyntheticTask, seeds: list[int], trials: int, cache_path: Path | 
             if cache_path is not None:
                 with cache_path.open("a") as handle:
                     handle.write(json.dumps({"key": key, "seeds": seeds, "trials": trials, "row": cache[key]}) + "\n")
-        row = cache[key]
+        row = {**cache[key], "resolved": dataclasses.asdict(make_config(name, config))}
         print(f"{name} {config} -> {row['median_trials_to_reach']} trials, best {row['median_best_at_end']:.4f}", flush=True)
         return row
 
@@ -187,6 +189,14 @@ def _load_cache(path: Path | None, seeds: list[int], trials: int) -> dict[str, d
         return {}
     entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return {e["key"]: e["row"] for e in entries if e["seeds"] == seeds and e["trials"] == trials}
+
+
+def table_digest(folder: str) -> str:
+    """sha256 of the table's entries and calibration: the figures hold for this table only."""
+    digest = hashlib.sha256()
+    for name in ("entries.csv", "calibration.csv"):
+        digest.update((Path(folder) / name).read_bytes())
+    return digest.hexdigest()
 
 
 def finite_or_none(value: float) -> float | None:
@@ -241,6 +251,7 @@ def main() -> None:
     start = time.time()
     if args.tune:
         result = tune(task, list(range(100, 100 + args.seeds)), args.trials, args.cache)
+        result["table_sha256"] = table_digest(TABLE)
         (out / "sample_efficiency_tuning.json").write_text(json.dumps(result, indent=1) + "\n")
         return
     result = evaluate(task, list(range(args.seeds)), args.trials, {})
@@ -250,7 +261,7 @@ def main() -> None:
         entry["trials_to_reach"] = [finite_or_none(v) for v in entry["trials_to_reach"]]
     summary.update({"target_trials": TARGET_TRIALS, "seeds": args.seeds, "trials": args.trials,
                     "target_ms": task.reward.target_ms, "reward": task.reward.to_dict(), "table": TABLE,
-                    "latency_fallbacks": task.fallbacks, "torch_threads": 1,
+                    "latency_fallbacks": task.fallbacks, "table_sha256": table_digest(TABLE), "torch_threads": 1,
                     "best_reward_seen": max(max(r) for c in result["curves"].values() for r in c.values()),
                     "wall_s": round(time.time() - start, 1)})
     (out / "sample_efficiency.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -85,7 +85,8 @@ class Controller(nn.Module):
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    with np.errstate(over="ignore"):  # exp(-x) -> inf gives the correct limit 0
+        return 1.0 / (1.0 + np.exp(-x))
 
 
 def module_state(module: nn.Module) -> dict[str, Any]:

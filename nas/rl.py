@@ -51,9 +51,9 @@ class RLConfig:
     hidden_size: int = 32
     learning_rate: float = 0.01
     batch_size: int = 5
-    ppo_epochs: int = 4
+    ppo_epochs: int = 2
     clip: float = 0.2
-    entropy_weight: float = 0.01
+    entropy_weight: float = 0.05
     baseline_decay: float = 0.9
     normalize_advantages: bool = True
     max_resamples: int = 10
@@ -203,9 +203,12 @@ class RLController:
 
 @dataclass(frozen=True)
 class ReinforceConfig(RLConfig):
-    """:class:`RLConfig` with REINFORCE as the default method."""
+    """:class:`RLConfig` with REINFORCE as the default method and its own tuned step size and batch."""
 
     method: str = "reinforce"
+    learning_rate: float = 0.03
+    batch_size: int = 10
+    entropy_weight: float = 0.01
 
 
 class ReinforceController(RLController):
