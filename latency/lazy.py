@@ -25,13 +25,13 @@ from latency.registry import measurer_from_recorded
 from latency.table import MANIFEST_FILE, TableMismatchError, check_manifest, load_table, read_manifest
 from latency.validation import sample_specs
 from search_spaces.encoding import parse_spec
-from search_spaces.mnasnet_space import MnasNetSpace
+from search_spaces.registry import SPACES
 from search_spaces.reference import reference_spec
 from search_spaces.spec import ArchSpec
 
 log = logging.getLogger(__name__)
 SpaceFactory = Callable[..., object]
-LAZY_SPACES: dict[str, SpaceFactory] = {"mnasnet": MnasNetSpace}
+LAZY_SPACES: dict[str, SpaceFactory] = dict(SPACES)
 """Spaces :func:`ensure_table` can sample by name (the CLI's registry is ``mobilenas.spaces``)."""
 LAZY_CALIBRATION_SPECS = 8
 LAZY_CALIBRATION_ROUNDS = 2

@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target-scale", type=float, default=1.0, help="factor on --target-like's latency (default 1)")
     p.add_argument("--budget", choices=sorted(BUDGETS), default="small", help="work per stage (default small)")
     p.add_argument("--strategy", default="rl", help="search strategy: rl, evolution, random, reinforce (default rl)")
+    p.add_argument("--space", default="mnasnet-small",
+                   help="search space (default mnasnet-small: MnasNet space with MobileNetV3-Small's last stage)")
+    p.add_argument("--w", type=float, default=-0.15, help="MnasNet reward exponent (default -0.15, MobileNetV3-Small)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table", default=None, metavar="DIR", help="latency table folder (default: create or reuse one)")
     drift = p.add_mutually_exclusive_group()
@@ -64,6 +67,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     on_drift = "rescale" if args.rescale else "force" if args.force else "error"
     return PipelineConfig(data=args.data, target_ms=args.target_ms, target_like=args.target_like,
                           target_width=args.target_width, target_scale=args.target_scale, budget=args.budget, seed=args.seed, strategy=args.strategy,
+                          space=args.space, w=args.w,
                           table=args.table, on_drift=on_drift, address=args.address, workers=args.workers,
                           threads=args.threads)
 
@@ -71,7 +75,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 def _given_with_resume(args: argparse.Namespace) -> list[str]:
     defaults = {"data": DEFAULT_SEARCH_DATA, "target_ms": None, "target_like": None, "target_width": 1.0,
                 "target_scale": 1.0,
-                "budget": "small", "strategy": "rl", "seed": 0, "table": None, "address": None, "workers": 2,
+                "budget": "small", "strategy": "rl", "space": "mnasnet-small", "w": -0.15, "seed": 0, "table": None, "address": None, "workers": 2,
                 "threads": 2, "rescale": False, "force": False}
     return [f"--{k.replace('_', '-')}" for k, v in defaults.items() if getattr(args, k) != v]
 

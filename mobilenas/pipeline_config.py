@@ -50,7 +50,9 @@ BUDGETS = {
 class PipelineConfig:
     """One pipeline run. Exactly one of ``target_ms`` (a number) and ``target_like`` (a spec at
     width ``target_width`` whose end-to-end latency on this machine, times ``target_scale``,
-    becomes the target; it is then trained as a reference too)."""
+    becomes the target; it is then trained as a reference too). ``space`` defaults to the
+    MnasNet space with MobileNetV3-Small's last stage and ``w`` to -0.15, the exponent
+    MobileNetV3 section 4.1 used for small models."""
 
     data: str
     target_ms: float | None = None
@@ -60,6 +62,8 @@ class PipelineConfig:
     budget: str = "small"
     seed: int = 0
     strategy: str = "rl"
+    space: str = "mnasnet-small"
+    w: float = -0.15
     table: str | None = None
     on_drift: str = "error"
     address: str | None = None
@@ -80,6 +84,13 @@ class PipelineConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"--{name} = {value!r} is not allowed; expected an integer >= {low}")
+        from search_spaces.registry import SPACES
+
+        if self.space not in SPACES:
+            raise ValueError(f"--space {self.space!r} is not known; expected one of {sorted(SPACES)}")
+        if not (isinstance(self.w, (int, float)) and math.isfinite(self.w) and self.w < 0):
+            raise ValueError(f"--w = {self.w!r} is not allowed; expected a negative number (MnasNet -0.07, "
+                             "MobileNetV3-Small -0.15)")
         if self.on_drift not in ("error", "rescale", "force"):
             raise ValueError(f"on_drift {self.on_drift!r} is not allowed; expected error, rescale or force")
 

@@ -29,9 +29,6 @@ from storage.statefiles import write_json, write_text_atomic
 from training.config import TrainConfig
 from training.datasets import Dataset, default_resolution, load_dataset
 
-SPACE = "mnasnet"
-
-
 def data_of(p: Pipeline) -> Dataset:
     return load_dataset(p.config.data, resolution=default_resolution(p.config.data), split_seed=0)
 
@@ -45,7 +42,7 @@ def stage_table(p: Pipeline) -> dict[str, Any]:
     """Create or reuse this machine's table at the data's shape (drift probe); fix the target."""
     data = data_of(p)
     shape = PricedShape(data.resolution, data.in_channels, data.num_classes)
-    folder, message = prepare_table(p.path, p.path.parent, shape, SPACE, p.config.table)
+    folder, message = prepare_table(p.path, p.path.parent, shape, p.config.space, p.config.table)
     p.say(message)
     predictor, record = open_pricing(folder, on_drift=p.config.on_drift)
     p.say(f"latency table: {record['entries']} layers; drift probe: {predictor.drift.describe()}")
@@ -65,7 +62,8 @@ def stage_search(p: Pipeline) -> dict[str, Any]:
     table, budget = p.result("table"), p.config.stage_budget
     config = SearchConfig(target_ms=table["target_ms"] * budget.search_target_factor, data=p.config.data,
                           strategy=p.config.strategy, trials=budget.search_trials, seed=p.config.seed,
-                          epochs=budget.search_epochs, concurrency=p.config.workers)
+                          epochs=budget.search_epochs, concurrency=p.config.workers, space=p.config.space,
+                          w=p.config.w)
     existing = child_run(p.path / "search", "search")
     if existing is not None and existing.status is RunStatus.FINISHED:
         return existing.manifest["summary"]
@@ -125,7 +123,8 @@ def _netadapt_line(event: Any) -> str:
 def _netadapt_setup(p: Pipeline, best: ArchSpec, table: dict[str, Any]) -> JobSetup:
     budget = p.config.stage_budget
     config = NetAdaptConfig(target_ms=table["target_ms"], short_steps=budget.short_steps,
-                            delta_fraction=budget.netadapt_delta, long_epochs=budget.long_epochs, seed=p.config.seed, long_threads=p.config.threads)
+                            delta_fraction=budget.netadapt_delta, long_epochs=budget.long_epochs,
+                            include_stem=True, include_head=True, seed=p.config.seed, long_threads=p.config.threads)
     return JobSetup(config, format_spec(best), "search-best", p.config.data, 0, table["folder"], p.config.on_drift,
                     p.config.workers, p.config.address, None, budget.pretrain_epochs)
 

@@ -239,3 +239,15 @@ class MnasNetSpace:
 
 def _down(side: int, stride: int) -> int:
     return (side + stride - 1) // stride
+
+
+@dataclass(frozen=True)
+class MnasNetSmallHeadSpace(MnasNetSpace):
+    """The same space with MobileNetV3-Small's efficient last stage (576 features, 1024 hidden;
+    MobileNetV3 section 5.1, Table 2) instead of Large's (960, 1280): at small inputs the head's
+    weights dominate latency, so targets near MobileNetV3-Small's latency need the small head."""
+
+    head: HeadSpec = field(default_factory=lambda: HeadSpec(576, 1024, "hswish", 0.2))
+
+    name = "mnasnet-small"
+

@@ -10,7 +10,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from search_spaces.mnasnet_space import MnasNetSpace
+from search_spaces.mnasnet_space import MnasNetSmallHeadSpace, MnasNetSpace
 from search_spaces.spec import ArchSpec
 
 
@@ -36,6 +36,7 @@ class SearchSpace(Protocol):
 
 SPACES: dict[str, Callable[..., SearchSpace]] = {
     "mnasnet": MnasNetSpace,
+    "mnasnet-small": MnasNetSmallHeadSpace,
 }
 
 
