@@ -55,7 +55,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--base-epochs", type=int, default=2)
     p.add_argument("--short-steps", type=int, default=10)
     p.add_argument("--long-epochs", type=int, default=1)
-    p.add_argument("--delta", type=float, default=0.1)
+    p.add_argument("--delta", type=float, default=0.05)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--work", type=Path, default=ROOT / "results/runs/bench-netadapt")
     p.add_argument("--results", type=Path, default=ROOT / "results/netadapt")
@@ -128,7 +128,7 @@ def seed_runs(seed: int, opts: argparse.Namespace, predictor: LazyPredictor, bas
     width = min(widths, key=lambda w: abs(widths[w] - opts.fraction * start_measured))
     width_ms = widths[width]
     epochs = max(r.get("epochs", 0) for r in rows)
-    wm = run_step(f"width-{width}", ["mobilenetv3-small", "--width", str(width), "--data", opts.data,
+    wm = run_step(f"width-{width}-e{epochs}", ["mobilenetv3-small", "--width", str(width), "--data", opts.data,
                                      "--epochs", str(epochs), "--seed", str(seed), "--threads", "2"], work, "train")
     rows.append({"seed": seed, "method": f"width-multiplier", "width": width, "test_top1": wm["top1"],
                  "measured_ms": width_ms, "predicted_ms": predictor.predict_ms(scale_width(base_spec, width)),

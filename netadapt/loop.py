@@ -179,14 +179,16 @@ class NetAdapt:
         return LoopResult(state, spec, weights, stopped=False)
 
     def proposals(self, state: LoopState, spec: ArchSpec) -> list[ShrinkProposal]:
-        """This iteration's proposals: those meeting the cut, else (near the floor) any that shrink."""
+        """This iteration's proposals: those meeting the cut, else (near the floor) those predicted
+        to save anything at all; a narrower layer can run slower (e.g. channels below the
+        runtime's vector block), and such a proposal is never kept."""
         delta_ms = min(self.config.delta_fraction * state.l0_ms, state.predicted_ms - self.config.target_ms)
         found = propose_reductions(spec, self.predict_ms, max(delta_ms, 0.0), self.config.proposal_config())
-        pool = [p for p in found if p.meets_cut] or found
+        pool = [p for p in found if p.meets_cut] or [p for p in found if p.cut_ms > 0]
         if not pool:
             raise UnreachableTarget(f"netadapt cannot shrink further: every layer is at the granularity floor "
-                                    f"({self.config.granularity}) at {state.predicted_ms:.4f} ms predicted, above "
-                                    f"the target {self.config.target_ms:.4f} ms")
+                                    f"({self.config.granularity}) or no narrower layer is predicted faster, at "
+                                    f"{state.predicted_ms:.4f} ms predicted, above the target {self.config.target_ms:.4f} ms")
         return pool
 
     def iterate(self, state: LoopState, spec: ArchSpec,
@@ -200,7 +202,8 @@ class NetAdapt:
         outcomes = self.evaluator.evaluate(spec, weights, tasks)
         best, scores = self._select(state, pool, outcomes)
         if best is None:
-            raise UnreachableTarget(f"netadapt iteration {iteration}: every proposal diverged in fine-tuning")
+            raise UnreachableTarget(f"netadapt iteration {iteration}: every proposal diverged in fine-tuning "
+                                    "or none is predicted faster")
         chosen, outcome = pool[best], outcomes[best]
         measured = float(self.measure_ms(chosen.spec, outcome.weights))
         rows = [history_row(iteration, p, o.result, score=s, chosen=i == best, predicted_ms=p.predicted_latency_ms,
@@ -219,7 +222,8 @@ class NetAdapt:
         if [o.index for o in outcomes] != list(range(len(pool))):
             raise RuntimeError(f"evaluator returned outcomes {[o.index for o in outcomes]}; expected 0..{len(pool) - 1}")
         scored = [Scored(i, p.predicted_latency_ms, o.result.top1) for i, (p, o) in enumerate(zip(pool, outcomes))]
-        return choose(scored, ref_top1=state.top1, ref_ms=state.predicted_ms, select=self.config.select)
+        # the current model predicted now (a lazily extended table may have moved it slightly)
+        return choose(scored, ref_top1=state.top1, ref_ms=pool[0].baseline_latency_ms, select=self.config.select)
 
     def long_finetune(self, state: LoopState, spec: ArchSpec,
                       weights: dict[str, torch.Tensor]) -> tuple[LoopState, dict[str, torch.Tensor]]:

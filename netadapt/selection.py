@@ -48,13 +48,14 @@ def score(top1: float, predicted_ms: float, *, ref_top1: float, ref_ms: float, s
 def choose(candidates: Sequence[Scored], *, ref_top1: float, ref_ms: float, select: str) -> tuple[int | None, list[float]]:
     """The index (into ``candidates``) of the best proposal and every score.
 
-    Ties go to the larger latency cut, then to the earlier proposal, so the choice is
-    deterministic. Returns None when every proposal diverged.
+    A proposal not predicted faster than ``ref_ms`` is never chosen. Ties go to the larger
+    latency cut, then to the earlier proposal, so the choice is deterministic. Returns None
+    when no proposal qualifies (all diverged or none is faster).
     """
     scores = [score(c.top1, c.predicted_ms, ref_top1=ref_top1, ref_ms=ref_ms, select=select) for c in candidates]
     best, best_key = None, None
     for position, (candidate, value) in enumerate(zip(candidates, scores)):
-        if not math.isfinite(value):
+        if not math.isfinite(value) or not candidate.predicted_ms < ref_ms:
             continue
         key = (value, -candidate.predicted_ms, -position)
         if best_key is None or key > best_key:

@@ -9,6 +9,7 @@ import torch
 from netadapt.evaluation import FinetuneJob, SequentialEvaluator
 from netadapt.floor import floor_spec
 from netadapt.loop import NetAdapt, NetAdaptConfig, UnreachableTarget
+from netadapt.proposals import propose_reductions
 from netadapt.selection import Scored, choose, score
 from netadapt.state import LoopStore
 from search_spaces.builder import build_model
@@ -21,13 +22,14 @@ def _weights(spec, seed=0):
     return {k: v.clone() for k, v in build_model(spec).state_dict().items()}
 
 
-def _loop(folder, data, *, target_fraction=0.8, stop_after=None, select="ratio", long_epochs=0, seed=0):
+def _loop(folder, data, *, target_fraction=0.8, stop_after=None, select="ratio", long_epochs=0, seed=0,
+          predict=toy_predict_ms):
     spec = loop_spec()
-    config = NetAdaptConfig(target_ms=target_fraction * toy_predict_ms(spec), delta_fraction=0.05, short_steps=2,
+    config = NetAdaptConfig(target_ms=target_fraction * predict(spec), delta_fraction=0.05, short_steps=2,
                             long_epochs=long_epochs, select=select, seed=seed)
     events = []
     stop = (lambda: sum(e.phase == "iteration" for e in events) >= stop_after) if stop_after else None
-    loop = NetAdapt(config, data, toy_predict_ms, SequentialEvaluator(data, FinetuneJob(Budget(steps=2))),
+    loop = NetAdapt(config, data, predict, SequentialEvaluator(data, FinetuneJob(Budget(steps=2))),
                     LoopStore(folder), measure_ms=lambda s, w: 2 * toy_predict_ms(s), on_event=events.append,
                     should_stop=stop)
     return loop, spec, events
@@ -89,6 +91,19 @@ def test_target_below_floor_is_unreachable(tmp_path, digits8):
         loop.run()
 
 
+def test_near_the_floor_only_proposals_predicted_faster_are_tried(tmp_path, digits8):
+    def predict(spec):  # width 8 runs slower than 16 here, as below a runtime's vector block
+        return toy_predict_ms(spec) + 0.01 * sum(b.out_channels == 8 or b.exp_channels == 8 for b in spec.blocks)
+
+    loop, spec, _ = _loop(tmp_path, digits8, predict=predict)
+    loop.config = NetAdaptConfig(target_ms=0.01, delta_fraction=0.9, short_steps=1)  # no proposal meets the cut
+    state = loop.start(spec, _weights(spec), top1=0.1, top1_stderr=0.02)
+    every = propose_reductions(spec, predict, 0.9 * state.l0_ms, loop.config.proposal_config())
+    assert not any(p.meets_cut for p in every) and any(p.cut_ms <= 0 for p in every)
+    pool = loop.proposals(state, spec)
+    assert pool and all(p.cut_ms > 0 for p in pool)
+
+
 def test_ratio_selection_prefers_accuracy_per_millisecond():
     candidates = [Scored(0, 0.90, 0.80), Scored(1, 0.70, 0.78), Scored(2, 0.95, float("nan"))]
     best, scores = choose(candidates, ref_top1=0.82, ref_ms=1.0, select="ratio")
@@ -96,6 +111,8 @@ def test_ratio_selection_prefers_accuracy_per_millisecond():
     assert math.isnan(scores[2])
     assert choose(candidates, ref_top1=0.82, ref_ms=1.0, select="accuracy")[0] == 0
     assert score(0.5, 1.0, ref_top1=0.4, ref_ms=1.0, select="ratio") > 1e6  # no saving: tiny denominator
+    slower = [Scored(0, 1.01, 0.99), Scored(1, 0.95, 0.70)]
+    assert choose(slower, ref_top1=0.8, ref_ms=1.0, select="accuracy")[0] == 1, "never a slower proposal"
 
 
 @pytest.mark.parametrize("field, value", [("target_ms", 0.0), ("short_steps", 0), ("select", "fastest"),
