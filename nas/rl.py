@@ -25,7 +25,8 @@ reward seen so far (the controller learns to avoid them); before any usable rewa
 
 State: controller weights and Adam moments as nested lists. With the default ``hidden_size``
 of 32 on the 49-decision MnasNet space the controller has 16,670 parameters; the state
-(weights + two Adam moments + torch RNG) is about 1 MB of JSON.
+(weights + two Adam moments + torch RNG) is about 1.1 MB of JSON, plus about 0.5 kB per trial
+(proposed set and reward cache): 1.2 MB after 200 trials, about 5 MB after MnasNet's 8,000.
 """
 from __future__ import annotations
 
