@@ -15,7 +15,8 @@ import json
 
 import numpy as np
 
-from bench_search_common import DATA, RESULTS, TABLE, ensure_bench_table, percentile_targets, run_search, write_json
+from bench_search_common import (DATA, RESULTS, TABLE, calibration_tag, ensure_bench_table, percentile_targets,
+                                 run_search, write_json)
 
 TRIALS = 10
 
@@ -44,7 +45,7 @@ def main() -> None:
     targets = percentile_targets()
     rows = []
     for quantile, target in targets.items():
-        result = run_search(f"target-p{quantile}", [
+        result = run_search(f"target-{calibration_tag()}-p{quantile}", [
             "--data", DATA, "--target-ms", str(target), "--reward", "absolute", "--w", "-0.5",
             "--strategy", "evolution", "--strategy-config", json.dumps({"population_size": 5, "sample_size": 2}),
             "--trials", str(TRIALS), "--train-subset", "500", "--seed", "0"])
@@ -58,7 +59,7 @@ def main() -> None:
             row[f"within_10pct_{kind}"] = abs(error) <= 0.10
         rows.append(row)
         print(row, flush=True)
-    write_json(RESULTS / "target.json", {"trials_per_search": TRIALS, "data": DATA, "reward": "absolute, beta -0.5",
+    write_json(RESULTS / "target.json", {"table_calibration": calibration_tag(), "trials_per_search": TRIALS, "data": DATA, "reward": "absolute, beta -0.5",
                                           "strategy": "evolution (population 5, sample 2)", "targets": rows,
                                           "target": "measured latency of the best model within +/-10% of the target"})
 
