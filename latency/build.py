@@ -25,7 +25,7 @@ import torch
 
 from latency.calibration import fit_calibration, spec_features
 from latency.drift import reference_model, reference_speed_ms
-from latency.endtoend import Reference, measure_specs
+from latency.endtoend import FAST_QUANTILE, Reference, measure_specs
 from latency.fingerprint import device_fingerprint
 from latency.keys import KEY_COLUMNS, LayerKey, key_cost, key_from_row, key_module, spec_keys
 from latency.incontext import RoundRobinRunner, copies_for, l2_cache_bytes
@@ -54,6 +54,7 @@ class BuildConfig:
     calibration_group: int = 10
     calibration_rounds: int = 3
     l2_bytes: int = field(default_factory=l2_cache_bytes)
+    whole_model_quantile: float = FAST_QUANTILE  # recorded: how whole models are summarised (latency.endtoend)
 
     def __post_init__(self) -> None:
         for name in ("batch_keys", "max_passes", "calibration_group", "calibration_rounds"):
@@ -255,8 +256,12 @@ class TableBuilder:
         for resolution, group in calib.groupby("resolution"):
             specs = [parse_spec(s) for s in group["spec"]]
             features = [spec_features(table, spec_keys(s)) for s in specs]
-            # normalised to the baseline of their time; rescaled to the final baseline
-            measured = (group["measured_ms"] * baseline / group["baseline_ms"]).astype(float).tolist()
+            measured = group["measured_ms"].astype(float)
+            if "whole_model_quantile" not in self.manifest.get("build", {}):
+                # tables from before the raw low-percentile measurement: normalised medians,
+                # rescaled from the baseline of their time to the final one
+                measured = measured * baseline / group["baseline_ms"]
+            measured = measured.tolist()
             self.manifest["calibration"][str(int(resolution))] = fit_calibration(features, measured)
         self.manifest["entries"] = len(table)
         timings = self.manifest.setdefault("build_timings", {})

@@ -140,8 +140,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     report["drift"] = lazy.drift.to_dict()
     path = write_report(Path(args.table), report, frame)
     print(f"{path}: {_figures(report)}")
-    raw, floor = report["raw_unnormalised"], report["noise_floor"].get("normalised")
-    print(f"  raw (unnormalised): {_figures(raw)}")
+    floor = report["noise_floor"].get("measured")
+    print(f"  vs median of runs: {_figures(report['median_raw'])}")
+    print(f"  vs median normalised by the reference: {_figures(report['median_normalised'])}")
     if floor:
         print(f"  noise floor (pass 2 vs pass 1): {_figures(floor)}")
     return 0
@@ -240,7 +241,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if validation.exists():
         report = read_json(validation, fields=VALIDATION_FIELDS, what="validation report")
         print(f"validation: {_figures(report)}")
-        floor = report.get("noise_floor", {}).get("normalised") if isinstance(report.get("noise_floor"), dict) else None
+        floor = report.get("noise_floor", {}).get("measured") if isinstance(report.get("noise_floor"), dict) else None
         if floor:
             check_fields(floor, VALIDATION_FIELDS, f"{validation}: noise_floor.normalised")
             print(f"noise floor (test-retest): {_figures(floor)}")

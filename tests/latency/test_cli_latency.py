@@ -43,7 +43,7 @@ def test_validate_writes_validation_json(table, capsys):
     for name in ("n", "within_5pct", "within_10pct", "mean_abs_err_pct", "p90_abs_err_pct", "spearman"):
         assert name in report
     assert report["n"] == 2 and (table / "validation.png").exists()
-    assert report["rounds_per_spec"] == 2 and "noise_floor" in report and "raw_unnormalised" in report
+    assert report["rounds_per_spec"] == 2 and "noise_floor" in report and "median_normalised" in report
     assert "noise floor (pass 2 vs pass 1)" in capsys.readouterr().out
 
 

@@ -22,7 +22,10 @@ def _block() -> torch.nn.Module:
 
 
 def _small_settings(name: str, fake_device: str) -> object:
+    from latency.quantized import OrtInt8Settings
+
     return {"ort-cpu": OrtSettings(warmup=1, repeats=4), "torch-cpu": TorchSettings(warmup=1, repeats=4),
+            "ort-cpu-int8": OrtInt8Settings(warmup=1, repeats=4),
             "command": CommandSettings(template=fake_device, pattern=r"inference (?P<value>\d+) (?P<unit>us)")}[name]
 
 

@@ -77,19 +77,28 @@ def test_every_spec_is_measured_alike_and_the_noise_floor_is_reported(probed_tab
     assert measurer.calls == config.passes * config.rounds * 3
     assert frame["rounds"].tolist() == [4] and report["rounds_per_spec"] == 4 and len(report["per_pass"]) == 2
     floor = report["noise_floor"]
-    assert floor["normalised"]["within_5pct"] == 1.0 and floor["raw"]["mean_abs_err_pct"] == pytest.approx(0, abs=1e-9)
-    assert report["raw_unnormalised"]["n"] == 1 and "pass2_ms" in frame
+    assert floor["measured"]["within_5pct"] == 1.0 and floor["median_raw"]["mean_abs_err_pct"] == pytest.approx(0, abs=1e-9)
+    assert report["median_normalised"]["n"] == 1 and "pass2_ms" in frame and report["measured_as"].startswith("p10")
 
 
 def test_noise_floor_compares_the_two_passes():
     from latency.endtoend import EndToEnd
     from latency.validation import noise_floor
 
-    first = [EndToEnd(1.0, 1.0, 1.0, 3), EndToEnd(2.0, 2.2, 1.1, 3)]
-    second = [EndToEnd(1.08, 1.0, 1.0, 3), EndToEnd(2.0, 2.2, 1.1, 3)]
+    first = [EndToEnd(1.0, 1.0, 1.0, 3), EndToEnd(2.0, 2.2, 2.0, 3)]
+    second = [EndToEnd(1.08, 1.0, 1.0, 3), EndToEnd(2.0, 2.2, 2.0, 3)]
     floor = noise_floor([first, second])
-    assert floor["normalised"]["within_5pct"] == 0.5 and floor["normalised"]["within_10pct"] == 1.0
-    assert floor["raw"]["within_5pct"] == 1.0 and noise_floor([first]) == {}
+    assert floor["measured"]["within_5pct"] == 0.5 and floor["measured"]["within_10pct"] == 1.0
+    assert floor["median_raw"]["within_5pct"] == 1.0 and noise_floor([first]) == {}
+
+
+def test_whole_model_latency_is_the_low_percentile_of_all_rounds_runs():
+    from latency.endtoend import summarise_rounds
+
+    quiet, loaded = np.linspace(1.0, 1.2, 20), np.linspace(1.5, 3.0, 20)
+    result = summarise_rounds([[(1.1, quiet)], [(1.2, loaded)], [(1.3, loaded)]])[0]
+    assert result.latency_ms == pytest.approx(np.percentile(np.concatenate([quiet, loaded, loaded]), 10))
+    assert result.raw_ms == pytest.approx(np.median(loaded)) and result.normalised_ms == 1.2 and result.rounds == 3
 
 
 def test_calibration_never_chooses_a_negative_cost_coefficient():
