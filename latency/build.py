@@ -31,7 +31,7 @@ from latency.keys import KEY_COLUMNS, LayerKey, key_cost, key_from_row, key_modu
 from latency.incontext import RoundRobinRunner, copies_for, l2_cache_bytes
 from latency.measurers import Measurer, OrtMeasurer, TorchMeasurer, full_input_shape
 from latency.table import (CALIBRATION_COLUMNS, CALIBRATION_FILE, ENTRIES_FILE, ENTRY_COLUMNS, MANIFEST_FILE,
-                           REFERENCE_FILE, SCHEMA_VERSION, LatencyTable, TableMismatchError, append_rows, check_manifest, finalize_entries,
+                           REFERENCE_FILE, SCHEMA_VERSION, LatencyTable, TableMismatchError, append_rows, check_manifest, entry_baseline, finalize_entries,
                            check_calibration_rows, check_entries, read_csv, read_manifest, write_json)
 from storage.statefiles import StateFileError
 from search_spaces.encoding import format_spec, parse_spec
@@ -55,6 +55,7 @@ class BuildConfig:
     calibration_rounds: int = 3
     l2_bytes: int = field(default_factory=l2_cache_bytes)
     whole_model_quantile: float = FAST_QUANTILE  # recorded: how whole models are summarised (latency.endtoend)
+    normalise_entries: bool = True  # scale each batch of entries by baseline / its reference measurement
 
     def __post_init__(self) -> None:
         for name in ("batch_keys", "max_passes", "calibration_group", "calibration_rounds"):
@@ -248,7 +249,7 @@ class TableBuilder:
         self.manifest["reference"]["baseline_ms"] = self.baseline_ms()
         self.manifest["reference"]["measurements"] = len(self.reference.history_ms)
         raw = read_csv(self.folder / ENTRIES_FILE, ENTRY_COLUMNS)
-        table = LatencyTable(self.folder, self.manifest, finalize_entries(raw, self.manifest["reference"]["baseline_ms"]))
+        table = LatencyTable(self.folder, self.manifest, finalize_entries(raw, entry_baseline(self.manifest)))
         calib = read_csv(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS)
         check_calibration_rows(calib, self.folder / CALIBRATION_FILE)
         baseline = self.manifest["reference"]["baseline_ms"]

@@ -223,6 +223,11 @@ def finalize_entries(raw: pd.DataFrame, baseline_ms: float | None) -> pd.DataFra
     return frame
 
 
+def entry_baseline(manifest: dict) -> float | None:
+    """The baseline entries are normalised to, or None when the build chose raw entries."""
+    return manifest["reference"]["baseline_ms"] if manifest.get("build", {}).get("normalise_entries", True) else None
+
+
 def load_table(folder: str | Path, *, settings: dict[str, object] | None = None, force: bool = False) -> LatencyTable:
     """Load the table in ``folder``, checking the fingerprint (and ``settings`` if given)."""
     folder = Path(folder)
@@ -230,6 +235,6 @@ def load_table(folder: str | Path, *, settings: dict[str, object] | None = None,
     check_manifest(manifest, settings, folder, force)
     entries = read_csv(folder / ENTRIES_FILE, ENTRY_COLUMNS)
     check_entries(entries, folder / ENTRIES_FILE)
-    table = LatencyTable(folder, manifest, finalize_entries(entries, manifest["reference"]["baseline_ms"]))
+    table = LatencyTable(folder, manifest, finalize_entries(entries, entry_baseline(manifest)))
     _check_complete(table, manifest, folder / ENTRIES_FILE)
     return table

@@ -120,3 +120,16 @@ def test_reference_slow_period_is_normalised_out(tmp_path, fake_measurer):
     table = builder.finish()
     ratio = table.entries["median_ms"] / table.entries["raw_median_ms"]
     assert np.allclose(ratio, table.reference_baseline_ms / raw["ref_ms"])
+
+
+def test_raw_entries_when_the_build_does_not_normalise(tmp_path, fake_measurer):
+    reference = sample_specs(SPACE, 1, seed=99)[0]
+    config = BuildConfig(batch_keys=4, normalise_entries=False)
+    builder = TableBuilder(tmp_path, fake_measurer, reference, space="mnasnet", config=config)
+    builder.measure_keys(space_keys(SPACE)[:4])
+    raw = pd.read_csv(tmp_path / ENTRIES_FILE)
+    raw["ref_ms"] = raw["ref_ms"] * 2
+    raw.to_csv(tmp_path / ENTRIES_FILE, index=False)
+    table = builder.finish()
+    assert np.allclose(table.entries["median_ms"], table.entries["raw_median_ms"])
+    assert np.allclose(load_table(tmp_path).entries["median_ms"], raw["raw_median_ms"])
