@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -95,6 +96,30 @@ def summarise(frame: pd.DataFrame) -> dict:
     return out
 
 
+REFERENCE_FILES = ("report.md", "report.html", "accuracy_latency.png", "export/final.json", "export/final.md",
+                   "export/final_timm.json")
+
+
+def publish_reference(frame: pd.DataFrame, results: Path) -> Path | None:
+    """Copy the first seed's report, final spec, paper table and plots (no weights) to
+    ``results/reference/run/`` with its NetAdapt history and search trials."""
+    if not len(frame):
+        return None
+    run = Path(frame.sort_values(["width", "seed"], ascending=[False, True]).iloc[0]["run_dir"])
+    target = results / "run"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in REFERENCE_FILES:
+        if (run / name).is_file():
+            shutil.copyfile(run / name, target / Path(name).name)
+    for job, files in (("netadapt", ("history.csv", "trajectory.png")), ("search", ("trials.csv", "pareto.png"))):
+        for child in sorted((run / job).glob("*/")):
+            for name in files:
+                if (child / name).is_file():
+                    shutil.copyfile(child / name, target / f"{job}_{name}")
+    write_json(target / "manifest.json", json.loads((run / "manifest.json").read_text()))
+    return target
+
+
 def main() -> None:
     args = parse_args()
     args.results.mkdir(parents=True, exist_ok=True)
@@ -110,6 +135,7 @@ def main() -> None:
                           f"--budget {args.budget} --seeds {' '.join(map(str, args.seeds))} "
                           f"--widths {' '.join(f'{w:g}' for w in args.widths)}"}
     write_json(args.results / f"headline_{args.budget}.json", summary)
+    publish_reference(frame, args.results)
     print(json.dumps(summary["summary"], indent=2))
 
 
