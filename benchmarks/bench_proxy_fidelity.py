@@ -263,7 +263,8 @@ def run_command(args: argparse.Namespace) -> str:
     """The command that regenerates the committed figures (the run, not a --summarize-only call)."""
     return (f".venv/bin/python benchmarks/bench_proxy_fidelity.py --data {args.data} --specs {args.specs} "
             f"--proxy {' '.join(args.proxy)} --full-epochs {args.full_epochs} --full-batch {args.full_batch} "
-            f"--jobs {args.jobs} --threads {args.threads} --lock {args.lock}" + ("" if args.recipe else " --no-recipe"))
+            f"--jobs {args.jobs} --threads {args.threads} --lock {args.lock}" + ("" if args.recipe else " --no-recipe")
+            + (f" --timing {args.timing}" if args.timing else ""))
 
 
 def _rank(full: pd.Series, spec_id: str) -> str | None:
@@ -308,10 +309,12 @@ def write_report(rows: pd.DataFrame, args: argparse.Namespace) -> dict:
     if timing_csv.exists():
         timing = pd.read_csv(timing_csv)
         summary["proxy_median_s"] = float(timing["wall_s"].median())
+        summary["proxy_cpu_s_median"] = float(timing["cpu_s"].median())
         summary["proxy_timing"] = {"specs": int(len(timing)), "wall_s_median": float(timing["wall_s"].median()),
                                    "cpu_s_median": float(timing["cpu_s"].median()),
                                    "load1_median": float(timing["load1_start"].median()),
-                                   "source": "proxy_fidelity_timing.csv (one job at a time, bench lock held)"}
+                                   "source": "proxy_fidelity_timing.csv (one job at a time, bench lock "
+                                             + ("not taken: busy)" if args.lock == "none" else "held)")}
     table = per_spec(rows)
     table.to_csv(args.out_dir / "proxy_fidelity_specs.csv")
     plot(table, summary, args.out_dir / "proxy_fidelity.png")
