@@ -92,7 +92,9 @@ def summarise(frame: pd.DataFrame) -> dict:
             "latency_ratio_median": statistics.median(ratio),
             "latency_ratio_range": [float(ratio.min()), float(ratio.max())],
             "runs_beating_ref": int(((diff > 0) & (ratio <= 1.0)).sum()),
-            "headline_met": bool(statistics.median(diff) > 0 and statistics.median(ratio) <= 1.0)}
+            "enough_seeds": len(group) >= 3,
+            "diff_exceeds_stderr": bool(statistics.median(diff) > statistics.median(group["final_top1_stderr"])),
+            "headline_met": bool(len(group) >= 3 and statistics.median(diff) > 0 and statistics.median(ratio) <= 1.0)}
     return out
 
 
