@@ -1,4 +1,4 @@
-"""Training benchmarks of issue 3, figures written under results/training/.
+"""Training benchmarks (accuracy and throughput), figures written under results/training/.
 
   accuracy    MobileNetV3-Small adapted to the data (1x32x32, 10 classes) trained with the
               default recipe by ``mobilenas train``: test top-1, epochs, s/epoch, images/s.
@@ -108,7 +108,7 @@ def bench_throughput(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="training benchmarks (issue 3)")
+    parser = argparse.ArgumentParser(description="training benchmarks: accuracy and throughput")
     sub = parser.add_subparsers(dest="bench", required=True)
     accuracy = sub.add_parser("accuracy")
     accuracy.add_argument("--data", choices=sorted(TARGETS), required=True)

@@ -1,4 +1,4 @@
-"""Proxy evaluation cost and rank correlation of proxy vs full-training accuracy (issue 3).
+"""Proxy evaluation cost and rank correlation of proxy vs full-training accuracy.
 
 For sampled MnasNet-space specs at 1x32x32 (mnist5k), train each with the proxy budget
 (``training.evaluate.proxy_evaluate``, 1 epoch) and with a longer "full" budget (the default
