@@ -160,6 +160,7 @@ def wait_for_rows(csv: Path, rows: int, process: subprocess.Popen, timeout: floa
 @pytest.mark.slow
 @pytest.mark.ray
 def test_a_sigkilled_search_resumes_without_losing_or_repeating_a_trial(tmp_path, table):
+    from nas.tune import end_cluster_processes
     from storage.processes import processes_using
 
     out, env = tmp_path / "runs", search_env(tmp_path)
@@ -180,8 +181,11 @@ def test_a_sigkilled_search_resumes_without_losing_or_repeating_a_trial(tmp_path
             process.kill()
     before = (run / "trials.csv").read_text().splitlines()
     state = json.loads((run / "search_state.json").read_text())
-    resumed = subprocess.run([MOBILENAS, "search", "--resume", str(run), "--json"], capture_output=True, text=True,
-                             env=env, timeout=600, cwd=ROOT)
+    try:
+        resumed = subprocess.run([MOBILENAS, "search", "--resume", str(run), "--json"], capture_output=True,
+                                 text=True, env=env, timeout=600, cwd=ROOT)
+    finally:  # whatever happens, nothing of the killed run's cluster outlives the test
+        leftover = end_cluster_processes(run.resolve() / "ray_tmp", grace_s=0.0)
     assert resumed.returncode == 0, resumed.stderr
     after = (run / "trials.csv").read_text().splitlines()
     assert after[:len(before)] == before                                  # nothing lost
@@ -192,4 +196,4 @@ def test_a_sigkilled_search_resumes_without_losing_or_repeating_a_trial(tmp_path
     assert "resumed:" in resumed.stderr and json.loads(resumed.stdout)["trials"] == 6
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["resumes"] == 1
-    assert not processes_using(run.resolve() / "ray_tmp")                 # the killed run's agents ended too
+    assert leftover == 0 and not processes_using(run.resolve() / "ray_tmp")  # the resume ended the killed run's agents
