@@ -10,15 +10,13 @@ Ray's unix sockets must fit in 107 bytes, which a temp folder inside a run folde
 not; the cluster is therefore started through a short symlink in the system temp folder that
 points into the run folder. :meth:`RayEvaluator.close` shuts the cluster down and ends any
 process still running from that temp folder (Ray's agents can outlive a shutdown; FINDINGS.md),
-and :func:`end_stale_processes` does the same for a cluster whose driver was killed.
+and :func:`storage.processes.end_processes_using` does the same for a cluster whose driver was killed.
 """
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import tempfile
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -27,45 +25,11 @@ import torch
 
 from netadapt.evaluation import FinetuneJob, ProposalTask, TaskOutcome, run_task
 from search_spaces.spec import ArchSpec
+from storage.processes import end_processes_using, processes_using  # noqa: F401 (tests import it from here)
 from training.datasets import Dataset
 
 log = logging.getLogger(__name__)
 OBJECT_STORE_BYTES = 512 * 2**20
-
-
-def processes_using(folder: Path) -> list[int]:
-    """Ids of this user's processes whose command line mentions ``folder``."""
-    needle, found = str(folder).encode(), []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "cmdline").read_bytes() and entry.stat().st_uid == os.getuid():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def end_stale_processes(folders: Sequence[Path], grace_s: float = 10.0) -> int:
-    """Wait up to ``grace_s`` for processes started from ``folders`` (Ray temp folders) to exit,
-    then end them (SIGTERM, then SIGKILL) by id. Returns how many had to be ended."""
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(processes_using(f) for f in folders):
-        time.sleep(0.25)
-    ended = 0
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = sorted({pid for f in folders for pid in processes_using(f)})
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-                ended += sig == signal.SIGTERM
-            except ProcessLookupError:
-                pass
-        if pids:
-            time.sleep(1.0)
-    return ended
-
 
 LINK_RECORD = "link-path"
 
@@ -95,7 +59,7 @@ def end_ray_processes(temp_dir: str | Path, grace_s: float = 10.0) -> int:
     if not temp_dir.is_dir():
         return 0
     folders = ray_folders(temp_dir)
-    ended = end_stale_processes(folders, grace_s)
+    ended = end_processes_using(folders, grace_s)
     link = folders[-1]
     if link != folders[0] and link.is_symlink():
         link.unlink()
