@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from latency.calibration import TIME_EXPONENT
 from latency.endtoend import prepared_model, spec_input_shape
 from latency.fingerprint import device_fingerprint, fingerprint_differences
 from latency.measurers import Measurer, OrtMeasurer, TorchMeasurer, full_input_shape
@@ -118,12 +119,13 @@ def probe_reference_ms(measurer: Measurer, spec: ArchSpec, rounds: int = PROBE_R
 def rescaled(table: LatencyTable, ratio: float, report: DriftReport | None = None) -> LatencyTable:
     """A copy of ``table`` whose lookups and calibrated predictions are ``ratio`` times the
     original: entries and the reference baseline scaled, and the calibration's coefficients
-    of features not in ms (layers, params, MAdds) and intercept scaled with them."""
+    rescaled by ``ratio ** (1 - e)`` for a feature in ms^e (e = 0 for layers, params, MAdds),
+    the intercept with them."""
     if not (ratio > 0 and math.isfinite(ratio)):
         raise ValueError(f"rescale ratio = {ratio!r} is not allowed; expected a finite number > 0")
     manifest = copy.deepcopy(table.manifest)
     for calibration in manifest.get("calibration", {}).values():
-        calibration["coef"] = [c if name.endswith("_ms") else c * ratio
+        calibration["coef"] = [c * ratio ** (1 - TIME_EXPONENT.get(name, 0))
                                for name, c in zip(calibration["features"], calibration["coef"])]
         calibration["intercept_ms"] = calibration["intercept_ms"] * ratio
     if manifest.get("reference", {}).get("baseline_ms"):

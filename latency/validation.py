@@ -11,6 +11,7 @@ pass against the second (test-retest), which bounds what any predictor can score
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,26 @@ def validate(predictor: LatencyPredictor, measurer: Measurer, specs: Sequence[Ar
     for p, results in enumerate(per_pass):
         frame[f"pass{p + 1}_ms"] = [r.latency_ms for r in results]
     frame["err_pct"] = (frame["predicted_ms"] / frame["measured_ms"] - 1) * 100
+    return report, frame
+
+
+def rescore(folder: Path, predictor: LatencyPredictor, name: str = VALIDATION_FILE) -> tuple[dict, pd.DataFrame]:
+    """Predictions of an earlier validation's specs recomputed with ``predictor`` (e.g. after
+    the calibration was refitted) against the same stored measurements; nothing is measured,
+    and the measurement-only figures (noise floor) are kept."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run `mobilenas latency validate {folder}` first")
+    report = json.loads(path.read_text())
+    frame = pd.read_csv(path.with_suffix(".csv"))
+    frame["predicted_ms"] = [predictor.predict_ms(parse_spec(spec)) for spec in frame["spec"]]
+    frame["err_pct"] = (frame["predicted_ms"] / frame["measured_ms"] - 1) * 100
+    predicted = frame["predicted_ms"].tolist()
+    report.update(error_metrics(predicted, frame["measured_ms"]))
+    report.update({"median_raw": error_metrics(predicted, frame["median_ms"]),
+                   "median_normalised": error_metrics(predicted, frame["normalised_ms"]),
+                   "per_pass": [error_metrics(predicted, frame[f"pass{p + 1}_ms"]) for p in range(int(report["passes"]))],
+                   "rescored_with": {r: c["features"] for r, c in predictor.table.manifest["calibration"].items()}})
     return report, frame
 
 

@@ -121,6 +121,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    if args.rescore:
+        return _rescore(args)
     if args.n < 1:
         raise ValueError(f"-n = {args.n} is not allowed; expected at least 1 spec to validate")
     lazy = _lazy_predictor(args)
@@ -151,6 +153,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 VALIDATION_FIELDS = {"n": int, "within_5pct": float, "within_10pct": float, "mean_abs_err_pct": float,
                      "p90_abs_err_pct": float, "mean_err_pct": float, "spearman": (float, type(None))}
 """What ``latency show`` prints of ``validation.json`` (and of its ``noise_floor.normalised``)."""
+
+
+def _rescore(args: argparse.Namespace) -> int:
+    """``validate --rescore``: the stored measurements against the table's current calibration."""
+    from latency.validation import rescore
+
+    table = load_table(args.table, force=args.force)
+    report, frame = rescore(Path(args.table), LatencyPredictor(table))
+    path = write_report(Path(args.table), report, frame)
+    print(f"{path} (rescored, nothing measured): {_figures(report)}")
+    return 0
 
 
 def _figures(metrics: dict) -> str:
@@ -304,6 +317,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--passes", type=int, default=2, help="independent passes (2: the test-retest noise floor)")
     p.add_argument("--resolution", type=int, default=None, help="only this resolution (default: every calibrated one)")
     p.add_argument("--measure-missing", action="store_true", help="measure layers the table lacks (lazy tables)")
+    p.add_argument("--rescore", action="store_true",
+                   help="measure nothing: score the stored validation measurements with the current calibration")
     _add_drift_arguments(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=cmd_validate)

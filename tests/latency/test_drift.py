@@ -81,7 +81,8 @@ def test_edited_fingerprint_is_refused_then_rescaled_on_request(probed_table, tm
 
 def test_rescaled_scales_non_time_features_with_the_intercept(probed_table):
     table = load_table(probed_table)
-    table.manifest["calibration"]["32"] = {"features": ["sum_ms", "params_m"], "coef": [1.1, 0.2], "intercept_ms": 0.3,
+    table.manifest["calibration"]["32"] = {"features": ["sum_ms", "params_m", "sum_ms_sq"], "coef": [1.1, 0.2, 0.7],
+                                           "intercept_ms": 0.3,
                                            "n_specs": 2, "loo": {}}
     double = rescaled(table, 2.0)
     for spec in _specs():

@@ -36,7 +36,7 @@ def test_sampled_specs_are_distinct_seeded_and_exclude_given_ones():
 
 def test_calibration_recovers_a_linear_relation_and_prefers_the_simple_model():
     rng = np.random.default_rng(0)
-    features = [{"sum_ms": s, "cold_sum_ms": s * c, "n_layers": n, "params_m": p, "madds_m": m, "act_m": p * c}
+    features = [{"sum_ms": s, "cold_sum_ms": s * c, "n_layers": n, "params_m": p, "madds_m": m, "act_m": p * c, "sum_ms_sq": s * s}
                 for s, c, n, p, m in zip(rng.uniform(1, 3, 20), rng.uniform(1.0, 1.3, 20), rng.integers(15, 25, 20),
                                          rng.uniform(3, 8, 20), rng.uniform(10, 90, 20))]
     measured = [1.1 * f["sum_ms"] + 0.2 for f in features]
@@ -101,11 +101,33 @@ def test_whole_model_latency_is_the_low_percentile_of_all_rounds_runs():
     assert result.raw_ms == pytest.approx(np.median(loaded)) and result.normalised_ms == 1.2 and result.rounds == 3
 
 
-def test_calibration_never_chooses_a_negative_cost_coefficient():
+def test_calibration_never_chooses_a_negative_cost_coefficient_but_per_layer():
     rng = np.random.default_rng(1)
-    sums = rng.uniform(1, 3, 12)
-    features = [{"sum_ms": s, "cold_sum_ms": s * 1.1, "n_layers": 20.0 - 3 * s, "params_m": 1.0, "madds_m": 1.0, "act_m": 1.0}
-                for s in sums]
-    measured = [2.0 * s - 0.1 * f["n_layers"] for s, f in zip(sums, features)]  # exact with n_layers < 0
+    sums, layers = rng.uniform(1, 3, 12), rng.integers(15, 25, 12).astype(float)
+    params = rng.uniform(2, 6, 12)
+    features = [{"sum_ms": s, "cold_sum_ms": s * 1.1, "n_layers": n, "params_m": p, "madds_m": 1.0,
+                 "act_m": 1.0, "sum_ms_sq": s * s} for s, n, p in zip(sums, layers, params)]
+    measured = [2.0 * s - 0.1 * p for s, p in zip(sums, params)]  # exact with a negative params_m coefficient
     calibration = fit_calibration(features, measured)
-    assert all(c >= 0 for c in calibration["coef"]) and "sum_ms+n_layers" not in calibration["loo"]
+    assert "sum_ms+params_m" not in calibration["loo"]
+    assert all(c >= 0 for n, c in zip(calibration["features"], calibration["coef"]) if n != "n_layers")
+    per_call = [2.0 * s - 0.01 * n for s, n in zip(sums, layers)]  # isolated layers each pay a call overhead
+    calibration = fit_calibration(features, per_call)
+    assert calibration["features"] == ["sum_ms", "n_layers"] and calibration["coef"][1] == pytest.approx(-0.01)
+
+
+def test_rescore_recomputes_predictions_against_the_stored_measurements(probed_table, tmp_path):
+    from latency.predictor import LatencyPredictor
+    from latency.table import load_table
+    from latency.validation import ValidationConfig, rescore, validate
+    from tests.latency.fakes import FakeMeasurer, copy_table, probed_specs
+
+    folder = copy_table(probed_table, tmp_path / "t")
+    table = load_table(folder)
+    report, frame = validate(LatencyPredictor(table), FakeMeasurer(), probed_specs(), ValidationConfig(n=1, rounds=1))
+    write_report(folder, report, frame)
+    table.manifest["calibration"]["32"] = {"features": ["sum_ms"], "coef": [2.0], "intercept_ms": 0.0, "n_specs": 0, "loo": {}}
+    again, rescored = rescore(folder, LatencyPredictor(table))
+    assert rescored["measured_ms"].tolist() == frame["measured_ms"].tolist()
+    assert rescored["predicted_ms"][0] == pytest.approx(2 * LatencyPredictor(table).explain(probed_specs()[0]).sum_ms)
+    assert again["noise_floor"] == report["noise_floor"] and again["rescored_with"] == {"32": ["sum_ms"]}
