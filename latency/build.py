@@ -228,7 +228,7 @@ class TableBuilder:
             self.progress("calibration", first + len(group), len(todo))
 
     def baseline_ms(self) -> float:
-        """The reference's speed: the 25th percentile of its medians so far (measured now if
+        """The reference's speed: a low percentile of its medians so far (measured now if
         none). Load from other jobs only adds time, so a low quantile describes the machine
         more stably than the median; the drift probe (:mod:`latency.drift`) reads the same
         statistic."""

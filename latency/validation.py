@@ -126,6 +126,10 @@ def rescore(folder: Path, predictor: LatencyPredictor, name: str = VALIDATION_FI
     frame["err_pct"] = (frame["predicted_ms"] / frame["measured_ms"] - 1) * 100
     predicted = frame["predicted_ms"].tolist()
     report.update(error_metrics(predicted, frame["measured_ms"]))
+    baseline = predictor.table.reference_baseline_ms
+    if baseline and report.get("reference_baseline_ms"):  # normalised to the baseline of that time
+        frame["normalised_ms"] = frame["normalised_ms"] * baseline / report["reference_baseline_ms"]
+        report["reference_baseline_ms"] = baseline
     report.update({"median_raw": error_metrics(predicted, frame["median_ms"]),
                    "median_normalised": error_metrics(predicted, frame["normalised_ms"]),
                    "per_pass": [error_metrics(predicted, frame[f"pass{p + 1}_ms"]) for p in range(int(report["passes"]))],
