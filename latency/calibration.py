@@ -26,7 +26,8 @@ CANDIDATES = (("sum_ms",), ("cold_sum_ms",), ("sum_ms", "cold_sum_ms"), ("sum_ms
               ("sum_ms", "n_layers", "params_m", "madds_m"), ("sum_ms", "act_m"), ("cold_sum_ms", "act_m"),
               ("sum_ms", "cold_sum_ms", "act_m"), ("sum_ms", "params_m", "act_m"), ("cold_sum_ms", "params_m", "act_m"),
               ("sum_ms", "sum_ms_sq"), ("sum_ms", "sum_ms_sq", "n_layers"), ("cold_sum_ms", "sum_ms_sq", "n_layers"),
-              ("sum_ms_sq", "n_layers"), ("sum_ms", "sum_ms_sq", "n_layers", "act_m"))
+              ("sum_ms_sq", "n_layers"), ("sum_ms", "sum_ms_sq", "n_layers", "act_m"), ("sum_ms", "n_layers", "params_m"),
+              ("sum_ms", "params_m", "sum_ms_sq"))
 TIME_EXPONENT = {"sum_ms": 1, "cold_sum_ms": 1, "sum_ms_sq": 2}
 """Features measured in ms (exponent 1) or ms^2; the rest (counts, sizes) are not times."""
 MAY_BE_NEGATIVE = ("n_layers",)

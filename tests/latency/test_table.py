@@ -112,7 +112,9 @@ def test_resuming_with_other_settings_fails_unless_forced(tmp_path, fake_measure
 
 
 def test_reference_slow_period_is_normalised_out(tmp_path, fake_measurer):
-    _builder(tmp_path, fake_measurer).measure_keys(space_keys(SPACE)[:4])
+    reference = sample_specs(SPACE, 1, seed=99)[0]
+    TableBuilder(tmp_path, fake_measurer, reference, space="mnasnet",
+                 config=BuildConfig(batch_keys=4, normalise_entries=True)).measure_keys(space_keys(SPACE)[:4])
     raw = pd.read_csv(tmp_path / ENTRIES_FILE)
     raw["ref_ms"] = raw["ref_ms"] * 2  # as if the batch ran in a period twice as slow
     raw.to_csv(tmp_path / ENTRIES_FILE, index=False)
