@@ -43,7 +43,10 @@ def build_and_validate(table: Path, resolution: int, args: argparse.Namespace, e
     entry = {"entries": manifest["entries"], "build_timings_s": manifest.get("build_timings"),
              "this_invocation_build_s": round(time.perf_counter() - start, 1), "measurer": manifest["measurer"],
              "calibration": manifest["calibration"][str(resolution)]}
-    if not args.skip_validate:
+    if args.rescore:  # the build above only refitted the calibration: score the stored measurements
+        run(["latency", "validate", str(table), "--rescore"])
+        entry["validation"] = json.loads((table / "validation.json").read_text())
+    elif not args.skip_validate:
         # same machine, just built: a wider drift tolerance so that load from other jobs does not stop the
         # run; the probe's reading is recorded in validation.json ("drift")
         run(["-v", "latency", "validate", str(table), "-n", str(args.n), "--rounds", str(args.rounds), "--quiet",
@@ -71,6 +74,8 @@ def main() -> None:
     parser.add_argument("--drift-tolerance", type=float, default=0.5)
     parser.add_argument("--int8", action="store_true", help="also the int8 (QDQ) table at 32x32 and compare it with float")
     parser.add_argument("--skip-validate", action="store_true")
+    parser.add_argument("--rescore", action="store_true",
+                        help="on finished tables: refit the calibrations and rescore the stored validations (measures nothing)")
     args = parser.parse_args()
     out = Path(args.out)
     summary_path = out / "summary.json"
