@@ -3,8 +3,10 @@ search, then NetAdapt down to the target, then full training) at three budgets."
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from storage.settings import settings_from_dict
 
 STAGES = ("table", "search", "netadapt", "final", "references", "measure", "export", "report")
 
@@ -111,8 +113,4 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"pipeline config has unknown keys {unknown}; expected some of {sorted(known)}")
-        return cls(**data)
+        return settings_from_dict(cls, data, "pipeline config")

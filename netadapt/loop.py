@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import torch
@@ -30,6 +30,7 @@ from netadapt.proposals import ProposalConfig, ShrinkProposal, propose_reduction
 from netadapt.selection import Scored, check_selection, choose, proposal_seed
 from netadapt.state import LoopState, LoopStore
 from search_spaces.spec import ArchSpec
+from storage.settings import settings_from_dict
 from training.datasets import Dataset
 from training.evaluate import Budget, EvalResult, finetune
 
@@ -86,11 +87,7 @@ class NetAdaptConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "NetAdaptConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"netadapt config has unknown keys {unknown}; expected some of {sorted(known)}")
-        return cls(**data)
+        return settings_from_dict(cls, data, "netadapt config")
 
 
 @dataclass(frozen=True)

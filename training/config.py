@@ -10,8 +10,10 @@ recipe (MobileNetV3 section 6.1: RMSProp, momentum 0.9, lr 0.1 at batch 4096, we
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+from storage.settings import settings_from_dict
 
 OPTIMIZERS = ("sgd", "rmsprop")
 SCHEDULES = ("cosine", "step", "constant")
@@ -115,11 +117,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         """Inverse of :meth:`to_dict`; unknown keys are an error (STYLE.md section 5)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"train config has unknown keys {unknown}; expected some of {sorted(known)}")
-        return cls(**data)
+        return settings_from_dict(cls, data, "train config")
 
 
 def paper_config(**changes: Any) -> TrainConfig:
