@@ -51,9 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """The validated settings (every option checked before any work starts)."""
     from nas.registry import STRATEGIES
-    from training.datasets import parse_name
+    from training.datasets import default_resolution, load_dataset
 
-    parse_name(args.data)
+    load_dataset(args.data, resolution=default_resolution(args.data), split_seed=0)  # a bad --data fails here
     if args.strategy not in STRATEGIES:
         raise ValueError(f"--strategy {args.strategy!r} is not known; expected one of {sorted(STRATEGIES)}")
     if args.address is not None and not ADDRESS.match(args.address):

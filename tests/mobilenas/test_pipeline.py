@@ -122,6 +122,8 @@ def test_cli_refuses_options_with_resume_and_bad_input(tmp_path, capsys):
     assert "unknown spec 'no-such-spec'" in capsys.readouterr().err
     assert main(["run", "--out", str(tmp_path)]) == 2
     assert "exactly one of --target-ms and --target-like" in capsys.readouterr().err
+    assert main(["run", "--target-ms", "1", "--data", f"npz:{tmp_path / 'none.npz'}", "--out", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == [folder.path.name]  # nothing half-written
 
 
