@@ -7,7 +7,9 @@ Stages, each recorded in the run manifest (``stages.<name>.status``) and skipped
 2. ``search``: the platform-aware global search (MnasNet reward) aiming ``search_target_factor``
    above the target, as a ``search`` run folder under ``search/``.
 3. ``netadapt``: NetAdapt from the search's best model down to the target (section 4.2), a
-   ``netadapt`` run folder under ``netadapt/`` (skipped when the best is already at the target).
+   ``netadapt`` run folder under ``netadapt/`` (skipped when the best is already at the target);
+   while the result measures over budget end to end, further rounds (``netadapt-2/``, ...)
+   continue from it at a target corrected by the measured ratio (:mod:`mobilenas.pipeline_netadapt`).
 4. ``final``: the final spec trained from scratch with the full recipe (section 6.1).
 5. ``references``: MobileNetV3-Small/-Large at width multipliers, same recipe and budget.
 6. ``measure``: every trained model's end-to-end latency, interleaved in one session.

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from mobilenas.pipeline import Pipeline, child_run
+from mobilenas.pipeline_netadapt import round_folder
 from mobilenas.report import Section, write_report
 from search_spaces.counting import spec_cost
 from search_spaces.encoding import parse_spec
@@ -77,13 +78,19 @@ def plot_accuracy_latency(p: Pipeline, models: pd.DataFrame, path: Path) -> Path
 def _netadapt_section(p: Pipeline) -> Section:
     result = p.result("netadapt")
     section = Section("NetAdapt trajectory")
+    rounds = result.get("latency_rounds", [])
+    if rounds:
+        section.paragraphs.append("Each round's final model measured end to end against the latency budget "
+                                  "(a round starts from the previous one while the model is over budget):")
+        section.tables.append(pd.DataFrame(rounds)[["round", "target_ms", "predicted_ms", "final_ms", "budget_ms",
+                                                    "ratio"]])
     if result.get("skipped"):
-        section.paragraphs.append(f"Skipped: the search's best model was already at "
+        section.paragraphs.append(f"The last round had nothing to adapt: its start model was already at "
                                   f"{result['predicted_latency_ms']:.4f} ms (predicted), at or below the target.")
         return section
-    run = child_run(p.path / "netadapt", "netadapt")
-    section.paragraphs.append(f"{result['iterations']} iterations: predicted {result['start_predicted_ms']:.4f} -> "
-                              f"{result['predicted_latency_ms']:.4f} ms (target {result['target_ms']:.4f} ms); "
+    run = child_run(round_folder(p, max(len(rounds) - 1, 0)), "netadapt")
+    section.paragraphs.append(f"Last round: {result['iterations']} iterations, predicted {result['start_predicted_ms']:.4f}"
+                              f" -> {result['predicted_latency_ms']:.4f} ms (target {result['target_ms']:.4f} ms); "
                               f"selection by {result['select']}. Run folder: {run.path}.")
     history = run.file("history.csv")
     if history.is_file():

@@ -9,22 +9,20 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from latency.lazy import LazyPredictor
 from mobilenas.model_stage import load_trained, measure_side_by_side, train_to_folder
-from mobilenas.netadapt_job import JobSetup, check_target, execute, read_setup
 from mobilenas.pipeline import Pipeline, StageFailed, StageStopped, child_run
+from mobilenas.pipeline_netadapt import stage_netadapt  # noqa: F401  (looked up by name)
 from mobilenas.spec_args import resolve_spec
 from nas.job import SearchJob
 from nas.pricing import PricedShape, open_pricing, prepare_table
 from nas.search import SearchConfig
-from netadapt.loop import NetAdaptConfig
 from search_spaces.counting import spec_cost
-from search_spaces.encoding import format_spec, parse_spec, spec_to_dict
+from search_spaces.encoding import parse_spec, spec_to_dict
 from search_spaces.onnx_export import export_module_onnx
 from search_spaces.paper_table import render_markdown
 from search_spaces.spec import ArchSpec
 from search_spaces.timm_arch import to_arch_def
-from storage.runfolder import RunFolder, RunStatus
+from storage.runfolder import RunStatus
 from storage.statefiles import write_json, write_text_atomic
 from training.config import TrainConfig
 from training.datasets import Dataset, default_resolution, load_dataset
@@ -82,51 +80,6 @@ def _search_line(info: Any) -> str:
             f"best reward {info.best_reward:.4f} (top-1 {100 * info.best_top1:.1f}%, {info.best_latency_ms:.3f} ms)")
     eta = "-" if info.eta_s != info.eta_s else f"{info.eta_s:.0f} s"
     return f"search: {info.done}/{info.total} trials | {best} | ETA {eta}"
-
-
-def stage_netadapt(p: Pipeline) -> dict[str, Any]:
-    """NetAdapt from the search's best model down to the target (MobileNetV3 section 4.2)."""
-    table, budget = p.result("table"), p.config.stage_budget
-    best = parse_spec(p.result("search")["best_spec"])
-    folder = child_run(p.path / "netadapt", "netadapt")
-    if folder is None:
-        predictor = LazyPredictor(table["folder"], on_drift=p.config.on_drift)
-        start_ms = predictor.predict_ms(best)
-        if start_ms <= table["target_ms"]:
-            p.say(f"netadapt: the search's best model is already at {start_ms:.4f} ms <= target; nothing to adapt")
-            return {"skipped": True, "final_spec": format_spec(best), "predicted_latency_ms": start_ms}
-        setup = _netadapt_setup(p, best, table)
-        check_target(setup, predictor.predict_ms)
-        folder = RunFolder.create(p.path / "netadapt", job="netadapt", slug="netadapt-search-best",
-                                  seed=p.config.seed, config=setup.to_dict())
-    elif folder.status is RunStatus.FINISHED:
-        return folder.manifest["results"]
-    with folder.session() as stop:
-        summary = execute(folder, read_setup(folder), lambda: stop() or p.stop(), p.say,
-                          lambda event: p.say(_netadapt_line(event)))
-    if summary is None:
-        raise StageStopped()
-    return summary
-
-
-def _netadapt_line(event: Any) -> str:
-    if event.phase == "proposals":
-        return f"netadapt: iteration {event.iteration + 1}, fine-tuning {event.proposals} proposals"
-    if event.phase == "iteration":
-        return (f"netadapt: iteration {event.iteration}: {event.predicted_ms:.4f} ms predicted (target "
-                f"{event.target_ms:.4f}), kept {event.best_label}, val top-1 {event.top1:.4f}")
-    if event.phase == "long":
-        return f"netadapt: target reached after {event.iteration} iterations; long-term fine-tune"
-    return f"netadapt: done, {event.predicted_ms:.4f} ms predicted, val top-1 {event.top1:.4f}"
-
-
-def _netadapt_setup(p: Pipeline, best: ArchSpec, table: dict[str, Any]) -> JobSetup:
-    budget = p.config.stage_budget
-    config = NetAdaptConfig(target_ms=table["target_ms"], short_steps=budget.short_steps,
-                            delta_fraction=budget.netadapt_delta, long_epochs=budget.long_epochs,
-                            include_stem=True, include_head=True, seed=p.config.seed, long_threads=p.config.threads)
-    return JobSetup(config, format_spec(best), "search-best", p.config.data, 0, table["folder"], p.config.on_drift,
-                    p.config.workers, p.config.address, None, budget.pretrain_epochs)
 
 
 def final_recipe(p: Pipeline) -> TrainConfig:

@@ -245,6 +245,8 @@ class StopFlag:
     def _handle(self, signum: int, frame: Any) -> None:
         self.stop = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        print(f"\n{signal.Signals(signum).name}: stopping at the next safe point (work in progress is finished "
+              "and saved first); press Ctrl-C again to stop at once", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self.previous.items():

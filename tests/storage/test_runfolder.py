@@ -34,12 +34,14 @@ def test_exception_marks_failed_with_the_error(tmp_path):
     reopened.check_resumable()
 
 
-def test_stop_flag_on_sigint_marks_interrupted(tmp_path):
+def test_stop_flag_on_sigint_marks_interrupted_and_tells_the_user(tmp_path, capsys):
     run = RunFolder.create(tmp_path, job="search", slug="a", seed=0, config={})
     with run.session() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop()
     assert RunFolder.open(run.path, job="search").status is RunStatus.INTERRUPTED
+    err = capsys.readouterr().err
+    assert "SIGINT: stopping at the next safe point" in err and "Ctrl-C again" in err
 
 
 def test_a_run_left_running_by_a_killed_process_reads_killed(tmp_path):

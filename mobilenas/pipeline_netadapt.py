@@ -1,0 +1,127 @@
+"""The pipeline's NetAdapt stage, closed on measured latency (MobileNetV3 section 4.2).
+
+NetAdapt walks down the latency table's predictions, but the target is a measured figure, and a
+table's prediction of a whole model can be several percent off (at 32x32 on a 2-core CPU, a
+model predicted at the target ran 9% above it). So after each NetAdapt round the result is
+measured end to end, interleaved with the ``--target-like`` reference when there is one (so
+drift hits both alike). While it is slower than the budget, another round starts from the
+previous round's final model and weights, aiming at its prediction scaled by budget/measured.
+Each round is its own resumable ``netadapt`` run folder: ``netadapt/``, ``netadapt-2/``, ...
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from latency.lazy import LazyPredictor
+from mobilenas.model_stage import measure_side_by_side
+from mobilenas.netadapt_job import JobSetup, check_target, execute, read_setup
+from mobilenas.pipeline import Pipeline, StageStopped, child_run
+from mobilenas.spec_args import resolve_spec
+from netadapt.loop import NetAdaptConfig
+from search_spaces.encoding import parse_spec
+from search_spaces.spec import ArchSpec
+from storage.runfolder import RunFolder, RunStatus
+
+MAX_ROUNDS = 3
+"""NetAdapt rounds at most: the first at the table's target, then up to two corrections."""
+
+
+def round_folder(p: Pipeline, index: int) -> Path:
+    return p.path / ("netadapt" if index == 0 else f"netadapt-{index + 1}")
+
+
+def stage_netadapt(p: Pipeline) -> dict[str, Any]:
+    """NetAdapt rounds until the final model's measured latency is within budget (or
+    ``MAX_ROUNDS``, or the target is out of NetAdapt's reach); the last round's result plus
+    ``latency_rounds``, one record per round."""
+    spec, weights, target_ms = p.result("search")["best_spec"], None, p.result("table")["target_ms"]
+    rounds: list[dict[str, Any]] = []
+    for index in range(MAX_ROUNDS):
+        result = _run_round(p, index, spec, weights, target_ms)
+        check = measured_check(p, parse_spec(result["final_spec"]))
+        rounds.append({"round": index + 1, "folder": str(round_folder(p, index)), "target_ms": target_ms,
+                       "predicted_ms": result["predicted_latency_ms"], **check})
+        p.say(f"netadapt: round {index + 1}: final measured {check['final_ms']:.4f} ms vs budget "
+              f"{check['budget_ms']:.4f} ms ({check['ratio']:.3f}x)")
+        if check["ratio"] <= 1.0 or index + 1 == MAX_ROUNDS:
+            break
+        next_target = result["predicted_latency_ms"] / check["ratio"]
+        if result.get("skipped"):
+            spec, weights = result["final_spec"], None
+        else:
+            spec, weights = result["final_spec"], str(Path(result["run_dir"]) / "final.pt")
+        if not _reachable(p, spec, next_target):
+            break
+        target_ms = next_target
+    return {**result, "latency_rounds": rounds, "within_budget": rounds[-1]["ratio"] <= 1.0}
+
+
+def measured_check(p: Pipeline, final: ArchSpec) -> dict[str, float]:
+    """The final spec measured end to end; the budget is the ``--target-like`` reference
+    measured in the same interleaved rounds (times the target scale), else ``target_ms``."""
+    table, config = p.result("table"), p.config
+    if config.target_like is None:
+        final_ms = measure_side_by_side([final])[0]["latency_ms"]
+        budget_ms = float(table["target_ms"])
+    else:
+        reference = resolve_spec(config.target_like, width=config.target_width, resolution=final.resolution,
+                                 num_classes=final.num_classes, in_channels=final.in_channels)
+        final_fig, reference_fig = measure_side_by_side([final, reference])
+        final_ms, budget_ms = final_fig["latency_ms"], reference_fig["latency_ms"] * config.target_scale
+    return {"final_ms": final_ms, "budget_ms": budget_ms, "ratio": final_ms / budget_ms}
+
+
+def _reachable(p: Pipeline, spec: str, target_ms: float) -> bool:
+    predictor = LazyPredictor(p.result("table")["folder"], on_drift=p.config.on_drift)
+    try:
+        check_target(_setup(p, spec, None, target_ms), predictor.predict_ms)
+    except ValueError as exc:
+        p.say(f"netadapt: no further round: {exc}")
+        return False
+    return True
+
+
+def _run_round(p: Pipeline, index: int, spec: str, weights: str | None, target_ms: float) -> dict[str, Any]:
+    """One NetAdapt run folder (created, resumed or read back when finished)."""
+    path = round_folder(p, index)
+    folder = child_run(path, "netadapt")
+    if folder is None:
+        predictor = LazyPredictor(p.result("table")["folder"], on_drift=p.config.on_drift)
+        start_ms = predictor.predict_ms(parse_spec(spec))
+        if start_ms <= target_ms:
+            p.say(f"netadapt: the start model is already at {start_ms:.4f} ms <= target (predicted); nothing to adapt")
+            return {"skipped": True, "final_spec": spec, "predicted_latency_ms": start_ms}
+        setup = _setup(p, spec, weights, target_ms)
+        check_target(setup, predictor.predict_ms)
+        folder = RunFolder.create(path, job="netadapt", slug=f"netadapt-round{index + 1}", seed=p.config.seed,
+                                  config=setup.to_dict())
+    elif folder.status is RunStatus.FINISHED:
+        return folder.manifest["results"]
+    with folder.session() as stop:
+        summary = execute(folder, read_setup(folder), lambda: stop() or p.stop(), p.say,
+                          lambda event: p.say(_netadapt_line(event)))
+    if summary is None:
+        raise StageStopped()
+    return summary
+
+
+def _netadapt_line(event: Any) -> str:
+    if event.phase == "proposals":
+        return f"netadapt: iteration {event.iteration + 1}, fine-tuning {event.proposals} proposals"
+    if event.phase == "iteration":
+        return (f"netadapt: iteration {event.iteration}: {event.predicted_ms:.4f} ms predicted (target "
+                f"{event.target_ms:.4f}), kept {event.best_label}, val top-1 {event.top1:.4f}")
+    if event.phase == "long":
+        return f"netadapt: target reached after {event.iteration} iterations; long-term fine-tune"
+    return f"netadapt: done, {event.predicted_ms:.4f} ms predicted, val top-1 {event.top1:.4f}"
+
+
+def _setup(p: Pipeline, spec: str, weights: str | None, target_ms: float) -> JobSetup:
+    budget, table = p.config.stage_budget, p.result("table")
+    config = NetAdaptConfig(target_ms=target_ms, short_steps=budget.short_steps,
+                            delta_fraction=budget.netadapt_delta, long_epochs=budget.long_epochs,
+                            include_stem=True, include_head=True, seed=p.config.seed, long_threads=p.config.threads)
+    return JobSetup(config, spec, "search-best" if weights is None else "previous-round", p.config.data, 0,
+                    table["folder"], p.config.on_drift, p.config.workers, p.config.address, weights,
+                    budget.pretrain_epochs)

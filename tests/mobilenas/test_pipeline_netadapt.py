@@ -1,0 +1,86 @@
+"""The NetAdapt stage closed on measured latency: further rounds while the final model measures
+over budget, each from the previous round's model and weights at a target scaled by the ratio."""
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mobilenas import pipeline_netadapt as stage
+from mobilenas.pipeline_config import PipelineConfig
+from mobilenas.spec_args import resolve_spec
+
+
+@dataclass
+class FakePipeline:
+    results: dict[str, Any]
+    config: PipelineConfig = field(default_factory=lambda: PipelineConfig(data="digits", target_ms=1.0))
+    path: Path = Path("/runs/p")
+    said: list[str] = field(default_factory=list)
+
+    def result(self, name: str) -> dict[str, Any]:
+        return self.results[name]
+
+    def say(self, text: str) -> None:
+        self.said.append(text)
+
+
+def fake_rounds(monkeypatch, ratios, reachable=True):
+    calls = []
+
+    def run_round(p, index, spec, weights, target_ms):
+        calls.append((index, spec, weights, round(target_ms, 4)))
+        return {"final_spec": f"spec{index}", "predicted_latency_ms": target_ms, "run_dir": f"/runs/{index}"}
+
+    measured = iter(ratios)
+
+    def check(p, final):
+        ratio = next(measured)
+        return {"final_ms": ratio, "budget_ms": 1.0, "ratio": ratio}
+
+    monkeypatch.setattr(stage, "_run_round", run_round)
+    monkeypatch.setattr(stage, "measured_check", check)
+    monkeypatch.setattr(stage, "parse_spec", lambda text: text)
+    monkeypatch.setattr(stage, "_reachable", lambda p, spec, target_ms: reachable)
+    return calls
+
+
+def pipeline() -> FakePipeline:
+    return FakePipeline({"search": {"best_spec": "best"}, "table": {"target_ms": 1.0}})
+
+
+def test_rounds_continue_from_the_previous_model_until_within_budget(monkeypatch):
+    calls = fake_rounds(monkeypatch, [1.10, 1.02, 0.99])
+    result = stage.stage_netadapt(pipeline())
+    assert calls == [(0, "best", None, 1.0), (1, "spec0", "/runs/0/final.pt", round(1 / 1.10, 4)),
+                     (2, "spec1", "/runs/1/final.pt", round(1 / 1.10 / 1.02, 4))]
+    assert result["final_spec"] == "spec2" and result["within_budget"]
+    assert [r["ratio"] for r in result["latency_rounds"]] == [1.10, 1.02, 0.99]
+
+
+def test_a_model_within_budget_ends_after_one_round(monkeypatch):
+    calls = fake_rounds(monkeypatch, [0.97])
+    result = stage.stage_netadapt(pipeline())
+    assert len(calls) == 1 and result["within_budget"] and len(result["latency_rounds"]) == 1
+
+
+@pytest.mark.parametrize("reachable, rounds", [(True, stage.MAX_ROUNDS), (False, 1)])
+def test_over_budget_after_the_last_possible_round_is_reported(monkeypatch, reachable, rounds):
+    fake_rounds(monkeypatch, [1.2] * stage.MAX_ROUNDS, reachable=reachable)
+    result = stage.stage_netadapt(pipeline())
+    assert not result["within_budget"] and len(result["latency_rounds"]) == rounds
+
+
+def test_round_folders_keep_the_first_round_where_it_was():
+    p = pipeline()
+    assert [stage.round_folder(p, i).name for i in range(3)] == ["netadapt", "netadapt-2", "netadapt-3"]
+
+
+def test_measured_check_compares_with_the_reference_measured_alongside():
+    config = PipelineConfig(data="digits", target_like="mobilenetv3-small", target_width=0.5, target_scale=1.0)
+    p = FakePipeline({"table": {"target_ms": 123.0}}, config=config)
+    small = resolve_spec("mobilenetv3-small", width=0.5, resolution=32, num_classes=10, in_channels=1)
+    large = resolve_spec("mobilenetv3-large", width=1.0, resolution=32, num_classes=10, in_channels=1)
+    same = stage.measured_check(p, small)
+    assert 0.8 < same["ratio"] < 1.25 and same["budget_ms"] < 1.0  # the reference, not the recorded 123 ms
+    assert stage.measured_check(p, large)["ratio"] > 1.3
