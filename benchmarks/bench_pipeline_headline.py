@@ -26,7 +26,7 @@ from storage.runfolder import RunFolder, RunStatus  # noqa: E402
 from storage.statefiles import CsvLog, write_json  # noqa: E402
 
 COLUMNS = ("budget", "width", "seed", "run_dir", "final_top1", "final_top1_stderr", "final_latency_ms", "ref_top1",
-           "ref_top1_stderr", "ref_latency_ms", "target_ms", "final_spec", "wall_s")
+           "ref_top1_stderr", "ref_latency_ms", "target_ms", "netadapt_rounds", "final_spec", "wall_s")
 
 
 def parse_args() -> argparse.Namespace:
@@ -73,7 +73,9 @@ def row_of(folder: RunFolder, budget: str, width: float, seed: int) -> dict:
             "final_top1": results["top1"], "final_top1_stderr": results["top1_stderr"],
             "final_latency_ms": measured["final"]["latency_ms"], "ref_top1": ref["top1"],
             "ref_top1_stderr": ref["top1_stderr"], "ref_latency_ms": measured[label]["latency_ms"],
-            "target_ms": results["target_ms"], "final_spec": results["final_spec"], "wall_s": round(wall, 1)}
+            "target_ms": results["target_ms"],
+            "netadapt_rounds": len(stages["netadapt"]["result"].get("latency_rounds", [])),
+            "final_spec": results["final_spec"], "wall_s": round(wall, 1)}
 
 
 def summarise(frame: pd.DataFrame) -> dict:
@@ -114,7 +116,7 @@ def publish_reference(frame: pd.DataFrame, results: Path) -> Path | None:
         if (run / name).is_file():
             shutil.copyfile(run / name, target / Path(name).name)
     for job, files in (("netadapt", ("history.csv", "trajectory.png")), ("search", ("trials.csv", "pareto.png"))):
-        for child in sorted((run / job).glob("*/")):
+        for child in sorted(run.glob(f"{job}*/*/")):  # NetAdapt's last round wins
             for name in files:
                 if (child / name).is_file():
                     shutil.copyfile(child / name, target / f"{job}_{name}")
