@@ -155,3 +155,45 @@ def test_pipeline_end_to_end_on_digits(tmp_path, capsys, monkeypatch):
         assert (run.path / name).is_file(), name
     assert main(["run", "--resume", summary["run_dir"]]) == 2
     assert "already finished" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ctrl_c_in_the_search_stops_the_run_and_resume_finishes_it(tmp_path, capsys, monkeypatch):
+    """A real SIGINT once the search has logged a trial: the run reads interrupted with the
+    search stage interrupted and its logged trials kept; --resume finishes with no trial twice."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from mobilenas import pipeline_config
+
+    monkeypatch.setitem(pipeline_config.BUDGETS, "small",
+                        pipeline_config.PipelineBudget(**{**TINY, "search_trials": 4}))
+
+    def interrupt_after_first_trial() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if any(len(p.read_text().splitlines()) >= 2 for p in tmp_path.glob("*/search/*/trials.csv")):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=interrupt_after_first_trial, daemon=True).start()
+    argv = ["run", "--data", "digits", "--target-like", "mobilenetv3-small", "--out", str(tmp_path), "--json",
+            "--workers", "1", "--threads", "1"]
+    assert main(argv) == 130
+    assert "stopping at the next safe point" in capsys.readouterr().err
+    (run_dir,) = [p for p in tmp_path.iterdir() if (p / "manifest.json").is_file()]
+    run = RunFolder.open(run_dir, job="run")
+    assert run.status is RunStatus.INTERRUPTED
+    assert run.manifest["stages"]["search"]["status"] == "interrupted"
+    (trials,) = run_dir.glob("search/*/trials.csv")
+    kept = pd.read_csv(trials)
+    assert 1 <= len(kept) < 4
+    assert main(["run", "--resume", str(run_dir), "--json"]) == 0
+    final = pd.read_csv(trials)
+    assert len(final) == 4 and final["spec"].is_unique
+    assert final["spec"].head(len(kept)).tolist() == kept["spec"].tolist()
+    assert RunFolder.open(run_dir, job="run").status is RunStatus.FINISHED

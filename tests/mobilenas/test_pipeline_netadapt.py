@@ -84,3 +84,39 @@ def test_measured_check_compares_with_the_reference_measured_alongside():
     same = stage.measured_check(p, small)
     assert 0.8 < same["ratio"] < 1.25 and same["budget_ms"] < 1.0  # the reference, not the recorded 123 ms
     assert stage.measured_check(p, large)["ratio"] > 1.3
+
+
+@pytest.mark.slow
+def test_a_second_round_starts_from_the_first_rounds_model_and_weights(tmp_path, monkeypatch):
+    """Two real NetAdapt rounds (toy latency model in place of a table, digits): round 2 reads
+    round 1's final spec and ``final.pt`` and ends below its own, lower target."""
+    import torch
+
+    from search_spaces.builder import build_model
+    from search_spaces.encoding import format_spec
+    from tests.mobilenas import netadapt_toy
+    from tests.netadapt.loop_helpers import loop_spec, toy_predict_ms
+
+    class ToyPredictor:
+        def __init__(self, *args, **kwargs):
+            self.predict_ms = toy_predict_ms
+
+    monkeypatch.setattr(stage, "LazyPredictor", ToyPredictor)
+    monkeypatch.setattr("mobilenas.netadapt_job.open_predictor", netadapt_toy.toy_open_predictor)
+    spec = loop_spec().replace(resolution=32)
+    torch.manual_seed(0)
+    weights = tmp_path / "start.pt"
+    torch.save(build_model(spec).state_dict(), weights)
+    p = FakePipeline({"table": {"target_ms": 0.0, "folder": "unused"}},
+                     config=PipelineConfig(data="digits", target_ms=1.0, workers=1, threads=1), path=tmp_path)
+    p.stop = lambda: False
+    start_ms = toy_predict_ms(spec)
+    first = stage._run_round(p, 0, format_spec(spec), str(weights), 0.9 * start_ms)
+    assert first["predicted_latency_ms"] <= 0.9 * start_ms
+    second_target = 0.85 * first["predicted_latency_ms"]
+    second = stage._run_round(p, 1, first["final_spec"], str(Path(first["run_dir"]) / "final.pt"), second_target)
+    assert Path(second["run_dir"]).parent == tmp_path / "netadapt-2"
+    assert second["start_predicted_ms"] == pytest.approx(first["predicted_latency_ms"])
+    assert second["start_val_top1"] == pytest.approx(first["final_val_top1"])  # the same weights, not retrained
+    assert second["predicted_latency_ms"] <= second_target
+    assert stage._run_round(p, 1, "ignored", None, 0.0) == second  # a finished round is read back
