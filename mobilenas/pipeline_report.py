@@ -80,8 +80,9 @@ def _netadapt_section(p: Pipeline) -> Section:
     section = Section("NetAdapt trajectory")
     rounds = result.get("latency_rounds", [])
     if rounds:
-        section.paragraphs.append("Each round's final model measured end to end against the latency budget "
-                                  "(a round starts from the previous one while the model is over budget):")
+        section.paragraphs.append("First table: each NetAdapt round's final model measured end to end against "
+                                  "the latency budget (a further round starts from it while it is over budget). "
+                                  "Second table: the last round's iterations.")
         section.tables.append(pd.DataFrame(rounds)[["round", "target_ms", "predicted_ms", "final_ms", "budget_ms",
                                                     "ratio"]])
     if result.get("skipped"):
