@@ -22,8 +22,10 @@ from netadapt.loop import NetAdaptConfig
 from search_spaces.encoding import parse_spec
 from search_spaces.spec import ArchSpec
 from storage.runfolder import RunFolder, RunStatus
+from storage.statefiles import read_json, write_json
 
 MAX_ROUNDS = 3
+CHECK_FILE = "latency_check.json"
 """NetAdapt rounds at most: the first at the table's target, then up to two corrections."""
 
 
@@ -39,7 +41,7 @@ def stage_netadapt(p: Pipeline) -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
     for index in range(MAX_ROUNDS):
         result = _run_round(p, index, spec, weights, target_ms)
-        check = measured_check(p, parse_spec(result["final_spec"]))
+        check = recorded_check(p, index, parse_spec(result["final_spec"]))
         rounds.append({"round": index + 1, "folder": str(round_folder(p, index)), "target_ms": target_ms,
                        "predicted_ms": result["predicted_latency_ms"], **check})
         p.say(f"netadapt: round {index + 1}: final measured {check['final_ms']:.4f} ms vs budget "
@@ -55,6 +57,19 @@ def stage_netadapt(p: Pipeline) -> dict[str, Any]:
             break
         target_ms = next_target
     return {**result, "latency_rounds": rounds, "within_budget": rounds[-1]["ratio"] <= 1.0}
+
+
+def recorded_check(p: Pipeline, index: int, final: ArchSpec) -> dict[str, float]:
+    """Round ``index``'s measured check, taken once and kept in its folder, so that a resumed
+    run makes the same decision (a fresh measurement could fall on the other side of 1.0)."""
+    path = round_folder(p, index) / CHECK_FILE
+    if path.is_file():
+        return read_json(path, fields={"final_ms": float, "budget_ms": float, "ratio": float},
+                         what="NetAdapt round latency check")
+    check = measured_check(p, final)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, check)
+    return check
 
 
 def measured_check(p: Pipeline, final: ArchSpec) -> dict[str, float]:

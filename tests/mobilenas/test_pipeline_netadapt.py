@@ -14,8 +14,8 @@ from mobilenas.spec_args import resolve_spec
 @dataclass
 class FakePipeline:
     results: dict[str, Any]
+    path: Path
     config: PipelineConfig = field(default_factory=lambda: PipelineConfig(data="digits", target_ms=1.0))
-    path: Path = Path("/runs/p")
     said: list[str] = field(default_factory=list)
 
     def result(self, name: str) -> dict[str, Any]:
@@ -45,40 +45,49 @@ def fake_rounds(monkeypatch, ratios, reachable=True):
     return calls
 
 
-def pipeline() -> FakePipeline:
-    return FakePipeline({"search": {"best_spec": "best"}, "table": {"target_ms": 1.0}})
+def pipeline(path: Path) -> FakePipeline:
+    return FakePipeline({"search": {"best_spec": "best"}, "table": {"target_ms": 1.0}}, path=path)
 
 
-def test_rounds_continue_from_the_previous_model_until_within_budget(monkeypatch):
+def test_rounds_continue_from_the_previous_model_until_within_budget(monkeypatch, tmp_path):
     calls = fake_rounds(monkeypatch, [1.10, 1.02, 0.99])
-    result = stage.stage_netadapt(pipeline())
+    result = stage.stage_netadapt(pipeline(tmp_path))
     assert calls == [(0, "best", None, 1.0), (1, "spec0", "/runs/0/final.pt", round(1 / 1.10, 4)),
                      (2, "spec1", "/runs/1/final.pt", round(1 / 1.10 / 1.02, 4))]
     assert result["final_spec"] == "spec2" and result["within_budget"]
     assert [r["ratio"] for r in result["latency_rounds"]] == [1.10, 1.02, 0.99]
 
 
-def test_a_model_within_budget_ends_after_one_round(monkeypatch):
+def test_a_model_within_budget_ends_after_one_round(monkeypatch, tmp_path):
     calls = fake_rounds(monkeypatch, [0.97])
-    result = stage.stage_netadapt(pipeline())
+    result = stage.stage_netadapt(pipeline(tmp_path))
     assert len(calls) == 1 and result["within_budget"] and len(result["latency_rounds"]) == 1
 
 
 @pytest.mark.parametrize("reachable, rounds", [(True, stage.MAX_ROUNDS), (False, 1)])
-def test_over_budget_after_the_last_possible_round_is_reported(monkeypatch, reachable, rounds):
+def test_over_budget_after_the_last_possible_round_is_reported(monkeypatch, tmp_path, reachable, rounds):
     fake_rounds(monkeypatch, [1.2] * stage.MAX_ROUNDS, reachable=reachable)
-    result = stage.stage_netadapt(pipeline())
+    result = stage.stage_netadapt(pipeline(tmp_path))
     assert not result["within_budget"] and len(result["latency_rounds"]) == rounds
 
 
-def test_round_folders_keep_the_first_round_where_it_was():
-    p = pipeline()
+def test_a_resumed_stage_decides_on_the_recorded_measurements(monkeypatch, tmp_path):
+    calls = fake_rounds(monkeypatch, [1.10, 0.99, 0.5, 0.5])
+    first = stage.stage_netadapt(pipeline(tmp_path))
+    again = stage.stage_netadapt(pipeline(tmp_path))  # e.g. killed before the stage was recorded
+    assert [c[0] for c in calls] == [0, 1, 0, 1]  # the same rounds; 0.5 (a new measurement) never read
+    assert again["latency_rounds"] == first["latency_rounds"]
+    assert (tmp_path / "netadapt-2" / stage.CHECK_FILE).is_file()
+
+
+def test_round_folders_keep_the_first_round_where_it_was(tmp_path):
+    p = pipeline(tmp_path)
     assert [stage.round_folder(p, i).name for i in range(3)] == ["netadapt", "netadapt-2", "netadapt-3"]
 
 
-def test_measured_check_compares_with_the_reference_measured_alongside():
+def test_measured_check_compares_with_the_reference_measured_alongside(tmp_path):
     config = PipelineConfig(data="digits", target_like="mobilenetv3-small", target_width=0.5, target_scale=1.0)
-    p = FakePipeline({"table": {"target_ms": 123.0}}, config=config)
+    p = FakePipeline({"table": {"target_ms": 123.0}}, tmp_path, config=config)
     small = resolve_spec("mobilenetv3-small", width=0.5, resolution=32, num_classes=10, in_channels=1)
     large = resolve_spec("mobilenetv3-large", width=1.0, resolution=32, num_classes=10, in_channels=1)
     same = stage.measured_check(p, small)
@@ -107,8 +116,8 @@ def test_a_second_round_starts_from_the_first_rounds_model_and_weights(tmp_path,
     torch.manual_seed(0)
     weights = tmp_path / "start.pt"
     torch.save(build_model(spec).state_dict(), weights)
-    p = FakePipeline({"table": {"target_ms": 0.0, "folder": "unused"}},
-                     config=PipelineConfig(data="digits", target_ms=1.0, workers=1, threads=1), path=tmp_path)
+    p = FakePipeline({"table": {"target_ms": 0.0, "folder": "unused"}}, tmp_path,
+                     config=PipelineConfig(data="digits", target_ms=1.0, workers=1, threads=1))
     p.stop = lambda: False
     start_ms = toy_predict_ms(spec)
     first = stage._run_round(p, 0, format_spec(spec), str(weights), 0.9 * start_ms)
