@@ -1,11 +1,15 @@
 """Building latency tables: for a whole search space or lazily for the specs a search asks about.
 
-Layer keys are measured in batches; each batch sits between two measurements of a reference
-model (their mean normalises the batch, see :mod:`latency.endtoend`) and is appended to
-``entries.csv`` as soon as it is done, so a build killed mid-way resumes where it stopped.
-Then the calibration specs are measured end to end (appended one group at a time) and the
-calibration of :mod:`latency.calibration` is fitted per resolution into the manifest.
-What keeps a full build short (FINDINGS.md costs): the legacy exporter (~11 ms per block),
+Every figure is in *reference units* (paired timing, :mod:`latency.paired`): each layer key is
+measured between two short blocks of runs of the table's reference model, and its medians are
+divided by theirs; whole models are paired run by run with the reference. Stored values are
+those ratios times the baseline (the reference's median over the build), i.e. milliseconds at
+the build's speed, so a slow minute during the build leaves no mark. Layer keys are measured in
+batches appended to ``entries.csv`` as soon as each is done, so a build killed mid-way resumes
+where it stopped. Then the calibration specs are measured end to end (appended one group at a
+time), the calibration of :mod:`latency.calibration` is fitted per resolution, and the
+machine's signature (:mod:`latency.signature`) is recorded in the manifest.
+What keeps a full build short: the legacy exporter (~11 ms per block),
 one export per key whose sessions serve every pass, few repeats (20 after 5 warm-ups) with
 more only where the spread of a key's samples is wide, no per-run output copies (io_binding),
 and whole models measured only for the calibration specs.
@@ -24,12 +28,13 @@ import numpy as np
 import torch
 
 from latency.calibration import fit_calibration, spec_features
-from latency.drift import reference_model, reference_speed_ms
-from latency.endtoend import FAST_QUANTILE, Reference, measure_specs
+from latency.drift import record_signature
+from latency.endtoend import cached_model, measure_specs, spec_input_shape
 from latency.fingerprint import device_fingerprint
 from latency.keys import KEY_COLUMNS, LayerKey, key_cost, key_from_row, key_module, spec_keys
 from latency.incontext import RoundRobinRunner, copies_for, l2_cache_bytes
 from latency.measurers import Measurer, OrtMeasurer, TorchMeasurer, full_input_shape
+from latency.paired import block_runner
 from latency.table import (CALIBRATION_COLUMNS, CALIBRATION_FILE, ENTRIES_FILE, ENTRY_COLUMNS, MANIFEST_FILE,
                            REFERENCE_FILE, SCHEMA_VERSION, LatencyTable, TableMismatchError, append_rows, check_manifest, entry_baseline, finalize_entries,
                            check_calibration_rows, check_entries, read_csv, read_manifest, write_json)
@@ -54,14 +59,16 @@ class BuildConfig:
     calibration_group: int = 10
     calibration_rounds: int = 3
     l2_bytes: int = field(default_factory=l2_cache_bytes)
-    whole_model_quantile: float = FAST_QUANTILE  # recorded: how whole models are summarised (latency.endtoend)
-    # scale each batch of entries by baseline / its reference measurement; off: on the shared 2-core machine the
-    # reference's median moved by +/-17% between batches and raw entries fitted better (LOO 5.8% vs 6.3% at 32x32,
-    # 4.8% vs 7.2% at 224x224 against the same whole-model measurements)
-    normalise_entries: bool = False
+    timing: str = "paired"  # recorded: every figure is a paired ratio to the reference (latency.paired)
+    # each entry divided by the reference measured just before and after it (paired timing); tables built
+    # before paired timing record False and keep raw entries
+    normalise_entries: bool = True
+    reference_block: int = 5  # reference runs before and after each key
+    calibration_pairs: int = 40  # run-by-run pairs per calibration spec
 
     def __post_init__(self) -> None:
-        for name in ("batch_keys", "max_passes", "calibration_group", "calibration_rounds"):
+        for name in ("batch_keys", "max_passes", "calibration_group", "calibration_rounds", "reference_block",
+                     "calibration_pairs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"build.{name} = {value!r} is not allowed; expected an integer >= 1")
@@ -141,9 +148,9 @@ class TableBuilder:
         self.progress = progress or (lambda phase, done, total: None)
         self.manifest = self._open(space, reference_spec, force)
         self._record_input(space_input, force)
-        spec = parse_spec(self.manifest["reference"]["spec"])
-        history = read_csv(self.folder / REFERENCE_FILE, ("time", "ref_ms"))["ref_ms"].astype(float).tolist()
-        self.reference = Reference(spec, reference_model(measurer, spec), history)
+        self.reference_spec = parse_spec(self.manifest["reference"]["spec"])
+        self.history_ms = read_csv(self.folder / REFERENCE_FILE, ("time", "ref_ms"))["ref_ms"].astype(float).tolist()
+        self._run_reference = None
 
     def _open(self, space: str, reference_spec: ArchSpec, force: bool) -> dict:
         if (self.folder / MANIFEST_FILE).exists():
@@ -172,10 +179,26 @@ class TableBuilder:
             self.manifest["input"] = given
             write_json(self.folder / MANIFEST_FILE, self.manifest)
 
-    def _measure_reference(self) -> float:
-        value = self.reference.measure(self.measurer)
-        append_rows(self.folder / REFERENCE_FILE, ("time", "ref_ms"), [{"time": time.time(), "ref_ms": value}])
+    def _reference_block(self) -> float:
+        """The reference's median over one short block of runs (ms)."""
+        if self._run_reference is None:
+            model = cached_model(self.measurer, self.reference_spec)
+            self._run_reference = block_runner(self.measurer, model, spec_input_shape(self.reference_spec))
+        value = float(np.median(self._run_reference(self.config.reference_block)))
+        self.history_ms.append(value)
         return value
+
+    def _record_reference(self, values: Sequence[float]) -> None:
+        now = time.time()
+        append_rows(self.folder / REFERENCE_FILE, ("time", "ref_ms"), [{"time": now, "ref_ms": v} for v in values])
+
+    def _measure_paired_key(self, key: LayerKey) -> dict[str, object]:
+        """One key between two reference blocks; ``ref_ms`` is their mean (paired timing)."""
+        before = self._reference_block()
+        row = measure_key(self.measurer, key, self.config)
+        after = self._reference_block()
+        self._record_reference((before, after))
+        return {**row, "ref_ms": (before + after) / 2}
 
     def measured_keys(self) -> set[LayerKey]:
         frame = read_csv(self.folder / ENTRIES_FILE, ENTRY_COLUMNS)
@@ -190,10 +213,8 @@ class TableBuilder:
         self.progress("layers", 0, total)
         for first in range(0, total, self.config.batch_keys):
             batch, start = todo[first:first + self.config.batch_keys], time.perf_counter()
-            before = self._measure_reference()
-            rows = [measure_key(self.measurer, key, self.config) for key in batch]
-            ref_ms = (before + self._measure_reference()) / 2
-            append_rows(self.folder / ENTRIES_FILE, ENTRY_COLUMNS, [{**row, "ref_ms": ref_ms} for row in rows])
+            rows = [self._measure_paired_key(key) for key in batch]
+            append_rows(self.folder / ENTRIES_FILE, ENTRY_COLUMNS, rows)
             self.manifest["entries"] = len(done) + first + len(batch)  # a shorter entries.csv was truncated
             self._record_build_time("layers_s", time.perf_counter() - start, self.manifest["entries"])
             self.progress("layers", first + len(batch), total)
@@ -220,24 +241,35 @@ class TableBuilder:
         self.progress("calibration", 0, len(todo))
         for first in range(0, len(todo), self.config.calibration_group):
             group, start = todo[first:first + self.config.calibration_group], time.perf_counter()
-            seen = len(self.reference.history_ms)
-            results = measure_specs(self.measurer, group, self.reference, baseline, rounds=self.config.calibration_rounds)
-            append_rows(self.folder / REFERENCE_FILE, ("time", "ref_ms"),
-                        [{"time": time.time(), "ref_ms": v} for v in self.reference.history_ms[seen:]])
+            results = measure_specs(self.measurer, group, self.reference_spec, pairs=self.config.calibration_pairs,
+                                    passes=self.config.calibration_rounds)
+            self.history_ms.extend(r.reference_ms for r in results)
+            self._record_reference([r.reference_ms for r in results])
             append_rows(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS, [
-                {"resolution": s.resolution, "spec": format_spec(s), "measured_ms": r.latency_ms, "raw_ms": r.raw_ms,
-                 "ref_ratio": r.ref_ratio, "rounds": r.rounds, "baseline_ms": baseline} for s, r in zip(group, results)])
+                {"resolution": s.resolution, "spec": format_spec(s), "measured_ms": r.in_units_of(baseline),
+                 "raw_ms": r.latency_ms, "ref_ratio": r.ratio, "rounds": r.pairs, "baseline_ms": baseline}
+                for s, r in zip(group, results)])
             self._record_build_time("calibration_s", time.perf_counter() - start, len(done) + first + len(group))
             self.progress("calibration", first + len(group), len(todo))
 
     def baseline_ms(self) -> float:
-        """The reference's speed: a low percentile of its medians so far (measured now if
-        none). Load from other jobs only adds time, so a low quantile describes the machine
-        more stably than the median; the drift probe (:mod:`latency.drift`) reads the same
-        statistic."""
-        if not self.reference.history_ms:
-            self._measure_reference()
-        return reference_speed_ms(self.reference.history_ms)
+        """The table's unit: the reference's median over every block measured so far (one
+        measured now if none). Entries and whole models are ratios to the reference times it."""
+        if not self.history_ms:
+            self._record_reference([self._reference_block()])
+        return float(np.median(self.history_ms))
+
+    def _calibration_targets(self, group, baseline: float) -> list[float]:
+        """Whole-model figures of a calibration group in the table's units: paired ratios times
+        the final baseline (tables from before paired timing: their recorded ms, rescaled from the
+        baseline of their time where they were normalised)."""
+        build = self.manifest.get("build", {})
+        if build.get("timing") == "paired":
+            return (group["ref_ratio"].astype(float) * baseline).tolist()
+        measured = group["measured_ms"].astype(float)
+        if "whole_model_quantile" not in build:
+            measured = measured * baseline / group["baseline_ms"]
+        return measured.tolist()
 
     def _record_build_time(self, name: str, seconds: float, count: int) -> None:
         """Add one batch's ``seconds`` and set the count measured so far (``count``, read from the
@@ -250,7 +282,7 @@ class TableBuilder:
     def finish(self) -> LatencyTable:
         """Fix the reference baseline, fit the calibration per resolution, write the manifest."""
         self.manifest["reference"]["baseline_ms"] = self.baseline_ms()
-        self.manifest["reference"]["measurements"] = len(self.reference.history_ms)
+        self.manifest["reference"]["measurements"] = len(self.history_ms)
         raw = read_csv(self.folder / ENTRIES_FILE, ENTRY_COLUMNS)
         table = LatencyTable(self.folder, self.manifest, finalize_entries(raw, entry_baseline(self.manifest)))
         calib = read_csv(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS)
@@ -260,14 +292,11 @@ class TableBuilder:
         for resolution, group in calib.groupby("resolution"):
             specs = [parse_spec(s) for s in group["spec"]]
             features = [spec_features(table, spec_keys(s)) for s in specs]
-            measured = group["measured_ms"].astype(float)
-            if "whole_model_quantile" not in self.manifest.get("build", {}):
-                # tables from before the raw low-percentile measurement: normalised medians,
-                # rescaled from the baseline of their time to the final one
-                measured = measured * baseline / group["baseline_ms"]
-            measured = measured.tolist()
+            measured = self._calibration_targets(group, baseline)
             self.manifest["calibration"][str(int(resolution))] = fit_calibration(features, measured)
         self.manifest["entries"] = len(table)
+        if self.manifest.get("build", {}).get("timing") == "paired" and "signature" not in self.manifest:
+            self.manifest["signature"] = record_signature(self.measurer, self.reference_spec)
         timings = self.manifest.setdefault("build_timings", {})
         timings.update(layers_count=len(table), calibration_count=len(calib))  # a kill between append and record
         write_json(self.folder / MANIFEST_FILE, self.manifest)

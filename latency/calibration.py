@@ -1,7 +1,7 @@
 """Calibration: from the sum of table entries to a whole-model prediction.
 
 The naive sum of isolated per-block medians misses the whole model by -6 to -7% at 224x224
-and about -20% at 32x32 on this machine kind (FINDINGS.md): each isolated measurement pays
+and about -20% at 32x32 on a 2-core x86 VM: each isolated measurement pays
 its own per-call overhead, while inside a network weights are evicted from the cache between
 uses (see :mod:`latency.incontext`, whose cold medians the table also holds). A small linear
 model over per-spec aggregates (warm sum, in-context sum, layer count, parameters, MAdds),
@@ -12,14 +12,22 @@ leave-one-out error, so a table for other hardware picks what that hardware need
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
+
 from latency.keys import LayerKey, key_activations, key_cost
-from latency.table import LatencyTable
 
 log = logging.getLogger(__name__)
+
+
+class SummableTable(Protocol):
+    """What a calibration reads of a table (:class:`latency.table.LatencyTable`)."""
+
+    def keys_sum_ms(self, keys: Iterable[LayerKey], *, cold: bool = False) -> float: ...
+
+
 FEATURES = ("sum_ms", "cold_sum_ms", "n_layers", "params_m", "madds_m", "act_m", "sum_ms_sq")
 CANDIDATES = (("sum_ms",), ("cold_sum_ms",), ("sum_ms", "cold_sum_ms"), ("sum_ms", "n_layers"), ("cold_sum_ms", "n_layers"),
               ("sum_ms", "params_m"), ("cold_sum_ms", "params_m"), ("sum_ms", "cold_sum_ms", "n_layers"),
@@ -34,7 +42,7 @@ MAY_BE_NEGATIVE = ("n_layers",)
 """Each isolated layer pays its own per-call overhead, which the whole model does not."""
 
 
-def spec_features(table: LatencyTable, keys: Sequence[LayerKey]) -> dict[str, float]:
+def spec_features(table: SummableTable, keys: Sequence[LayerKey]) -> dict[str, float]:
     """Per-spec aggregates the calibration may use (warm and in-context table sums, layers,
     params, MAdds, activation elements read and written, the squared warm sum).
 

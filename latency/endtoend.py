@@ -1,40 +1,41 @@
-"""End-to-end measurement of whole models on a machine shared with other jobs.
+"""Whole models timed end to end, paired with a reference model (:mod:`latency.paired`).
 
-Load from other jobs on the same cores only ever adds time: a preempted run takes a whole
-scheduler slice longer, a busy sibling thread slows a run down. On this machine kind (2
-shared cores) the median of a model's runs moved by +/-10-20% between two passes minutes
-apart, and dividing it by the adjacent measurements of a reference model made that worse
-(test-retest of 12 specs: median difference 18.7% normalised vs 7.6% raw), while a low
-percentile of all runs pooled over the rounds repeated within 3.4% (FINDINGS-style check in
-results/latency/README.md). A whole model's latency is therefore the 10th percentile of all
-its timed runs over several interleaved rounds (:data:`FAST_QUANTILE`), the machine's speed
-when least disturbed; the median and its reference-normalised value are kept alongside.
-Each sweep still measures a fixed reference model between models (ref, m1, ref, m2, ...),
-which records the load and feeds the drift probe's baseline.
+Every whole-model figure of MobileNAS goes through :func:`measure_specs`: table calibration and
+validation, NetAdapt's measured check, the pipeline's target and final measurement, ``train``,
+``compare`` and ``latency predict --measure``. Each spec is timed alternating run by run with a
+reference spec through the same measurer (a device command included), and its figure is the
+median per-pair ratio with its interval. :func:`measure_specs_ms` converts to milliseconds at
+the reference's speed measured alongside; a table converts with its own baseline instead
+(:meth:`latency.paired.PairedRatio.in_units_of`), so its units do not move with the machine.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
-from typing import Callable, Sequence
+import os
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from latency.measurers import Measurer, TorchMeasurer
+from latency.paired import DEFAULT_PAIRS, PairedRatio, measure_paired
 from search_spaces.builder import build_model
-from search_spaces.onnx_export import export_module_onnx
+from search_spaces.encoding import format_spec
+from search_spaces.onnx_export import DEFAULT_OPSET, export_module_onnx
+from search_spaces.reference import reference_spec
 from search_spaces.spec import ArchSpec
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int], None]
+DEFAULT_REFERENCE = "mobilenetv3-small"
+"""Reference of whole-model measurements made without a table (``train``, ``compare``)."""
 
 
 def prepared_model(measurer: Measurer, spec: ArchSpec, seed: int = 0) -> nn.Module | bytes:
-    """What ``measurer.measure`` takes for ``spec``: the module for torch, ONNX bytes (exported
-    once, reused across rounds) otherwise. Weights are seeded so runs are reproducible."""
-    import torch
-
+    """What ``measurer`` takes for ``spec``: the module for torch, ONNX bytes otherwise (exported
+    once, reused across pairs). Weights are seeded so runs are reproducible."""
     torch.manual_seed(seed)
     model = build_model(spec).eval()
     if isinstance(measurer, TorchMeasurer):
@@ -47,83 +48,61 @@ def spec_input_shape(spec: ArchSpec) -> tuple[int, int, int]:
     return (spec.in_channels, spec.resolution, spec.resolution)
 
 
-@dataclass
-class Reference:
-    """The reference model and every median measured of it (ms)."""
-
-    spec: ArchSpec
-    model: nn.Module | bytes
-    history_ms: list[float]
-
-    def measure(self, measurer: Measurer) -> float:
-        value = float(np.median(measurer.measure(self.model, spec_input_shape(self.spec))))
-        self.history_ms.append(value)
-        return value
+def _cache_dir() -> Path:
+    return Path(os.environ.get("MOBILENAS_CACHE") or Path.home() / ".cache" / "mobilenas") / "latency-reference"
 
 
-FAST_QUANTILE = 10.0
-"""Whole-model latency is this percentile of every timed run over all rounds (see the module
-docstring); 10 keeps it clear of the single fastest outlier."""
+def cached_model(measurer: Measurer, spec: ArchSpec) -> nn.Module | bytes:
+    """:func:`prepared_model`, with ONNX bytes cached on disk (keyed by spec, batch, torch and
+    opset): the reference and probe models are timed at every table opening, and their export
+    would take longer than the timing."""
+    if isinstance(measurer, TorchMeasurer):
+        return prepared_model(measurer, spec)
+    batch = int(measurer.settings_dict().get("batch", 1))
+    digest = hashlib.sha256(f"{format_spec(spec)}|{batch}|{torch.__version__}|{DEFAULT_OPSET}".encode()).hexdigest()[:20]
+    path = _cache_dir() / f"{digest}.onnx"
+    if path.is_file():
+        return path.read_bytes()
+    data = prepared_model(measurer, spec)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_bytes(data)
+        os.replace(temp, path)
+    except OSError as exc:  # a read-only home only costs the export next time
+        log.debug("cannot cache the reference model in %s: %s", path.parent, exc)
+    return data
 
 
-@dataclass(frozen=True)
-class EndToEnd:
-    """One model's latency (``latency_ms``: the :data:`FAST_QUANTILE` percentile of all its
-    runs, raw), the median of its per-round medians (``raw_ms``), that median normalised by
-    the adjacent reference measurements (``normalised_ms``) and the rounds behind them."""
-
-    latency_ms: float
-    raw_ms: float
-    normalised_ms: float
-    rounds: int
-
-    @property
-    def ref_ratio(self) -> float:
-        return self.raw_ms / self.normalised_ms
+def default_reference(like: ArchSpec) -> ArchSpec:
+    """:data:`DEFAULT_REFERENCE` at ``like``'s input shape and class count."""
+    return reference_spec(DEFAULT_REFERENCE, resolution=like.resolution, num_classes=like.num_classes,
+                          in_channels=like.in_channels)
 
 
-Round = list[tuple[float, np.ndarray]]
-"""One sweep: per model (normalised median ms, raw samples ms)."""
+def measure_specs(measurer: Measurer, specs: Sequence[ArchSpec], reference: ArchSpec, *, pairs: int = DEFAULT_PAIRS,
+                  passes: int = 1, models: Sequence[nn.Module | bytes] | None = None) -> list[PairedRatio]:
+    """Each spec's :class:`PairedRatio` to ``reference`` (see the module docstring).
 
-
-def measure_round(measurer: Measurer, models: Sequence[nn.Module | bytes], specs: Sequence[ArchSpec],
-                  reference: Reference, baseline_ms: float) -> Round:
-    """One sweep ref, m1, ref, m2, ref...: per model (normalised median ms, raw samples)."""
-    out, before = [], reference.measure(measurer)
-    for model, spec in zip(models, specs):
-        samples = np.asarray(measurer.measure(model, spec_input_shape(spec)), dtype=float)
-        after = reference.measure(measurer)
-        out.append((float(np.median(samples)) * baseline_ms / ((before + after) / 2), samples))
-        before = after
-    return out
-
-
-def measure_rounds(measurer: Measurer, specs: Sequence[ArchSpec], reference: Reference, baseline_ms: float,
-                   *, rounds: int = 3, models: Sequence[nn.Module | bytes] | None = None,
-                   progress: Progress | None = None) -> list[Round]:
-    """Every spec measured in ``rounds`` interleaved sweeps (:func:`measure_round` each).
-    ``models``: prepared models to reuse (exported once)."""
+    ``models``: prepared models to reuse (exported once); ``passes``: cycles over the specs.
+    """
     models = [prepared_model(measurer, spec) for spec in specs] if models is None else models
-    per_round = []
-    for r in range(rounds):
-        per_round.append(measure_round(measurer, models, specs, reference, baseline_ms))
-        if progress is not None:
-            progress(r + 1, rounds)
-    return per_round
+    return measure_paired(measurer, models, [spec_input_shape(s) for s in specs], cached_model(measurer, reference),
+                          spec_input_shape(reference), pairs=pairs, passes=passes)
 
 
-def summarise_rounds(rounds: Sequence[Round]) -> list[EndToEnd]:
-    """Per spec, over every round given: :class:`EndToEnd`."""
-    results = []
-    for i in range(len(rounds[0])):
-        samples = np.concatenate([r[i][1] for r in rounds])
-        medians = [float(np.median(r[i][1])) for r in rounds]
-        results.append(EndToEnd(float(np.percentile(samples, FAST_QUANTILE)), float(np.median(medians)),
-                                float(np.median([r[i][0] for r in rounds])), len(rounds)))
-    return results
+def measure_specs_ms(specs: Sequence[ArchSpec], measurer: Measurer | None = None, *, reference: ArchSpec | None = None,
+                     pairs: int = DEFAULT_PAIRS, passes: int = 2) -> list[dict[str, float]]:
+    """Figures of each spec for reports: ``latency_ms`` (ratio x the reference's median over the
+    session, one speed for every spec so that they compare), ``ratio`` with ``ratio_low``/``ratio_high`` to ``reference`` (default:
+    :func:`default_reference` of the first spec), ``reference_ms``, ``pairs``. ONNX Runtime CPU,
+    1 thread, unless ``measurer`` is given."""
+    if measurer is None:
+        from latency.measurers import OrtMeasurer, OrtSettings
 
-
-def measure_specs(measurer: Measurer, specs: Sequence[ArchSpec], reference: Reference, baseline_ms: float,
-                  *, rounds: int = 3, progress: Progress | None = None) -> list[EndToEnd]:
-    """Each spec measured in ``rounds`` interleaved sweeps; see :class:`EndToEnd`."""
-    return summarise_rounds(measure_rounds(measurer, specs, reference, baseline_ms, rounds=rounds, progress=progress))
+        measurer = OrtMeasurer(OrtSettings(warmup=10, repeats=50))
+    reference = default_reference(specs[0]) if reference is None else reference
+    results = measure_specs(measurer, specs, reference, pairs=pairs, passes=passes)
+    reference_ms = float(np.median([r.reference_ms for r in results]))  # one speed for all: figures compare
+    return [{"latency_ms": r.in_units_of(reference_ms), "ratio": r.ratio, "ratio_low": r.low, "ratio_high": r.high,
+             "reference_ms": reference_ms, "pairs": r.pairs, "reference": format_spec(reference)} for r in results]

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from latency.build import BuildConfig, Progress, TableBuilder
-from latency.drift import DriftReport, open_table, rescaled
+from latency.drift import DEFAULT_TOLERANCE, DriftReport, open_table, rescaled
+from latency.endtoend import measure_specs
 from latency.keys import spec_keys
 from latency.measurers import Measurer, OrtMeasurer, OrtSettings
+from latency.paired import PairedRatio
 from latency.predictor import LatencyPredictor, Prediction
 from latency.registry import measurer_from_recorded
 from latency.table import MANIFEST_FILE, TableMismatchError, check_manifest, load_table, read_manifest
@@ -57,7 +59,7 @@ class LazyPredictor:
     added. Measuring into a table from other hardware is refused (it would mix machines).
     """
 
-    def __init__(self, folder: str | Path, *, tolerance: float = 0.10, on_drift: str = "error",
+    def __init__(self, folder: str | Path, *, tolerance: float = DEFAULT_TOLERANCE, on_drift: str = "error",
                  progress: Progress | None = None, config: BuildConfig | None = None) -> None:
         self.folder = Path(folder)
         self.drift: DriftReport
@@ -81,6 +83,19 @@ class LazyPredictor:
         predictor = LatencyPredictor(self.table)
         return [predictor.predict_ms(spec) for spec in specs]
 
+    def measure(self, specs: Sequence[ArchSpec], *, passes: int = 2) -> list[PairedRatio]:
+        """Whole ``specs`` timed end to end through the table's own measurer (a device command
+        included), each paired run by run with the table's reference model."""
+        manifest = self.table.manifest
+        return measure_specs(measurer_from_recorded(manifest["measurer"]), specs, parse_spec(manifest["reference"]["spec"]),
+                             passes=passes)
+
+    def measure_ms(self, specs: Sequence[ArchSpec], *, passes: int = 2) -> list[float]:
+        """:meth:`measure` in the table's units (the ratio times its baseline), comparable with
+        its predictions whatever this machine's speed is now."""
+        baseline = float(self.table.reference_baseline_ms)
+        return [r.in_units_of(baseline) for r in self.measure(specs, passes=passes)]
+
     def missing_keys(self, specs: Iterable[ArchSpec]) -> set:
         return {key for spec in specs for key in spec_keys(spec) if key not in self.table}
 
@@ -91,9 +106,10 @@ class LazyPredictor:
             return 0
         for resolution in sorted({spec.resolution for spec in specs}):
             self.table.calibration(resolution)  # fail before measuring anything
-        if self.drift.differences:
-            raise TableMismatchError(f"table {self.folder} was measured on other hardware "
-                                     f"({'; '.join(self.drift.differences)}): cannot add this machine's layers to it")
+        if self.drift.other_hardware:
+            why = "; ".join(self.drift.differences) or f"signature {self.drift.signature_error:.1%} off"
+            raise TableMismatchError(f"table {self.folder} was measured on other hardware ({why}): "
+                                     "cannot add this machine's layers to it")
         count = self._builder_for().measure_keys(missing)
         self.measured_keys += count
         self._reload()

@@ -192,26 +192,38 @@ class TorchMeasurer:
     def settings_dict(self) -> dict[str, object]:
         return {"measurer": self.name, "torch": torch.__version__, **asdict(self.settings)}
 
-    def measure(self, model: ModelLike, input_shape: tuple[int, ...]) -> np.ndarray:
+    def runner(self, model: ModelLike, input_shape: tuple[int, ...]) -> "TorchRunner":
         if not isinstance(model, nn.Module):
             raise ValueError(f"the {self.name} measurer needs a torch module, got {type(model).__name__}")
-        shape = full_input_shape(input_shape, self.settings.batch)
+        return TorchRunner(model, full_input_shape(input_shape, self.settings.batch), self.settings.threads)
+
+    def measure(self, model: ModelLike, input_shape: tuple[int, ...]) -> np.ndarray:
+        return self.runner(model, input_shape).run(self.settings.repeats, self.settings.warmup)
+
+
+class TorchRunner:
+    """A torch module with a fixed random input, timed under ``torch.inference_mode`` with
+    ``threads`` intra-op threads (restored after each call)."""
+
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], threads: int) -> None:
+        self.model, self.threads = model.eval(), threads
+        self.x = torch.from_numpy(np.random.default_rng(0).standard_normal(input_shape).astype(np.float32))
+
+    def run(self, repeats: int, warmup: int = 0) -> np.ndarray:
+        """``warmup`` untimed runs, then ``repeats`` timed runs; samples in ms."""
         previous = torch.get_num_threads()
-        torch.set_num_threads(self.settings.threads)
+        torch.set_num_threads(self.threads)
+        samples = np.empty(repeats)
         try:
-            return self._time(model.eval(), torch.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(np.float32)))
+            with torch.inference_mode():
+                for _ in range(warmup):
+                    self.model(self.x)
+                for i in range(repeats):
+                    start = time.perf_counter_ns()
+                    self.model(self.x)
+                    samples[i] = time.perf_counter_ns() - start
         finally:
             torch.set_num_threads(previous)
-
-    def _time(self, model: nn.Module, x: torch.Tensor) -> np.ndarray:
-        samples = np.empty(self.settings.repeats)
-        with torch.inference_mode():
-            for _ in range(self.settings.warmup):
-                model(x)
-            for i in range(self.settings.repeats):
-                start = time.perf_counter_ns()
-                model(x)
-                samples[i] = time.perf_counter_ns() - start
         return samples / 1e6
 
 

@@ -9,7 +9,7 @@ Layout of a table folder::
 
 Rows are appended and flushed per batch, so a build killed mid-way resumes losing nothing.
 No pickles: CSV and JSON only. A missing key raises :class:`MissingKeyError`; using a
-table measured elsewhere raises :class:`TableMismatchError` unless forced (STYLE.md section 4).
+table measured elsewhere raises :class:`TableMismatchError` unless forced.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from latency.calibration import FEATURES
 from latency.fingerprint import device_fingerprint, fingerprint_differences
 from latency.keys import KEY_COLUMNS, LayerKey, key_from_row
 from search_spaces.encoding import parse_spec
@@ -178,8 +179,6 @@ def read_manifest(folder: Path) -> dict:
             raise StateFileError(f"{where}: the key is not a resolution; expected an integer such as '224'")
         if not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in calibration["coef"]):
             raise StateFileError(f"{where}: field 'coef' holds a non-number; expected numbers")
-        from latency.calibration import FEATURES  # here: calibration imports this module
-
         unknown = [f for f in calibration["features"] if f not in FEATURES]
         if unknown:
             raise StateFileError(f"{where}: features {unknown} are not known; expected some of {list(FEATURES)}")

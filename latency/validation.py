@@ -1,13 +1,13 @@
 """Validation of a latency table: predicted vs measured end-to-end latency of sampled specs.
 
-An estimator is not trusted until validated (STYLE.md section 4): share within +/-5% and
-+/-10%, mean and 90th-percentile absolute error, Spearman rank correlation, a scatter plot,
-as nn-Meter (MobiSys 2021) and LitePred (NSDI 2024) report them. Every spec is measured
-alike: ``passes`` independent passes of ``rounds`` interleaved sweeps each, no spec measured
-again because it disagrees with the prediction. A measurement is the low percentile of all
-timed runs, raw (:mod:`latency.endtoend`); figures against the median and the
-reference-normalised median are reported alongside, and so is the *noise floor*: the first
-pass against the second (test-retest), which bounds what any predictor can score.
+An estimator is not trusted until validated: share within +/-5% and +/-10%, mean and
+90th-percentile absolute error, Spearman and Kendall rank correlation, a scatter plot, as
+nn-Meter (MobiSys 2021) and LitePred (NSDI 2024) report them. Every spec is measured alike:
+``passes`` independent passes over all specs, each a paired ratio to the table's reference
+(:mod:`latency.endtoend`) in the table's units, no spec measured again because it disagrees
+with the prediction. The figure of a spec is the geometric mean of its passes; the *noise
+floor* is the first pass against the second (test-retest), which bounds what any predictor can
+score.
 """
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import kendalltau, spearmanr
 
-from latency.endtoend import FAST_QUANTILE, Reference, measure_rounds, prepared_model, summarise_rounds
+from latency.endtoend import measure_specs, prepared_model
 from latency.measurers import Measurer
 from latency.predictor import LatencyPredictor
 from latency.table import VALIDATION_FILE, write_json
@@ -33,27 +34,33 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class ValidationConfig:
-    """``passes`` independent passes of ``rounds`` sweeps over every spec (>= 2 passes give
-    the test-retest noise floor)."""
+    """``passes`` independent passes over every spec, ``pairs`` run-by-run pairs with the
+    reference per spec and pass (>= 2 passes give the test-retest noise floor)."""
 
     n: int = 100
     seed: int = 1
-    rounds: int = 3
+    pairs: int = 40
     passes: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("n", "rounds", "passes"):
+        for name in ("n", "pairs", "passes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"validation.{name} = {value!r} is not allowed; expected an integer >= 1")
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman rank correlation (average ranks for ties)."""
-    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
-    if len(ra) < 2 or ra.std() == 0 or rb.std() == 0:
+    """Spearman rank correlation (scipy; NaN when either side is constant or shorter than 2)."""
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(spearmanr(a, b).statistic)
+
+
+def kendall(a: Sequence[float], b: Sequence[float]) -> float:
+    """Kendall's tau-b (scipy), the rank agreement NAS papers report."""
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(kendalltau(a, b).statistic)
 
 
 def error_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
@@ -63,7 +70,7 @@ def error_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict
     return {"n": int(len(m)), "within_5pct": float(np.mean(np.abs(err) <= 5)), "within_10pct": float(np.mean(np.abs(err) <= 10)),
             "mean_abs_err_pct": float(np.mean(np.abs(err))), "p90_abs_err_pct": float(np.percentile(np.abs(err), 90)),
             "max_abs_err_pct": float(np.max(np.abs(err))), "mean_err_pct": float(np.mean(err)),
-            "spearman": spearman(p, m)}
+            "spearman": spearman(p, m), "kendall": kendall(p, m)}
 
 
 def sample_specs(space: object, n: int, seed: int, exclude: set[str] = frozenset()) -> list[ArchSpec]:
@@ -85,30 +92,29 @@ def validate(predictor: LatencyPredictor, measurer: Measurer, specs: Sequence[Ar
     progress = progress or (lambda phase, done, total: None)
     table = predictor.table
     ref_spec = parse_spec(table.manifest["reference"]["spec"])
-    reference = Reference(ref_spec, prepared_model(measurer, ref_spec), [])
-    baseline = table.reference_baseline_ms or reference.measure(measurer)
     predicted = [predictor.predict_ms(s) for s in specs]  # raises on a missing key before measuring anything
     models = [prepared_model(measurer, spec) for spec in specs]
-    passes = [measure_rounds(measurer, specs, reference, baseline, rounds=config.rounds, models=models,
-                             progress=lambda d, t, p=p: progress(f"pass {p + 1}", d, t)) for p in range(config.passes)]
-    pooled = summarise_rounds([r for rounds in passes for r in rounds])
-    per_pass = [summarise_rounds(rounds) for rounds in passes]
-    report = error_metrics(predicted, [r.latency_ms for r in pooled])
+    passes = []
+    for index in range(config.passes):
+        passes.append(measure_specs(measurer, specs, ref_spec, pairs=config.pairs, models=models))
+        progress("passes", index + 1, config.passes)
+    baseline = table.reference_baseline_ms or float(np.median([r.reference_ms for r in passes[0]]))
+    per_pass = [[r.in_units_of(baseline) for r in results] for results in passes]
+    measured = np.exp(np.mean(np.log(per_pass), axis=0)).tolist()
+    halfwidths = [float(np.median([r.relative_halfwidth for r in results])) for results in passes]
+    report = error_metrics(predicted, measured)
     report.update({
-        "measured_as": f"p{FAST_QUANTILE:g} of all timed runs (raw), latency.endtoend",
-        "median_raw": error_metrics(predicted, [r.raw_ms for r in pooled]),
-        "median_normalised": error_metrics(predicted, [r.normalised_ms for r in pooled]),
-        "per_pass": [error_metrics(predicted, [r.latency_ms for r in results]) for results in per_pass],
-        "noise_floor": noise_floor(per_pass), "seed": config.seed, "rounds_per_pass": config.rounds,
-        "passes": config.passes, "rounds_per_spec": config.rounds * config.passes,
+        "measured_as": "paired ratio to the table's reference x its baseline, geometric mean of the passes",
+        "per_pass": [error_metrics(predicted, values) for values in per_pass],
+        "noise_floor": noise_floor(per_pass), "seed": config.seed, "pairs_per_pass": config.pairs,
+        "passes": config.passes, "median_interval_halfwidth": float(np.median(halfwidths)),
         "reference_spec": table.manifest["reference"]["spec"], "reference_baseline_ms": baseline,
-        "reference_now_ms": float(np.median(reference.history_ms)), "measurer": measurer.settings_dict()})
+        "reference_now_ms": float(np.median([r.reference_ms for results in passes for r in results])),
+        "measurer": measurer.settings_dict()})
     frame = pd.DataFrame({"spec": [format_spec(s) for s in specs], "resolution": [s.resolution for s in specs],
-                          "predicted_ms": predicted, "measured_ms": [r.latency_ms for r in pooled],
-                          "median_ms": [r.raw_ms for r in pooled], "normalised_ms": [r.normalised_ms for r in pooled],
-                          "rounds": [r.rounds for r in pooled]})
-    for p, results in enumerate(per_pass):
-        frame[f"pass{p + 1}_ms"] = [r.latency_ms for r in results]
+                          "predicted_ms": predicted, "measured_ms": measured})
+    for index, values in enumerate(per_pass):
+        frame[f"pass{index + 1}_ms"] = values
     frame["err_pct"] = (frame["predicted_ms"] / frame["measured_ms"] - 1) * 100
     return report, frame
 
@@ -126,27 +132,18 @@ def rescore(folder: Path, predictor: LatencyPredictor, name: str = VALIDATION_FI
     frame["err_pct"] = (frame["predicted_ms"] / frame["measured_ms"] - 1) * 100
     predicted = frame["predicted_ms"].tolist()
     report.update(error_metrics(predicted, frame["measured_ms"]))
-    baseline = predictor.table.reference_baseline_ms
-    if baseline and report.get("reference_baseline_ms"):  # normalised to the baseline of that time
-        frame["normalised_ms"] = frame["normalised_ms"] * baseline / report["reference_baseline_ms"]
-        report["reference_baseline_ms"] = baseline
-    report.update({"median_raw": error_metrics(predicted, frame["median_ms"]),
-                   "median_normalised": error_metrics(predicted, frame["normalised_ms"]),
-                   "per_pass": [error_metrics(predicted, frame[f"pass{p + 1}_ms"]) for p in range(int(report["passes"]))],
+    report.update({"per_pass": [error_metrics(predicted, frame[f"pass{p + 1}_ms"]) for p in range(int(report["passes"]))],
                    "rescored_with": {r: c["features"] for r, c in predictor.table.manifest["calibration"].items()}})
     return report, frame
 
 
-def noise_floor(per_pass: Sequence[Sequence]) -> dict:
-    """Test-retest agreement of the first two passes (normalised and raw): the share of
-    specs whose second measurement is within 5%/10% of the first, errors, Spearman."""
+def noise_floor(per_pass: Sequence[Sequence[float]]) -> dict:
+    """Test-retest agreement of the first two passes: the share of specs whose second
+    measurement is within 5%/10% of the first, errors, rank correlations."""
     if len(per_pass) < 2:
         return {}
-    first, second = per_pass[0], per_pass[1]
-    return {"measured": error_metrics([r.latency_ms for r in second], [r.latency_ms for r in first]),
-            "median_raw": error_metrics([r.raw_ms for r in second], [r.raw_ms for r in first]),
-            "median_normalised": error_metrics([r.normalised_ms for r in second], [r.normalised_ms for r in first]),
-            "what": "pass 2 vs pass 1 of the same specs, each pass rounds_per_pass sweeps"}
+    return {"measured": error_metrics(per_pass[1], per_pass[0]),
+            "what": "pass 2 vs pass 1 of the same specs, each a paired ratio to the reference"}
 
 
 def write_report(folder: Path, report: dict, frame: pd.DataFrame, name: str = VALIDATION_FILE) -> Path:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from latency.build import BuildConfig, TableBuilder
-from latency.drift import DriftReport
+from latency.drift import DEFAULT_TOLERANCE, DriftReport
 from latency.command import CommandSettings
 from latency.keys import space_keys
 from latency.lazy import LazyPredictor
@@ -20,6 +20,7 @@ from latency.predictor import LatencyPredictor
 from latency.registry import MEASURERS, make_measurer, measurer_from_recorded
 from latency.table import VALIDATION_FILE, load_table, read_manifest
 from latency.validation import ValidationConfig, sample_specs, validate, write_report
+from mobilenas.cli_doctor import add_doctor
 from mobilenas.spec_args import add_spec_arguments, spec_from_args
 from storage.statefiles import check_fields, read_json
 from search_spaces.encoding import format_spec
@@ -137,14 +138,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
                                    args.seed + 1000 * i, excluded)]
     if args.measure_missing:
         lazy.ensure(specs)
-    config = ValidationConfig(n=args.n, seed=args.seed, rounds=args.rounds, passes=args.passes)
+    config = ValidationConfig(n=args.n, seed=args.seed, pairs=args.pairs, passes=args.passes)
     report, frame = validate(LatencyPredictor(lazy.table), measurer, specs, config, progress=_Bars(not args.quiet))
     report["drift"] = lazy.drift.to_dict()
     path = write_report(Path(args.table), report, frame)
     print(f"{path}: {_figures(report)}")
     floor = report["noise_floor"].get("measured")
-    print(f"  vs median of runs: {_figures(report['median_raw'])}")
-    print(f"  vs median normalised by the reference: {_figures(report['median_normalised'])}")
     if floor:
         print(f"  noise floor (pass 2 vs pass 1): {_figures(floor)}")
     return 0
@@ -189,11 +188,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     explained = lazy.explain(spec) if args.measure_missing else LatencyPredictor(lazy.table).explain(spec)
     if args.json:
         print(json.dumps({"latency_ms": explained.latency_ms, "sum_ms": explained.sum_ms,
+                          "latency_ms_now": explained.latency_ms * lazy.drift.ratio, "speed_factor": lazy.drift.ratio,
                           "layers": int(explained.features["n_layers"]), "table": str(args.table),
                           "spec": format_spec(spec), "drift": lazy.drift.to_dict()}))
     else:
-        print(f"{explained.latency_ms:.4f} ms (table sum {explained.sum_ms:.4f} ms over "
-              f"{int(explained.features['n_layers'])} layers, calibrated)")
+        print(f"{explained.latency_ms:.4f} ms at the table's speed (table sum {explained.sum_ms:.4f} ms over "
+              f"{int(explained.features['n_layers'])} layers, calibrated); "
+              f"{explained.latency_ms * lazy.drift.ratio:.4f} ms at this machine's speed now ({lazy.drift.ratio:.2f}x)")
         note = _drift_note(lazy.drift)
         if note:
             print(note)
@@ -243,7 +244,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"table {args.table}: space {manifest.get('space')}, {len(table)} entries, created {manifest.get('created_utc')}")
     print("device: " + ", ".join(f"{k}={v}" for k, v in manifest.get("fingerprint", {}).items()))
     print("measurer: " + ", ".join(f"{k}={v}" for k, v in manifest.get("measurer", {}).items()))
-    print(f"reference: baseline {manifest.get('reference', {}).get('baseline_ms')} ms")
+    print(f"reference: baseline {manifest.get('reference', {}).get('baseline_ms')} ms (the table's unit)")
+    signature = manifest.get("signature", {}).get("ratios")
+    print("signature: " + (", ".join(f"{k} {v:.3f}x" for k, v in signature.items()) if signature
+                           else "none (built before paired timing)"))
     for resolution, calib in sorted(manifest.get("calibration", {}).items(), key=lambda kv: int(kv[0])):
         terms = " + ".join(f"{c:.4g}*{n}" for n, c in zip(calib["features"], calib["coef"]))
         print(f"calibration r{resolution}: {terms} + {calib['intercept_ms']:.4g} ms ({calib['n_specs']} specs)")
@@ -298,10 +302,11 @@ def _add_drift_arguments(p: argparse.ArgumentParser) -> None:
     """--rescale / --force / --drift-tolerance (latency.drift.open_table)."""
     group = p.add_mutually_exclusive_group()
     group.add_argument("--rescale", action="store_true",
-                       help="table from another machine or drifted: scale predictions by the reference model's measured ratio")
-    group.add_argument("--force", action="store_true", help="use the table as it is despite other hardware or drift")
-    p.add_argument("--drift-tolerance", type=float, default=0.10,
-                   help="largest allowed relative difference of the reference model vs its baseline (0.10 = 10%%)")
+                       help="table from other hardware: scale its predictions by the reference model's speed here")
+    group.add_argument("--force", action="store_true", help="use a table from other hardware as it is")
+    p.add_argument("--drift-tolerance", type=float, default=DEFAULT_TOLERANCE,
+                   help="largest allowed change of the signature's paired probe ratios before a table counts as "
+                        "measured on other hardware (0.15 = 15%%); a change of speed alone is never refused")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -313,7 +318,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("table")
     p.add_argument("-n", type=int, default=100, help="specs per resolution")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--rounds", type=int, default=3, help="sweeps per pass (every spec measured alike)")
+    p.add_argument("--pairs", type=int, default=40, help="run-by-run pairs with the reference per spec and pass")
     p.add_argument("--passes", type=int, default=2, help="independent passes (2: the test-retest noise floor)")
     p.add_argument("--resolution", type=int, default=None, help="only this resolution (default: every calibrated one)")
     p.add_argument("--measure-missing", action="store_true", help="measure layers the table lacks (lazy tables)")
@@ -343,3 +348,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="summary of a table: device, settings, calibration, validation")
     p.add_argument("table")
     p.set_defaults(handler=cmd_show)
+    add_doctor(sub)

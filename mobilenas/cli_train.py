@@ -251,14 +251,17 @@ def progress_bar(total: int, initial: int, enabled: bool, metrics: CsvLog) -> tu
     return on_progress, bar.close
 
 
-def measure_latency_ms(onnx_path: Path, input_shape: tuple[int, int, int], repeats: int) -> float:
-    """Median ONNX Runtime CPU latency at batch 1, 1 thread (latency.measurers)."""
-    import numpy as np
+def measure_latency(onnx_path: Path, spec: "ArchSpec", repeats: int) -> dict[str, float]:
+    """ONNX Runtime CPU latency at batch 1, 1 thread, paired run by run with MobileNetV3-Small
+    at the same input shape (latency.endtoend): ``latency_ms`` (the ratio x the reference's
+    median meanwhile) and ``latency_vs_reference`` (the ratio, steady on a noisy machine)."""
+    from latency.endtoend import default_reference, measure_specs
+    from latency.measurers import OrtMeasurer, OrtSettings
 
-    from latency.measurers import OrtSettings, measure_model_ms
-
-    settings = OrtSettings(intra_op_threads=1, batch=1, warmup=20, repeats=repeats)
-    return float(np.median(measure_model_ms(onnx_path, input_shape, settings)))
+    measurer = OrtMeasurer(OrtSettings(intra_op_threads=1, batch=1, warmup=20, repeats=repeats))
+    paired = measure_specs(measurer, [spec], default_reference(spec), pairs=max(20, repeats // 2), passes=2,
+                           models=[onnx_path])[0]
+    return {"latency_ms": paired.latency_ms, "latency_vs_reference": paired.ratio}
 
 
 def _finish(job: TrainJob, result: Any, metrics: CsvLog) -> dict[str, Any]:
@@ -276,7 +279,7 @@ def _finish(job: TrainJob, result: Any, metrics: CsvLog) -> dict[str, Any]:
     export_module_onnx(model, (1, *shape), run.file(ONNX))
     cost = spec_cost(spec)
     return {"top1": top1, "test_loss": loss, "val_top1": result.val_top1,
-            "latency_ms": measure_latency_ms(run.file(ONNX), shape, job.repeats), "params": cost.params,
+            **measure_latency(run.file(ONNX), spec, job.repeats), "params": cost.params,
             "madds": cost.madds, "epochs": int(result.metrics["epoch"].max()),
             "train_s": float(result.metrics["train_s"].sum()), "images_per_s": result.images_per_s,
             "device": result.device, "arch": format_spec(spec), "run_dir": str(run.path)}
@@ -324,5 +327,6 @@ def run_train(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         print(f"test top-1 {summary['top1']:.4f} | params {summary['params']:,} | MAdds {summary['madds'] / 1e6:.2f} M | "
-              f"ORT CPU latency {summary['latency_ms']:.3f} ms (batch 1, 1 thread, median) | run {job.run.path}")
+              f"ORT CPU latency {summary['latency_ms']:.3f} ms (batch 1, 1 thread; {summary['latency_vs_reference']:.3f}x "
+              f"MobileNetV3-Small, paired) | run {job.run.path}")
     return 0

@@ -11,10 +11,9 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 
-from latency.measurers import OrtSettings, measure_model_ms, onnx_bytes_of
+from latency.endtoend import measure_specs_ms
 from search_spaces.builder import build_model
 from search_spaces.counting import spec_cost
 from search_spaces.encoding import format_spec, spec_to_dict
@@ -84,20 +83,15 @@ def load_trained(folder: Path, spec: ArchSpec) -> torch.nn.Module:
     return model.eval()
 
 
-def measure_side_by_side(specs: Sequence[ArchSpec], *, rounds: int = 5, settings: OrtSettings | None = None
+def measure_side_by_side(specs: Sequence[ArchSpec], *, rounds: int = 2, reference: ArchSpec | None = None
                          ) -> list[dict[str, float]]:
-    """End-to-end ONNX Runtime latency of each spec, measured in ``rounds`` interleaved rounds
-    (so drift hits every model alike); median over rounds of the per-round medians, and the
-    rounds' min/max as the spread (batch 1, 1 thread by default)."""
-    settings = settings or OrtSettings(warmup=10, repeats=50)
-    models = [onnx_bytes_of(build_model(s).eval(), (1, s.in_channels, s.resolution, s.resolution)) for s in specs]
-    medians: list[list[float]] = [[] for _ in specs]
-    for _ in range(rounds):
-        for index, (spec, model) in enumerate(zip(specs, models)):
-            samples = measure_model_ms(model, (spec.in_channels, spec.resolution, spec.resolution), settings)
-            medians[index].append(float(np.median(samples)))
-    return [{"latency_ms": float(np.median(m)), "latency_min_ms": min(m), "latency_max_ms": max(m),
-             "rounds": rounds} for m in medians]
+    """End-to-end ONNX Runtime CPU latency of each spec (batch 1, 1 thread), paired run by run
+    with a reference model (:func:`latency.endtoend.measure_specs_ms`) over ``rounds`` passes:
+    ``latency_ms`` (ratio x the reference's median meanwhile), ``ratio`` with its interval
+    (``ratio_low``, ``ratio_high``); ``latency_min_ms``/``latency_max_ms`` are the interval in ms."""
+    figures = measure_specs_ms(specs, reference=reference, passes=rounds)
+    return [{**f, "latency_min_ms": f["ratio_low"] * f["reference_ms"], "latency_max_ms": f["ratio_high"] * f["reference_ms"],
+             "rounds": rounds} for f in figures]
 
 
 def finite_or_none(value: Any) -> float | None:

@@ -79,7 +79,7 @@ def open_predictor(table: Path, spec: ArchSpec, on_drift: str, say: Say, *, crea
     elif not (table / "manifest.json").is_file():
         raise FileNotFoundError(f"--table {str(table)!r} is not a latency table folder (no manifest.json)")
     predictor = LazyPredictor(table, on_drift=on_drift)  # fingerprint and drift checked here
-    if calibrate is None or predictor.drift.differences:  # never measure into another machine's table
+    if calibrate is None or predictor.drift.other_hardware:  # never measure into another machine's table
         return predictor
     calibrate_for(table, spec, calibrate, say)
     return LazyPredictor(table, on_drift=on_drift)

@@ -1,11 +1,13 @@
 """The pipeline's NetAdapt stage, closed on measured latency (MobileNetV3 section 4.2).
 
 NetAdapt walks down the latency table's predictions, but the target is a measured figure, and a
-table's prediction of a whole model can be several percent off (at 32x32 on a 2-core CPU, a
-model predicted at the target ran 9% above it). So after each NetAdapt round the result is
-measured end to end, interleaved with the ``--target-like`` reference when there is one (so
-drift hits both alike). While it is slower than the budget, another round starts from the
-previous round's final model and weights, aiming at its prediction scaled by budget/measured.
+table's prediction of a whole model can be several percent off at small resolutions. So after
+each NetAdapt round the result is measured end to end, paired run by run with the
+``--target-like`` model when there is one (a slow moment of the machine hits both alike), else
+with the table's reference and compared in the table's units. The check is the paired ratio to
+the budget with its confidence interval: another round, starting from the previous round's final
+model and weights and aiming at its prediction scaled by budget/measured, only when the whole
+interval lies above the budget.
 Each round is its own resumable ``netadapt`` run folder: ``netadapt/``, ``netadapt-2/``, ...
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from latency.lazy import LazyPredictor
+from latency.paired import PairedRatio
 from mobilenas.model_stage import measure_side_by_side
 from mobilenas.netadapt_job import JobSetup, check_target, execute, read_setup
 from mobilenas.pipeline import Pipeline, StageStopped, child_run
@@ -45,8 +48,8 @@ def stage_netadapt(p: Pipeline) -> dict[str, Any]:
         rounds.append({"round": index + 1, "folder": str(round_folder(p, index)), "target_ms": target_ms,
                        "predicted_ms": result["predicted_latency_ms"], **check})
         p.say(f"netadapt: round {index + 1}: final measured {check['final_ms']:.4f} ms vs budget "
-              f"{check['budget_ms']:.4f} ms ({check['ratio']:.3f}x)")
-        if check["ratio"] <= 1.0 or index + 1 == MAX_ROUNDS:
+              f"{check['budget_ms']:.4f} ms: {check['ratio']:.3f}x [{check['ratio_low']:.3f}, {check['ratio_high']:.3f}]")
+        if not over_budget(check) or index + 1 == MAX_ROUNDS:
             break
         next_target = result["predicted_latency_ms"] / check["ratio"]
         if result.get("skipped"):
@@ -56,7 +59,13 @@ def stage_netadapt(p: Pipeline) -> dict[str, Any]:
         if not _reachable(p, spec, next_target):
             break
         target_ms = next_target
-    return {**result, "latency_rounds": rounds, "within_budget": rounds[-1]["ratio"] <= 1.0}
+    return {**result, "latency_rounds": rounds, "within_budget": not over_budget(rounds[-1])}
+
+
+def over_budget(check: dict[str, float]) -> bool:
+    """Over budget only when the paired ratio's whole interval lies above 1 (a check from before
+    paired timing has no interval: its ratio decides)."""
+    return check.get("ratio_low", check["ratio"]) > 1.0
 
 
 def recorded_check(p: Pipeline, index: int, final: ArchSpec) -> dict[str, float]:
@@ -65,7 +74,7 @@ def recorded_check(p: Pipeline, index: int, final: ArchSpec) -> dict[str, float]
     path = round_folder(p, index) / CHECK_FILE
     if path.is_file():
         return read_json(path, fields={"final_ms": float, "budget_ms": float, "ratio": float},
-                         what="NetAdapt round latency check")
+                         what="NetAdapt round latency check")  # ratio_low/ratio_high: absent before paired timing
     check = measured_check(p, final)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, check)
@@ -73,18 +82,23 @@ def recorded_check(p: Pipeline, index: int, final: ArchSpec) -> dict[str, float]
 
 
 def measured_check(p: Pipeline, final: ArchSpec) -> dict[str, float]:
-    """The final spec measured end to end; the budget is the ``--target-like`` reference
-    measured in the same interleaved rounds (times the target scale), else ``target_ms``."""
+    """The final spec paired with the ``--target-like`` model (times the target scale), else
+    with the table's reference in the table's units against ``target_ms``: ``ratio`` to the
+    budget with its interval (``ratio_low``, ``ratio_high``), and both in ms now."""
     table, config = p.result("table"), p.config
     if config.target_like is None:
-        final_ms = measure_side_by_side([final])[0]["latency_ms"]
-        budget_ms = float(table["target_ms"])
+        lazy = LazyPredictor(table["folder"], on_drift=config.on_drift)
+        paired = lazy.measure([final])[0]
+        scale = float(table["target_ms"]) / float(lazy.table.reference_baseline_ms)
     else:
         reference = resolve_spec(config.target_like, width=config.target_width, resolution=final.resolution,
                                  num_classes=final.num_classes, in_channels=final.in_channels)
-        final_fig, reference_fig = measure_side_by_side([final, reference])
-        final_ms, budget_ms = final_fig["latency_ms"], reference_fig["latency_ms"] * config.target_scale
-    return {"final_ms": final_ms, "budget_ms": budget_ms, "ratio": final_ms / budget_ms}
+        paired = measure_side_by_side([final], reference=reference)[0]
+        paired = PairedRatio(paired["ratio"], paired["ratio_low"], paired["ratio_high"], paired["reference_ms"],
+                             paired["pairs"])
+        scale = config.target_scale
+    return {"final_ms": paired.latency_ms, "budget_ms": paired.reference_ms * scale, "ratio": paired.ratio / scale,
+            "ratio_low": paired.low / scale, "ratio_high": paired.high / scale, "pairs": paired.pairs}
 
 
 def _reachable(p: Pipeline, spec: str, target_ms: float) -> bool:

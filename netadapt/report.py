@@ -1,6 +1,6 @@
 """What a NetAdapt run leaves behind: end-to-end latency, the final model files, the trajectory plot.
 
-- :func:`end_to_end_ms`: ONNX Runtime CPU latency (batch 1, 1 thread, median) of a model with
+- :func:`end_to_end_ms`: ONNX Runtime CPU latency (batch 1, 1 thread, paired) of a model with
   its weights, the check on the table's prediction (MobileNetV3 section 4: the latency the
   search optimises must be the latency measured on the device);
 - :func:`write_final`: ``final.json`` (spec), ``final.md`` (the paper's table), ``final.pt``
@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
 import torch
 
-from latency.measurers import OrtSettings, measure_model_ms
+from latency.endtoend import default_reference, measure_specs
+from latency.measurers import OrtMeasurer, OrtSettings
 from netadapt.state import save_weights
 from search_spaces.builder import build_model
 from search_spaces.encoding import format_spec, spec_to_dict
@@ -42,9 +42,12 @@ def input_shape(spec: ArchSpec) -> tuple[int, int, int, int]:
 
 
 def end_to_end_ms(spec: ArchSpec, weights: dict[str, torch.Tensor], settings: OrtSettings = MEASURE_SETTINGS) -> float:
-    """Median ONNX Runtime CPU latency (ms) of ``spec`` with ``weights``, exported whole."""
+    """ONNX Runtime CPU latency (ms) of ``spec`` with ``weights``, exported whole, paired run by
+    run with MobileNetV3-Small at its input shape (:mod:`latency.endtoend`): the ratio times the
+    reference's median meanwhile."""
     data = export_module_onnx(model_of(spec, weights), input_shape(spec))
-    return float(np.median(measure_model_ms(data, input_shape(spec)[1:], settings)))
+    paired = measure_specs(OrtMeasurer(settings), [spec], default_reference(spec), models=[data], passes=2)[0]
+    return paired.latency_ms
 
 
 def write_final(folder: Path, spec: ArchSpec, weights: dict[str, torch.Tensor], data: Dataset) -> dict[str, Any]:

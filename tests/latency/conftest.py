@@ -16,13 +16,13 @@ def reference_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import os
 
     folder = tmp_path_factory.mktemp("mobilenas-cache")
-    previous = os.environ.get("MOBILENAS_CACHE_DIR")
-    os.environ["MOBILENAS_CACHE_DIR"] = str(folder)
+    previous = os.environ.get("MOBILENAS_CACHE")
+    os.environ["MOBILENAS_CACHE"] = str(folder)
     yield folder
     if previous is None:
-        del os.environ["MOBILENAS_CACHE_DIR"]
+        del os.environ["MOBILENAS_CACHE"]
     else:
-        os.environ["MOBILENAS_CACHE_DIR"] = previous
+        os.environ["MOBILENAS_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -34,11 +34,11 @@ def probed_specs() -> list:
 
 def make_probed_table(folder):
     """A small table (fake entries for one spec's layers, a set calibration) whose measurer
-    is ONNX Runtime (5 runs) and whose reference baseline is what the probe reads now."""
+    is ONNX Runtime (5 runs) and whose reference baseline and signature are what ONNX Runtime reads now."""
     import json
 
     from latency.build import BuildConfig, TableBuilder
-    from latency.drift import probe_reference_ms
+    from latency.drift import record_signature
     from latency.measurers import OrtMeasurer, OrtSettings
     from latency.table import MANIFEST_FILE
     from latency.validation import sample_specs
@@ -53,7 +53,8 @@ def make_probed_table(folder):
     manifest["calibration"] = {"32": {"features": ["sum_ms", "cold_sum_ms"], "coef": [0.3, 0.8], "intercept_ms": 0.05,
                                       "n_specs": 0, "loo": {}}}
     manifest["measurer"] = ort.settings_dict()
-    manifest["reference"]["baseline_ms"] = probe_reference_ms(ort, reference)
+    manifest["signature"] = record_signature(ort, reference)
+    manifest["reference"]["baseline_ms"] = manifest["signature"]["reference_ms"]
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
     return folder
 
@@ -69,3 +70,10 @@ def copy_table(folder, target, edit=None):
         edit(manifest)
         (target / "manifest.json").write_text(json.dumps(manifest))
     return target
+
+
+def other_cpu_family() -> str:
+    """A CPU family that is certainly not this machine's (tests must pass on every machine)."""
+    from latency.fingerprint import device_fingerprint
+
+    return "998" if str(device_fingerprint().get("cpu_family")) == "999" else "999"

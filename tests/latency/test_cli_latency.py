@@ -38,12 +38,12 @@ def test_show_summarises_device_and_calibration(table, capsys):
 
 
 def test_validate_writes_validation_json(table, capsys):
-    assert main(["latency", "validate", str(table), "-n", "2", "--rounds", "1", "--passes", "2", "--measure-missing", "--quiet", *LOOSE]) == 0
+    assert main(["latency", "validate", str(table), "-n", "2", "--pairs", "4", "--passes", "2", "--measure-missing", "--quiet", *LOOSE]) == 0
     report = json.loads((table / "validation.json").read_text())
     for name in ("n", "within_5pct", "within_10pct", "mean_abs_err_pct", "p90_abs_err_pct", "spearman"):
         assert name in report
     assert report["n"] == 2 and (table / "validation.png").exists()
-    assert report["rounds_per_spec"] == 2 and "noise_floor" in report and "median_normalised" in report
+    assert report["pairs_per_pass"] == 4 and report["passes"] == 2 and "noise_floor" in report and "kendall" in report
     assert "noise floor (pass 2 vs pass 1)" in capsys.readouterr().out
 
 
@@ -99,23 +99,34 @@ def _edited_copy(table, tmp_path, edit):
     return folder
 
 
-def test_drifted_table_exits_2_with_one_line_then_rescales_on_request(table, tmp_path, capsys):
+def test_a_slower_moment_is_never_refused_and_the_speed_factor_is_reported(table, tmp_path, capsys):
     folder = _edited_copy(table, tmp_path, lambda m: m["reference"].update(baseline_ms=m["reference"]["baseline_ms"] / 4))
+    assert main(["latency", "predict", str(folder), _calibration_spec(table), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["drift"]["action"] == "ok" and out["speed_factor"] == out["drift"]["ratio"]
+    assert out["latency_ms_now"] == pytest.approx(out["latency_ms"] * out["speed_factor"])
+
+
+def test_other_signature_exits_2_with_one_line_then_rescales_on_request(table, tmp_path, capsys):
+    def other(manifest):
+        manifest["signature"]["ratios"] = {k: 3 * v for k, v in manifest["signature"]["ratios"].items()}
+
+    folder = _edited_copy(table, tmp_path, other)
     argv = ["latency", "predict", str(folder), _calibration_spec(table), "--json"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "slower than its build did" in err and "--rescale" in err
+    assert len(err.strip().splitlines()) == 1 and "signature differs" in err and "--rescale" in err
     assert main([*argv, "--rescale"]) == 0
     rescaled = json.loads(capsys.readouterr().out)
-    assert rescaled["drift"]["action"] == "rescaled" and rescaled["drift"]["ratio"] > 2
+    assert rescaled["drift"]["action"] == "rescaled"
     assert main([*argv, "--force"]) == 0
     forced = json.loads(capsys.readouterr().out)
     assert forced["drift"]["action"] == "forced"
-    assert rescaled["latency_ms"] == pytest.approx(forced["latency_ms"] * rescaled["drift"]["ratio"], rel=0.02)
+    assert rescaled["latency_ms"] == pytest.approx(forced["latency_ms"] * rescaled["drift"]["ratio"], rel=1e-6)
 
 
 def test_table_with_other_cpu_exits_2_naming_the_field(table, tmp_path, capsys):
-    folder = _edited_copy(table, tmp_path, lambda m: m["fingerprint"].update(cpu_model_id="207"))
+    folder = _edited_copy(table, tmp_path, lambda m: m["fingerprint"].update(cpu_model_id="no-such-model"))
     assert main(["latency", "predict", str(folder), _calibration_spec(table)]) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "cpu_model_id: table '207'" in err
+    assert len(err.strip().splitlines()) == 1 and "cpu_model_id: table 'no-such-model'" in err

@@ -1,5 +1,5 @@
-"""Drift probe: a table whose fingerprint or baseline no longer matches this machine is
-refused with one line, and rescaled or forced on request (latency.drift)."""
+"""Opening a table: other hardware (fingerprint or signature) is refused with one line and
+rescaled or forced on request; another speed alone is accepted and recorded (latency.drift)."""
 from __future__ import annotations
 
 import json
@@ -38,23 +38,39 @@ def test_matching_table_opens_ok_and_predicts_as_loaded(probed_table):
 
 
 def _slower_baseline(manifest):
-    manifest["reference"]["baseline_ms"] /= 3  # as if the table came from a machine 3x faster
+    manifest["reference"]["baseline_ms"] /= 3  # as if the table came from a moment 3x faster
 
 
-def test_edited_baseline_is_refused_with_one_line_naming_the_ratio(probed_table, tmp_path):
+def _other_signature(manifest):
+    manifest["signature"]["ratios"] = {name: 3 * ratio for name, ratio in manifest["signature"]["ratios"].items()}
+
+
+def test_another_speed_alone_is_accepted_and_recorded_as_the_speed_factor(probed_table, tmp_path):
     folder = _copy(probed_table, tmp_path, _slower_baseline)
+    table, report = open_table(folder, tolerance=9.0)
+    baseline = json.loads((folder / MANIFEST_FILE).read_text())["reference"]["baseline_ms"]
+    assert report.action == "ok" and report.baseline_ms == baseline
+    assert report.ratio == pytest.approx(report.measured_ms / baseline)
+    assert table.manifest["drift"]["speed_factor"] == report.ratio
+    plain = LatencyPredictor(load_table(folder))  # predictions stay in the table's units
+    assert LatencyPredictor(table).predict_ms(_specs()[0]) == plain.predict_ms(_specs()[0])
+
+
+def test_other_signature_is_refused_with_one_line_naming_it(probed_table, tmp_path):
+    folder = _copy(probed_table, tmp_path, _other_signature)
     with pytest.raises(DriftError) as error:
         open_table(folder)
     message = str(error.value)
-    assert len(message.splitlines()) == 1
-    assert "slower than its build did" in message and "--rescale" in message and "--force" in message
+    assert len(message.splitlines()) == 1 and isinstance(error.value, TableMismatchError)
+    assert "signature differs" in message and "mobilenetv3-large" in message
+    assert "--rescale" in message and "--force" in message
     assert "mobilenas latency build --space mnasnet --resolution 32" in message
 
 
-def test_rescale_multiplies_every_prediction_by_the_measured_ratio(probed_table, tmp_path):
-    folder = _copy(probed_table, tmp_path, _slower_baseline)
+def test_rescale_multiplies_every_prediction_by_the_speed_factor(probed_table, tmp_path):
+    folder = _copy(probed_table, tmp_path, _other_signature)
     table, report = open_table(folder, on_drift="rescale")
-    assert report.action == "rescaled" and report.ratio > 1.5  # 3x edited, times whatever load does
+    assert report.action == "rescaled" and report.signature_error > report.tolerance
     assert table.manifest["drift"]["ratio"] == report.ratio
     plain = LatencyPredictor(load_table(folder))
     for spec in _specs():
@@ -62,6 +78,13 @@ def test_rescale_multiplies_every_prediction_by_the_measured_ratio(probed_table,
     forced, report = open_table(folder, on_drift="force")
     assert report.action == "forced"
     assert LatencyPredictor(forced).predict_ms(_specs()[0]) == pytest.approx(plain.predict_ms(_specs()[0]))
+
+
+def test_a_table_without_signature_opens_and_says_so(probed_table, tmp_path):
+    folder = _copy(probed_table, tmp_path, lambda m: m.pop("signature"))
+    _, report = open_table(folder)
+    assert report.action == "ok" and report.signature_error is None
+    assert "no signature recorded" in report.describe()
 
 
 def test_edited_fingerprint_is_refused_then_rescaled_on_request(probed_table, tmp_path):
@@ -94,9 +117,9 @@ def test_bad_options_are_rejected(probed_table, kwargs, message):
 
 
 def test_report_is_json_safe():
-    report = DriftReport(1.0, 1.2, 1.2, 0.1, "rescaled", ("cpu_family: table '6', here '26'",))
+    report = DriftReport(1.0, 1.2, 1.2, 0.1, "rescaled", ("cpu_family: table '6', here '26'",), 0.3, {"p": 1.5})
     assert json.loads(json.dumps(report.to_dict()))["differences"] == ["cpu_family: table '6', here '26'"]
-    assert "+20.0%" in report.describe()
+    assert "speed 1.20x the build's" in report.describe() and "signature within 30.0%" in report.describe()
 
 
 def test_unfinished_table_has_no_baseline(tmp_path):

@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from tests.latency.fakes import other_cpu_family
+
 from latency.build import BuildConfig, TableBuilder
 from latency.command import CommandMeasurer, CommandSettings
 from latency.fingerprint import (MATCHED_FIELDS, cache_sizes_kib, cpu_identity, device_fingerprint,
@@ -62,9 +64,10 @@ def test_table_with_edited_family_is_refused_naming_the_field(tmp_path, fake_mea
     TableBuilder(tmp_path, fake_measurer, reference, space="mnasnet",
                  config=BuildConfig(batch_keys=4)).measure_keys(space_keys(MnasNetSpace(resolution=32))[:2])
     manifest = json.loads((tmp_path / MANIFEST_FILE).read_text())
-    manifest["fingerprint"]["cpu_family"] = "25"
+    other = other_cpu_family()
+    manifest["fingerprint"]["cpu_family"] = other
     (tmp_path / MANIFEST_FILE).write_text(json.dumps(manifest))
-    with pytest.raises(TableMismatchError, match="cpu_family: table '25'"):
+    with pytest.raises(TableMismatchError, match=f"cpu_family: table '{other}'"):
         load_table(tmp_path)
 
 

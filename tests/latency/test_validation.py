@@ -71,34 +71,24 @@ def test_every_spec_is_measured_alike_and_the_noise_floor_is_reported(probed_tab
     from tests.latency.fakes import FakeMeasurer, probed_specs
 
     measurer, specs = FakeMeasurer(), probed_specs()
-    config = ValidationConfig(n=1, rounds=2, passes=2)
+    config = ValidationConfig(n=1, pairs=3, passes=2)
     report, frame = validate(LatencyPredictor(load_table(probed_table)), measurer, specs, config)
-    # per round: reference, spec, reference -> 3 calls; no extra rounds however far off the prediction is
-    assert measurer.calls == config.passes * config.rounds * 3
-    assert frame["rounds"].tolist() == [4] and report["rounds_per_spec"] == 4 and len(report["per_pass"]) == 2
+    # per pass and pair: the reference and the spec, one call each; no extra pairs however far off the prediction is
+    assert measurer.calls == config.passes * config.pairs * 2
+    assert report["pairs_per_pass"] == 3 and len(report["per_pass"]) == 2 and "pass2_ms" in frame
     floor = report["noise_floor"]
-    assert floor["measured"]["within_5pct"] == 1.0 and floor["median_raw"]["mean_abs_err_pct"] == pytest.approx(0, abs=1e-9)
-    assert report["median_normalised"]["n"] == 1 and "pass2_ms" in frame and report["measured_as"].startswith("p10")
+    assert floor["measured"]["within_5pct"] == 1.0 and floor["measured"]["mean_abs_err_pct"] == pytest.approx(0, abs=1e-9)
+    ratio = frame["pass1_ms"][0] / load_table(probed_table).reference_baseline_ms  # in the table's units
+    assert frame["measured_ms"][0] == pytest.approx(ratio * load_table(probed_table).reference_baseline_ms)
+    assert report["measured_as"].startswith("paired ratio")
 
 
 def test_noise_floor_compares_the_two_passes():
-    from latency.endtoend import EndToEnd
     from latency.validation import noise_floor
 
-    first = [EndToEnd(1.0, 1.0, 1.0, 3), EndToEnd(2.0, 2.2, 2.0, 3)]
-    second = [EndToEnd(1.08, 1.0, 1.0, 3), EndToEnd(2.0, 2.2, 2.0, 3)]
-    floor = noise_floor([first, second])
+    floor = noise_floor([[1.0, 2.0], [1.08, 2.0]])
     assert floor["measured"]["within_5pct"] == 0.5 and floor["measured"]["within_10pct"] == 1.0
-    assert floor["median_raw"]["within_5pct"] == 1.0 and noise_floor([first]) == {}
-
-
-def test_whole_model_latency_is_the_low_percentile_of_all_rounds_runs():
-    from latency.endtoend import summarise_rounds
-
-    quiet, loaded = np.linspace(1.0, 1.2, 20), np.linspace(1.5, 3.0, 20)
-    result = summarise_rounds([[(1.1, quiet)], [(1.2, loaded)], [(1.3, loaded)]])[0]
-    assert result.latency_ms == pytest.approx(np.percentile(np.concatenate([quiet, loaded, loaded]), 10))
-    assert result.raw_ms == pytest.approx(np.median(loaded)) and result.normalised_ms == 1.2 and result.rounds == 3
+    assert noise_floor([[1.0, 2.0]]) == {}
 
 
 def test_calibration_never_chooses_a_negative_cost_coefficient_but_per_layer():
@@ -124,7 +114,7 @@ def test_rescore_recomputes_predictions_against_the_stored_measurements(probed_t
 
     folder = copy_table(probed_table, tmp_path / "t")
     table = load_table(folder)
-    report, frame = validate(LatencyPredictor(table), FakeMeasurer(), probed_specs(), ValidationConfig(n=1, rounds=1))
+    report, frame = validate(LatencyPredictor(table), FakeMeasurer(), probed_specs(), ValidationConfig(n=1, pairs=2))
     write_report(folder, report, frame)
     table.manifest["calibration"]["32"] = {"features": ["sum_ms"], "coef": [2.0], "intercept_ms": 0.0, "n_specs": 0, "loo": {}}
     again, rescored = rescore(folder, LatencyPredictor(table))

@@ -112,7 +112,7 @@ def search_env(tmp_path):
     font cache and ONNX Runtime's device id are the only files libraries put under HOME)."""
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    return {**os.environ, "HOME": str(home), "MOBILENAS_CACHE_DIR": str(tmp_path / "cache")}
+    return {**os.environ, "HOME": str(home), "MOBILENAS_CACHE": str(tmp_path / "cache")}
 
 
 def search_command(out, table, *extra):

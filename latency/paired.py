@@ -1,0 +1,142 @@
+"""Paired timing: the one measurement primitive of MobileNAS.
+
+A machine's speed is not constant: turbo and thermal limits on laptops, neighbours on cloud
+VMs, phones that heat up. The same model timed in windows a second apart on an idle 2-core VM
+swung 1.7x, and no low percentile made one machine's absolute time repeatable. What holds is a
+*ratio* taken at fine granularity: the candidate timed alternating with a fixed reference model
+(A, B, B, A, A, B, ...), each pair's ratio B/A, and the median of those ratios. A slow moment
+hits both members of a pair alike and cancels. Milliseconds are that ratio times the
+reference's speed measured alongside (MnasNet section 3 times models on the target device; this
+is how to do it when the device does not hold still).
+
+The primitive is measurer-agnostic: a measurer with a ``runner(model, input_shape)`` (ONNX
+Runtime, torch eager) is alternated run by run; any other (a device command) is alternated call
+by call, each call a block of runs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy.stats import binom
+
+from latency.measurers import Measurer, ModelLike
+
+BlockRunner = Callable[[int], np.ndarray]
+"""``run(k)``: time ``k`` consecutive runs of one model, samples in ms."""
+CONFIDENCE = 0.95
+DEFAULT_PAIRS = 60
+
+
+@dataclass(frozen=True)
+class PairedRatio:
+    """A model's speed relative to a reference: ``ratio`` is the median of per-pair ratios
+    (model / reference), ``low``/``high`` its distribution-free confidence interval
+    (:data:`CONFIDENCE`), ``reference_ms`` the reference's median in the same session and
+    ``pairs`` the number of pairs behind it."""
+
+    ratio: float
+    low: float
+    high: float
+    reference_ms: float
+    pairs: int
+
+    @property
+    def latency_ms(self) -> float:
+        """The ratio in milliseconds at the speed the reference ran at in this session."""
+        return self.ratio * self.reference_ms
+
+    @property
+    def relative_halfwidth(self) -> float:
+        """Half the interval's width relative to the ratio (0.02 = +/-2%)."""
+        return (self.high - self.low) / (2 * self.ratio)
+
+    def in_units_of(self, reference_ms: float) -> float:
+        """The ratio in milliseconds at another speed of the reference (e.g. a table's baseline)."""
+        return self.ratio * reference_ms
+
+    def to_dict(self) -> dict[str, float]:
+        return {**asdict(self), "latency_ms": self.latency_ms}
+
+    def describe(self) -> str:
+        """``1.234x [1.210, 1.251]`` (ratio with its interval)."""
+        return f"{self.ratio:.3f}x [{self.low:.3f}, {self.high:.3f}]"
+
+
+def median_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Median of ``values`` and its distribution-free confidence interval: the order statistics
+    whose ranks bound the median with probability ``confidence`` (binomial(n, 1/2))."""
+    ordered = np.sort(np.asarray(values, dtype=float))
+    n = len(ordered)
+    if n == 0:
+        raise ValueError("no values: a median needs at least one")
+    lower = int(binom.ppf((1 - confidence) / 2, n, 0.5))
+    lower = min(max(lower - 1, 0), n - 1)
+    return float(np.median(ordered)), float(ordered[lower]), float(ordered[n - 1 - lower])
+
+
+def block_runner(measurer: Measurer, model: ModelLike, input_shape: tuple[int, ...], warmup: int = 5) -> BlockRunner:
+    """A warmed-up ``run(k)`` for ``model``: run by run where the measurer can hold a session
+    open (``runner``), else one ``measure`` call per block (its own repeats, e.g. a device)."""
+    make = getattr(measurer, "runner", None)
+    if make is None:
+        return lambda k: np.asarray(measurer.measure(model, input_shape), dtype=float)
+    runner = make(model, input_shape)
+    runner.run(0, warmup)
+    return lambda k: runner.run(k)
+
+
+def paired_ratios(run_model: BlockRunner, run_reference: BlockRunner, *, pairs: int = DEFAULT_PAIRS,
+                  block: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pair ratios model/reference over ``pairs`` pairs of ``block`` runs each, the order
+    alternating (AB, BA, ...) so a trend within a pair cancels; and every reference sample."""
+    if pairs < 1 or block < 1:
+        raise ValueError(f"pairs = {pairs!r}, block = {block!r} are not allowed; expected integers >= 1")
+    ratios, reference = np.empty(pairs), []
+    for i in range(pairs):
+        if i % 2 == 0:
+            ref, model = run_reference(block), run_model(block)
+        else:
+            model, ref = run_model(block), run_reference(block)
+        ratios[i] = float(np.median(model)) / float(np.median(ref))
+        reference.append(ref)
+    return ratios, np.concatenate(reference)
+
+
+def summarise(ratios: np.ndarray, reference_samples: np.ndarray) -> PairedRatio:
+    """:class:`PairedRatio` of per-pair ``ratios`` and the reference's samples (ms)."""
+    finite = ratios[np.isfinite(ratios) & (ratios > 0)]
+    if finite.size == 0:
+        raise ValueError("no usable pair: every per-pair ratio was zero, negative or not a number")
+    ratio, low, high = median_interval(finite)
+    return PairedRatio(ratio, low, high, float(np.median(reference_samples)), int(finite.size))
+
+
+def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequence[tuple[int, ...]],
+                   reference: ModelLike, reference_shape: tuple[int, ...], *, pairs: int = DEFAULT_PAIRS,
+                   block: int = 1, passes: int = 1) -> list[PairedRatio]:
+    """Each model's :class:`PairedRatio` to ``reference``, all through ``measurer``.
+
+    ``passes`` > 1 cycles over the models that many times (``pairs / passes`` pairs each time)
+    and pools the pairs, so a slow minute is spread over every model rather than falling on one.
+    """
+    if len(models) != len(shapes):
+        raise ValueError(f"{len(models)} models but {len(shapes)} input shapes")
+    ref_runner = block_runner(measurer, reference, reference_shape)
+    runners = [block_runner(measurer, model, shape) for model, shape in zip(models, shapes)]
+    per_pass = max(1, math.ceil(pairs / passes))
+    ratios: list[list[np.ndarray]] = [[] for _ in models]
+    refs: list[list[np.ndarray]] = [[] for _ in models]
+    for _ in range(passes):
+        for index, runner in enumerate(runners):
+            r, ref = paired_ratios(runner, ref_runner, pairs=per_pass, block=block)
+            ratios[index].append(r)
+            refs[index].append(ref)
+    return [summarise(np.concatenate(r), np.concatenate(f)) for r, f in zip(ratios, refs)]
+
+
+def ratio_of_ratios(a: PairedRatio, b: PairedRatio) -> float:
+    """``a / b`` for two ratios to the same reference (e.g. a model against a target model)."""
+    return a.ratio / b.ratio

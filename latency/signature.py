@@ -1,0 +1,49 @@
+"""A speed-free signature of a machine: paired ratios between fixed probe models.
+
+A machine running at another speed (a slow moment, a throttled clock, a neighbour on the VM)
+runs every model slower alike; paired ratios between models barely move (MobileNetV3-Large over
+-Small repeated within 3% in most probes on a VM whose absolute speed swung 1.7x). Other
+hardware or another runtime changes them: the probes differ in what bounds them (MobileNetV3-
+Large's wide squeeze-excite and hard-swish stages, MobileNetV2's wide ReLU6 expansions without
+SE), so cache sizes, vector units and kernels weigh differently on each. A table records its
+signature at build; opening it compares (MobileNetV3 section 4: a table is only valid for the
+hardware it was measured on).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+from latency.endtoend import cached_model, measure_specs
+from latency.measurers import Measurer
+from latency.paired import PairedRatio
+from search_spaces.reference import reference_spec
+from search_spaces.spec import ArchSpec
+
+PROBES = ("mobilenetv3-large", "mobilenetv2")
+SIGNATURE_PAIRS = 24
+
+
+def probe_specs(like: ArchSpec) -> dict[str, ArchSpec]:
+    """The :data:`PROBES` at ``like``'s input shape and class count."""
+    return {name: reference_spec(name, resolution=like.resolution, num_classes=like.num_classes,
+                                 in_channels=like.in_channels) for name in PROBES}
+
+
+def measure_signature(measurer: Measurer, reference: ArchSpec, *, pairs: int = SIGNATURE_PAIRS
+                      ) -> tuple[dict[str, float], float]:
+    """Each probe's paired ratio to ``reference`` and the reference's median (ms) meanwhile."""
+    probes = probe_specs(reference)
+    models = [cached_model(measurer, spec) for spec in probes.values()]
+    results: list[PairedRatio] = measure_specs(measurer, list(probes.values()), reference, pairs=pairs, models=models)
+    reference_ms = float(sorted(r.reference_ms for r in results)[len(results) // 2])
+    return {name: r.ratio for name, r in zip(probes, results)}, reference_ms
+
+
+def signature_error(recorded: Mapping[str, float], measured: Mapping[str, float]) -> float:
+    """The largest relative difference between a recorded and a measured probe ratio
+    (0.05 = 5%), over the probes both hold; 0 when they share none."""
+    shared = [name for name in recorded if name in measured]
+    if not shared:
+        return 0.0
+    return max(math.exp(abs(math.log(measured[n] / recorded[n]))) - 1 for n in shared)

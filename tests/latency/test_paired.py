@@ -1,0 +1,78 @@
+"""Paired timing (latency.paired): a ratio to a reference that a changing machine speed cancels."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from latency.paired import PairedRatio, block_runner, measure_paired, median_interval, paired_ratios, summarise
+from tests.latency.fakes import FakeMeasurer
+
+
+class SwingingMachine:
+    """A machine whose speed jumps at random between calls (1x to 2x slower), as a noisy VM does;
+    a model's run costs ``work`` units times the speed of that moment."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.speed = 1.0
+
+    def runner(self, work: float):
+        def run(k: int) -> np.ndarray:
+            if self.rng.random() < 0.3:  # a new moment: the speed moves
+                self.speed = self.rng.uniform(1.0, 2.0)
+            return np.full(k, work * self.speed) * self.rng.uniform(0.99, 1.01, k)
+        return run
+
+
+def test_paired_ratio_holds_while_the_machine_speed_swings():
+    machine = SwingingMachine(seed=3)
+    model, reference = machine.runner(3.0), machine.runner(1.0)
+    ratios, reference_samples = paired_ratios(model, reference, pairs=200)
+    result = summarise(ratios, reference_samples)
+    assert result.ratio == pytest.approx(3.0, rel=0.02) and result.low <= result.ratio <= result.high
+    unpaired = np.median([np.median(model(1)) for _ in range(200)]) / np.median([np.median(reference(1)) for _ in range(200)])
+    assert np.ptp(reference_samples) > 0.5  # the speed did swing
+    assert abs(result.ratio - 3.0) < abs(unpaired - 3.0) or abs(unpaired - 3.0) < 0.06
+
+
+def test_pairs_alternate_order_and_count_every_reference_run():
+    calls = []
+    model = lambda k: (calls.append("m"), np.ones(k) * 2)[1]  # noqa: E731
+    reference = lambda k: (calls.append("r"), np.ones(k))[1]  # noqa: E731
+    ratios, samples = paired_ratios(model, reference, pairs=4, block=3)
+    assert "".join(calls) == "rmmrrmmr" and ratios.tolist() == [2.0] * 4 and samples.size == 12
+
+
+def test_median_interval_brackets_the_median_and_narrows_with_more_values():
+    rng = np.random.default_rng(0)
+    few, many = rng.normal(1, 0.1, 20), rng.normal(1, 0.1, 2000)
+    for values in (few, many):
+        median, low, high = median_interval(values)
+        assert low <= median <= high and median == pytest.approx(np.median(values))
+    assert np.subtract(*median_interval(many)[2:0:-1]) < np.subtract(*median_interval(few)[2:0:-1])
+    assert median_interval([5.0]) == (5.0, 5.0, 5.0)
+    with pytest.raises(ValueError, match="no values"):
+        median_interval([])
+
+
+def test_summarise_drops_unusable_pairs_and_refuses_all_unusable():
+    result = summarise(np.array([2.0, np.nan, 2.0, 0.0, 2.0]), np.array([1.0, 1.0]))
+    assert result.pairs == 3 and result.ratio == 2.0 and result.latency_ms == 2.0
+    assert result.in_units_of(0.5) == 1.0 and "2.000x" in result.describe()
+    with pytest.raises(ValueError, match="no usable pair"):
+        summarise(np.array([np.nan, -1.0]), np.array([1.0]))
+
+
+def test_a_measurer_without_runner_is_paired_call_by_call():
+    measurer = FakeMeasurer(repeats=3)
+    run = block_runner(measurer, b"x" * 1000, (1, 8, 8))
+    assert run(1).shape == (3,) and measurer.calls == 1  # a device call is one block of its own repeats
+
+
+def test_measure_paired_checks_its_inputs_and_reports_json_safe_figures():
+    with pytest.raises(ValueError, match="2 models but 1 input shapes"):
+        measure_paired(FakeMeasurer(), [b"a", b"b"], [(1, 8, 8)], b"r", (1, 8, 8))
+    with pytest.raises(ValueError, match="pairs = 0"):
+        paired_ratios(lambda k: np.ones(k), lambda k: np.ones(k), pairs=0)
+    figures = PairedRatio(1.5, 1.4, 1.6, 2.0, 10).to_dict()
+    assert figures["latency_ms"] == 3.0 and figures["pairs"] == 10
