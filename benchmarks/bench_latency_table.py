@@ -47,9 +47,7 @@ def build_and_validate(table: Path, resolution: int, args: argparse.Namespace, e
         run(["latency", "validate", str(table), "--rescore"])
         entry["validation"] = json.loads((table / "validation.json").read_text())
     elif not args.skip_validate:
-        # same machine, just built: a wider drift tolerance so that load from other jobs does not stop the
-        # run; the probe's reading is recorded in validation.json ("drift")
-        run(["-v", "latency", "validate", str(table), "-n", str(args.n), "--rounds", str(args.rounds), "--quiet",
+        run(["-v", "latency", "validate", str(table), "-n", str(args.n), "--pairs", str(args.pairs), "--quiet",
              "--drift-tolerance", str(args.drift_tolerance)])
         entry["validation"] = json.loads((table / "validation.json").read_text())
     return entry
@@ -70,7 +68,7 @@ def main() -> None:
     parser.add_argument("--out", default="results/latency")
     parser.add_argument("-n", type=int, default=100, help="validation specs per resolution")
     parser.add_argument("--calibration-specs", type=int, default=60)
-    parser.add_argument("--rounds", type=int, default=3, help="validation sweeps per pass (2 passes)")
+    parser.add_argument("--pairs", type=int, default=24, help="validation pairs per spec and pass (2 passes)")
     parser.add_argument("--drift-tolerance", type=float, default=0.5)
     parser.add_argument("--int8", action="store_true", help="also the int8 (QDQ) table at 32x32 and compare it with float")
     parser.add_argument("--skip-validate", action="store_true")

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from latency.calibration import fit_calibration, spec_features
+from latency.doctor import quick_doctor
 from latency.drift import record_signature
 from latency.endtoend import cached_model, measure_specs, spec_input_shape
 from latency.fingerprint import device_fingerprint
@@ -64,7 +65,7 @@ class BuildConfig:
     # before paired timing record False and keep raw entries
     normalise_entries: bool = True
     reference_block: int = 5  # reference runs before and after each key
-    calibration_pairs: int = 40  # run-by-run pairs per calibration spec
+    calibration_pairs: int = 24  # pairs of 3-run blocks per calibration spec (latency.paired)
 
     def __post_init__(self) -> None:
         for name in ("batch_keys", "max_passes", "calibration_group", "calibration_rounds", "reference_block",
@@ -180,11 +181,12 @@ class TableBuilder:
             write_json(self.folder / MANIFEST_FILE, self.manifest)
 
     def _reference_block(self) -> float:
-        """The reference's median over one short block of runs (ms)."""
+        """The reference's fastest run of one short block (ms; a preempted run is dropped, as in
+        :mod:`latency.paired`)."""
         if self._run_reference is None:
             model = cached_model(self.measurer, self.reference_spec)
             self._run_reference = block_runner(self.measurer, model, spec_input_shape(self.reference_spec))
-        value = float(np.median(self._run_reference(self.config.reference_block)))
+        value = float(np.min(self._run_reference(self.config.reference_block)))
         self.history_ms.append(value)
         return value
 
@@ -297,6 +299,7 @@ class TableBuilder:
         self.manifest["entries"] = len(table)
         if self.manifest.get("build", {}).get("timing") == "paired" and "signature" not in self.manifest:
             self.manifest["signature"] = record_signature(self.measurer, self.reference_spec)
+            self.manifest["doctor"] = quick_doctor(self.measurer, self.reference_spec)
         timings = self.manifest.setdefault("build_timings", {})
         timings.update(layers_count=len(table), calibration_count=len(calib))  # a kill between append and record
         write_json(self.folder / MANIFEST_FILE, self.manifest)

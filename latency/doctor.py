@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from latency.endtoend import cached_model, spec_input_shape
 from latency.measurers import Measurer, OrtMeasurer, OrtSettings
 from latency.paired import block_runner, paired_ratios, summarise
 from search_spaces.reference import reference_spec
+from search_spaces.spec import ArchSpec
 
 QUIET_SWING = 1.10
 STEADY_PAIRED = 1.10
@@ -34,7 +35,7 @@ class DoctorConfig:
     runs: int = 30
     gap_s: float = 0.25
     probes: int = 10
-    pairs: int = 40
+    pairs: int = 24
     resolution: int = 224
     in_channels: int = 3
     num_classes: int = 1000
@@ -49,8 +50,15 @@ class DoctorConfig:
             raise ValueError(f"doctor.gap_s = {self.gap_s!r} is not allowed; expected 0 to 10 seconds")
 
 
-QUICK = DoctorConfig(windows=8, runs=20, gap_s=0.1, probes=5, pairs=30, resolution=32, in_channels=1, num_classes=10)
+QUICK = DoctorConfig(windows=6, runs=20, gap_s=0.05, probes=4, pairs=20, resolution=32, in_channels=1, num_classes=10)
 """A few seconds' check recorded in table and run manifests."""
+
+
+def quick_doctor(measurer: Measurer, like: ArchSpec) -> dict:
+    """:data:`QUICK` at ``like``'s input shape through ``measurer``, as a manifest records it."""
+    config = replace(QUICK, resolution=like.resolution, in_channels=like.in_channels, num_classes=like.num_classes)
+    report = run_doctor(config, measurer)
+    return {k: v for k, v in report.to_dict().items() if k not in ("window_medians_ms", "paired_ratios")}
 
 
 @dataclass(frozen=True)

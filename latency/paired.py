@@ -4,8 +4,11 @@ A machine's speed is not constant: turbo and thermal limits on laptops, neighbou
 VMs, phones that heat up. The same model timed in windows a second apart on an idle 2-core VM
 swung 1.7x, and no low percentile made one machine's absolute time repeatable. What holds is a
 *ratio* taken at fine granularity: the candidate timed alternating with a fixed reference model
-(A, B, B, A, A, B, ...), each pair's ratio B/A, and the median of those ratios. A slow moment
-hits both members of a pair alike and cancels. Milliseconds are that ratio times the
+in blocks of a few runs (A A A, B B B, B B B, A A A, ...), each pair's ratio the fastest run of
+the B block over the fastest of the A block, and the median of those ratios. A slow moment hits
+both members of a pair alike and cancels; the fastest run of a block drops the runs that the
+scheduler preempted (with other processes on the same cores, run-by-run ratios of single runs
+swung 0.7x-3.8x while block minima held within 2%). Milliseconds are that ratio times the
 reference's speed measured alongside (MnasNet section 3 times models on the target device; this
 is how to do it when the device does not hold still).
 
@@ -27,15 +30,16 @@ from latency.measurers import Measurer, ModelLike
 BlockRunner = Callable[[int], np.ndarray]
 """``run(k)``: time ``k`` consecutive runs of one model, samples in ms."""
 CONFIDENCE = 0.95
-DEFAULT_PAIRS = 60
+DEFAULT_PAIRS = 24
+DEFAULT_BLOCK = 3
 
 
 @dataclass(frozen=True)
 class PairedRatio:
     """A model's speed relative to a reference: ``ratio`` is the median of per-pair ratios
     (model / reference), ``low``/``high`` its distribution-free confidence interval
-    (:data:`CONFIDENCE`), ``reference_ms`` the reference's median in the same session and
-    ``pairs`` the number of pairs behind it."""
+    (:data:`CONFIDENCE`), ``reference_ms`` the median of the reference's block minima in the same
+    session and ``pairs`` the number of pairs behind it."""
 
     ratio: float
     low: float
@@ -89,9 +93,10 @@ def block_runner(measurer: Measurer, model: ModelLike, input_shape: tuple[int, .
 
 
 def paired_ratios(run_model: BlockRunner, run_reference: BlockRunner, *, pairs: int = DEFAULT_PAIRS,
-                  block: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pair ratios model/reference over ``pairs`` pairs of ``block`` runs each, the order
-    alternating (AB, BA, ...) so a trend within a pair cancels; and every reference sample."""
+                  block: int = DEFAULT_BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pair ratios model/reference over ``pairs`` pairs of ``block`` runs each (the fastest
+    run of each block), the order alternating (AB, BA, ...) so a trend within a pair cancels;
+    and the reference's block minima (ms)."""
     if pairs < 1 or block < 1:
         raise ValueError(f"pairs = {pairs!r}, block = {block!r} are not allowed; expected integers >= 1")
     ratios, reference = np.empty(pairs), []
@@ -100,9 +105,9 @@ def paired_ratios(run_model: BlockRunner, run_reference: BlockRunner, *, pairs: 
             ref, model = run_reference(block), run_model(block)
         else:
             model, ref = run_model(block), run_reference(block)
-        ratios[i] = float(np.median(model)) / float(np.median(ref))
-        reference.append(ref)
-    return ratios, np.concatenate(reference)
+        ratios[i] = float(np.min(model)) / float(np.min(ref))
+        reference.append(float(np.min(ref)))
+    return ratios, np.asarray(reference)
 
 
 def summarise(ratios: np.ndarray, reference_samples: np.ndarray) -> PairedRatio:
@@ -116,7 +121,7 @@ def summarise(ratios: np.ndarray, reference_samples: np.ndarray) -> PairedRatio:
 
 def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequence[tuple[int, ...]],
                    reference: ModelLike, reference_shape: tuple[int, ...], *, pairs: int = DEFAULT_PAIRS,
-                   block: int = 1, passes: int = 1) -> list[PairedRatio]:
+                   block: int = DEFAULT_BLOCK, passes: int = 1) -> list[PairedRatio]:
     """Each model's :class:`PairedRatio` to ``reference``, all through ``measurer``.
 
     ``passes`` > 1 cycles over the models that many times (``pairs / passes`` pairs each time)

@@ -39,7 +39,7 @@ class ValidationConfig:
 
     n: int = 100
     seed: int = 1
-    pairs: int = 40
+    pairs: int = 24
     passes: int = 2
 
     def __post_init__(self) -> None:

@@ -3,6 +3,7 @@ NetAdapt, full training, references, measurement, export, report; see mobilenas.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -37,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table", default=None, metavar="DIR", help="latency table folder (default: create or reuse one)")
     drift = p.add_mutually_exclusive_group()
-    drift.add_argument("--rescale", action="store_true", help="scale a drifted table by the measured ratio")
-    drift.add_argument("--force", action="store_true", help="use a drifted table as it is")
+    drift.add_argument("--rescale", action="store_true", help="a table from other hardware: scale it by the speed measured here (also with --resume)")
+    drift.add_argument("--force", action="store_true", help="use a table from other hardware as it is (also with --resume)")
     p.add_argument("--address", default=None, help="join this Ray cluster (host:port or auto) instead of starting one")
     p.add_argument("--workers", type=int, default=2, help="parallel trials / proposals (default 2, one CPU each)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for the final trainings (default 2)")
@@ -76,7 +77,7 @@ def _given_with_resume(args: argparse.Namespace) -> list[str]:
     defaults = {"data": DEFAULT_SEARCH_DATA, "target_ms": None, "target_like": None, "target_width": 1.0,
                 "target_scale": 1.0,
                 "budget": "small", "strategy": "rl", "space": "mnasnet-small", "w": -0.15, "seed": 0, "table": None, "address": None, "workers": 2,
-                "threads": 2, "rescale": False, "force": False}
+                "threads": 2}
     return [f"--{k.replace('_', '-')}" for k, v in defaults.items() if getattr(args, k) != v]
 
 
@@ -87,7 +88,11 @@ def _open(args: argparse.Namespace) -> tuple[RunFolder, PipelineConfig]:
             raise ValueError(f"--resume continues the run with its recorded settings; drop {', '.join(given)}")
         folder = RunFolder.open(args.resume, job="run")
         folder.check_resumable()
-        return folder, PipelineConfig.from_dict(folder.manifest["config"])
+        config = PipelineConfig.from_dict(folder.manifest["config"])
+        if args.rescale or args.force:  # how to open a table from other hardware: the user's call, also on resume
+            config = dataclasses.replace(config, on_drift="rescale" if args.rescale else "force")
+            _say(f"resuming with on_drift={config.on_drift} (recorded: {folder.manifest['config'].get('on_drift')})")
+        return folder, config
     config = config_from_args(args)
     slug = f"run-{config.budget}-{config.data.split(':')[0]}"
     return RunFolder.create(args.out, job="run", slug=slug, seed=config.seed, config=config.to_dict()), config

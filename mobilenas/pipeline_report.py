@@ -80,11 +80,14 @@ def _netadapt_section(p: Pipeline) -> Section:
     section = Section("NetAdapt trajectory")
     rounds = result.get("latency_rounds", [])
     if rounds:
-        section.paragraphs.append("First table: each NetAdapt round's final model measured end to end against "
-                                  "the latency budget (a further round starts from it while it is over budget). "
-                                  "Second table: the last round's iterations.")
-        section.tables.append(pd.DataFrame(rounds)[["round", "target_ms", "predicted_ms", "final_ms", "budget_ms",
-                                                    "ratio"]])
+        section.paragraphs.append("First table: each NetAdapt round's final model measured end to end, paired "
+                                  "run by run with the budget's model: the ratio to the budget with its 95% "
+                                  "interval (a further round starts from it only while the whole interval lies "
+                                  "above 1). Second table: the last round's iterations.")
+        frame = pd.DataFrame(rounds)
+        columns = [c for c in ("round", "target_ms", "predicted_ms", "final_ms", "budget_ms", "ratio", "ratio_low",
+                               "ratio_high") if c in frame.columns]
+        section.tables.append(frame[columns])
     if result.get("skipped"):
         section.paragraphs.append(f"The last round had nothing to adapt: its start model was already at "
                                   f"{result['predicted_latency_ms']:.4f} ms (predicted), at or below the target.")
@@ -108,16 +111,37 @@ def _latency_section(p: Pipeline) -> Section:
     table = p.result("table")
     record = table["record"]
     section = Section("Latency table")
-    section.paragraphs += [table["message"],
-                           f"{record['entries']} layer entries; drift probe: {json.dumps(record.get('drift'))}."]
+    section.paragraphs += [table["message"], f"{record['entries']} layer entries; {_drift_sentence(record.get('drift'))}."]
+    doctor = record.get("doctor")
+    if doctor:
+        section.paragraphs.append(
+            f"Timing on this machine ({doctor['verdict']}): one model's window medians swung {doctor['swing']:.2f}x "
+            f"(max/min) while repeated paired ratios stayed within {doctor['paired_spread']:.3f}x; every latency "
+            "decision of this run rests on paired ratios.")
     validation = record.get("validation")
     section.paragraphs.append("Validation: " + (json.dumps(validation) if validation else
                                                 "this table has not been validated (mobilenas latency validate)."))
     if table.get("target_like"):
-        section.paragraphs.append(f"Target {table['target_ms']:.4f} ms from {table['target_like']}'s measured "
-                                  f"latency ({json.dumps(table['target_like_measured'])}); "
-                                  f"the table predicts {table['target_like_predicted_ms']:.4f} ms for it.")
+        measured = table["target_like_measured"]
+        if "ratio" in measured and "low" in measured:
+            how = (f"paired with the table's reference: {measured['ratio']:.3f}x [{measured['low']:.3f}, "
+                   f"{measured['high']:.3f}], {measured['latency_ms']:.4f} ms at that moment's speed")
+        else:
+            how = json.dumps(measured)
+        section.paragraphs.append(f"Target {table['target_ms']:.4f} ms (table units) from {table['target_like']}'s "
+                                  f"measured latency ({how}); the table predicts {table['target_like_predicted_ms']:.4f} "
+                                  "ms for it.")
     return section
+
+
+def _drift_sentence(drift: dict | None) -> str:
+    """The table check as a sentence (older runs recorded other fields: shown as they are)."""
+    if not drift or "speed_factor" not in drift:
+        return f"drift probe: {json.dumps(drift)}"
+    signature = ("no signature recorded" if drift.get("signature_error") is None
+                 else f"signature within {drift['signature_error']:.1%} of the build's")
+    return (f"this machine ran at {drift['speed_factor']:.2f}x the build's speed when the table was opened; "
+            f"{signature}; action: {drift['action']}")
 
 
 def write_pipeline_report(p: Pipeline) -> tuple[Path, Path]:

@@ -9,6 +9,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from latency.doctor import quick_doctor
+from latency.registry import measurer_from_recorded
 from mobilenas.model_stage import load_trained, measure_side_by_side, train_to_folder
 from mobilenas.pipeline import Pipeline, StageFailed, StageStopped, child_run
 from mobilenas.pipeline_netadapt import stage_netadapt  # noqa: F401  (looked up by name)
@@ -44,6 +46,10 @@ def stage_table(p: Pipeline) -> dict[str, Any]:
     p.say(message)
     predictor, record = open_pricing(folder, on_drift=p.config.on_drift)
     p.say(f"latency table: {record['entries']} layers; drift probe: {predictor.drift.describe()}")
+    manifest = predictor.table.manifest
+    record["doctor"] = quick_doctor(measurer_from_recorded(manifest["measurer"]), parse_spec(manifest["reference"]["spec"]))
+    p.say(f"timing on this machine: {record['doctor']['verdict']} (speed swing {record['doctor']['swing']:.2f}x, "
+          f"paired ratios repeat within {record['doctor']['paired_spread']:.3f}x)")
     result = {"folder": str(folder), "message": message, "record": record, "target_ms": p.config.target_ms}
     if p.config.target_like is not None:
         spec = adapted(p.config.target_like, p.config.target_width, data)

@@ -27,7 +27,7 @@ class SwingingMachine:
 def test_paired_ratio_holds_while_the_machine_speed_swings():
     machine = SwingingMachine(seed=3)
     model, reference = machine.runner(3.0), machine.runner(1.0)
-    ratios, reference_samples = paired_ratios(model, reference, pairs=200)
+    ratios, reference_samples = paired_ratios(model, reference, pairs=200, block=1)
     result = summarise(ratios, reference_samples)
     assert result.ratio == pytest.approx(3.0, rel=0.02) and result.low <= result.ratio <= result.high
     unpaired = np.median([np.median(model(1)) for _ in range(200)]) / np.median([np.median(reference(1)) for _ in range(200)])
@@ -40,7 +40,15 @@ def test_pairs_alternate_order_and_count_every_reference_run():
     model = lambda k: (calls.append("m"), np.ones(k) * 2)[1]  # noqa: E731
     reference = lambda k: (calls.append("r"), np.ones(k))[1]  # noqa: E731
     ratios, samples = paired_ratios(model, reference, pairs=4, block=3)
-    assert "".join(calls) == "rmmrrmmr" and ratios.tolist() == [2.0] * 4 and samples.size == 12
+    assert "".join(calls) == "rmmrrmmr" and ratios.tolist() == [2.0] * 4 and samples.size == 4
+
+
+def test_a_preempted_run_in_a_block_does_not_move_the_ratio():
+    slow = iter(range(10**6))
+    model = lambda k: np.array([2.0] * (k - 1) + [50.0 if next(slow) % 2 else 2.0])  # noqa: E731
+    reference = lambda k: np.array([1.0] * k)  # noqa: E731
+    ratios, _ = paired_ratios(model, reference, pairs=10, block=3)
+    assert ratios.tolist() == [2.0] * 10
 
 
 def test_median_interval_brackets_the_median_and_narrows_with_more_values():
