@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("mobilenas", "nas", "netadapt", "latency", "training", "search_spaces", "storage")
+PACKAGES = ("mobilenas", "pipeline", "nas", "netadapt", "latency", "training", "search_spaces", "storage")
 ALLOWED = {
-    "mobilenas": {"nas", "netadapt", "latency", "training", "search_spaces", "mobilenas", "storage"},
+    "mobilenas": {"pipeline", "nas", "netadapt", "latency", "training", "search_spaces", "mobilenas", "storage"},
+    "pipeline": {"pipeline", "nas", "netadapt", "latency", "training", "search_spaces", "storage"},
     "nas": {"latency", "training", "search_spaces", "nas", "storage"},
     "netadapt": {"latency", "training", "search_spaces", "netadapt", "storage"},
     "latency": {"search_spaces", "latency", "storage"},

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def toy(monkeypatch):
     monkeypatch.setattr("mobilenas.cli_netadapt.open_predictor", netadapt_toy.toy_open_predictor)
-    monkeypatch.setattr("mobilenas.netadapt_job.open_predictor", netadapt_toy.toy_open_predictor)
+    monkeypatch.setattr("netadapt.job.open_predictor", netadapt_toy.toy_open_predictor)
 
 
 def _spec32():
