@@ -71,7 +71,7 @@ def from_spec(text: str, data: str | None) -> dict[str, Any]:
 
 
 def compare_frame(rows: list[dict[str, Any]], rounds: int) -> pd.DataFrame:
-    from pipeline.models import measure_side_by_side
+    from pipeline.measure import measure_side_by_side
     from search_spaces.counting import spec_cost
 
     specs: list[ArchSpec] = [parse_spec(r["arch"]) for r in rows]

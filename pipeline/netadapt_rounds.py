@@ -16,12 +16,12 @@ from typing import Any
 from latency.lazy import LazyPredictor
 from netadapt.job import JobSetup, check_target, execute, read_setup
 from netadapt.loop import NetAdaptConfig
-from pipeline.models import measure_side_by_side
-from pipeline.runner import Pipeline, StageStopped, child_run
+from pipeline.measure import measure_side_by_side
+from pipeline.runner import Pipeline, StageStopped
 from search_spaces.encoding import parse_spec
 from search_spaces.resolve import resolve_spec
 from search_spaces.spec import ArchSpec
-from storage.runfolder import RunFolder, RunStatus
+from storage.runfolder import RunFolder, RunStatus, child_run
 from storage.statefiles import read_json, write_json
 
 MAX_ROUNDS = 3

@@ -12,10 +12,11 @@ import pandas as pd
 
 from pipeline.netadapt_rounds import round_folder
 from pipeline.report_format import Section, write_report
-from pipeline.runner import Pipeline, child_run
+from pipeline.runner import Pipeline
 from search_spaces.counting import spec_cost
 from search_spaces.encoding import parse_spec
 from search_spaces.paper_table import COLUMNS, table_rows
+from storage.runfolder import child_run
 
 FIGURE = "accuracy_latency.png"
 

@@ -118,13 +118,3 @@ class Pipeline:
     def check_stop(self) -> None:
         if self.stop():
             raise StageStopped()
-
-
-def child_run(parent: Path, job: str) -> RunFolder | None:
-    """The one run folder of ``job`` a stage created under ``parent``, if any."""
-    if not parent.is_dir():
-        return None
-    found = sorted(p for p in parent.iterdir() if (p / "manifest.json").is_file())
-    if len(found) > 1:
-        raise StageFailed(f"{parent} holds {len(found)} run folders; expected one (remove the extra ones)")
-    return RunFolder.open(found[0], job=job) if found else None

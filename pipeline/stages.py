@@ -3,6 +3,7 @@ result recorded in the manifest), and :data:`RECIPE`, the list the runner is han
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -13,10 +14,10 @@ from nas.job import SearchJob
 from nas.pricing import PricedShape, open_pricing, prepare_table
 from nas.search import SearchConfig
 from pipeline.config import PipelineConfig
-from pipeline.models import load_trained, measure_side_by_side, train_to_folder
+from pipeline.measure import measure_side_by_side
 from pipeline.netadapt_rounds import stage_netadapt
 from pipeline.report import write_pipeline_report
-from pipeline.runner import Pipeline, Stage, StageFailed, StageStopped, child_run
+from pipeline.runner import Pipeline, Stage, StageFailed, StageStopped
 from search_spaces.counting import spec_cost
 from search_spaces.encoding import parse_spec, spec_to_dict
 from search_spaces.onnx_export import export_module_onnx
@@ -24,10 +25,11 @@ from search_spaces.paper_table import render_markdown
 from search_spaces.resolve import resolve_spec
 from search_spaces.spec import ArchSpec
 from search_spaces.timm_arch import to_arch_def
-from storage.runfolder import RunFolder, RunStatus
-from storage.statefiles import write_json, write_text_atomic
+from storage.runfolder import RunFolder, RunStatus, child_run
+from storage.statefiles import read_json, write_json, write_text_atomic
 from training.config import TrainConfig
 from training.datasets import Dataset, default_resolution, load_dataset
+from training.job import WEIGHTS, load_trained, train_in
 
 
 def data_of(run: Pipeline) -> Dataset:
@@ -92,10 +94,27 @@ def final_recipe(run: Pipeline) -> TrainConfig:
 
 
 def _train(run: Pipeline, folder_name: str, spec: ArchSpec, data: Dataset) -> dict[str, Any]:
-    result = train_to_folder(run.path / folder_name, spec, data, final_recipe(run), run.stop)
+    """A ``train`` run folder under ``folder_name`` (created, resumed or read back when finished)."""
+    parent = run.path / folder_name
+    earlier = _earlier_training(parent)
+    if earlier is not None:
+        return earlier
+    result = train_in(parent, spec, data, final_recipe(run), spec_name=Path(folder_name).name,
+                      data_name=run.config.data, split_seed=0, should_stop=run.stop)
     if result is None:
         raise StageStopped()
     return result
+
+
+def _earlier_training(folder: Path) -> dict[str, Any] | None:
+    """A model an earlier version trained straight into ``folder`` (``result.json`` + ``model.pt``,
+    no run folder): its result when finished; an unfinished one is refused with one line."""
+    if (folder / "result.json").is_file():
+        return read_json(folder / "result.json", fields={"arch": str, "top1": float}, what="training result")
+    if (folder / "checkpoint.pt").is_file():
+        raise StageFailed(f"{folder} holds an unfinished training of an earlier mobilenas version (checkpoint.pt "
+                          f"without a run folder); remove {folder} to train that model again")
+    return None
 
 
 def stage_final(run: Pipeline) -> dict[str, Any]:
@@ -131,7 +150,8 @@ def stage_export(run: Pipeline) -> dict[str, Any]:
     out = run.path / "export"
     out.mkdir(exist_ok=True)
     spec = parse_spec(run.result("final")["arch"])
-    model = load_trained(run.path / "final", spec)
+    trained = Path(run.result("final").get("run_dir", run.path / "final"))  # no run_dir: an earlier version's folder
+    model = load_trained(trained, spec)
     write_json(out / "final.json", spec_to_dict(spec))
     write_text_atomic(out / "final.md", render_markdown(spec, classes_label=str(spec.num_classes)))
     try:
@@ -141,7 +161,7 @@ def stage_export(run: Pipeline) -> dict[str, Any]:
     write_json(out / "final_timm.json", timm)
     shape = (1, spec.in_channels, spec.resolution, spec.resolution)
     export_module_onnx(model, shape, out / "final.onnx")
-    shutil.copyfile(run.path / "final" / "model.pt", out / "final.pt")
+    shutil.copyfile(trained / WEIGHTS, out / "final.pt")
     return {"folder": str(out), "onnx_max_abs_diff": _check_onnx(model, out / "final.onnx", data_of(run)),
             "timm": "written" if timm["arch_def"] is not None else f"not expressible: {timm['why_not']}"}
 

@@ -8,7 +8,7 @@ import pytest
 from mobilenas.cli import main
 from pipeline.config import PipelineConfig
 from pipeline.report_format import Section, write_report
-from pipeline.runner import Pipeline, Stage, StageFailed, StageStopped, child_run
+from pipeline.runner import Pipeline, Stage, StageFailed, StageStopped
 from pipeline.stages import RECIPE, STAGES
 from storage.runfolder import RunFolder, RunStatus
 
@@ -83,15 +83,6 @@ def test_result_of_an_unfinished_stage_is_refused(tmp_path):
     folder = RunFolder.create(tmp_path, job="run", slug="t", seed=0, config=config.to_dict())
     with pytest.raises(StageFailed, match="stage 'search' has not finished"):
         fake_pipeline(folder, config, []).result("search")
-
-
-def test_child_run_finds_one_folder_and_refuses_two(tmp_path):
-    assert child_run(tmp_path / "search", "search") is None
-    RunFolder.create(tmp_path / "search", job="search", slug="a", seed=0, config={})
-    assert child_run(tmp_path / "search", "search").manifest["job"] == "search"
-    RunFolder.create(tmp_path / "search", job="search", slug="b", seed=0, config={})
-    with pytest.raises(StageFailed, match="holds 2 run folders"):
-        child_run(tmp_path / "search", "search")
 
 
 def test_report_html_is_self_contained(tmp_path):
@@ -200,3 +191,18 @@ def test_ctrl_c_in_the_search_stops_the_run_and_resume_finishes_it(tmp_path, cap
     assert len(final) == 4 and final["spec"].is_unique
     assert final["spec"].head(len(kept)).tolist() == kept["spec"].tolist()
     assert RunFolder.open(run_dir, job="run").status is RunStatus.FINISHED
+
+
+def test_a_model_trained_by_an_earlier_version_is_kept_or_refused_in_one_line(tmp_path):
+    """Earlier versions trained final and reference models straight into the stage's folder."""
+    from pipeline.stages import _earlier_training
+
+    old = tmp_path / "final"
+    old.mkdir()
+    assert _earlier_training(old) is None
+    (old / "checkpoint.pt").write_bytes(b"partial")
+    with pytest.raises(StageFailed, match="unfinished training of an earlier mobilenas version") as info:
+        _earlier_training(old)
+    assert "\n" not in str(info.value)
+    (old / "result.json").write_text(json.dumps({"arch": "a", "top1": 0.5}))
+    assert _earlier_training(old) == {"arch": "a", "top1": 0.5}
