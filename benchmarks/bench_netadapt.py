@@ -32,14 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from latency.lazy import LazyPredictor  # noqa: E402
-from mobilenas.netadapt_job import default_table_folder  # noqa: E402
-from mobilenas.spec_args import resolve_spec  # noqa: E402
+from netadapt.floor import floor_spec  # noqa: E402
+from netadapt.job import default_table_folder, open_predictor  # noqa: E402
 from netadapt.report import chosen_rows, end_to_end_ms, plot_trajectories  # noqa: E402
 from search_spaces.builder import build_model  # noqa: E402
+from search_spaces.resolve import resolve_spec  # noqa: E402
 from search_spaces.spec import ArchSpec, scale_width  # noqa: E402
 from storage.statefiles import read_json, write_json  # noqa: E402
-from mobilenas.netadapt_job import open_predictor  # noqa: E402
-from netadapt.floor import floor_spec  # noqa: E402
 from training.datasets import load_dataset  # noqa: E402
 from training.evaluate import FINETUNE_CONFIG  # noqa: E402
 

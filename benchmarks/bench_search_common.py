@@ -6,7 +6,6 @@ Working state lives in ``results/runs/bench-search/`` (git-ignored); figures in 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -94,10 +93,10 @@ def _result(run_dir: Path, state: dict) -> dict:
 
 
 def write_json(path: Path, data: dict) -> None:
+    from storage.statefiles import write_text_atomic
+
     RESULTS.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(".tmp")
-    temp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(temp, path)
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def sampled_latencies(n: int = 30, seed: int = 123) -> list[float]:

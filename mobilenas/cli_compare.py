@@ -1,5 +1,6 @@
 """``mobilenas compare RUN_DIR|SPEC ...``: accuracy, measured latency, params and MAdds side by
-side. Latencies are measured here and now, in interleaved rounds, so that they compare; the
+side. Latencies are measured here and now, each paired with the same reference model (MobileNetV3-Small),
+so that they compare; the
 accuracies are what each run recorded (test top-1, or the search's proxy validation top-1)."""
 from __future__ import annotations
 
@@ -29,10 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("compare", help="accuracy, measured latency, params and MAdds side by side",
                               description="Compare finished runs (train, search, netadapt, run) and specs. Latency is "
                                           "measured now on this machine (ONNX Runtime CPU, batch 1, 1 thread), in "
-                                          "interleaved rounds.")
+                                          "passes, each paired in blocks with MobileNetV3-Small (latency_vs_reference).")
     p.add_argument("items", nargs="+", metavar="RUN_DIR|SPEC")
     p.add_argument("--data", default=None, help="adapt plain SPECs to this data set's input shape and classes")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved measurement rounds (default 5)")
+    p.add_argument("--rounds", type=int, default=2, help="paired measurement passes (default 2)")
     p.add_argument("--csv", type=Path, default=None, help=f"CSV to write (default {DEFAULT_OUT}/compare-<time>.csv)")
     p.set_defaults(handler=run_compare)
 
@@ -71,7 +72,7 @@ def from_spec(text: str, data: str | None) -> dict[str, Any]:
 
 
 def compare_frame(rows: list[dict[str, Any]], rounds: int) -> pd.DataFrame:
-    from mobilenas.model_stage import measure_side_by_side
+    from pipeline.measure import measure_side_by_side
     from search_spaces.counting import spec_cost
 
     specs: list[ArchSpec] = [parse_spec(r["arch"]) for r in rows]
@@ -81,7 +82,8 @@ def compare_frame(rows: list[dict[str, Any]], rounds: int) -> pd.DataFrame:
         cost = spec_cost(spec)
         table.append({"item": row["item"], "job": row["job"], "top1": row["top1"], "top1_kind": row["top1_kind"],
                       "latency_ms": lat["latency_ms"], "latency_min_ms": lat["latency_min_ms"],
-                      "latency_max_ms": lat["latency_max_ms"], "params": cost.params, "madds_m": cost.madds / 1e6,
+                      "latency_max_ms": lat["latency_max_ms"], "latency_vs_reference": lat["ratio"],
+                      "params": cost.params, "madds_m": cost.madds / 1e6,
                       "input": f"{spec.in_channels}x{spec.resolution}x{spec.resolution}", "arch": row["arch"]})
     return pd.DataFrame(table)
 

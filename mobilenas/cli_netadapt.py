@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mobilenas.netadapt_job import JobSetup, check_target, default_table_folder, execute, open_predictor, read_setup
+from netadapt.job import JobSetup, check_target, default_table_folder, execute, open_predictor, read_setup
 from mobilenas.spec_args import resolve_spec
 from netadapt.floor import floor_spec
 from netadapt.loop import LoopEvent, NetAdaptConfig

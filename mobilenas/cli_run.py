@@ -1,5 +1,5 @@
 """``mobilenas run``: from data to a deployable model in one resumable command (global search,
-NetAdapt, full training, references, measurement, export, report; see mobilenas.pipeline)."""
+NetAdapt, full training, references, measurement, export, report; see :mod:`pipeline`)."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mobilenas.pipeline_config import BUDGETS, PipelineConfig
+from pipeline.config import BUDGETS, PipelineConfig
 from storage.runfolder import DEFAULT_OUT, RunFolder
 from training.datasets import DEFAULT_SEARCH_DATA
 
@@ -116,14 +116,15 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
-    from mobilenas.pipeline import Pipeline, StageStopped
+    from pipeline.runner import StageStopped
+    from pipeline.stages import pipeline_for
     from storage.runfolder import RunStatus
 
     folder, config = _open(args)
     _say(f"run folder {folder.path}")
     with folder.session() as stop:
         try:
-            summary = Pipeline(folder, config, say=_say, stop=stop).run()
+            summary = pipeline_for(folder, config, say=_say, stop=stop).run()
         except StageStopped:
             folder.set_status(RunStatus.INTERRUPTED)
             summary = None

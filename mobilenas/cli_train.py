@@ -1,7 +1,7 @@
 """``mobilenas train``: train a spec on a data set, report test top-1, params, MAdds and ONNX
-Runtime CPU latency, and keep everything in a run folder (``results/runs/<run-id>/``, a
-:class:`storage.runfolder.RunFolder` of job ``train``): ``manifest.json``, ``metrics.csv``,
-``checkpoint.pt``, ``model.onnx`` and ``spec.json``.
+Runtime CPU latency, and keep everything in a run folder (``results/runs/<run-id>/``, written by
+:mod:`training.job`): ``manifest.json``, ``metrics.csv``, ``checkpoint.pt``, ``model.pt``,
+``model.onnx`` and ``spec.json``.
 
 Every option is checked before any work starts (data loaded, spec adapted, device present) and
 before the run folder exists. Ctrl-C or SIGTERM stops between two steps and saves the checkpoint;
@@ -14,21 +14,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from mobilenas.spec_args import resolve_spec
-from search_spaces.counting import spec_cost
-from search_spaces.encoding import format_spec, parse_spec, spec_to_dict
-from search_spaces.spec import ArchSpec
-from storage.runfolder import DEFAULT_OUT, MANIFEST, RunFolder, RunStatus
-from storage.statefiles import CsvLog, StateFileError, check_fields, write_json
+from storage.runfolder import DEFAULT_OUT
+from training.job import DEFAULT_LATENCY_REPEATS, TrainJob, create_job, execute, open_job, slug_for
 
-METRICS, CHECKPOINT, ONNX, SPEC = "metrics.csv", "checkpoint.pt", "model.onnx", "spec.json"
-DEFAULT_DATA, DEFAULT_LATENCY_REPEATS = "mnist5k", 100
-TRAIN_FIELDS = {"spec_name": str, "arch": str, "data": dict, "latency": dict}
-DATA_FIELDS = {"name": str, "split_seed": int, "resolution": int}
+DEFAULT_DATA = "mnist5k"
 RUN_OPTIONS = {"spec": "SPEC", "data": "--data", "resolution": "--resolution", "width": "--width",
                "epochs": "--epochs", "batch_size": "--batch-size", "optimizer": "--optimizer", "lr": "--lr",
                "schedule": "--schedule", "weight_decay": "--weight-decay", "label_smoothing": "--label-smoothing",
@@ -88,20 +81,6 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":
     return TrainConfig(**changes)
 
 
-@dataclass
-class TrainJob:
-    """Everything a run needs, resolved and checked before the run (and its folder) starts."""
-
-    run: RunFolder
-    spec: ArchSpec
-    data: Any
-    config: Any
-    repeats: int
-    checkpoint: dict[str, Any] | None
-    resumed_from: RunStatus | None = None
-    """The status a resumed run had (None for a new run)."""
-
-
 def _check_run_options(args: argparse.Namespace) -> int:
     """Options TrainConfig does not check; returns the latency repeats."""
     repeats = DEFAULT_LATENCY_REPEATS if args.latency_repeats is None else args.latency_repeats
@@ -130,7 +109,6 @@ def prepare_new(args: argparse.Namespace) -> TrainJob:
     """Check every option, load the data, adapt the spec; only then create the run folder."""
     from training.datasets import default_resolution, load_dataset
     from training.runtime import resolve_device
-    from training.trainer import Trainer
 
     if args.spec is None:
         raise ValueError("SPEC is required unless --resume RUN_DIR is given")
@@ -142,15 +120,9 @@ def prepare_new(args: argparse.Namespace) -> TrainJob:
     data = load_dataset(name, resolution=resolution, split_seed=split_seed)
     spec = resolve_spec(args.spec, resolution=data.resolution, width=1.0 if args.width is None else args.width,
                         num_classes=data.num_classes, in_channels=data.in_channels)
-    Trainer(spec, data, config)  # spec vs data checked now, not after the folder exists
-    slug = f"{Path(args.spec).stem[:24] if '|' not in args.spec else 'spec'}-{name.split(':')[0]}"
-    run = RunFolder.create(DEFAULT_OUT if args.out is None else args.out, job="train", slug=slug, seed=config.seed,
-                           config=config.to_dict(),
-                           extra={"spec_name": args.spec, "arch": format_spec(spec), "machine": _machine(),
-                                  "data": {"name": name, "split_seed": split_seed, **data.summary()},
-                                  "latency": {"repeats": repeats}})
-    write_json(run.file(SPEC), spec_to_dict(spec))
-    return TrainJob(run, spec, data, config, repeats, None)
+    return create_job(DEFAULT_OUT if args.out is None else args.out, spec, data, config, spec_name=args.spec,
+                      data_name=name, split_seed=split_seed, slug=slug_for(args.spec, name), repeats=repeats,
+                      extra={"machine": _machine()})
 
 
 def _refuse_run_options(args: argparse.Namespace) -> None:
@@ -160,66 +132,15 @@ def _refuse_run_options(args: argparse.Namespace) -> None:
                          f"{', '.join(given)} cannot be changed (start a new run instead)")
 
 
-def _recorded(run: RunFolder) -> tuple[ArchSpec, Any, int]:
-    """The spec, TrainConfig and latency repeats recorded in the manifest, each checked."""
-    from training.config import TrainConfig
-
-    where = str(run.file(MANIFEST))
-    check_fields(run.manifest["data"], DATA_FIELDS, f"{where}: data")
-    check_fields(run.manifest["latency"], {"repeats": int}, f"{where}: latency")
-    repeats = run.manifest["latency"]["repeats"]
-    if repeats < 1:
-        raise StateFileError(f"{where}: latency.repeats = {repeats} is not allowed; expected an integer >= 1")
-    try:
-        config = TrainConfig.from_dict(run.manifest["config"])
-    except (TypeError, ValueError) as exc:
-        raise StateFileError(f"{where}: config: {exc}") from None
-    try:
-        spec = parse_spec(run.manifest["arch"])
-    except ValueError as exc:
-        raise StateFileError(f"{where}: arch: {exc}") from None
-    return spec, config, repeats
-
-
-def _checkpoint(run: RunFolder, spec: ArchSpec, config: Any) -> dict[str, Any] | None:
-    """The run's checkpoint (None before the first one was written), checked against the manifest."""
-    from training.checkpoint import load_checkpoint
-
-    path = run.file(CHECKPOINT)
-    if not path.exists():
-        return None
-    checkpoint = load_checkpoint(path)
-    if checkpoint["spec"] != spec_to_dict(spec) or checkpoint["config"] != config.to_dict():
-        field = "spec" if checkpoint["spec"] != spec_to_dict(spec) else "config"
-        raise StateFileError(f"{path}: its {field} differs from {run.file(MANIFEST)}; the checkpoint belongs to "
-                             "another run")
-    return checkpoint
-
-
 def prepare_resume(args: argparse.Namespace) -> TrainJob:
-    """Open the run, check it can resume and that its manifest, spec and checkpoint agree."""
-    from training.datasets import load_dataset
-    from training.runtime import resolve_device
-
+    """Refuse options that would change the run; open it with its recorded settings, each checked."""
     _refuse_run_options(args)
-    run = RunFolder.open(args.resume, job="train", fields=TRAIN_FIELDS)
-    run.check_resumable()
-    spec, config, repeats = _recorded(run)
-    resolve_device(config.device)
-    info = run.manifest["data"]
-    data = load_dataset(info["name"], resolution=info["resolution"], split_seed=info["split_seed"])
-    checkpoint = _checkpoint(run, spec, config)
-    if checkpoint is not None and checkpoint.get("data") != data.summary():
-        raise StateFileError(f"{run.file(CHECKPOINT)}: written for data {checkpoint.get('data')}, but "
-                             f"{info['name']!r} now loads as {data.summary()}")
-    if not run.file(SPEC).is_file():
-        write_json(run.file(SPEC), spec_to_dict(spec))
-    return TrainJob(run, spec, data, config, repeats, checkpoint, resumed_from=run.status)
+    return open_job(args.resume)
 
 
-def resume_note(job: TrainJob, total_steps: int) -> str:
+def resume_note(job: TrainJob) -> str:
     """What ``--resume`` will and will not do, for stderr."""
-    step = 0 if job.checkpoint is None else int(job.checkpoint["step"])
+    step, total_steps = job.done_steps, job.total_steps
     if job.checkpoint is None:
         plan = "no checkpoint was written yet, so training starts at step 0"
     elif step >= total_steps:
@@ -230,9 +151,8 @@ def resume_note(job: TrainJob, total_steps: int) -> str:
             f"and latency repeats ({job.repeats}) are the recorded ones")
 
 
-def progress_bar(total: int, initial: int, enabled: bool, metrics: CsvLog) -> tuple[Callable, Callable]:
-    """A tqdm bar on stderr (loss, train/val accuracy, ETA) fed by the trainer's progress
-    callback; epoch rows are also appended to ``metrics.csv`` as they come."""
+def progress_bar(total: int, initial: int, enabled: bool) -> tuple[Callable, Callable]:
+    """A tqdm bar on stderr (loss, train/val accuracy, ETA) fed by the trainer's progress callback."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=initial, unit="step", disable=None if enabled else True, file=sys.stderr,
@@ -246,77 +166,39 @@ def progress_bar(total: int, initial: int, enabled: bool, metrics: CsvLog) -> tu
             bar.set_postfix_str(f"loss {event.loss:.3f} acc {event.top1:.3f} val {state['val']} lr {event.lr:.3g}")
         elif event.metrics is not None:
             state["val"] = f"{event.metrics['val_top1']:.3f}"
-            metrics.append([event.metrics])
 
     return on_progress, bar.close
 
 
-def measure_latency(onnx_path: Path, spec: "ArchSpec", repeats: int) -> dict[str, float]:
-    """ONNX Runtime CPU latency at batch 1, 1 thread, paired run by run with MobileNetV3-Small
-    at the same input shape (latency.endtoend): ``latency_ms`` (the ratio x the reference's
-    median meanwhile) and ``latency_vs_reference`` (the ratio, steady on a noisy machine)."""
-    from latency.endtoend import default_reference, measure_specs
+def measure_latency_ms(onnx_path: Path, input_shape: tuple[int, int, int], repeats: int) -> float:
+    """ONNX Runtime CPU latency at batch 1, 1 thread, paired in blocks with MobileNetV3-Small at
+    the same input shape (latency.paired): the ratio times the reference's speed meanwhile."""
+    from latency.endtoend import cached_model
     from latency.measurers import OrtMeasurer, OrtSettings
+    from latency.paired import measure_paired
+    from search_spaces.reference import reference_spec
 
     measurer = OrtMeasurer(OrtSettings(intra_op_threads=1, batch=1, warmup=20, repeats=repeats))
-    paired = measure_specs(measurer, [spec], default_reference(spec), pairs=max(20, repeats // 2), passes=2,
-                           models=[onnx_path])[0]
-    return {"latency_ms": paired.latency_ms, "latency_vs_reference": paired.ratio}
+    channels, side, _ = input_shape
+    reference = reference_spec("mobilenetv3-small", resolution=side, in_channels=channels, num_classes=10)
+    paired = measure_paired(measurer, [onnx_path], [input_shape], cached_model(measurer, reference), input_shape,
+                            passes=2)[0]
+    return paired.latency_ms
 
 
-def _finish(job: TrainJob, result: Any, metrics: CsvLog) -> dict[str, Any]:
-    """Test top-1, ONNX export, params/MAdds and latency of the trained model."""
-    import torch
-
-    from search_spaces.onnx_export import export_module_onnx
-    from training.inference import evaluate_model
-
-    spec, run = job.spec, job.run
-    model = result.model.to("cpu").eval()
-    top1, loss = evaluate_model(model, job.data.x_test, job.data.y_test, device=torch.device("cpu"))
-    metrics.rewrite(result.metrics.to_dict("records"))
-    shape = (spec.in_channels, spec.resolution, spec.resolution)
-    export_module_onnx(model, (1, *shape), run.file(ONNX))
-    cost = spec_cost(spec)
-    return {"top1": top1, "test_loss": loss, "val_top1": result.val_top1,
-            **measure_latency(run.file(ONNX), spec, job.repeats), "params": cost.params,
-            "madds": cost.madds, "epochs": int(result.metrics["epoch"].max()),
-            "train_s": float(result.metrics["train_s"].sum()), "images_per_s": result.images_per_s,
-            "device": result.device, "arch": format_spec(spec), "run_dir": str(run.path)}
-
-
-def execute(job: TrainJob, show_bar: bool, say: Callable[[str], None]) -> dict[str, Any] | None:
-    """Train inside the run's session; the summary, or None when stopped (checkpoint saved)."""
-    from training.trainer import METRIC_COLUMNS, Trainer, TrainingDiverged
-
-    run = job.run
-    with run.session() as stop:
-        trainer = Trainer(job.spec, job.data, job.config, should_stop=stop, checkpoint_path=run.file(CHECKPOINT))
-        if job.resumed_from is not None:
-            say(resume_note(job, trainer.total_steps))
-        metrics = CsvLog(run.file(METRICS), METRIC_COLUMNS)
-        metrics.rewrite([] if job.checkpoint is None else job.checkpoint["metrics"])  # exactly the saved epochs
-        initial = 0 if job.checkpoint is None else int(job.checkpoint["step"])
-        on_progress, close = progress_bar(trainer.total_steps, initial, show_bar, metrics)
-        trainer.on_progress = on_progress
-        try:
-            result = trainer.fit(job.checkpoint)
-        except TrainingDiverged as exc:
-            run.set_status(RunStatus.DIVERGED, error=str(exc))
-            raise ValueError(f"{exc} (run folder {run.path})") from exc
-        finally:
-            close()
-        if result.status == "interrupted":
-            run.set_status(RunStatus.INTERRUPTED, step=result.steps)
-            return None
-        summary = _finish(job, result, metrics)
-        run.set_status(RunStatus.FINISHED, step=result.steps, results=summary)
-    return summary
+def run_job(job: TrainJob, show_bar: bool, say: Callable[[str], None]) -> dict[str, Any] | None:
+    """Train with a progress bar; the summary, or None when stopped (checkpoint saved)."""
+    on_progress, close = progress_bar(job.total_steps, job.done_steps, show_bar)
+    note = None if job.resumed_from is None else (lambda: say(resume_note(job)))
+    try:
+        return execute(job, on_progress=on_progress, measure_ms=measure_latency_ms, on_start=note)
+    finally:
+        close()
 
 
 def run_train(args: argparse.Namespace) -> int:
     job = prepare_resume(args) if args.resume is not None else prepare_new(args)
-    summary = execute(job, show_bar=not args.json, say=lambda line: print(line, file=sys.stderr))
+    summary = run_job(job, show_bar=not args.json, say=lambda line: print(line, file=sys.stderr))
     if summary is None:
         print(f"mobilenas train: interrupted; checkpoint saved, continue with: mobilenas train --resume {job.run.path}",
               file=sys.stderr)
@@ -327,6 +209,5 @@ def run_train(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         print(f"test top-1 {summary['top1']:.4f} | params {summary['params']:,} | MAdds {summary['madds'] / 1e6:.2f} M | "
-              f"ORT CPU latency {summary['latency_ms']:.3f} ms (batch 1, 1 thread; {summary['latency_vs_reference']:.3f}x "
-              f"MobileNetV3-Small, paired) | run {job.run.path}")
+              f"ORT CPU latency {summary['latency_ms']:.3f} ms (batch 1, 1 thread, median) | run {job.run.path}")
     return 0

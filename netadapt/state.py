@@ -14,9 +14,6 @@ Weights of iterations older than the previous one are deleted after a commit.
 """
 from __future__ import annotations
 
-import io
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ import torch
 from search_spaces.encoding import spec_from_dict, spec_to_dict
 from search_spaces.spec import ArchSpec
 from storage.statefiles import CsvLog, read_json, write_json
+from storage.torchfiles import load_torch, save_torch
 
 STATE_FILE, HISTORY_FILE, MODELS = "state.json", "history.csv", "models"
 SCHEMA_VERSION = 1
@@ -77,36 +75,12 @@ def state_from_dict(data: dict[str, Any]) -> LoopState:
                      elapsed_s=_float(data["elapsed_s"]), history=tuple(dict(r) for r in data["history"]))
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` by ``data`` atomically (temp file in the same folder, fsync, rename)."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def save_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in weights.items()}, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
+    save_torch(path, {k: v.detach().cpu() for k, v in weights.items()})
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; expected the weights of a NetAdapt iteration")
-    try:
-        weights = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise ValueError(f"{path} cannot be read as weights: {exc}") from exc
-    if not isinstance(weights, dict):
-        raise ValueError(f"{path} holds {type(weights).__name__}; expected a state dict")
-    return weights
+    return load_torch(path, what="weights file")
 
 
 class LoopStore:

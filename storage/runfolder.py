@@ -224,6 +224,16 @@ class RunFolder:
                             error=None if stop() else "the job returned without a final status")
 
 
+def child_run(parent: Path, job: str) -> RunFolder | None:
+    """The one run folder of ``job`` that a step of a larger job created under ``parent``, if any."""
+    if not parent.is_dir():
+        return None
+    found = sorted(p for p in parent.iterdir() if (p / MANIFEST).is_file())
+    if len(found) > 1:
+        raise ValueError(f"{parent} holds {len(found)} run folders; expected one (remove the extra ones)")
+    return RunFolder.open(found[0], job=job) if found else None
+
+
 class StopFlag:
     """SIGINT/SIGTERM set the flag (a job stops at its next safe point); a second Ctrl-C
     raises KeyboardInterrupt at once. Handlers are restored on exit. Only the main thread

@@ -1,7 +1,8 @@
 """State files that survive a kill, a torn write and a careless edit (STYLE.md section 8).
 
 - :func:`write_json`: atomic (temp file, fsync, rename, fsync of the folder), so a reader sees
-  the old or the new file, never half of one.
+  the old or the new file, never half of one; :func:`write_text_atomic` and
+  :func:`write_bytes_atomic` for other files (:mod:`storage.torchfiles` for tensors).
 - :func:`read_json`: parses and checks the shape (a JSON object, ``schema_version``, required
   fields and their types); every problem is a :class:`StateFileError` (a ``ValueError``) of one
   line naming the file and the field.
@@ -44,7 +45,13 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Replace ``path`` by ``text`` atomically; on failure (e.g. a full disk) the old file stays."""
+    """Replace ``path`` by ``text`` (UTF-8) atomically; on failure (e.g. a full disk) the old file stays."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` atomically (temp file in the same folder, fsync, rename, fsync
+    of the folder); on failure (e.g. a full disk) the old file stays."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; expected a file path to write")
@@ -55,8 +62,8 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     except OSError as exc:
         raise _write_error(path, exc) from None
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)

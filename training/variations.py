@@ -30,10 +30,10 @@ checksum does not match is regenerated, never trusted.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import math
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
+from storage.statefiles import write_bytes_atomic
 from training.sources import RawData, load_mnist5k
 
 logger = logging.getLogger(__name__)
@@ -165,16 +166,9 @@ def _checksum(x: np.ndarray, y: np.ndarray, split: np.ndarray) -> str:
 
 def _write_atomic(path: Path, x: np.ndarray, y: np.ndarray, split: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, x=x, y=y, split=split, sha256=np.array(_checksum(x, y, split)))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buffer = io.BytesIO()
+    np.savez(buffer, x=x, y=y, split=split, sha256=np.array(_checksum(x, y, split)))
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

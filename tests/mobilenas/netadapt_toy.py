@@ -7,7 +7,7 @@ import sys
 from types import SimpleNamespace
 
 import mobilenas.cli_netadapt as cli_netadapt
-import mobilenas.netadapt_job as netadapt_job
+import netadapt.job as netadapt_job
 from mobilenas.cli import main
 from tests.netadapt.loop_helpers import toy_predict_ms
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def toy(monkeypatch):
     monkeypatch.setattr("mobilenas.cli_netadapt.open_predictor", netadapt_toy.toy_open_predictor)
-    monkeypatch.setattr("mobilenas.netadapt_job.open_predictor", netadapt_toy.toy_open_predictor)
+    monkeypatch.setattr("netadapt.job.open_predictor", netadapt_toy.toy_open_predictor)
 
 
 def _spec32():
@@ -170,3 +170,25 @@ def test_ray_run_killed_and_resumed_equals_in_process_run_and_leaves_no_ray_proc
     assert LoopStore(run).history.read().drop(columns=timing).equals(expected)
     assert not processes_using(old_link) and not processes_using((run / "ray").resolve())
     assert not old_link.exists()
+
+
+def test_without_weights_the_start_model_is_trained_in_a_train_run_folder(tmp_path, capsys, toy, spec_and_weights):
+    """Pre-training goes through the one training job: a ``train`` run folder under ``pretrain/``;
+    a run whose pre-training an earlier version began (``pretrain.ckpt``) is refused in one line."""
+    spec_path, _ = spec_and_weights
+    args = ["netadapt", str(spec_path), "--target-ms", str(0.9 * toy_predict_ms(_spec32())), "--data", "digits",
+            "--short-steps", "2", "--long-epochs", "0", "--delta", "0.08", "--workers", "1", "--pretrain-epochs", "1",
+            "--out", str(tmp_path / "runs"), "--json"]
+    assert main(args) == 0
+    run = Path(json.loads(capsys.readouterr().out)["run_dir"])
+    (pretrain,) = (run / "pretrain").iterdir()
+    manifest = json.loads((pretrain / "manifest.json").read_text())
+    assert manifest["job"] == "train" and manifest["status"] == "finished" and manifest["config"]["epochs"] == 1
+    start, trained = load_weights(run / "start.pt"), load_weights(pretrain / "model.pt")
+    assert all(torch.equal(start[k], trained[k]) for k in trained)
+    (run / "pretrain.ckpt").write_bytes(b"begun by an earlier version")
+    from netadapt.job import pretrain
+    from storage.runfolder import RunFolder
+
+    with pytest.raises(ValueError, match="begun by an earlier mobilenas version"):
+        pretrain(RunFolder.open(run, job="netadapt"), None, None, None, lambda: False, None)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from mobilenas.cli import build_parser, main
-from mobilenas.spec_args import resolve_spec, spec_from_args, spec_from_text
+from mobilenas.spec_args import resolve_spec, spec_from_args
 from search_spaces.encoding import format_spec, parse_spec, spec_to_json
+from search_spaces.resolve import spec_from_text
 from tests.helpers import sampled_specs
 
 ROOT = Path(__file__).resolve().parents[2]

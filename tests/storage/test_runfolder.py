@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from storage.runfolder import RunFolder, RunStatus
+from storage.runfolder import RunFolder, RunStatus, child_run
 from storage.statefiles import StateFileError
 
 
@@ -102,3 +102,12 @@ def test_create_on_a_full_disk_leaves_no_folder(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left on device"):
         RunFolder.create(tmp_path, job="train", slug="a", seed=0, config={})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_child_run_finds_one_folder_and_refuses_two(tmp_path):
+    assert child_run(tmp_path / "search", "search") is None
+    RunFolder.create(tmp_path / "search", job="search", slug="a", seed=0, config={})
+    assert child_run(tmp_path / "search", "search").manifest["job"] == "search"
+    RunFolder.create(tmp_path / "search", job="search", slug="b", seed=0, config={})
+    with pytest.raises(ValueError, match="holds 2 run folders"):
+        child_run(tmp_path / "search", "search")

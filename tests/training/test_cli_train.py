@@ -36,8 +36,8 @@ def test_train_writes_run_folder_and_json(tmp_path, capsys, spec_file):
     assert {"top1", "latency_ms", "params", "madds", "run_dir"} <= set(result)
     assert 0.0 <= result["top1"] <= 1.0 and result["latency_ms"] > 0 and result["params"] > 0
     run_dir = Path(result["run_dir"])
-    assert {p.name for p in run_dir.iterdir()} == {"manifest.json", "metrics.csv", "checkpoint.pt", "model.onnx",
-                                                   "spec.json"}
+    assert {p.name for p in run_dir.iterdir()} == {"manifest.json", "metrics.csv", "checkpoint.pt", "model.pt",
+                                                   "model.onnx", "spec.json"}
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["config"]["epochs"] == 1 and manifest["seed"] == 0
     assert manifest["job"] == "train" and manifest["results"]["top1"] == result["top1"]
@@ -96,8 +96,8 @@ def test_real_ctrl_c_saves_checkpoint(tmp_path, capsys, spec_file, monkeypatch):
 
     real_bar = cli_train.progress_bar
 
-    def interrupting_bar(total, initial, enabled, metrics_path):
-        on_progress, close = real_bar(total, initial, enabled, metrics_path)
+    def interrupting_bar(total, initial, enabled):
+        on_progress, close = real_bar(total, initial, enabled)
 
         def hook(event):
             on_progress(event)

@@ -33,8 +33,11 @@ from training.config import TrainConfig
 from training.datasets import Dataset, load_dataset
 from training.evaluate import Budget, binomial_stderr
 from training.inference import evaluate_model
+from training.job import WEIGHTS, train_in
 
-START_WEIGHTS, PRETRAIN_CHECKPOINT, RAY_DIR = "start.pt", "pretrain.ckpt", "ray"
+START_WEIGHTS, PRETRAIN_DIR, RAY_DIR = "start.pt", "pretrain", "ray"
+PRETRAIN_CHECKPOINT = "pretrain.ckpt"
+"""Where an earlier version trained the start model (no run folder); such a run is refused."""
 Say = Callable[[str], None]
 
 
@@ -149,18 +152,18 @@ def load_data(setup: JobSetup, spec: ArchSpec) -> Dataset:
 
 def pretrain(folder: RunFolder, setup: JobSetup, spec: ArchSpec, data: Dataset, stop: Callable[[], bool],
              on_progress: Callable | None) -> dict[str, torch.Tensor] | None:
-    """Train the start model with the default recipe (checkpointed in the run folder); None if stopped."""
-    from training.trainer import Trainer
-
+    """Train the start model with the default recipe, in a train run folder under ``pretrain/``
+    (resumable); its weights, or None if stopped."""
+    if folder.file(PRETRAIN_CHECKPOINT).is_file():
+        raise ValueError(f"{folder.file(PRETRAIN_CHECKPOINT)}: the start model's training was begun by an earlier "
+                         "mobilenas version; start a new netadapt run (or give --weights)")
     config = TrainConfig(epochs=setup.pretrain_epochs, seed=setup.netadapt.seed, threads=setup.netadapt.long_threads,
                          device=setup.netadapt.device)
-    path = folder.file(PRETRAIN_CHECKPOINT)
-    resume = load_checkpoint(path) if path.is_file() else None
-    trainer = Trainer(spec, data, config, should_stop=stop, checkpoint_path=path, on_progress=on_progress)
-    result = trainer.fit(resume)
-    if result.status != "completed":
+    result = train_in(folder.file(PRETRAIN_DIR), spec, data, config, spec_name=setup.spec_name, data_name=setup.data,
+                      split_seed=setup.split_seed, should_stop=stop, on_progress=on_progress)
+    if result is None:
         return None
-    return {k: v.detach().to("cpu", copy=True) for k, v in result.model.state_dict().items()}
+    return load_weights(Path(result["run_dir"]) / WEIGHTS)
 
 
 def start_weights(folder: RunFolder, setup: JobSetup, spec: ArchSpec, data: Dataset, stop: Callable[[], bool],

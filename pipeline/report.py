@@ -10,20 +10,21 @@ from typing import Any
 
 import pandas as pd
 
-from mobilenas.pipeline import Pipeline, child_run
-from mobilenas.pipeline_netadapt import round_folder
-from mobilenas.report import Section, write_report
+from pipeline.netadapt_rounds import round_folder
+from pipeline.report_format import Section, write_report
+from pipeline.runner import Pipeline
 from search_spaces.counting import spec_cost
 from search_spaces.encoding import parse_spec
 from search_spaces.paper_table import COLUMNS, table_rows
+from storage.runfolder import child_run
 
 FIGURE = "accuracy_latency.png"
 
 
-def models_frame(p: Pipeline) -> pd.DataFrame:
+def models_frame(run: Pipeline) -> pd.DataFrame:
     """Final and reference models: test top-1 (+ stderr), measured latency (+ spread), cost."""
-    measured = {m["name"]: m for m in p.result("measure")["models"]}
-    trained = [{"name": "final", **p.result("final")}, *p.result("references")["models"]]
+    measured = {m["name"]: m for m in run.result("measure")["models"]}
+    trained = [{"name": "final", **run.result("final")}, *run.result("references")["models"]]
     rows = []
     for model in trained:
         cost = spec_cost(parse_spec(model["arch"]))
@@ -34,15 +35,15 @@ def models_frame(p: Pipeline) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def search_trials(p: Pipeline) -> pd.DataFrame | None:
-    run = child_run(p.path / "search", "search")
-    path = None if run is None else run.file("trials.csv")
+def search_trials(run: Pipeline) -> pd.DataFrame | None:
+    search = child_run(run.path / "search", "search")
+    path = None if search is None else search.file("trials.csv")
     if path is None or not path.is_file():
         return None
     return pd.read_csv(path)
 
 
-def plot_accuracy_latency(p: Pipeline, models: pd.DataFrame, path: Path) -> Path:
+def plot_accuracy_latency(run: Pipeline, models: pd.DataFrame, path: Path) -> Path:
     """Left: search trials (proxy validation top-1 vs predicted latency) and their Pareto front.
     Right: the trained models (test top-1 vs measured latency). Target latency dashed."""
     import matplotlib
@@ -52,14 +53,14 @@ def plot_accuracy_latency(p: Pipeline, models: pd.DataFrame, path: Path) -> Path
 
     from nas.pareto import pareto_front
 
-    target = p.result("table")["target_ms"]
+    target = run.result("table")["target_ms"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    trials = search_trials(p)
+    trials = search_trials(run)
     if trials is not None and len(trials):
         left.scatter(trials["latency_ms"], trials["top1"], s=14, alpha=0.5, label="trials")
         front = pareto_front(trials)
         left.plot(front["latency_ms"], front["top1"], "-o", ms=4, color="C3", label="Pareto front")
-    left.axvline(target * p.config.stage_budget.search_target_factor, ls=":", color="gray", label="search target")
+    left.axvline(target * run.config.stage_budget.search_target_factor, ls=":", color="gray", label="search target")
     left.set(title="global search (proxy)", xlabel="predicted latency (ms)", ylabel="validation top-1")
     left.legend(fontsize=8)
     for row in models.itertuples():
@@ -75,8 +76,8 @@ def plot_accuracy_latency(p: Pipeline, models: pd.DataFrame, path: Path) -> Path
     return path
 
 
-def _netadapt_section(p: Pipeline) -> Section:
-    result = p.result("netadapt")
+def _netadapt_section(run: Pipeline) -> Section:
+    result = run.result("netadapt")
     section = Section("NetAdapt trajectory")
     rounds = result.get("latency_rounds", [])
     if rounds:
@@ -92,23 +93,23 @@ def _netadapt_section(p: Pipeline) -> Section:
         section.paragraphs.append(f"The last round had nothing to adapt: its start model was already at "
                                   f"{result['predicted_latency_ms']:.4f} ms (predicted), at or below the target.")
         return section
-    run = child_run(round_folder(p, max(len(rounds) - 1, 0)), "netadapt")
+    last = child_run(round_folder(run, max(len(rounds) - 1, 0)), "netadapt")
     section.paragraphs.append(f"Last round: {result['iterations']} iterations, predicted {result['start_predicted_ms']:.4f}"
                               f" -> {result['predicted_latency_ms']:.4f} ms (target {result['target_ms']:.4f} ms); "
-                              f"selection by {result['select']}. Run folder: {run.path}.")
-    history = run.file("history.csv")
+                              f"selection by {result['select']}. Run folder: {last.path}.")
+    history = last.file("history.csv")
     if history.is_file():
         frame = pd.read_csv(history)
         chosen = frame[frame["chosen"].astype(str).str.lower() == "true"]
         keep = [c for c in ("iteration", "label", "predicted_ms", "measured_ms", "val_top1", "score")
                 if c in chosen.columns]
         section.tables.append(chosen[keep].reset_index(drop=True))
-    section.figures.append(run.file("trajectory.png"))
+    section.figures.append(last.file("trajectory.png"))
     return section
 
 
-def _latency_section(p: Pipeline) -> Section:
-    table = p.result("table")
+def _latency_section(run: Pipeline) -> Section:
+    table = run.result("table")
     record = table["record"]
     section = Section("Latency table")
     section.paragraphs += [table["message"], f"{record['entries']} layer entries; {_drift_sentence(record.get('drift'))}."]
@@ -144,22 +145,22 @@ def _drift_sentence(drift: dict | None) -> str:
             f"{signature}; action: {drift['action']}")
 
 
-def write_pipeline_report(p: Pipeline) -> tuple[Path, Path]:
-    models = models_frame(p)
+def write_pipeline_report(run: Pipeline) -> tuple[Path, Path]:
+    models = models_frame(run)
     final = models.iloc[0]
-    spec = parse_spec(p.result("final")["arch"])
-    target = p.result("table")["target_ms"]
+    spec = parse_spec(run.result("final")["arch"])
+    target = run.result("table")["target_ms"]
     head = Section("Result", [
-        f"Data {p.config.data}, budget {p.config.budget}, seed {p.config.seed}. Final model: test top-1 "
+        f"Data {run.config.data}, budget {run.config.budget}, seed {run.config.seed}. Final model: test top-1 "
         f"{100 * final.top1:.2f}% (+/- {100 * final.top1_stderr:.2f}, binomial standard error), measured latency "
         f"{final.latency_ms:.4f} ms against a target of {target:.4f} ms, {final.params:,} parameters, "
         f"{final.madds_m:.2f} M multiply-adds. Every model below was trained with the same recipe and budget and "
         "measured in the same interleaved session."], tables=[models])
     arch = Section("Final architecture (the paper's table)",
                    tables=[pd.DataFrame(table_rows(spec, str(spec.num_classes)), columns=list(COLUMNS))],
-                   code=p.result("final")["arch"])
-    picture = Section("Accuracy and latency", figures=[plot_accuracy_latency(p, models, p.path / FIGURE)])
-    manifest = Section("Manifest", code=json.dumps({k: v for k, v in p.folder.manifest.items() if k != "stages"},
+                   code=run.result("final")["arch"])
+    picture = Section("Accuracy and latency", figures=[plot_accuracy_latency(run, models, run.path / FIGURE)])
+    manifest = Section("Manifest", code=json.dumps({k: v for k, v in run.folder.manifest.items() if k != "stages"},
                                                    indent=2, default=str))
-    sections = [head, arch, picture, _netadapt_section(p), _latency_section(p), manifest]
-    return write_report(p.path, "MobileNAS run report", sections)
+    sections = [head, arch, picture, _netadapt_section(run), _latency_section(run), manifest]
+    return write_report(run.path, "MobileNAS run report", sections)

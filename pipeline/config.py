@@ -8,9 +8,6 @@ from typing import Any
 
 from storage.settings import settings_from_dict
 
-STAGES = ("table", "search", "netadapt", "final", "references", "measure", "export", "report")
-
-
 @dataclass(frozen=True)
 class PipelineBudget:
     """How much work each stage does. The search aims ``search_target_factor`` above the final

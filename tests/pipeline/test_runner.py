@@ -5,11 +5,11 @@ import json
 import pandas as pd
 import pytest
 
-from mobilenas import pipeline_stages
 from mobilenas.cli import main
-from mobilenas.pipeline import Pipeline, StageFailed, StageStopped, child_run
-from mobilenas.pipeline_config import STAGES, PipelineConfig
-from mobilenas.report import Section, write_report
+from pipeline.config import PipelineConfig
+from pipeline.report_format import Section, write_report
+from pipeline.runner import Pipeline, Stage, StageFailed, StageStopped
+from pipeline.stages import RECIPE, STAGES
 from storage.runfolder import RunFolder, RunStatus
 
 
@@ -33,45 +33,48 @@ def test_config_round_trips_and_rejects_unknown_keys():
         PipelineConfig.from_dict({**config.to_dict(), "epochs": 3})
 
 
-def fake_stages(monkeypatch, calls, fail_at=None, stop_at=None):
-    for name in STAGES:
-        def stage(p, name=name):
-            calls.append(name)
-            if name == fail_at:
-                raise RuntimeError("disk on fire")
-            if name == stop_at:
-                raise StageStopped()
-            return {"stage": name}
-        monkeypatch.setattr(pipeline_stages, f"stage_{name}", stage)
-    monkeypatch.setattr(pipeline_stages, "summary", lambda p: {"done": [n for n in STAGES if p.result(n)]})
+def fake_pipeline(folder, config, calls, fail_at=None, stop_at=None) -> Pipeline:
+    """A runner handed stages that record their call (and fail or stop where asked)."""
+    def stage(run, name):
+        calls.append(name)
+        if name == fail_at:
+            raise RuntimeError("disk on fire")
+        if name == stop_at:
+            raise StageStopped()
+        return {"stage": name}
+
+    stages = [Stage(name, lambda run, name=name: stage(run, name)) for name in STAGES]
+    return Pipeline(folder, config, stages, lambda run: {"done": [n for n in STAGES if run.result(n)]})
 
 
-def test_finished_stages_are_kept_and_a_failure_names_stage_and_resume(tmp_path, monkeypatch):
+def test_the_recipe_runs_every_stage_once_in_order():
+    assert STAGES == ("table", "search", "netadapt", "final", "references", "measure", "export", "report")
+    assert len({stage.run for stage in RECIPE}) == len(RECIPE)
+
+
+def test_finished_stages_are_kept_and_a_failure_names_stage_and_resume(tmp_path):
     config = PipelineConfig(data="digits", target_ms=1.0)
     folder = RunFolder.create(tmp_path, job="run", slug="t", seed=0, config=config.to_dict())
     calls = []
-    fake_stages(monkeypatch, calls, fail_at="final")
     with pytest.raises(StageFailed, match=r"stage 'final' failed: disk on fire .*mobilenas run --resume"):
-        Pipeline(folder, config).run()
+        fake_pipeline(folder, config, calls, fail_at="final").run()
     assert calls == list(STAGES[:4])
     reopened = RunFolder.open(folder.path, job="run")
     assert reopened.manifest["stages"]["final"]["status"] == "failed"
     assert reopened.manifest["stages"]["search"] == {"status": "finished", "result": {"stage": "search"},
                                                       "elapsed_s": reopened.manifest["stages"]["search"]["elapsed_s"]}
     calls.clear()
-    fake_stages(monkeypatch, calls)
-    summary = Pipeline(reopened, config).run()
+    summary = fake_pipeline(reopened, config, calls).run()
     assert calls == list(STAGES[3:])
     assert summary["done"] == list(STAGES)
     assert RunFolder.open(folder.path, job="run").status is RunStatus.FINISHED
 
 
-def test_a_stopped_stage_is_marked_interrupted(tmp_path, monkeypatch):
+def test_a_stopped_stage_is_marked_interrupted(tmp_path):
     config = PipelineConfig(data="digits", target_ms=1.0)
     folder = RunFolder.create(tmp_path, job="run", slug="t", seed=0, config=config.to_dict())
-    fake_stages(monkeypatch, [], stop_at="netadapt")
     with pytest.raises(StageStopped):
-        Pipeline(folder, config).run()
+        fake_pipeline(folder, config, [], stop_at="netadapt").run()
     assert folder.manifest["stages"]["netadapt"]["status"] == "interrupted"
 
 
@@ -79,16 +82,7 @@ def test_result_of_an_unfinished_stage_is_refused(tmp_path):
     config = PipelineConfig(data="digits", target_ms=1.0)
     folder = RunFolder.create(tmp_path, job="run", slug="t", seed=0, config=config.to_dict())
     with pytest.raises(StageFailed, match="stage 'search' has not finished"):
-        Pipeline(folder, config).result("search")
-
-
-def test_child_run_finds_one_folder_and_refuses_two(tmp_path):
-    assert child_run(tmp_path / "search", "search") is None
-    RunFolder.create(tmp_path / "search", job="search", slug="a", seed=0, config={})
-    assert child_run(tmp_path / "search", "search").manifest["job"] == "search"
-    RunFolder.create(tmp_path / "search", job="search", slug="b", seed=0, config={})
-    with pytest.raises(StageFailed, match="holds 2 run folders"):
-        child_run(tmp_path / "search", "search")
+        fake_pipeline(folder, config, []).result("search")
 
 
 def test_report_html_is_self_contained(tmp_path):
@@ -136,7 +130,7 @@ TINY = dict(search_trials=2, search_epochs=1, search_target_factor=1.25, pretrai
 def test_pipeline_end_to_end_on_digits(tmp_path, capsys, monkeypatch):
     """The whole recipe at a tiny budget: every stage finishes, files exist, --json has the keys,
     and a resume of the finished run is refused."""
-    from mobilenas import pipeline_config
+    from pipeline import config as pipeline_config
 
     monkeypatch.setitem(pipeline_config.BUDGETS, "small", pipeline_config.PipelineBudget(**TINY))
     code = main(["run", "--data", "digits", "--target-like", "mobilenetv3-small", "--target-width", "0.75",
@@ -167,7 +161,7 @@ def test_ctrl_c_in_the_search_stops_the_run_and_resume_finishes_it(tmp_path, cap
     import threading
     import time
 
-    from mobilenas import pipeline_config
+    from pipeline import config as pipeline_config
 
     monkeypatch.setitem(pipeline_config.BUDGETS, "small",
                         pipeline_config.PipelineBudget(**{**TINY, "search_trials": 4}))
@@ -197,3 +191,18 @@ def test_ctrl_c_in_the_search_stops_the_run_and_resume_finishes_it(tmp_path, cap
     assert len(final) == 4 and final["spec"].is_unique
     assert final["spec"].head(len(kept)).tolist() == kept["spec"].tolist()
     assert RunFolder.open(run_dir, job="run").status is RunStatus.FINISHED
+
+
+def test_a_model_trained_by_an_earlier_version_is_kept_or_refused_in_one_line(tmp_path):
+    """Earlier versions trained final and reference models straight into the stage's folder."""
+    from pipeline.stages import _earlier_training
+
+    old = tmp_path / "final"
+    old.mkdir()
+    assert _earlier_training(old) is None
+    (old / "checkpoint.pt").write_bytes(b"partial")
+    with pytest.raises(StageFailed, match="unfinished training of an earlier mobilenas version") as info:
+        _earlier_training(old)
+    assert "\n" not in str(info.value)
+    (old / "result.json").write_text(json.dumps({"arch": "a", "top1": 0.5}))
+    assert _earlier_training(old) == {"arch": "a", "top1": 0.5}

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from mobilenas import pipeline_netadapt as stage
-from mobilenas.pipeline_config import PipelineConfig
-from mobilenas.spec_args import resolve_spec
+from pipeline import netadapt_rounds as stage
+from pipeline.config import PipelineConfig
+from search_spaces.resolve import resolve_spec
 
 
 @dataclass
@@ -111,7 +111,7 @@ def test_a_second_round_starts_from_the_first_rounds_model_and_weights(tmp_path,
             self.predict_ms = toy_predict_ms
 
     monkeypatch.setattr(stage, "LazyPredictor", ToyPredictor)
-    monkeypatch.setattr("mobilenas.netadapt_job.open_predictor", netadapt_toy.toy_open_predictor)
+    monkeypatch.setattr("netadapt.job.open_predictor", netadapt_toy.toy_open_predictor)
     spec = loop_spec().replace(resolution=32)
     torch.manual_seed(0)
     weights = tmp_path / "start.pt"

@@ -17,14 +17,14 @@ from typing import Any
 
 from latency.lazy import LazyPredictor
 from latency.paired import PairedRatio
-from mobilenas.model_stage import measure_side_by_side
-from mobilenas.netadapt_job import JobSetup, check_target, execute, read_setup
-from mobilenas.pipeline import Pipeline, StageStopped, child_run
-from mobilenas.spec_args import resolve_spec
+from netadapt.job import JobSetup, check_target, execute, read_setup
 from netadapt.loop import NetAdaptConfig
+from pipeline.measure import measure_side_by_side
+from pipeline.runner import Pipeline, StageStopped
 from search_spaces.encoding import parse_spec
+from search_spaces.resolve import resolve_spec
 from search_spaces.spec import ArchSpec
-from storage.runfolder import RunFolder, RunStatus
+from storage.runfolder import RunFolder, RunStatus, child_run
 from storage.statefiles import read_json, write_json
 
 MAX_ROUNDS = 3
@@ -32,23 +32,23 @@ CHECK_FILE = "latency_check.json"
 """NetAdapt rounds at most: the first at the table's target, then up to two corrections."""
 
 
-def round_folder(p: Pipeline, index: int) -> Path:
-    return p.path / ("netadapt" if index == 0 else f"netadapt-{index + 1}")
+def round_folder(run: Pipeline, index: int) -> Path:
+    return run.path / ("netadapt" if index == 0 else f"netadapt-{index + 1}")
 
 
-def stage_netadapt(p: Pipeline) -> dict[str, Any]:
+def stage_netadapt(run: Pipeline) -> dict[str, Any]:
     """NetAdapt rounds until the final model's measured latency is within budget (or
     ``MAX_ROUNDS``, or the target is out of NetAdapt's reach); the last round's result plus
     ``latency_rounds``, one record per round."""
-    spec, weights, target_ms = p.result("search")["best_spec"], None, p.result("table")["target_ms"]
+    spec, weights, target_ms = run.result("search")["best_spec"], None, run.result("table")["target_ms"]
     rounds: list[dict[str, Any]] = []
     for index in range(MAX_ROUNDS):
-        result = _run_round(p, index, spec, weights, target_ms)
-        check = recorded_check(p, index, parse_spec(result["final_spec"]))
-        rounds.append({"round": index + 1, "folder": str(round_folder(p, index)), "target_ms": target_ms,
+        result = _run_round(run, index, spec, weights, target_ms)
+        check = recorded_check(run, index, parse_spec(result["final_spec"]))
+        rounds.append({"round": index + 1, "folder": str(round_folder(run, index)), "target_ms": target_ms,
                        "predicted_ms": result["predicted_latency_ms"], **check})
-        p.say(f"netadapt: round {index + 1}: final measured {check['final_ms']:.4f} ms vs budget "
-              f"{check['budget_ms']:.4f} ms: {check['ratio']:.3f}x [{check['ratio_low']:.3f}, {check['ratio_high']:.3f}]")
+        run.say(f"netadapt: round {index + 1}: final measured {check['final_ms']:.4f} ms vs budget "
+                f"{check['budget_ms']:.4f} ms: {_interval(check)}")
         if not over_budget(check) or index + 1 == MAX_ROUNDS:
             break
         next_target = result["predicted_latency_ms"] / check["ratio"]
@@ -56,10 +56,16 @@ def stage_netadapt(p: Pipeline) -> dict[str, Any]:
             spec, weights = result["final_spec"], None
         else:
             spec, weights = result["final_spec"], str(Path(result["run_dir"]) / "final.pt")
-        if not _reachable(p, spec, next_target):
+        if not _reachable(run, spec, next_target):
             break
         target_ms = next_target
     return {**result, "latency_rounds": rounds, "within_budget": not over_budget(rounds[-1])}
+
+
+def _interval(check: dict[str, float]) -> str:
+    if "ratio_low" not in check:
+        return f"{check['ratio']:.3f}x"
+    return f"{check['ratio']:.3f}x [{check['ratio_low']:.3f}, {check['ratio_high']:.3f}]"
 
 
 def over_budget(check: dict[str, float]) -> bool:
@@ -68,24 +74,24 @@ def over_budget(check: dict[str, float]) -> bool:
     return check.get("ratio_low", check["ratio"]) > 1.0
 
 
-def recorded_check(p: Pipeline, index: int, final: ArchSpec) -> dict[str, float]:
+def recorded_check(run: Pipeline, index: int, final: ArchSpec) -> dict[str, float]:
     """Round ``index``'s measured check, taken once and kept in its folder, so that a resumed
     run makes the same decision (a fresh measurement could fall on the other side of 1.0)."""
-    path = round_folder(p, index) / CHECK_FILE
+    path = round_folder(run, index) / CHECK_FILE
     if path.is_file():
         return read_json(path, fields={"final_ms": float, "budget_ms": float, "ratio": float},
                          what="NetAdapt round latency check")  # ratio_low/ratio_high: absent before paired timing
-    check = measured_check(p, final)
+    check = measured_check(run, final)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, check)
     return check
 
 
-def measured_check(p: Pipeline, final: ArchSpec) -> dict[str, float]:
+def measured_check(run: Pipeline, final: ArchSpec) -> dict[str, float]:
     """The final spec paired with the ``--target-like`` model (times the target scale), else
     with the table's reference in the table's units against ``target_ms``: ``ratio`` to the
     budget with its interval (``ratio_low``, ``ratio_high``), and both in ms now."""
-    table, config = p.result("table"), p.config
+    table, config = run.result("table"), run.config
     if config.target_like is None:
         lazy = LazyPredictor(table["folder"], on_drift=config.on_drift)
         paired = lazy.measure([final])[0]
@@ -101,35 +107,35 @@ def measured_check(p: Pipeline, final: ArchSpec) -> dict[str, float]:
             "ratio_low": paired.low / scale, "ratio_high": paired.high / scale, "pairs": paired.pairs}
 
 
-def _reachable(p: Pipeline, spec: str, target_ms: float) -> bool:
-    predictor = LazyPredictor(p.result("table")["folder"], on_drift=p.config.on_drift)
+def _reachable(run: Pipeline, spec: str, target_ms: float) -> bool:
+    predictor = LazyPredictor(run.result("table")["folder"], on_drift=run.config.on_drift)
     try:
-        check_target(_setup(p, spec, None, target_ms), predictor.predict_ms)
+        check_target(_setup(run, spec, None, target_ms), predictor.predict_ms)
     except ValueError as exc:
-        p.say(f"netadapt: no further round: {exc}")
+        run.say(f"netadapt: no further round: {exc}")
         return False
     return True
 
 
-def _run_round(p: Pipeline, index: int, spec: str, weights: str | None, target_ms: float) -> dict[str, Any]:
+def _run_round(run: Pipeline, index: int, spec: str, weights: str | None, target_ms: float) -> dict[str, Any]:
     """One NetAdapt run folder (created, resumed or read back when finished)."""
-    path = round_folder(p, index)
+    path = round_folder(run, index)
     folder = child_run(path, "netadapt")
     if folder is None:
-        predictor = LazyPredictor(p.result("table")["folder"], on_drift=p.config.on_drift)
+        predictor = LazyPredictor(run.result("table")["folder"], on_drift=run.config.on_drift)
         start_ms = predictor.predict_ms(parse_spec(spec))
         if start_ms <= target_ms:
-            p.say(f"netadapt: the start model is already at {start_ms:.4f} ms <= target (predicted); nothing to adapt")
+            run.say(f"netadapt: the start model is already at {start_ms:.4f} ms <= target (predicted); nothing to adapt")
             return {"skipped": True, "final_spec": spec, "predicted_latency_ms": start_ms}
-        setup = _setup(p, spec, weights, target_ms)
+        setup = _setup(run, spec, weights, target_ms)
         check_target(setup, predictor.predict_ms)
-        folder = RunFolder.create(path, job="netadapt", slug=f"netadapt-round{index + 1}", seed=p.config.seed,
+        folder = RunFolder.create(path, job="netadapt", slug=f"netadapt-round{index + 1}", seed=run.config.seed,
                                   config=setup.to_dict())
     elif folder.status is RunStatus.FINISHED:
         return folder.manifest["results"]
     with folder.session() as stop:
-        summary = execute(folder, read_setup(folder), lambda: stop() or p.stop(), p.say,
-                          lambda event: p.say(_netadapt_line(event)))
+        summary = execute(folder, read_setup(folder), lambda: stop() or run.stop(), run.say,
+                          lambda event: run.say(_netadapt_line(event)))
     if summary is None:
         raise StageStopped()
     return summary
@@ -146,11 +152,11 @@ def _netadapt_line(event: Any) -> str:
     return f"netadapt: done, {event.predicted_ms:.4f} ms predicted, val top-1 {event.top1:.4f}"
 
 
-def _setup(p: Pipeline, spec: str, weights: str | None, target_ms: float) -> JobSetup:
-    budget, table = p.config.stage_budget, p.result("table")
+def _setup(run: Pipeline, spec: str, weights: str | None, target_ms: float) -> JobSetup:
+    budget, table = run.config.stage_budget, run.result("table")
     config = NetAdaptConfig(target_ms=target_ms, short_steps=budget.short_steps,
                             delta_fraction=budget.netadapt_delta, long_epochs=budget.long_epochs,
-                            include_stem=True, include_head=True, seed=p.config.seed, long_threads=p.config.threads)
-    return JobSetup(config, spec, "search-best" if weights is None else "previous-round", p.config.data, 0,
-                    table["folder"], p.config.on_drift, p.config.workers, p.config.address, weights,
+                            include_stem=True, include_head=True, seed=run.config.seed, long_threads=run.config.threads)
+    return JobSetup(config, spec, "search-best" if weights is None else "previous-round", run.config.data, 0,
+                    table["folder"], run.config.on_drift, run.config.workers, run.config.address, weights,
                     budget.pretrain_epochs)

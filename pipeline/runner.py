@@ -1,4 +1,6 @@
-"""``mobilenas run``: the MobileNetV3 recipe as one resumable job (Howard et al. 2019, section 4).
+"""The runner of ``mobilenas run``: the MobileNetV3 recipe as one resumable job (Howard et al.
+2019, section 4). The runner is handed its stages (:data:`pipeline.stages.RECIPE`); it never
+looks one up by name.
 
 Stages, each recorded in the run manifest (``stages.<name>.status``) and skipped once finished:
 
@@ -9,7 +11,7 @@ Stages, each recorded in the run manifest (``stages.<name>.status``) and skipped
 3. ``netadapt``: NetAdapt from the search's best model down to the target (section 4.2), a
    ``netadapt`` run folder under ``netadapt/`` (skipped when the best is already at the target);
    while the result measures over budget end to end, further rounds (``netadapt-2/``, ...)
-   continue from it at a target corrected by the measured ratio (:mod:`mobilenas.pipeline_netadapt`).
+   continue from it at a target corrected by the measured ratio (:mod:`pipeline.netadapt_rounds`).
 4. ``final``: the final spec trained from scratch with the full recipe (section 6.1).
 5. ``references``: MobileNetV3-Small/-Large at width multipliers, same recipe and budget.
 6. ``measure``: every trained model's end-to-end latency, interleaved in one session.
@@ -22,10 +24,11 @@ module prints nothing; messages go to ``say``.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-from mobilenas.pipeline_config import STAGES, PipelineConfig
+from pipeline.config import PipelineConfig
 from storage.runfolder import RunFolder, RunStatus
 
 Say = Callable[[str], None]
@@ -39,12 +42,23 @@ class StageFailed(ValueError):
     """A stage failed; the message names the stage, the cause and how to resume."""
 
 
-class Pipeline:
-    """Runs (or continues) the stages of one pipeline run folder."""
+@dataclass(frozen=True)
+class Stage:
+    """One named step: ``run(pipeline)`` returns the JSON-safe result recorded in the manifest."""
 
-    def __init__(self, folder: RunFolder, config: PipelineConfig, *, say: Say = lambda m: None,
+    name: str
+    run: Callable[["Pipeline"], dict[str, Any]]
+
+
+class Pipeline:
+    """Runs (or continues) ``stages`` in order in one pipeline run folder; ``summarize`` turns the
+    finished stages into the run's results."""
+
+    def __init__(self, folder: RunFolder, config: PipelineConfig, stages: Sequence[Stage],
+                 summarize: Callable[["Pipeline"], dict[str, Any]], *, say: Say = lambda m: None,
                  stop: Callable[[], bool] = lambda: False) -> None:
         self.folder, self.config, self.say, self.stop = folder, config, say, stop
+        self.stages, self.summarize = tuple(stages), summarize
         self.started = time.monotonic()
 
     @property
@@ -63,16 +77,15 @@ class Pipeline:
 
     def run(self) -> dict[str, Any]:
         """Run every unfinished stage in order; returns the final summary."""
-        from mobilenas import pipeline_stages
-
-        for number, name in enumerate(STAGES, start=1):
-            record = self.records().get(name, {})
+        total = len(self.stages)
+        for number, stage in enumerate(self.stages, start=1):
+            record = self.records().get(stage.name, {})
             if record.get("status") == "finished":
-                self.say(f"[{number}/{len(STAGES)} {name}] done earlier, kept")
+                self.say(f"[{number}/{total} {stage.name}] done earlier, kept")
                 continue
-            self.say(f"[{number}/{len(STAGES)} {name}] starting (elapsed {self.elapsed()})")
-            self._run_stage(name, getattr(pipeline_stages, f"stage_{name}"))
-        summary = pipeline_stages.summary(self)
+            self.say(f"[{number}/{total} {stage.name}] starting (elapsed {self.elapsed()})")
+            self._run_stage(stage.name, stage.run)
+        summary = self.summarize(self)
         self.folder.set_status(RunStatus.FINISHED, results=summary)
         return summary
 
@@ -105,13 +118,3 @@ class Pipeline:
     def check_stop(self) -> None:
         if self.stop():
             raise StageStopped()
-
-
-def child_run(parent: Path, job: str) -> RunFolder | None:
-    """The one run folder of ``job`` a stage created under ``parent``, if any."""
-    if not parent.is_dir():
-        return None
-    found = sorted(p for p in parent.iterdir() if (p / "manifest.json").is_file())
-    if len(found) > 1:
-        raise StageFailed(f"{parent} holds {len(found)} run folders; expected one (remove the extra ones)")
-    return RunFolder.open(found[0], job=job) if found else None
