@@ -85,14 +85,37 @@ def test_round_folders_keep_the_first_round_where_it_was(tmp_path):
     assert [stage.round_folder(p, i).name for i in range(3)] == ["netadapt", "netadapt-2", "netadapt-3"]
 
 
-def test_measured_check_compares_with_the_reference_measured_alongside(tmp_path):
-    config = PipelineConfig(data="digits", target_like="mobilenetv3-small", target_width=0.5, target_scale=1.0)
+def test_measured_check_pairs_the_final_model_with_the_target_like_model(tmp_path, monkeypatch):
+    config = PipelineConfig(data="digits", target_like="mobilenetv3-small", target_width=0.5, target_scale=0.9)
     p = FakePipeline({"table": {"target_ms": 123.0}}, tmp_path, config=config)
     small = resolve_spec("mobilenetv3-small", width=0.5, resolution=32, num_classes=10, in_channels=1)
     large = resolve_spec("mobilenetv3-large", width=1.0, resolution=32, num_classes=10, in_channels=1)
-    same = stage.measured_check(p, small)
-    assert 0.8 < same["ratio"] < 1.25 and same["budget_ms"] < 1.0  # the reference, not the recorded 123 ms
-    assert stage.measured_check(p, large)["ratio"] > 1.3
+    seen = []
+
+    def paired(specs, *, reference=None, rounds=2):
+        seen.append((specs, reference))
+        return [{"ratio": 1.8, "ratio_low": 1.7, "ratio_high": 1.9, "reference_ms": 0.2, "pairs": 24, "latency_ms": 0.36}]
+
+    monkeypatch.setattr(stage, "measure_side_by_side", paired)
+    check = stage.measured_check(p, large)
+    assert seen == [([large], small)]  # timed alongside the budget's own model, not against the recorded 123 ms
+    assert check["ratio"] == pytest.approx(2.0) and check["ratio_low"] == pytest.approx(1.7 / 0.9)
+    assert check["budget_ms"] == pytest.approx(0.18) and check["final_ms"] == pytest.approx(0.36)
+
+
+@pytest.mark.parametrize("low, ratio, over", [(1.01, 1.05, True), (0.98, 1.03, False), (0.9, 0.95, False)])
+def test_only_an_interval_wholly_above_the_budget_asks_for_another_round(low, ratio, over):
+    assert stage.over_budget({"ratio": ratio, "ratio_low": low, "ratio_high": ratio + 0.02}) is over
+    assert stage.over_budget({"ratio": 1.01}) is True  # a check from before paired timing: its ratio decides
+
+
+def test_a_ratio_whose_interval_reaches_the_budget_ends_the_rounds(monkeypatch, tmp_path):
+    calls = fake_rounds(monkeypatch, [1.03])
+    monkeypatch.setattr(stage, "measured_check",
+                        lambda p, final: {"final_ms": 1.03, "budget_ms": 1.0, "ratio": 1.03, "ratio_low": 0.99,
+                                          "ratio_high": 1.07})
+    result = stage.stage_netadapt(pipeline(tmp_path))
+    assert len(calls) == 1 and result["within_budget"]
 
 
 @pytest.mark.slow
