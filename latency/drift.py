@@ -36,9 +36,13 @@ from search_spaces.spec import ArchSpec
 
 log = logging.getLogger(__name__)
 ON_DRIFT = ("error", "rescale", "force")
-DEFAULT_TOLERANCE = 0.15
-"""Largest relative change of a signature ratio on the same hardware; paired probe ratios
-repeated within 9% (max/min) on a VM whose absolute speed swung 1.7x."""
+DEFAULT_TOLERANCE = 0.25
+"""Largest relative change of a signature ratio on the same hardware: paired probe ratios
+repeated within 9% (max/min) on a VM whose absolute speed swung 1.7x, and moved by up to 17%
+with four other jobs on the same 2 cores and the load injector on top."""
+SIGNATURE_ATTEMPTS = 3
+"""Beyond the tolerance the signature is measured again, up to this many times in all, and the
+attempt nearest the recorded one decides: a burst of load passes, other hardware stays."""
 
 
 class DriftError(TableMismatchError):
@@ -74,7 +78,8 @@ class DriftReport:
 
     @property
     def other_hardware(self) -> bool:
-        return bool(self.differences) or (self.signature_error is not None and self.signature_error > self.tolerance)
+        """Refused or forced as other hardware (a trusted table's signature never counts)."""
+        return self.action != "ok"
 
 
 def rescaled(table: LatencyTable, ratio: float, report: DriftReport | None = None) -> LatencyTable:
@@ -116,14 +121,16 @@ def _check_on_drift(tolerance: float, on_drift: str) -> None:
         raise ValueError(f"drift tolerance = {tolerance!r} is not allowed; expected a fraction > 0 (0.15 = 15%)")
 
 
-def open_table(folder: str | Path, *, tolerance: float = DEFAULT_TOLERANCE, on_drift: str = "error"
-               ) -> tuple[LatencyTable, DriftReport]:
+def open_table(folder: str | Path, *, tolerance: float = DEFAULT_TOLERANCE, on_drift: str = "error",
+               trusted: bool = False) -> tuple[LatencyTable, DriftReport]:
     """Load the table in ``folder`` for prediction after checking it describes this hardware.
 
     Args:
         tolerance: the largest allowed relative change of a signature ratio.
         on_drift: on other hardware, ``error`` (raise), ``rescale`` (scale predictions by the
             speed factor) or ``force`` (use the table as it is).
+        trusted: the table was made by this run or command on this machine (its fingerprint is
+            still checked): the signature is measured and recorded, never a reason to refuse it.
     Raises:
         TableMismatchError: the fingerprint differs and ``on_drift == "error"``.
         DriftError: the signature differs beyond ``tolerance`` and ``on_drift == "error"``.
@@ -141,7 +148,7 @@ def open_table(folder: str | Path, *, tolerance: float = DEFAULT_TOLERANCE, on_d
     baseline = table.reference_baseline_ms
     if not baseline:
         raise ValueError(f"table {folder} has no reference baseline (its build did not finish): rerun its build to finish it")
-    report = _check_signature(folder, manifest, float(baseline), tolerance, on_drift, differences)
+    report = _check_signature(folder, manifest, float(baseline), tolerance, on_drift, differences, trusted)
     log.info("table %s: %s", folder, report.describe())
     if report.action == "rescaled":
         return rescaled(table, report.ratio, report), report
@@ -154,18 +161,20 @@ def _options(folder: Path, manifest: dict) -> str:
 
 
 def _check_signature(folder: Path, manifest: dict, baseline_ms: float, tolerance: float, on_drift: str,
-                     differences: tuple[str, ...]) -> DriftReport:
+                     differences: tuple[str, ...], trusted: bool) -> DriftReport:
     """Measure the signature and the speed factor; refuse other hardware unless told not to."""
     measurer = measurer_from_recorded(manifest["measurer"])
     reference = parse_spec(manifest["reference"]["spec"])
     recorded = manifest.get("signature", {}).get("ratios")
     now, reference_ms = measure_signature(measurer, reference)
     error = signature_error(recorded, now) if recorded else None
-    if error is not None and error > tolerance:  # once more, pooled: a burst of load passes, hardware stays
+    for _ in range(SIGNATURE_ATTEMPTS - 1):
+        if error is None or error <= tolerance or trusted:
+            break
         again, again_ms = measure_signature(measurer, reference)
-        now = {name: math.sqrt(now[name] * again[name]) for name in now}
-        reference_ms, error = math.sqrt(reference_ms * again_ms), signature_error(recorded, now)
-    mismatch = bool(differences) or (error is not None and error > tolerance)
+        if signature_error(recorded, again) < error:
+            now, reference_ms, error = again, again_ms, signature_error(recorded, again)
+    mismatch = bool(differences) or (error is not None and error > tolerance and not trusted)
     if mismatch and on_drift == "error":
         raise DriftError(f"table {folder}: this machine's signature differs from the table's by {error:.1%} "
                          f"(tolerance {tolerance:.0%}; {_signature_line(recorded, now)}): other hardware or runtime; "

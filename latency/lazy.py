@@ -60,10 +60,11 @@ class LazyPredictor:
     """
 
     def __init__(self, folder: str | Path, *, tolerance: float = DEFAULT_TOLERANCE, on_drift: str = "error",
-                 progress: Progress | None = None, config: BuildConfig | None = None) -> None:
+                 progress: Progress | None = None, config: BuildConfig | None = None, trusted: bool = False) -> None:
+        """``trusted``: the table was made by this run or command (see :func:`latency.drift.open_table`)."""
         self.folder = Path(folder)
         self.drift: DriftReport
-        self.table, self.drift = open_table(self.folder, tolerance=tolerance, on_drift=on_drift)
+        self.table, self.drift = open_table(self.folder, tolerance=tolerance, on_drift=on_drift, trusted=trusted)
         self.progress, self.config = progress, config
         self.measured_keys = 0
         self._builder: TableBuilder | None = None

@@ -106,9 +106,10 @@ def prepare(args: argparse.Namespace, say) -> JobSetup:
     on_drift = "rescale" if args.rescale else "force" if args.force else "error"
     setup = JobSetup(config, format_spec(spec), args.spec, args.data, args.split_seed, str(table), on_drift,
                      args.workers, args.address, None if args.weights is None else str(args.weights.resolve()),
-                     args.pretrain_epochs)
+                     args.pretrain_epochs, table_trusted=args.table is None)
     floor = floor_spec(spec, config.proposal_config())
-    predictor = open_predictor(table, spec, on_drift, say, create=args.table is None, calibrate=floor)
+    predictor = open_predictor(table, spec, on_drift, say, create=args.table is None, calibrate=floor,
+                               trusted=args.table is None)
     l0_ms, floor_ms = check_target(setup, predictor.predict_ms)
     say(f"start {l0_ms:.4f} ms predicted, target {config.target_ms:.4f} ms ({config.target_ms / l0_ms:.0%}), "
         f"floor {floor_ms:.4f} ms")

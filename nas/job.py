@@ -41,10 +41,11 @@ class SearchJob:
     """See the module docstring."""
 
     def __init__(self, config: SearchConfig, *, out: Path, table: str | None = None, on_drift: str = "error",
-                 address: str | None = None, folder: RunFolder | None = None,
+                 table_trusted: bool | None = None, address: str | None = None, folder: RunFolder | None = None,
                  say: Callable[[str], None] = lambda message: None,
                  progress: Callable[[ProgressInfo], None] = lambda info: None) -> None:
         self.config, self.out, self.table, self.on_drift = config, Path(out), table, on_drift
+        self.table_trusted = table is None if table_trusted is None else table_trusted  # made by this machine's runs
         self.address = address
         self.folder = folder
         self.say, self.progress = say, progress
@@ -57,11 +58,13 @@ class SearchJob:
         if self.folder is None:
             self.folder = RunFolder.create(self.out, job="search", slug=f"search-{self.config.strategy}",
                                            seed=self.config.seed, config=self.config.to_dict(),
-                                           extra={"request": {"table": self.table, "on_drift": self.on_drift}})
+                                           extra={"request": {"table": self.table, "on_drift": self.on_drift,
+                                                                  "table_trusted": self.table_trusted}})
             self.say(f"run folder {self.folder.path}")
         if resumed:  # the table and drift policy the run started with
             request = self.folder.manifest.get("request", {})
             self.table, self.on_drift = request.get("table"), request.get("on_drift", "error")
+            self.table_trusted = request.get("table_trusted", self.table is None)
         table = self.table
         with self.folder.session() as stop:
             driver = self._driver(data, shape, table, resumed)
@@ -75,7 +78,7 @@ class SearchJob:
         folder = self.folder.path
         table_folder, message = prepare_table(folder, self.out, shape, self.config.space, table)
         self.say(message)
-        predictor, record = open_pricing(table_folder, on_drift=self.on_drift)
+        predictor, record = open_pricing(table_folder, on_drift=self.on_drift, trusted=self.table_trusted)
         self.say(f"latency table: {record['entries']} layers; drift probe: {predictor.drift.describe()}")
         space = make_space(self.config.space, resolution=data.resolution, num_classes=data.num_classes,
                            in_channels=data.in_channels)

@@ -91,10 +91,11 @@ def validation_figures(folder: Path) -> dict[str, Any] | None:
     return {key: report.get(key) for key in VALIDATION_KEYS}
 
 
-def open_pricing(folder: Path, *, on_drift: str = "error") -> tuple[LazyPredictor, dict[str, Any]]:
+def open_pricing(folder: Path, *, on_drift: str = "error", trusted: bool = False) -> tuple[LazyPredictor, dict[str, Any]]:
     """A lazy predictor on ``folder`` and the manifest record of the table (path, entries,
-    fingerprint match, drift probe, validation figures)."""
-    predictor = LazyPredictor(folder, on_drift=on_drift)
+    fingerprint match, hardware check, validation figures). ``trusted``: a table this run made or
+    copied from an earlier run on this machine (no ``--table`` given)."""
+    predictor = LazyPredictor(folder, on_drift=on_drift, trusted=trusted)
     manifest = predictor.table.manifest
     record = {"folder": str(folder), "entries": len(predictor.table), "space": manifest.get("space"),
               "input": manifest.get("input", {"in_channels": 3, "num_classes": 1000}),

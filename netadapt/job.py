@@ -56,6 +56,7 @@ class JobSetup:
     address: str | None
     weights: str | None
     pretrain_epochs: int
+    table_trusted: bool = False  # made by this job or its pipeline on this machine: latency.drift.open_table
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "netadapt": self.netadapt.to_dict()}
@@ -72,7 +73,7 @@ def default_table_folder(out: Path, spec: ArchSpec) -> Path:
 
 
 def open_predictor(table: Path, spec: ArchSpec, on_drift: str, say: Say, *, create: bool,
-                   calibrate: ArchSpec | None = None) -> LazyPredictor:
+                   calibrate: ArchSpec | None = None, trusted: bool = False) -> LazyPredictor:
     """The lazily measuring predictor of ``table`` (built first when ``create`` and absent;
     calibrated down to the floor spec ``calibrate`` when given, see :func:`calibrate_for`)."""
     if create:
@@ -81,11 +82,11 @@ def open_predictor(table: Path, spec: ArchSpec, on_drift: str, say: Say, *, crea
         say(message)
     elif not (table / "manifest.json").is_file():
         raise FileNotFoundError(f"--table {str(table)!r} is not a latency table folder (no manifest.json)")
-    predictor = LazyPredictor(table, on_drift=on_drift)  # fingerprint and drift checked here
+    predictor = LazyPredictor(table, on_drift=on_drift, trusted=trusted)  # hardware checked here
     if calibrate is None or predictor.drift.other_hardware:  # never measure into another machine's table
         return predictor
     calibrate_for(table, spec, calibrate, say)
-    return LazyPredictor(table, on_drift=on_drift)
+    return LazyPredictor(table, on_drift=on_drift, trusted=trusted)
 
 
 def calibrate_for(table: Path, spec: ArchSpec, floor: ArchSpec, say: Say) -> None:
@@ -239,7 +240,7 @@ def execute(folder: RunFolder, setup: JobSetup, stop: Callable[[], bool], say: S
     """Run (or resume) the job in ``folder``; None when stopped (state saved for --resume)."""
     spec = parse_spec(setup.spec)
     data = load_data(setup, spec)
-    predictor = open_predictor(Path(setup.table), spec, setup.on_drift, say, create=False)
+    predictor = open_predictor(Path(setup.table), spec, setup.on_drift, say, create=False, trusted=setup.table_trusted)
     store = LoopStore(folder.path)
     if not store.exists():
         weights = start_weights(folder, setup, spec, data, stop, say, on_train)

@@ -49,7 +49,7 @@ def stage_table(run: Pipeline) -> dict[str, Any]:
     shape = PricedShape(data.resolution, data.in_channels, data.num_classes)
     folder, message = prepare_table(run.path, run.path.parent, shape, run.config.space, run.config.table)
     run.say(message)
-    predictor, record = open_pricing(folder, on_drift=run.config.on_drift)
+    predictor, record = open_pricing(folder, on_drift=run.config.on_drift, trusted=run.config.table is None)
     run.say(f"latency table: {record['entries']} layers; {predictor.drift.describe()}")
     manifest = predictor.table.manifest
     record["doctor"] = quick_doctor(measurer_from_recorded(manifest["measurer"]), parse_spec(manifest["reference"]["spec"]))
@@ -79,6 +79,7 @@ def stage_search(run: Pipeline) -> dict[str, Any]:
     if existing is not None and existing.status is RunStatus.FINISHED:
         return existing.manifest["summary"]
     job = SearchJob(config, out=run.path / "search", table=table["folder"], on_drift=run.config.on_drift,
+                    table_trusted=run.config.table is None,
                     address=run.config.address, folder=existing, say=run.say,
                     progress=lambda info: run.say(_search_line(info)))
     summary = job.run()

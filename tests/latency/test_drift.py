@@ -128,3 +128,13 @@ def test_unfinished_table_has_no_baseline(tmp_path):
     with pytest.raises(ValueError, match="has no reference baseline"):
         open_table(tmp_path)
     assert parse_spec(json.loads((tmp_path / MANIFEST_FILE).read_text())["reference"]["spec"]) == reference
+
+
+def test_a_table_this_run_made_is_never_refused_by_its_signature(probed_table, tmp_path):
+    folder = _copy(probed_table, tmp_path, _other_signature)
+    table, report = open_table(folder, trusted=True)
+    assert report.action == "ok" and report.signature_error > report.tolerance and not report.differences
+    assert table.manifest["drift"]["signature_error"] == report.signature_error
+    edited = _copy(probed_table, tmp_path / "b", lambda m: m["fingerprint"].update(cpu_stepping="99"))
+    with pytest.raises(TableMismatchError, match="cpu_stepping"):  # trust never covers other hardware ids
+        open_table(edited, trusted=True)
