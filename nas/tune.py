@@ -28,7 +28,7 @@ from ray.tune.search import Searcher
 from nas.candidate import CandidateResult, evaluate_candidate, failed
 from nas.rewards import RewardConfig
 from nas.search import SearchDriver, TrialRequest
-from storage.processes import end_processes_using
+from storage.processes import end_processes_using, start_with_retries
 from storage.statefiles import read_json, write_json
 from training.datasets import Dataset
 
@@ -170,8 +170,9 @@ def ray_cluster(folder: str | Path, *, num_cpus: int, address: str | None = None
         (temp / LINK_RECORD).write_text(str(link))
     os.environ["RAY_AUTH_MODE"] = "disabled"  # else Ray writes a token under the home folder
     try:
-        ray.init(num_cpus=num_cpus, _temp_dir=str(link or temp), include_dashboard=False,
-                 logging_level=logging.WARNING, log_to_driver=False)
+        start_with_retries(lambda: ray.init(num_cpus=num_cpus, _temp_dir=str(link or temp), include_dashboard=False,
+                                            logging_level=logging.WARNING, log_to_driver=False),
+                           lambda: (ray.shutdown(), end_processes_using([temp] + ([link] if link else []), grace_s=1.0)))
         yield ClusterInfo(None, str(temp), str(link) if link else None, storage)
     finally:
         ray.shutdown()

@@ -25,7 +25,7 @@ import torch
 
 from netadapt.evaluation import FinetuneJob, ProposalTask, TaskOutcome, run_task
 from search_spaces.spec import ArchSpec
-from storage.processes import end_processes_using, processes_using  # noqa: F401 (tests import it from here)
+from storage.processes import end_processes_using, processes_using, start_with_retries  # noqa: F401 (tests import processes_using from here)
 from training.datasets import Dataset
 
 log = logging.getLogger(__name__)
@@ -93,10 +93,12 @@ class RayEvaluator:
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         end_ray_processes(self.temp_dir, grace_s=0.0)  # what a killed driver left running
         self.link = _short_link(self.temp_dir)
-        os.environ["RAY_AUTH_MODE"] = "disabled"  # no token under the home folder (FINDINGS.md)
+        os.environ["RAY_AUTH_MODE"] = "disabled"  # no token under the home folder
         try:
-            ray.init(num_cpus=workers * self.job.threads, _temp_dir=str(self.link), include_dashboard=False,
-                     log_to_driver=False, object_store_memory=OBJECT_STORE_BYTES, configure_logging=False)
+            start_with_retries(lambda: ray.init(num_cpus=workers * self.job.threads, _temp_dir=str(self.link),
+                                                include_dashboard=False, log_to_driver=False,
+                                                object_store_memory=OBJECT_STORE_BYTES, configure_logging=False),
+                               lambda: (ray.shutdown(), end_ray_processes(self.temp_dir, grace_s=1.0)))
         except BaseException:
             self.close()
             raise
