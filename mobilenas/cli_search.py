@@ -13,7 +13,8 @@ from typing import Any
 
 from nas.search import STRATEGY_NAMES, ProgressInfo, SearchConfig
 from nas.rewards import REWARD_KINDS
-from storage.runfolder import DEFAULT_OUT, RunFolder, RunStatus
+from storage.runfolder import DEFAULT_OUT, RunFolder
+from storage.status import Status
 from training.datasets import DEFAULT_SEARCH_DATA
 
 DEFAULTS = SearchConfig(target_ms=1.0)
@@ -161,7 +162,7 @@ def run_search(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         _print_summary(result)
-    return 0 if job.folder.status is RunStatus.FINISHED else 130
+    return 0 if job.folder.status is Status.FINISHED else 130
 
 
 def _print_summary(result: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ also added to the learning batch (a free sample, as a reward cache would give). 
 ask falls back to a random unseen point, whose tokens are its canonical indices and whose
 log-probability is evaluated under the current policy, so PPO's ratio stays correct.
 
+Pruned outcomes (ASHA) are learned from their reward like finished ones (:class:`nas.strategy.Outcome`).
 Unusable outcomes (failed, diverged, infeasible, non-finite reward) are learned as the worst
 reward seen so far (the controller learns to avoid them); before any usable reward they are dropped.
 

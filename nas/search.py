@@ -29,6 +29,7 @@ from search_spaces.encoding import format_spec
 from search_spaces.registry import SearchSpace
 from search_spaces.spec import ArchSpec
 from storage.statefiles import StateFileError, read_json, write_json
+from storage.status import SCORED
 
 log = logging.getLogger(__name__)
 STATE_FILE = "search_state.json"
@@ -254,7 +255,7 @@ class SearchDriver:
         """Score a finished trial, log it, tell the strategy, save the state (in that order)."""
         if request.proposal_id not in self.pending:
             raise ValueError(f"proposal {request.proposal_id!r} is not pending; it finished already or was never asked")
-        scored = result.status in ("ok", "early_stopped")
+        scored = result.status in SCORED
         reward = self.reward(result.top1, request.latency_ms) if scored else self.reward.worst
         record = TrialRecord(trial=request.trial, trial_id=trial_id, proposal_id=request.proposal_id, spec=request.spec,
                              decisions=format_decisions(request.indices), latency_ms=request.latency_ms,
@@ -276,13 +277,13 @@ class SearchDriver:
 
     def _tell(self, record: TrialRecord) -> None:
         self.pending.pop(record.proposal_id, None)
-        self.strategy.tell(record.proposal_id, Outcome(reward=record.reward, status=record.outcome_status,
+        self.strategy.tell(record.proposal_id, Outcome(reward=record.reward, status=record.status,
                                                        top1=record.top1, latency_ms=record.latency_ms))
 
     # -- reporting ------------------------------------------------------------------------
     def best(self) -> TrialRecord | None:
         """The scored trial with the highest reward (ties: the earlier trial)."""
-        scored = [r for r in self.records if r.status in ("ok", "early_stopped") and math.isfinite(r.reward)]
+        scored = [r for r in self.records if r.status in SCORED and math.isfinite(r.reward)]
         return max(scored, key=lambda r: (r.reward, -r.trial)) if scored else None
 
     def progress(self, last: TrialRecord | None = None) -> ProgressInfo:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from search_spaces.spec import ArchSpec
+from storage.status import Status
 from training.config import TrainConfig
 from training.datasets import Dataset
 from training.trainer import Trainer, TrainingDiverged
@@ -40,7 +41,7 @@ class Budget:
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Validation top-1 (fraction) and loss after the budget; ``status`` is ``ok`` or
+    """Validation top-1 (fraction) and loss after the budget; ``status`` is ``finished`` or
     ``diverged`` (then ``top1`` and ``loss`` are NaN and ``message`` says why).
 
     ``top1_stderr`` is the binomial standard error of ``top1`` on the ``n_val`` validation
@@ -53,7 +54,7 @@ class EvalResult:
     wall_s: float
     steps: int
     images_per_s: float
-    status: str = "ok"
+    status: Status = Status.FINISHED
     message: str = ""
     top1_stderr: float = math.nan
     n_val: int = 0
@@ -106,7 +107,8 @@ def _run(spec: ArchSpec, data: Dataset, config: TrainConfig,
         result = trainer.fit()
     except TrainingDiverged as exc:
         wall_s = time.perf_counter() - start
-        return EvalResult(math.nan, math.nan, wall_s, exc.step, math.nan, "diverged", str(exc), n_val=n_val), None
+        return EvalResult(math.nan, math.nan, wall_s, exc.step, math.nan, Status.DIVERGED, str(exc),
+                          n_val=n_val), None
     wall_s = time.perf_counter() - start
     top1 = float(result.val_top1)
     return EvalResult(top1, float(result.val_loss), wall_s, result.steps, result.images_per_s,
