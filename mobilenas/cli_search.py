@@ -4,7 +4,6 @@ continues a stopped or killed search from its run folder."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import re
 import sys
@@ -105,11 +104,7 @@ def open_resumed(args: argparse.Namespace) -> tuple[RunFolder, SearchConfig]:
         raise ValueError(f"{', '.join(given)} cannot be combined with --resume: the run's recorded settings are used")
     folder = RunFolder.open(args.resume, job="search")
     folder.check_resumable()
-    fields = {f.name for f in dataclasses.fields(SearchConfig)}
-    unknown = sorted(set(folder.manifest["config"]) - fields)
-    if unknown:
-        raise ValueError(f"{folder.path / 'manifest.json'}: config has unknown settings {unknown}")
-    return folder, SearchConfig(**folder.manifest["config"])
+    return folder, SearchConfig.from_dict(folder.manifest["config"], f"{folder.path / 'manifest.json'}: config")
 
 
 class ProgressLine:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from search_spaces.spec import ArchSpec
+from storage.settings import check_settings, setting
 from storage.status import Status
 from training.config import TrainConfig
 from training.datasets import Dataset
@@ -26,17 +27,14 @@ class Budget:
     """Training budget: ``epochs`` or ``steps`` (exactly one), on an optional stratified
     ``train_subset`` of that many training images."""
 
-    epochs: int | None = None
-    steps: int | None = None
-    train_subset: int | None = None
+    epochs: int | None = setting(None, low=1, optional=True)
+    steps: int | None = setting(None, low=1, optional=True)
+    train_subset: int | None = setting(None, low=1, optional=True)
 
     def __post_init__(self) -> None:
         if (self.epochs is None) == (self.steps is None):
             raise ValueError(f"budget epochs = {self.epochs!r}, steps = {self.steps!r} is not allowed; give exactly one")
-        for name in ("epochs", "steps", "train_subset"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"budget {name} = {value!r} is not allowed; expected None or an integer >= 1")
+        check_settings(self, "budget {name}")
 
 
 @dataclass(frozen=True)

@@ -232,3 +232,14 @@ def test_a_candidate_that_cannot_be_built_for_the_data_is_infeasible(monkeypatch
     spec = SPACE.decode([0] * len(SPACE.cardinalities))
     result = candidate.evaluate_candidate(format_spec(spec), None, epochs=1)
     assert result.status == "infeasible" and "too small" in result.message
+
+
+def test_search_config_round_trips_and_refuses_unknown_keys_and_values_out_of_range():
+    import dataclasses
+
+    config = SearchConfig(target_ms=0.5, trials=4, train_subset=100)
+    assert SearchConfig.from_dict(dataclasses.asdict(config)) == config
+    with pytest.raises(ValueError, match=r"manifest: config has unknown keys \['lr'\]"):
+        SearchConfig.from_dict({**dataclasses.asdict(config), "lr": 0.1}, "manifest: config")
+    with pytest.raises(ValueError, match="--train-subset = 0 is not allowed; expected None or an integer >= 1"):
+        SearchConfig(target_ms=0.5, train_subset=0)
