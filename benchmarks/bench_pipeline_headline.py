@@ -22,8 +22,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from storage.runfolder import RunFolder, RunStatus  # noqa: E402
+from storage.runfolder import RunFolder, Status  # noqa: E402
 from storage.statefiles import CsvLog, write_json  # noqa: E402
+from storage.status import Status
 
 COLUMNS = ("budget", "width", "seed", "run_dir", "final_top1", "final_top1_stderr", "final_latency_ms", "ref_top1",
            "ref_top1_stderr", "ref_latency_ms", "target_ms", "netadapt_rounds", "final_spec", "wall_s")
@@ -50,12 +51,12 @@ def run_one(args: argparse.Namespace, width: float, seed: int) -> dict:
     command = [sys.executable, "-m", "mobilenas", "run", "--json"]
     if existing:
         folder = RunFolder.open(existing[0].parent, job="run")
-        if folder.status is not RunStatus.FINISHED:
+        if folder.status is not Status.FINISHED:
             command += ["--resume", str(folder.path)]
     else:
         command += ["--budget", args.budget, "--target-like", "mobilenetv3-small", "--target-width", f"{width:g}",
                     "--seed", str(seed), "--out", str(out)]
-    if not existing or RunFolder.open(existing[0].parent, job="run").status is not RunStatus.FINISHED:
+    if not existing or RunFolder.open(existing[0].parent, job="run").status is not Status.FINISHED:
         print(" ".join(command), flush=True)
         subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     folder = RunFolder.open(sorted(out.glob("*/manifest.json"))[0].parent, job="run")

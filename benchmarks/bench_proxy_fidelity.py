@@ -42,6 +42,7 @@ from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.mnasnet_space import MnasNetSpace
 from search_spaces.reference import reference_spec
 from search_spaces.spec import ArchSpec
+from storage.status import Status
 from training.config import TrainConfig
 from training.datasets import DEFAULT_SEARCH_DATA, load_dataset
 from training.evaluate import DEFAULT_PROXY_BUDGET, PROXY_CONFIG, Budget, proxy_evaluate
@@ -119,7 +120,7 @@ def run_job(spec_id: str, arch: str, job: str, seed: int, args: dict) -> dict:
     if job == "recipe":
         test, val, wall = recipe_test_top1(args["data"], REFERENCES[spec_id], args["threads"])
         return {**row, "val_top1": val, "val_top1_stderr": float("nan"), "n_val": 0, "test_top1": test, "wall_s": wall,
-                "steps": 0, "status": "ok"}
+                "steps": 0, "status": Status.FINISHED.value}
     data = load_dataset(args["data"], resolution=RESOLUTION)
     if job == "full":
         config = TrainConfig(batch_size=args["full_batch"], eval_every_epochs=0)
@@ -129,7 +130,7 @@ def run_job(spec_id: str, arch: str, job: str, seed: int, args: dict) -> dict:
     with bench_lock(lock):
         result = proxy_evaluate(spec, data, budget, seed=seed, threads=args["threads"], device="cpu", config=config)
     return {**row, "val_top1": result.top1, "val_top1_stderr": result.top1_stderr, "n_val": result.n_val,
-            "wall_s": result.wall_s, "steps": result.steps, "status": result.status}
+            "wall_s": result.wall_s, "steps": result.steps, "status": result.status.value}
 
 
 def job_list(all_specs: dict[str, ArchSpec], proxies: list[str], full_seeds: list[int],

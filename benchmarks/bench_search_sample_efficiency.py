@@ -37,6 +37,7 @@ from nas.rewards import RewardConfig
 from nas.strategy import Outcome
 from search_spaces.counting import spec_cost
 from search_spaces.registry import SearchSpace, make_space
+from storage.status import Status
 
 TABLE = "results/latency/mnasnet-r32"
 FALLBACK_MS, FALLBACK_MS_PER_MMADD = 0.3, 0.05  # only if a table key were missing
@@ -97,7 +98,7 @@ def run_curve(task: SyntheticTask, name: str, seed: int, trials: int, config=Non
     for _ in range(trials):
         proposal = strategy.ask()
         top1, latency_ms, reward = task(proposal.indices)
-        strategy.tell(proposal.proposal_id, Outcome(reward, "ok", top1, latency_ms))
+        strategy.tell(proposal.proposal_id, Outcome(reward, Status.FINISHED, top1, latency_ms))
         rewards.append(reward)
     return rewards
 

@@ -118,7 +118,7 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 def run_pipeline(args: argparse.Namespace) -> int:
     from pipeline.runner import StageStopped
     from pipeline.stages import pipeline_for
-    from storage.runfolder import RunStatus
+    from storage.status import Status
 
     folder, config = _open(args)
     _say(f"run folder {folder.path}")
@@ -126,7 +126,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         try:
             summary = pipeline_for(folder, config, say=_say, stop=stop).run()
         except StageStopped:
-            folder.set_status(RunStatus.INTERRUPTED)
+            folder.set_status(Status.INTERRUPTED)
             summary = None
     if summary is None:
         _say(f"stopped; finished work is saved: mobilenas run --resume {folder.path}")

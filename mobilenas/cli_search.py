@@ -4,7 +4,6 @@ continues a stopped or killed search from its run folder."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import re
 import sys
@@ -13,7 +12,8 @@ from typing import Any
 
 from nas.search import STRATEGY_NAMES, ProgressInfo, SearchConfig
 from nas.rewards import REWARD_KINDS
-from storage.runfolder import DEFAULT_OUT, RunFolder, RunStatus
+from storage.runfolder import DEFAULT_OUT, RunFolder
+from storage.status import Status
 from training.datasets import DEFAULT_SEARCH_DATA
 
 DEFAULTS = SearchConfig(target_ms=1.0)
@@ -104,11 +104,7 @@ def open_resumed(args: argparse.Namespace) -> tuple[RunFolder, SearchConfig]:
         raise ValueError(f"{', '.join(given)} cannot be combined with --resume: the run's recorded settings are used")
     folder = RunFolder.open(args.resume, job="search")
     folder.check_resumable()
-    fields = {f.name for f in dataclasses.fields(SearchConfig)}
-    unknown = sorted(set(folder.manifest["config"]) - fields)
-    if unknown:
-        raise ValueError(f"{folder.path / 'manifest.json'}: config has unknown settings {unknown}")
-    return folder, SearchConfig(**folder.manifest["config"])
+    return folder, SearchConfig.from_dict(folder.manifest["config"], f"{folder.path / 'manifest.json'}: config")
 
 
 class ProgressLine:
@@ -161,7 +157,7 @@ def run_search(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         _print_summary(result)
-    return 0 if job.folder.status is RunStatus.FINISHED else 130
+    return 0 if job.folder.status is Status.FINISHED else 130
 
 
 def _print_summary(result: dict[str, Any]) -> None:

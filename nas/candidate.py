@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 from search_spaces.encoding import parse_spec
+from storage.status import TRIAL_STATUSES, Status, parse_status
 from training.datasets import Dataset
 from training.evaluate import PROXY_CONFIG, Budget, adapt_spec, binomial_stderr, proxy_evaluate
 from training.trainer import Progress, Trainer, TrainingDiverged
 
-CANDIDATE_STATUSES = ("ok", "early_stopped", "failed", "diverged")
 
 
 @dataclass(frozen=True)
@@ -22,17 +22,16 @@ class CandidateResult:
 
     top1: float
     top1_stderr: float
-    status: str
+    status: Status
     epochs: int
     wall_s: float
     message: str = ""
 
     def __post_init__(self) -> None:
-        if self.status not in CANDIDATE_STATUSES:
-            raise ValueError(f"candidate status {self.status!r} is not allowed; expected one of {CANDIDATE_STATUSES}")
+        object.__setattr__(self, "status", parse_status(self.status, TRIAL_STATUSES, "candidate status"))
 
     def to_dict(self) -> dict[str, object]:
-        return {"top1": self.top1, "top1_stderr": self.top1_stderr, "status": self.status, "epochs": self.epochs,
+        return {"top1": self.top1, "top1_stderr": self.top1_stderr, "status": self.status.value, "epochs": self.epochs,
                 "wall_s": self.wall_s, "message": self.message}
 
     @classmethod
@@ -42,7 +41,7 @@ class CandidateResult:
 
 
 def failed(message: str, wall_s: float = math.nan) -> CandidateResult:
-    return CandidateResult(math.nan, math.nan, "failed", 0, wall_s, message)
+    return CandidateResult(math.nan, math.nan, Status.FAILED, 0, wall_s, message)
 
 
 def evaluate_candidate(spec: str, data: Dataset, *, epochs: int, train_subset: int | None = None, seed: int = 0,
@@ -51,14 +50,18 @@ def evaluate_candidate(spec: str, data: Dataset, *, epochs: int, train_subset: i
     """Train the canonical spec string ``spec`` (adapted to ``data``) for ``epochs`` and
     evaluate it on the validation split. ``on_epoch(epoch, top1, top1_stderr)`` is called after
     every epoch when given (early stopping); otherwise the proxy recipe of
-    :func:`training.evaluate.proxy_evaluate` runs with one evaluation at the end."""
-    arch = adapt_spec(parse_spec(spec), data)
+    :func:`training.evaluate.proxy_evaluate` runs with one evaluation at the end. A candidate that
+    cannot be built at the data's shape is ``infeasible``."""
+    try:
+        arch = adapt_spec(parse_spec(spec), data)
+    except ValueError as exc:
+        return CandidateResult(math.nan, math.nan, Status.INFEASIBLE, 0, 0.0, str(exc))
     if on_epoch is None:
         result = proxy_evaluate(arch, data, Budget(epochs=epochs, train_subset=train_subset), seed=seed,
                                 threads=threads, device=device)
-        if result.status != "ok":
-            return CandidateResult(math.nan, math.nan, "diverged", epochs, result.wall_s, result.message)
-        return CandidateResult(result.top1, result.top1_stderr, "ok", epochs, result.wall_s)
+        if result.status is not Status.FINISHED:
+            return CandidateResult(math.nan, math.nan, Status.DIVERGED, epochs, result.wall_s, result.message)
+        return CandidateResult(result.top1, result.top1_stderr, Status.FINISHED, epochs, result.wall_s)
     return _evaluate_per_epoch(arch, data, epochs=epochs, train_subset=train_subset, seed=seed, threads=threads,
                                device=device, on_epoch=on_epoch)
 
@@ -79,6 +82,6 @@ def _evaluate_per_epoch(arch, data: Dataset, *, epochs: int, train_subset: int |
     try:
         result = Trainer(arch, subset, config, on_progress=report).fit()
     except TrainingDiverged as exc:
-        return CandidateResult(math.nan, math.nan, "diverged", exc.epoch, time.perf_counter() - start, str(exc))
+        return CandidateResult(math.nan, math.nan, Status.DIVERGED, exc.epoch, time.perf_counter() - start, str(exc))
     top1 = float(result.val_top1)
-    return CandidateResult(top1, binomial_stderr(top1, n_val), "ok", epochs, time.perf_counter() - start)
+    return CandidateResult(top1, binomial_stderr(top1, n_val), Status.FINISHED, epochs, time.perf_counter() - start)

@@ -14,6 +14,7 @@ random; afterwards tournaments run over whatever has finished.
 Dedup: a child that was proposed before is mutated again from the same parent, up to
 ``max_mutation_tries`` times; then the ask falls back to a random unseen point.
 
+Pruned outcomes (ASHA) join with their reward like finished ones (:class:`nas.strategy.Outcome`).
 Unusable outcomes (failed, diverged, infeasible, non-finite reward) join the population with no
 reward: they rank below every finished model, age out like any member, and a tournament whose
 sample holds only such members proposes a random unseen point instead of mutating one.

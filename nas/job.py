@@ -20,7 +20,8 @@ from nas.registry import make_strategy
 from nas.report import write_outputs
 from nas.search import ProgressInfo, SearchConfig, SearchDriver
 from search_spaces.registry import make_space
-from storage.runfolder import RunFolder, RunStatus
+from storage.runfolder import RunFolder
+from storage.status import Status
 from training.datasets import Dataset, default_resolution, load_dataset
 
 
@@ -71,7 +72,7 @@ class SearchJob:
             self._run_trials(driver, data, stop)
             result = write_outputs(driver, self.folder.path)
             if driver.finished:
-                self.folder.set_status(RunStatus.FINISHED, summary=result)
+                self.folder.set_status(Status.FINISHED, summary=result)
         return result
 
     def _driver(self, data: Dataset, shape: PricedShape, table: str | None, resumed: bool) -> SearchDriver:

@@ -8,16 +8,18 @@ from pathlib import Path
 import pandas as pd
 
 from storage.statefiles import write_text_atomic
+from storage.status import SCORED, words_for
 
 PARETO_CSV = "pareto.csv"
 PARETO_PNG = "pareto.png"
-SCORED = ("ok", "early_stopped")
+SCORED_WORDS = words_for(SCORED)
+"""Finished and pruned trials, in today's words and those of earlier versions' trials.csv."""
 
 
 def pareto_front(trials: pd.DataFrame) -> pd.DataFrame:
     """Trials not dominated by another (lower-or-equal latency and higher-or-equal top-1,
-    one strictly), sorted by latency; only rows with a status in ``SCORED`` and finite values."""
-    scored = trials[trials["status"].isin(SCORED)]
+    one strictly), sorted by latency; only scored rows (finished or pruned) with finite values."""
+    scored = trials[trials["status"].isin(SCORED_WORDS)]
     scored = scored[scored["top1"].map(math.isfinite) & scored["latency_ms"].map(math.isfinite)]
     ordered = scored.sort_values(["latency_ms", "top1"], ascending=[True, False], kind="stable")
     keep, best_top1 = [], -math.inf
@@ -44,7 +46,7 @@ def _plot(path: Path, trials: pd.DataFrame, front: pd.DataFrame, *, target_ms: f
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    scored = trials[trials["status"].isin(SCORED)]
+    scored = trials[trials["status"].isin(SCORED_WORDS)]
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
     ax.scatter(scored["latency_ms"], 100 * scored["top1"], s=14, alpha=0.55, label=f"trials ({len(scored)})")
     if len(front):

@@ -20,6 +20,7 @@ also added to the learning batch (a free sample, as a reward cache would give). 
 ask falls back to a random unseen point, whose tokens are its canonical indices and whose
 log-probability is evaluated under the current policy, so PPO's ratio stays correct.
 
+Pruned outcomes (ASHA) are learned from their reward like finished ones (:class:`nas.strategy.Outcome`).
 Unusable outcomes (failed, diverged, infeasible, non-finite reward) are learned as the worst
 reward seen so far (the controller learns to avoid them); before any usable reward they are dropped.
 
@@ -40,6 +41,7 @@ from nas.controller import Controller, load_module_state, load_optimizer_state, 
 from nas.ledger import ProposalLedger, new_rng, rng_state, set_rng_state
 from nas.strategy import Outcome, Proposal
 from search_spaces.registry import SearchSpace
+from storage.settings import check_settings, setting
 
 RL_METHODS = ("ppo", "reinforce")
 
@@ -49,38 +51,21 @@ class RLConfig:
     """Controller and update settings (defaults tuned on benchmarks/bench_search_sample_efficiency.py)."""
 
     method: str = "ppo"
-    hidden_size: int = 32
-    learning_rate: float = 0.01
-    batch_size: int = 5
-    ppo_epochs: int = 2
-    clip: float = 0.2
-    entropy_weight: float = 0.05
-    baseline_decay: float = 0.9
+    hidden_size: int = setting(32, low=1)
+    learning_rate: float = setting(0.01, kind=float, low=0, low_open=True)
+    batch_size: int = setting(5, low=1)
+    ppo_epochs: int = setting(2, low=1)
+    clip: float = setting(0.2, kind=float, low=0, high=1, low_open=True)
+    entropy_weight: float = setting(0.05, kind=float, low=0)
+    baseline_decay: float = setting(0.9, kind=float, low=0, high=1, high_open=True)
     normalize_advantages: bool = True
-    max_resamples: int = 10
+    max_resamples: int = setting(10, low=0)
     learn_from_duplicates: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in RL_METHODS:
             raise ValueError(f"method={self.method!r}; expected one of {RL_METHODS}")
-        for name in ("hidden_size", "batch_size", "ppo_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r}; expected an integer >= 1")
-        if isinstance(self.max_resamples, bool) or not isinstance(self.max_resamples, int) or self.max_resamples < 0:
-            raise ValueError(f"max_resamples={self.max_resamples!r}; expected an integer >= 0")
-        _check_range("learning_rate", self.learning_rate, 0.0, math.inf, low_open=True)
-        _check_range("clip", self.clip, 0.0, 1.0, low_open=True)
-        _check_range("entropy_weight", self.entropy_weight, 0.0, math.inf)
-        _check_range("baseline_decay", self.baseline_decay, 0.0, 1.0, high_open=True)
-
-
-def _check_range(name: str, value: float, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        bounds = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name}={value!r}; expected a number in {bounds}")
+        check_settings(self)
 
 
 class RLController:

@@ -28,7 +28,9 @@ from nas.trial_log import TrialLog, TrialRecord, format_decisions
 from search_spaces.encoding import format_spec
 from search_spaces.registry import SearchSpace
 from search_spaces.spec import ArchSpec
+from storage.settings import check_settings, setting, settings_from_dict
 from storage.statefiles import StateFileError, read_json, write_json
+from storage.status import SCORED
 
 log = logging.getLogger(__name__)
 STATE_FILE = "search_state.json"
@@ -49,25 +51,25 @@ class SearchConfig:
     target_ms: float
     data: str = "mnist-rot-back-image"
     strategy: str = "rl"
-    trials: int = 32
-    seed: int = 0
+    trials: int = setting(32, low=1)
+    seed: int = setting(0, low=0)
     reward: str = "mnasnet"
     w: float | None = None
-    epochs: int = 1
-    train_subset: int | None = None
-    concurrency: int = 2
-    cpus_per_trial: int = 1
+    epochs: int = setting(1, low=1)
+    train_subset: int | None = setting(None, low=1, optional=True)
+    concurrency: int = setting(2, low=1)
+    cpus_per_trial: int = setting(1, low=1)
     asha: bool = False
     space: str = "mnasnet"
-    resolution: int | None = None
-    price_resolution: int | None = None
-    price_in_channels: int | None = None
-    price_classes: int | None = None
+    resolution: int | None = setting(None, low=8, optional=True)
+    price_resolution: int | None = setting(None, low=8, optional=True)
+    price_in_channels: int | None = setting(None, low=1, optional=True)
+    price_classes: int | None = setting(None, low=2, optional=True)
     device: str = "cpu"
     strategy_config: dict | None = None
 
     def __post_init__(self) -> None:
-        self._check_ints()
+        check_settings(self, "{flag}")
         if self.strategy_config is not None and not isinstance(self.strategy_config, dict):
             raise ValueError(f"--strategy-config {self.strategy_config!r} is not allowed; expected a JSON object")
         if self.strategy not in STRATEGY_NAMES:
@@ -78,17 +80,10 @@ class SearchConfig:
             raise ValueError(f"--asha needs --epochs >= 2 (got {self.epochs}): it stops trials between epochs")
         self.reward_config()  # validates target_ms and w
 
-    def _check_ints(self) -> None:
-        minimum = {"trials": 1, "seed": 0, "epochs": 1, "concurrency": 1, "cpus_per_trial": 1, "train_subset": 1,
-                   "resolution": 8, "price_resolution": 8, "price_in_channels": 1, "price_classes": 2}
-        optional = {"train_subset", "resolution", "price_resolution", "price_in_channels", "price_classes"}
-        for name, low in minimum.items():
-            value = getattr(self, name)
-            if value is None and name in optional:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                flag = "--" + name.replace("_", "-")
-                raise ValueError(f"{flag} = {value!r} is not allowed; expected an integer >= {low}")
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], what: str = "search config") -> "SearchConfig":
+        """The settings recorded in a manifest; unknown keys are refused."""
+        return settings_from_dict(cls, data, what)
 
     def reward_config(self) -> RewardConfig:
         """The reward as :class:`nas.rewards.RewardConfig` (MnasNet section 3, TuNAS absolute)."""
@@ -254,7 +249,7 @@ class SearchDriver:
         """Score a finished trial, log it, tell the strategy, save the state (in that order)."""
         if request.proposal_id not in self.pending:
             raise ValueError(f"proposal {request.proposal_id!r} is not pending; it finished already or was never asked")
-        scored = result.status in ("ok", "early_stopped")
+        scored = result.status in SCORED
         reward = self.reward(result.top1, request.latency_ms) if scored else self.reward.worst
         record = TrialRecord(trial=request.trial, trial_id=trial_id, proposal_id=request.proposal_id, spec=request.spec,
                              decisions=format_decisions(request.indices), latency_ms=request.latency_ms,
@@ -276,13 +271,13 @@ class SearchDriver:
 
     def _tell(self, record: TrialRecord) -> None:
         self.pending.pop(record.proposal_id, None)
-        self.strategy.tell(record.proposal_id, Outcome(reward=record.reward, status=record.outcome_status,
+        self.strategy.tell(record.proposal_id, Outcome(reward=record.reward, status=record.status,
                                                        top1=record.top1, latency_ms=record.latency_ms))
 
     # -- reporting ------------------------------------------------------------------------
     def best(self) -> TrialRecord | None:
         """The scored trial with the highest reward (ties: the earlier trial)."""
-        scored = [r for r in self.records if r.status in ("ok", "early_stopped") and math.isfinite(r.reward)]
+        scored = [r for r in self.records if r.status in SCORED and math.isfinite(r.reward)]
         return max(scored, key=lambda r: (r.reward, -r.trial)) if scored else None
 
     def progress(self, last: TrialRecord | None = None) -> ProgressInfo:

@@ -10,7 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-OUTCOME_STATUSES = ("ok", "failed", "diverged", "infeasible")
+from storage.status import SCORED, TRIAL_STATUSES, Status, parse_status
+
 
 
 class SpaceExhausted(Exception):
@@ -30,22 +31,28 @@ class Proposal:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What came of a proposal. ``reward`` is finite for ``ok``; for any other status the
-    strategy substitutes its worst reward (a failed trial never raises inside the loop)."""
+    """What came of a proposal (a :class:`storage.status.Status` among the trial statuses; a
+    string is read as one). ``reward`` is finite for ``finished`` and ``pruned``; for any other
+    status the strategy substitutes its worst reward (a failed trial never raises inside the loop).
+
+    A ``pruned`` outcome (stopped early by ASHA) carries the reward of the epochs it reached and is
+    learned from as it is, like a finished one: ASHA stops a trial because it ranks below its
+    peers at the same rung, which that reward says; learning it as a failure would teach a
+    controller that a merely weaker architecture is as bad as one that cannot be trained.
+    """
 
     reward: float
-    status: str = "ok"
+    status: Status = Status.FINISHED
     top1: float = math.nan
     latency_ms: float = math.nan
 
     def __post_init__(self) -> None:
-        if self.status not in OUTCOME_STATUSES:
-            raise ValueError(f"outcome status {self.status!r} is not allowed; expected one of {OUTCOME_STATUSES}")
+        object.__setattr__(self, "status", parse_status(self.status, TRIAL_STATUSES, "outcome status"))
 
     @property
     def usable(self) -> bool:
-        """True when the reward can be learned from as it is (status ok and a finite reward)."""
-        return self.status == "ok" and self.reward is not None and math.isfinite(self.reward)
+        """True when the reward can be learned from as it is (finished or pruned, finite reward)."""
+        return self.status in SCORED and self.reward is not None and math.isfinite(self.reward)
 
 
 @runtime_checkable

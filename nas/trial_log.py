@@ -14,10 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from storage.statefiles import CsvLog
+from storage.status import EARLIER_WORDS, TRIAL_STATUSES, Status, parse_status
 
 TRIALS_FILE = "trials.csv"
-ROW_STATUSES = ("ok", "early_stopped", "failed", "diverged", "infeasible")
-"""``early_stopped``: cut by ASHA at a lower rung (its top-1 is from fewer epochs)."""
 
 
 @dataclass(frozen=True)
@@ -34,19 +33,15 @@ class TrialRecord:
     top1: float
     top1_stderr: float
     reward: float
-    status: str
+    status: Status
+    """``pruned``: stopped by ASHA at a lower rung (its top-1 is from fewer epochs); ``ok`` and
+    ``early_stopped`` in files of earlier versions read as ``finished`` and ``pruned``."""
     epochs: int
     wall_s: float
     message: str = ""
 
     def __post_init__(self) -> None:
-        if self.status not in ROW_STATUSES:
-            raise ValueError(f"trial status {self.status!r} is not allowed; expected one of {ROW_STATUSES}")
-
-    @property
-    def outcome_status(self) -> str:
-        """The :class:`nas.strategy.Outcome` status: an early-stopped trial still has a reward."""
-        return "ok" if self.status == "early_stopped" else self.status
+        object.__setattr__(self, "status", parse_status(self.status, TRIAL_STATUSES, "trial status"))
 
 
 COLUMNS = tuple(f.name for f in fields(TrialRecord))
@@ -79,6 +74,7 @@ class TrialLog:
         frame = self.log.read()
         for name in ("spec", "decisions", "trial_id", "proposal_id", "status", "message"):
             frame[name] = frame[name].astype(object).fillna("").astype(str)
+        frame["status"] = frame["status"].replace({word: status.value for word, status in EARLIER_WORDS.items()})
         return frame
 
     def records(self) -> list[TrialRecord]:

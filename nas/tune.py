@@ -30,6 +30,7 @@ from nas.rewards import RewardConfig
 from nas.search import SearchDriver, TrialRequest
 from storage.processes import end_processes_using, start_with_retries
 from storage.statefiles import read_json, write_json
+from storage.status import Status
 from training.datasets import Dataset
 
 log = logging.getLogger(__name__)
@@ -79,11 +80,9 @@ def _candidate_result(result: dict | None, error: bool, epochs: int) -> Candidat
     whose last report is before the final epoch was stopped early by the scheduler."""
     if error or not result or "status" not in result:
         return failed("the Ray trial raised an error (see the trial's error.txt under ray_results)")
-    candidate = CandidateResult.from_dict(result)
-    if result.get("final") is False and candidate.epochs < epochs:
-        candidate = CandidateResult(candidate.top1, candidate.top1_stderr, "early_stopped", candidate.epochs,
-                                    candidate.wall_s, "stopped early by ASHA")
-    return candidate
+    if result.get("final") is False and int(result["epochs"]) < epochs:
+        return CandidateResult.from_dict({**result, "status": Status.PRUNED, "message": "stopped early by ASHA"})
+    return CandidateResult.from_dict(result)
 
 
 def candidate_trainable(config: dict, *, data: Dataset, epochs: int, train_subset: int | None, seed: int,
@@ -96,7 +95,8 @@ def candidate_trainable(config: dict, *, data: Dataset, epochs: int, train_subse
 
     def report(epoch: int, top1: float, top1_stderr: float) -> None:
         if epoch < epochs:
-            tune.report({"top1": top1, "top1_stderr": top1_stderr, "status": "ok", "epochs": epoch, "epoch": epoch,
+            tune.report({"top1": top1, "top1_stderr": top1_stderr, "status": Status.RUNNING.value, "epochs": epoch,
+                         "epoch": epoch,
                          "wall_s": time.perf_counter() - start, "message": "", "final": False,
                          "reward": reward(top1, config["latency_ms"])})
 
@@ -105,7 +105,7 @@ def candidate_trainable(config: dict, *, data: Dataset, epochs: int, train_subse
                                     threads=threads, device=device, on_epoch=report if per_epoch else None)
     except Exception as exc:  # a trial must report, not raise: the driver logs it as failed
         result = failed(f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
-    reward_value = reward(result.top1, config["latency_ms"]) if result.status == "ok" else reward.worst
+    reward_value = reward(result.top1, config["latency_ms"]) if result.status is Status.FINISHED else reward.worst
     tune.report({**result.to_dict(), "epoch": max(result.epochs, 1), "final": True, "reward": reward_value})
 
 

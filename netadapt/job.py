@@ -27,7 +27,8 @@ from netadapt.report import end_to_end_ms, plot_trajectories, write_final
 from netadapt.state import LoopStore, load_weights, save_weights
 from search_spaces.encoding import format_spec, parse_spec, spec_from_dict
 from search_spaces.spec import ArchSpec
-from storage.runfolder import RunFolder, RunStatus
+from storage.runfolder import RunFolder
+from storage.status import Status
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.datasets import Dataset, load_dataset
@@ -117,7 +118,7 @@ def read_start_weights(path: Path, spec: ArchSpec) -> dict[str, torch.Tensor]:
     if path.is_dir():
         if (path / "manifest.json").is_file():
             status = json.loads((path / "manifest.json").read_text()).get("status")
-            if status not in ("completed", RunStatus.FINISHED.value):
+            if status not in ("completed", Status.FINISHED.value):  # "completed": written by earlier versions
                 raise ValueError(f"--weights {str(path)!r} is a {status!r} run; finish it first (mobilenas train --resume)")
         path = path / "checkpoint.pt"
     if not path.is_file():
@@ -224,7 +225,7 @@ def finish(folder: RunFolder, setup: JobSetup, result: LoopResult, data: Dataset
                "start_predicted_ms": float(start["predicted_ms"]), "start_measured_ms": _nan(start["measured_ms"]),
                "start_val_top1": float(start["val_top1"]), "select": setup.netadapt.select,
                "elapsed_s": result.state.elapsed_s}
-    folder.set_status(RunStatus.FINISHED, results=summary)
+    folder.set_status(Status.FINISHED, results=summary)
     return summary
 
 

@@ -30,7 +30,7 @@ from netadapt.proposals import ProposalConfig, ShrinkProposal, propose_reduction
 from netadapt.selection import Scored, check_selection, choose, proposal_seed
 from netadapt.state import LoopState, LoopStore
 from search_spaces.spec import ArchSpec
-from storage.settings import settings_from_dict
+from storage.settings import check_settings, setting, settings_from_dict
 from training.datasets import Dataset
 from training.evaluate import Budget, EvalResult, finetune
 
@@ -52,29 +52,22 @@ class NetAdaptConfig:
     ``long_threads``: torch threads of the final fine-tune (it runs alone).
     """
 
-    target_ms: float
+    target_ms: float = setting(kind=float, low=0, low_open=True)
     delta_fraction: float = 0.01
     granularity: int = 8
     include_stem: bool = False
     include_head: bool = False
-    short_steps: int = 100
-    long_epochs: int = 5
+    short_steps: int = setting(100, low=1)
+    long_epochs: int = setting(5, low=0)
     select: str = "ratio"
-    seed: int = 0
-    threads: int = 1
-    long_threads: int = 1
+    seed: int = setting(0, low=0)
+    threads: int = setting(1, low=1)
+    long_threads: int = setting(1, low=1)
     device: str = "cpu"
-    max_iterations: int = 1000
+    max_iterations: int = setting(1000, low=1)
 
     def __post_init__(self) -> None:
-        if isinstance(self.target_ms, bool) or not isinstance(self.target_ms, (int, float)) \
-                or not math.isfinite(self.target_ms) or self.target_ms <= 0:
-            raise ValueError(f"netadapt.target_ms = {self.target_ms!r} is not allowed; expected a number > 0")
-        for name, low in (("short_steps", 1), ("long_epochs", 0), ("seed", 0), ("threads", 1), ("long_threads", 1),
-                          ("max_iterations", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"netadapt.{name} = {value!r} is not allowed; expected an integer >= {low}")
+        check_settings(self, "netadapt.{name}")
         check_selection(self.select)
         self.proposal_config()  # validates delta_fraction, granularity, include_*
 

@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 
 from search_spaces.rewrite import STEM, expansion_convs, residual_groups, with_widths
 from search_spaces.spec import ArchSpec
+from storage.settings import check_settings, setting
 
 KINDS = ("expansion", "bottleneck", "stem", "head")
 
@@ -31,17 +32,13 @@ KINDS = ("expansion", "bottleneck", "stem", "head")
 class ProposalConfig:
     """Proposal settings (MobileNetV3 4.2: delta = 1% of the initial latency L0)."""
 
-    delta_fraction: float = 0.01
-    granularity: int = 8
+    delta_fraction: float = setting(0.01, kind=float, low=0, high=1, low_open=True, high_open=True)
+    granularity: int = setting(8, low=1)
     include_stem: bool = False
     include_head: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.delta_fraction, bool) or not isinstance(self.delta_fraction, (int, float)) \
-                or not 0.0 < self.delta_fraction < 1.0:
-            raise ValueError(f"proposal.delta_fraction = {self.delta_fraction!r} is not allowed; expected a number in (0, 1)")
-        if isinstance(self.granularity, bool) or not isinstance(self.granularity, int) or self.granularity < 1:
-            raise ValueError(f"proposal.granularity = {self.granularity!r} is not allowed; expected an integer >= 1")
+        check_settings(self, "proposal.{name}")
         for name in ("include_stem", "include_head"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"proposal.{name} = {getattr(self, name)!r} is not allowed; expected True or False")

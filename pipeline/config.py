@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from storage.settings import settings_from_dict
+from storage.settings import check_settings, setting, settings_from_dict
 
 @dataclass(frozen=True)
 class PipelineBudget:
@@ -54,35 +54,27 @@ class PipelineConfig:
     MobileNetV3 section 4.1 used for small models."""
 
     data: str
-    target_ms: float | None = None
+    target_ms: float | None = setting(None, kind=float, low=0, low_open=True, optional=True)
     target_like: str | None = None
-    target_width: float = 1.0
-    target_scale: float = 1.0
+    target_width: float = setting(1.0, kind=float, low=0, low_open=True)
+    target_scale: float = setting(1.0, kind=float, low=0, low_open=True)
     budget: str = "small"
-    seed: int = 0
+    seed: int = setting(0, low=0)
     strategy: str = "rl"
     space: str = "mnasnet-small"
     w: float = -0.15
     table: str | None = None
     on_drift: str = "error"
     address: str | None = None
-    workers: int = 2
-    threads: int = 2
+    workers: int = setting(2, low=1)
+    threads: int = setting(2, low=1)
 
     def __post_init__(self) -> None:
         if (self.target_ms is None) == (self.target_like is None):
             raise ValueError("give exactly one of --target-ms and --target-like")
-        for name in ("target_ms", "target_scale", "target_width"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value) or value <= 0):
-                raise ValueError(f"--{name.replace('_', '-')} = {value!r} is not allowed; expected a number > 0")
+        check_settings(self, "{flag}")
         if self.budget not in BUDGETS:
             raise ValueError(f"--budget {self.budget!r} is not known; expected one of {sorted(BUDGETS)}")
-        for name, low in (("seed", 0), ("workers", 1), ("threads", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"--{name} = {value!r} is not allowed; expected an integer >= {low}")
         from search_spaces.registry import SPACES
 
         if self.space not in SPACES:

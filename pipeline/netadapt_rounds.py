@@ -24,8 +24,9 @@ from pipeline.runner import Pipeline, StageStopped
 from search_spaces.encoding import parse_spec
 from search_spaces.resolve import resolve_spec
 from search_spaces.spec import ArchSpec
-from storage.runfolder import RunFolder, RunStatus, child_run
+from storage.runfolder import RunFolder, child_run
 from storage.statefiles import read_json, write_json
+from storage.status import Status
 
 MAX_ROUNDS = 3
 CHECK_FILE = "latency_check.json"
@@ -133,7 +134,7 @@ def _run_round(run: Pipeline, index: int, spec: str, weights: str | None, target
         check_target(setup, predictor.predict_ms)
         folder = RunFolder.create(path, job="netadapt", slug=f"netadapt-round{index + 1}", seed=run.config.seed,
                                   config=setup.to_dict())
-    elif folder.status is RunStatus.FINISHED:
+    elif folder.status is Status.FINISHED:
         return folder.manifest["results"]
     with folder.session() as stop:
         summary = execute(folder, read_setup(folder), lambda: stop() or run.stop(), run.say,

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from pipeline.config import PipelineConfig
-from storage.runfolder import RunFolder, RunStatus
+from storage.runfolder import RunFolder
+from storage.status import Status
 
 Say = Callable[[str], None]
 
@@ -71,7 +72,7 @@ class Pipeline:
     def result(self, stage: str) -> dict[str, Any]:
         """The recorded result of a finished stage."""
         record = self.records().get(stage, {})
-        if record.get("status") != "finished":
+        if record.get("status") != Status.FINISHED:
             raise StageFailed(f"stage {stage!r} has not finished; resume with: mobilenas run --resume {self.path}")
         return record["result"]
 
@@ -80,35 +81,35 @@ class Pipeline:
         total = len(self.stages)
         for number, stage in enumerate(self.stages, start=1):
             record = self.records().get(stage.name, {})
-            if record.get("status") == "finished":
+            if record.get("status") == Status.FINISHED:
                 self.say(f"[{number}/{total} {stage.name}] done earlier, kept")
                 continue
             self.say(f"[{number}/{total} {stage.name}] starting (elapsed {self.elapsed()})")
             self._run_stage(stage.name, stage.run)
         summary = self.summarize(self)
-        self.folder.set_status(RunStatus.FINISHED, results=summary)
+        self.folder.set_status(Status.FINISHED, results=summary)
         return summary
 
     def _run_stage(self, name: str, function: Callable[["Pipeline"], dict[str, Any]]) -> None:
         start = time.monotonic()
-        self._mark(name, "running")
+        self._mark(name, Status.RUNNING)
         try:
             result = function(self)
         except StageStopped:
-            self._mark(name, "interrupted")
+            self._mark(name, Status.INTERRUPTED)
             raise
         except Exception as exc:
-            self._mark(name, "failed", error=f"{type(exc).__name__}: {exc}")
+            self._mark(name, Status.FAILED, error=f"{type(exc).__name__}: {exc}")
             raise StageFailed(f"stage {name!r} failed: {exc} (fix the cause, then: mobilenas run --resume "
                               f"{self.path})") from exc
         previous = float(self.records().get(name, {}).get("elapsed_s", 0.0))
-        self._mark(name, "finished", result=result, elapsed_s=round(previous + time.monotonic() - start, 2))
+        self._mark(name, Status.FINISHED, result=result, elapsed_s=round(previous + time.monotonic() - start, 2))
 
-    def _mark(self, name: str, status: str, **fields: Any) -> None:
+    def _mark(self, name: str, status: Status, **fields: Any) -> None:
         record = self.records().setdefault(name, {})
-        if status == "running" and "elapsed_s" in record:
+        if status is Status.RUNNING and "elapsed_s" in record:
             fields.setdefault("elapsed_s", record["elapsed_s"])
-        record.update(status=status, **fields)
+        record.update(status=status.value, **fields)
         self.folder.save()
 
     def elapsed(self) -> str:

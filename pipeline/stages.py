@@ -27,8 +27,9 @@ from search_spaces.paper_table import render_markdown
 from search_spaces.resolve import resolve_spec
 from search_spaces.spec import ArchSpec
 from search_spaces.timm_arch import to_arch_def
-from storage.runfolder import RunFolder, RunStatus, child_run
+from storage.runfolder import RunFolder, child_run
 from storage.statefiles import read_json, write_json, write_text_atomic
+from storage.status import Status
 from training.config import TrainConfig
 from training.datasets import Dataset, default_resolution, load_dataset
 from training.job import WEIGHTS, load_trained, train_in
@@ -76,14 +77,14 @@ def stage_search(run: Pipeline) -> dict[str, Any]:
                           epochs=budget.search_epochs, concurrency=run.config.workers, space=run.config.space,
                           w=run.config.w)
     existing = child_run(run.path / "search", "search")
-    if existing is not None and existing.status is RunStatus.FINISHED:
+    if existing is not None and existing.status is Status.FINISHED:
         return existing.manifest["summary"]
     job = SearchJob(config, out=run.path / "search", table=table["folder"], on_drift=run.config.on_drift,
                     table_trusted=run.config.table is None,
                     address=run.config.address, folder=existing, say=run.say,
                     progress=lambda info: run.say(_search_line(info)))
     summary = job.run()
-    if job.folder is None or job.folder.status is not RunStatus.FINISHED:
+    if job.folder is None or job.folder.status is not Status.FINISHED:
         raise StageStopped()
     if summary.get("best_spec") is None:
         raise StageFailed(f"the search in {job.folder.path} found no usable model (every trial failed)")

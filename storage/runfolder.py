@@ -1,16 +1,16 @@
 """Run folders shared by every job (``train``, ``search``, ``netadapt``, ``run``): STYLE.md section 8.
 
 A run folder ``<out>/<UTC time>-<slug>-s<seed>/`` holds ``manifest.json``: job, resolved config,
-seed, package versions, machine, the command, and an explicit :class:`RunStatus`. A job calls
+seed, package versions, machine, the command, and an explicit :class:`Status`. A job calls
 :meth:`RunFolder.create` (new run) or :meth:`RunFolder.open` (``--resume``), then runs inside
 :meth:`RunFolder.session`, which records ``running`` with the process id, ``interrupted`` on
-Ctrl-C, ``failed`` (with the error) on an exception, and leaves ``finished`` to the job. A folder
-left ``running`` by a process that no longer exists reads as ``killed`` (Optuna's trial states).
+Ctrl-C, ``failed`` (with the error) on an exception, and leaves ``finished`` (or ``diverged``) to
+the job. A folder left ``running`` by a process that no longer exists reads as ``killed``
+(:class:`storage.status.Status`, after Optuna's trial states).
 """
 from __future__ import annotations
 
 import datetime
-import enum
 import os
 import platform
 import re
@@ -23,24 +23,13 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from storage.statefiles import StateFileError, read_json, write_json
+from storage.status import RUN_STATUSES, Status, parse_status
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
 DEFAULT_OUT = Path("results/runs")
 PACKAGES = ("mobilenas", "torch", "numpy", "pandas", "onnx", "onnxruntime", "ray", "scikit-learn", "mlxtend")
 MANIFEST_FIELDS = {"schema_version": int, "job": str, "run_id": str, "status": str, "seed": int, "config": dict}
-
-
-class RunStatus(str, enum.Enum):
-    """A run's state. ``interrupted`` and ``killed`` runs resume; ``failed`` ones resume after the
-    cause is fixed; ``diverged`` ones are final for their config; ``finished`` ones are done."""
-
-    RUNNING = "running"
-    INTERRUPTED = "interrupted"
-    FINISHED = "finished"
-    FAILED = "failed"
-    DIVERGED = "diverged"
-    KILLED = "killed"
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
@@ -126,7 +115,7 @@ class RunFolder:
             n += 1
             path = out / f"{run_id}-{n}"
         path.mkdir(parents=True)
-        manifest = {"schema_version": SCHEMA_VERSION, "job": job, "run_id": path.name, "status": RunStatus.RUNNING.value,
+        manifest = {"schema_version": SCHEMA_VERSION, "job": job, "run_id": path.name, "status": Status.RUNNING.value,
                     "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     "command": command if command is not None else ["mobilenas", *sys.argv[1:]], "seed": seed,
                     "config": dict(config), "packages": package_versions(), "machine": machine_info(),
@@ -153,10 +142,10 @@ class RunFolder:
             raise StateFileError(f"{path / MANIFEST}: this is a run folder of mobilenas {manifest['job']}, "
                                  f"not of mobilenas {job}")
         try:
-            RunStatus(manifest["status"])
+            parse_status(manifest["status"], RUN_STATUSES)
         except ValueError:
             raise StateFileError(f"{path / MANIFEST}: field 'status' = {manifest['status']!r} is not one of "
-                                 f"{[s.value for s in RunStatus]}") from None
+                                 f"{[s.value for s in RUN_STATUSES]}") from None
         return cls(path, manifest)
 
     def file(self, name: str) -> Path:
@@ -171,11 +160,11 @@ class RunFolder:
         self.save()
 
     @property
-    def status(self) -> RunStatus:
+    def status(self) -> Status:
         """The real state: ``running`` left by a process that is gone reads as ``killed``."""
-        recorded = RunStatus(self.manifest["status"])
-        if recorded is RunStatus.RUNNING and not _alive(self.owner):
-            return RunStatus.KILLED
+        recorded = parse_status(self.manifest["status"], RUN_STATUSES)
+        if recorded is Status.RUNNING and not _alive(self.owner):
+            return Status.KILLED
         return recorded
 
     @property
@@ -184,18 +173,18 @@ class RunFolder:
         owner = self.manifest.get("owner")
         return owner if isinstance(owner, dict) else {}
 
-    def set_status(self, status: RunStatus, **fields: Any) -> None:
+    def set_status(self, status: Status, **fields: Any) -> None:
         self.update(status=status.value, **fields)
 
     def check_resumable(self) -> None:
         """Raise ``ValueError`` when the run cannot be resumed (finished, diverged, or still running)."""
         status = self.status
-        if status is RunStatus.FINISHED:
+        if status is Status.FINISHED:
             raise ValueError(f"run {self.path} is already finished; start a new run instead of --resume")
-        if status is RunStatus.DIVERGED:
+        if status is Status.DIVERGED:
             raise ValueError(f"run {self.path} diverged ({self.manifest.get('error')}); its config is final, "
                              "start a new run with other settings")
-        if status is RunStatus.RUNNING:
+        if status is Status.RUNNING:
             owner = self.owner
             raise ValueError(f"run {self.path} is still running (pid {owner.get('pid')} on {owner.get('host')}); "
                              "stop it before resuming")
@@ -208,19 +197,19 @@ class RunFolder:
         with the error on any other exception. The job itself sets ``finished``."""
         previous = self.manifest.get("resumes", -1)
         resumes = (previous if isinstance(previous, int) and not isinstance(previous, bool) else -1) + 1
-        self.update(status=RunStatus.RUNNING.value, resumes=resumes, error=None, owner=_this_process())
+        self.update(status=Status.RUNNING.value, resumes=resumes, error=None, owner=_this_process())
         with StopFlag() as stop:
             try:
                 yield stop
             except KeyboardInterrupt:
-                self.set_status(RunStatus.INTERRUPTED)
+                self.set_status(Status.INTERRUPTED)
                 raise
             except BaseException as exc:
-                if RunStatus(self.manifest["status"]) is RunStatus.RUNNING:
-                    self.set_status(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+                if self.manifest["status"] == Status.RUNNING.value:
+                    self.set_status(Status.FAILED, error=f"{type(exc).__name__}: {exc}")
                 raise
-        if RunStatus(self.manifest["status"]) is RunStatus.RUNNING:
-            self.set_status(RunStatus.INTERRUPTED if stop() else RunStatus.FAILED,
+        if self.manifest["status"] == Status.RUNNING.value:
+            self.set_status(Status.INTERRUPTED if stop() else Status.FAILED,
                             error=None if stop() else "the job returned without a final status")
 
 

@@ -17,7 +17,8 @@ import pytest
 
 from mobilenas.cli import main
 from search_spaces.encoding import spec_to_json
-from storage.runfolder import RunFolder, RunStatus
+from storage.runfolder import RunFolder
+from storage.status import Status
 from tests.training.conftest import tiny_spec
 from training.checkpoint import load_checkpoint
 
@@ -81,7 +82,7 @@ def _check_same_as_straight(run: Path, summary: dict, straight: tuple[dict, pd.D
 ])
 def test_killed_training_resumes_losing_and_repeating_nothing(kill, resume_step, tmp_path, capsys, straight):
     run = _killed_run(tmp_path, kill)
-    assert RunFolder.open(run, job="train").status is RunStatus.KILLED
+    assert RunFolder.open(run, job="train").status is Status.KILLED
     assert int(load_checkpoint(run / "checkpoint.pt")["step"]) == resume_step
     summary, err = _resume(run, capsys)
     total = 3 * STEPS_PER_EPOCH
@@ -99,7 +100,7 @@ def test_training_killed_twice_then_resumed(tmp_path, capsys, straight):
              "--json"]
     done = subprocess.run(child, cwd=REPO, timeout=600, capture_output=True, text=True)
     assert done.returncode == -signal.SIGKILL and "training continues at step 0/57" in done.stderr
-    assert RunFolder.open(run, job="train").status is RunStatus.KILLED
+    assert RunFolder.open(run, job="train").status is Status.KILLED
     summary, err = _resume(run, capsys)
     assert re.search(r"\(was killed\): training continues at step 38/57", err)
     _check_same_as_straight(run, summary, straight)

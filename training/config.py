@@ -13,23 +13,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from storage.settings import settings_from_dict
+from storage.settings import check_settings, setting, settings_from_dict
 
 OPTIMIZERS = ("sgd", "rmsprop")
 SCHEDULES = ("cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda")
-
-
-def _bad(name: str, value: object, expected: str) -> ValueError:
-    return ValueError(f"train.{name} = {value!r} is not allowed; expected {expected}")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -44,68 +32,35 @@ class TrainConfig:
     ``max_loss``: a training loss above it, or NaN/inf, stops the job (TrainingDiverged).
     """
 
-    epochs: int = 50
-    steps: int | None = None
-    batch_size: int = 128
+    epochs: int = setting(50, low=1)
+    steps: int | None = setting(None, low=1, optional=True)
+    batch_size: int = setting(128, low=1)
     optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-5
+    lr: float = setting(0.1, kind=float, low=0, low_open=True)
+    momentum: float = setting(0.9, kind=float, low=0, high=1, high_open=True)
+    weight_decay: float = setting(5e-5, kind=float, low=0)
     schedule: str = "cosine"
-    warmup_epochs: float = 1.0
-    step_epochs: float = 3.0
-    step_gamma: float = 0.5
-    label_smoothing: float = 0.1
-    ema_decay: float | None = None
+    warmup_epochs: float = setting(1.0, kind=float, low=0)
+    step_epochs: float = setting(3.0, kind=float, low=0, low_open=True)
+    step_gamma: float = setting(0.5, kind=float, low=0, high=1, low_open=True)
+    label_smoothing: float = setting(0.1, kind=float, low=0, high=1, high_open=True)
+    ema_decay: float | None = setting(None, kind=float, low=0, high=1, low_open=True, high_open=True, optional=True)
     augment: bool = True
-    grad_clip_norm: float | None = None
-    max_loss: float = 100.0
-    bn_recalibration_batches: int = 10
-    eval_every_epochs: int = 1
-    threads: int = 1
+    grad_clip_norm: float | None = setting(None, kind=float, low=0, low_open=True, optional=True)
+    max_loss: float = setting(100.0, kind=float, low=0, low_open=True)
+    bn_recalibration_batches: int = setting(10, low=0)
+    eval_every_epochs: int = setting(1, low=0)
+    threads: int = setting(1, low=1)
     device: str = "auto"
-    seed: int = 0
+    seed: int = setting(0, low=0)
 
     def __post_init__(self) -> None:
-        self._check_budget()
-        self._check_choices()
-        self._check_numbers()
-
-    def _check_budget(self) -> None:
-        if not _is_int(self.epochs) or self.epochs < 1:
-            raise _bad("epochs", self.epochs, "an integer >= 1")
-        if self.steps is not None and (not _is_int(self.steps) or self.steps < 1):
-            raise _bad("steps", self.steps, "None or an integer >= 1")
-        for name in ("batch_size", "threads"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
-                raise _bad(name, getattr(self, name), "an integer >= 1")
-        for name in ("bn_recalibration_batches", "eval_every_epochs", "seed"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
-                raise _bad(name, getattr(self, name), "an integer >= 0")
-
-    def _check_choices(self) -> None:
+        check_settings(self, "train.{name}")
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("device", DEVICES)):
             if getattr(self, name) not in allowed:
-                raise _bad(name, getattr(self, name), f"one of {allowed}")
+                raise ValueError(f"train.{name} = {getattr(self, name)!r} is not allowed; expected one of {allowed}")
         if not isinstance(self.augment, bool):
-            raise _bad("augment", self.augment, "True or False")
-
-    def _check_numbers(self) -> None:
-        for name in ("lr", "max_loss", "step_epochs"):
-            if not _is_number(getattr(self, name)) or not getattr(self, name) > 0:
-                raise _bad(name, getattr(self, name), "a number > 0")
-        for name in ("weight_decay", "warmup_epochs"):
-            if not _is_number(getattr(self, name)) or getattr(self, name) < 0:
-                raise _bad(name, getattr(self, name), "a number >= 0")
-        for name in ("momentum", "label_smoothing"):
-            if not _is_number(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
-                raise _bad(name, getattr(self, name), "a number in [0, 1)")
-        if not _is_number(self.step_gamma) or not 0 < self.step_gamma <= 1:
-            raise _bad("step_gamma", self.step_gamma, "a number in (0, 1]")
-        if self.ema_decay is not None and (not _is_number(self.ema_decay) or not 0 < self.ema_decay < 1):
-            raise _bad("ema_decay", self.ema_decay, "None or a number in (0, 1)")
-        if self.grad_clip_norm is not None and (not _is_number(self.grad_clip_norm) or not self.grad_clip_norm > 0):
-            raise _bad("grad_clip_norm", self.grad_clip_norm, "None or a number > 0")
+            raise ValueError(f"train.augment = {self.augment!r} is not allowed; expected True or False")
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A validated copy with ``changes``."""

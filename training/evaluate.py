@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from search_spaces.spec import ArchSpec
+from storage.settings import check_settings, setting
+from storage.status import Status
 from training.config import TrainConfig
 from training.datasets import Dataset
 from training.trainer import Trainer, TrainingDiverged
@@ -25,22 +27,19 @@ class Budget:
     """Training budget: ``epochs`` or ``steps`` (exactly one), on an optional stratified
     ``train_subset`` of that many training images."""
 
-    epochs: int | None = None
-    steps: int | None = None
-    train_subset: int | None = None
+    epochs: int | None = setting(None, low=1, optional=True)
+    steps: int | None = setting(None, low=1, optional=True)
+    train_subset: int | None = setting(None, low=1, optional=True)
 
     def __post_init__(self) -> None:
         if (self.epochs is None) == (self.steps is None):
             raise ValueError(f"budget epochs = {self.epochs!r}, steps = {self.steps!r} is not allowed; give exactly one")
-        for name in ("epochs", "steps", "train_subset"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"budget {name} = {value!r} is not allowed; expected None or an integer >= 1")
+        check_settings(self, "budget {name}")
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Validation top-1 (fraction) and loss after the budget; ``status`` is ``ok`` or
+    """Validation top-1 (fraction) and loss after the budget; ``status`` is ``finished`` or
     ``diverged`` (then ``top1`` and ``loss`` are NaN and ``message`` says why).
 
     ``top1_stderr`` is the binomial standard error of ``top1`` on the ``n_val`` validation
@@ -53,7 +52,7 @@ class EvalResult:
     wall_s: float
     steps: int
     images_per_s: float
-    status: str = "ok"
+    status: Status = Status.FINISHED
     message: str = ""
     top1_stderr: float = math.nan
     n_val: int = 0
@@ -106,7 +105,8 @@ def _run(spec: ArchSpec, data: Dataset, config: TrainConfig,
         result = trainer.fit()
     except TrainingDiverged as exc:
         wall_s = time.perf_counter() - start
-        return EvalResult(math.nan, math.nan, wall_s, exc.step, math.nan, "diverged", str(exc), n_val=n_val), None
+        return EvalResult(math.nan, math.nan, wall_s, exc.step, math.nan, Status.DIVERGED, str(exc),
+                          n_val=n_val), None
     wall_s = time.perf_counter() - start
     top1 = float(result.val_top1)
     return EvalResult(top1, float(result.val_loss), wall_s, result.steps, result.images_per_s,

@@ -24,8 +24,9 @@ from search_spaces.counting import spec_cost
 from search_spaces.encoding import format_spec, parse_spec, spec_to_dict
 from search_spaces.onnx_export import export_module_onnx
 from search_spaces.spec import ArchSpec
-from storage.runfolder import MANIFEST, RunFolder, RunStatus, child_run
+from storage.runfolder import MANIFEST, RunFolder, child_run
 from storage.statefiles import CsvLog, StateFileError, check_fields, write_json
+from storage.status import Status
 from storage.torchfiles import load_torch, save_torch
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
@@ -53,7 +54,7 @@ class TrainJob:
     config: TrainConfig
     repeats: int
     checkpoint: dict[str, Any] | None
-    resumed_from: RunStatus | None = None
+    resumed_from: Status | None = None
     """The status a resumed run had (None for a new run)."""
 
     @property
@@ -178,13 +179,13 @@ def execute(job: TrainJob, *, should_stop: Callable[[], bool] = lambda: False,
         try:
             result = trainer.fit(job.checkpoint)
         except TrainingDiverged as exc:
-            run.set_status(RunStatus.DIVERGED, error=str(exc))
+            run.set_status(Status.DIVERGED, error=str(exc))
             raise ValueError(f"{exc} (run folder {run.path})") from exc
-        if result.status == "interrupted":
-            run.set_status(RunStatus.INTERRUPTED, step=result.steps)
+        if result.status is Status.INTERRUPTED:
+            run.set_status(Status.INTERRUPTED, step=result.steps)
             return None
         summary = _finish(job, result, metrics, measure_ms)
-        run.set_status(RunStatus.FINISHED, step=result.steps, results=summary)
+        run.set_status(Status.FINISHED, step=result.steps, results=summary)
     return summary
 
 
@@ -195,7 +196,7 @@ def train_in(parent: Path, spec: ArchSpec, data: Dataset, config: TrainConfig, *
     when finished), for jobs that train a model as one of their steps; None when stopped.
     ``data`` is ``load_dataset(data_name, split_seed=split_seed, ...)``, as a resume reloads it."""
     run = child_run(parent, "train")
-    if run is not None and run.status is RunStatus.FINISHED:
+    if run is not None and run.status is Status.FINISHED:
         return run.manifest["results"]
     if run is None:
         job = create_job(parent, spec, data, config, spec_name=spec_name, data_name=data_name, split_seed=split_seed,

@@ -25,6 +25,7 @@ from torch import nn
 from search_spaces.builder import build_model
 from search_spaces.encoding import spec_to_dict
 from search_spaces.spec import ArchSpec
+from storage.status import Status
 from training.augment import augment_batch
 from training.checkpoint import FORMAT_VERSION, save_checkpoint
 from training.config import TrainConfig
@@ -73,7 +74,7 @@ class TrainResult:
 
     model: nn.Module
     metrics: pd.DataFrame
-    status: str
+    status: Status
     steps: int
     val_top1: float | None
     val_loss: float | None
@@ -132,11 +133,11 @@ class Trainer:
             epoch_state = self._restore(resume)
         elif self.checkpoint_path is not None:
             self._save(epoch_state)  # an interrupt in epoch 1 can resume from here
-        status = "completed"
+        status = Status.FINISHED
         while self.step < self.total_steps:
             epoch = self.step // self.steps_per_epoch
             if not self._run_epoch(epoch, epoch_state):
-                status = "interrupted"
+                status = Status.INTERRUPTED
                 break
             epoch_state = _EpochState()
         return self._result(status, time.perf_counter() - start)
@@ -260,9 +261,9 @@ class Trainer:
         self.step, self.rows = int(checkpoint["step"]), list(checkpoint["metrics"])
         return _EpochState(**checkpoint["epoch_state"])
 
-    def _result(self, status: str, wall_s: float) -> TrainResult:
+    def _result(self, status: Status, wall_s: float) -> TrainResult:
         metrics = pd.DataFrame(self.rows, columns=list(METRIC_COLUMNS))
-        last = self.rows[-1] if self.rows and status == "completed" else None
+        last = self.rows[-1] if self.rows and status is Status.FINISHED else None
         train_s = float(metrics["train_s"].sum()) if len(metrics) else 0.0
         seen = float((metrics["images_per_s"] * metrics["train_s"]).sum()) if len(metrics) else 0.0
         return TrainResult(self.eval_model, metrics, status, self.step, None if last is None else last["val_top1"],

@@ -13,7 +13,7 @@ from nas.report import write_outputs
 from nas.search import STATE_FILE, SearchConfig, SearchDriver, priced_spec, run_serial
 from nas.trial_log import TRIALS_FILE, TrialLog
 from search_spaces.counting import spec_cost
-from search_spaces.encoding import parse_spec, spec_from_json
+from search_spaces.encoding import format_spec, parse_spec, spec_from_json
 from search_spaces.mnasnet_space import MnasNetSpace
 
 SPACE = MnasNetSpace(resolution=32, num_classes=10, in_channels=1)
@@ -41,7 +41,7 @@ def evaluate(request):
     """A deterministic accuracy stand-in: a smooth function of the spec's parameters."""
     params = spec_cost(parse_spec(request.spec)).params
     top1 = 0.5 + 0.4 * math.tanh(params / 2e6)
-    return CandidateResult(top1, 0.01, "ok", 1, 0.01)
+    return CandidateResult(top1, 0.01, "finished", 1, 0.01)
 
 
 def new_driver(folder, name="random", trials=6, **config):
@@ -58,7 +58,7 @@ def test_serial_search_logs_every_trial_with_its_reward(tmp_path):
     run_serial(driver, evaluate)
     frame = logged(tmp_path)
     assert list(frame["trial"]) == [0, 1, 2, 3, 4]
-    assert frame["proposal_id"].is_unique and (frame["status"] == "ok").all()
+    assert frame["proposal_id"].is_unique and (frame["status"] == "finished").all()
     reward = driver.config.reward_config()
     for row in frame.to_dict("records"):
         spec = parse_spec(row["spec"])
@@ -186,9 +186,10 @@ def test_outputs_best_json_is_spec_json_and_pareto_is_non_dominated(tmp_path):
         assert dominated.empty
 
 
-def test_pareto_front_drops_dominated_and_unscored_rows():
+@pytest.mark.parametrize("finished, pruned", [("finished", "pruned"), ("ok", "early_stopped")])  # earlier files
+def test_pareto_front_drops_dominated_and_unscored_rows(finished, pruned):
     frame = pd.DataFrame({"trial": [0, 1, 2, 3, 4], "latency_ms": [1.0, 2.0, 1.5, 0.5, 3.0],
-                          "top1": [0.5, 0.7, 0.4, 0.9, 0.95], "status": ["ok", "ok", "ok", "failed", "early_stopped"]})
+                          "top1": [0.5, 0.7, 0.4, 0.9, 0.95], "status": [finished, finished, finished, "failed", pruned]})
     assert list(pareto_front(frame)["trial"]) == [0, 1, 4]
 
 
@@ -208,3 +209,37 @@ def test_priced_spec_is_the_trained_spec_unless_a_deployment_shape_is_set():
 def test_search_config_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SearchConfig(**({"target_ms": 1.0} | kwargs))
+
+
+def test_a_trials_csv_of_an_earlier_version_reads_in_todays_words(tmp_path):
+    from nas.trial_log import COLUMNS
+
+    rows = [",".join(COLUMNS)] + [f"{i},t{i},p{i},spec,0 1,0.5,0.9,0.01,0.8,{status},2,1.0," for i, status in
+                                  enumerate(["ok", "early_stopped", "failed"])]
+    (tmp_path / "trials.csv").write_text("\n".join(rows) + "\n")
+    log = TrialLog(tmp_path)
+    assert [r.status for r in log.records()] == ["finished", "pruned", "failed"]
+    assert list(log.frame()["status"]) == ["finished", "pruned", "failed"]
+
+
+def test_a_candidate_that_cannot_be_built_for_the_data_is_infeasible(monkeypatch):
+    import nas.candidate as candidate
+
+    def no_fit(spec, data):
+        raise ValueError("resolution 4 is too small for 5 stride-2 layers")
+
+    monkeypatch.setattr(candidate, "adapt_spec", no_fit)
+    spec = SPACE.decode([0] * len(SPACE.cardinalities))
+    result = candidate.evaluate_candidate(format_spec(spec), None, epochs=1)
+    assert result.status == "infeasible" and "too small" in result.message
+
+
+def test_search_config_round_trips_and_refuses_unknown_keys_and_values_out_of_range():
+    import dataclasses
+
+    config = SearchConfig(target_ms=0.5, trials=4, train_subset=100)
+    assert SearchConfig.from_dict(dataclasses.asdict(config)) == config
+    with pytest.raises(ValueError, match=r"manifest: config has unknown keys \['lr'\]"):
+        SearchConfig.from_dict({**dataclasses.asdict(config), "lr": 0.1}, "manifest: config")
+    with pytest.raises(ValueError, match="--train-subset = 0 is not allowed; expected None or an integer >= 1"):
+        SearchConfig(target_ms=0.5, train_subset=0)

@@ -156,3 +156,16 @@ def test_learning_strategies_beat_random_search_on_a_toy_objective(name):
     learned_best = np.median([best_after(name, s, 80, THREE) for s in seeds])
     optimum = sum(np.random.default_rng(7).normal(size=(21, 4)).max(axis=1))
     assert learned_best > random_best, (learned_best, random_best, optimum)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_pruned_outcome_is_learned_from_its_reward_like_a_finished_one(name):
+    """ASHA's pruned trials carry the reward of the epochs they reached (nas.strategy.Outcome)."""
+    states = []
+    for status in ("finished", "pruned"):
+        strategy = make_strategy(name, TINY, seed=3)
+        for step in range(12):
+            proposal = strategy.ask()
+            strategy.tell(proposal.proposal_id, Outcome(toy_reward(proposal.indices), status if step % 2 else "finished"))
+        states.append(json_round_trip(strategy.state_dict()))
+    assert states[0] == states[1]

@@ -46,7 +46,7 @@ def test_tune_runs_the_budget_in_parallel_inside_the_run_folder_and_ends_its_pro
         assert cluster.temp_link is not None and Path(cluster.temp_link).resolve() == folder.resolve() / "ray_tmp"
         run_tune(driver, digits, cluster, name="tune-0")
     frame = TrialLog(folder).frame()
-    assert len(frame) == 4 and frame["proposal_id"].is_unique and (frame["status"] == "ok").all()
+    assert len(frame) == 4 and frame["proposal_id"].is_unique and (frame["status"] == "finished").all()
     assert (frame["top1"] > 0).all() and (frame["top1_stderr"] > 0).all()
     assert any((folder / "ray_tmp").glob("session_*")), "Ray's temp folder is inside the run folder"
     assert (folder / "ray_results" / "tune-0").is_dir()
@@ -61,9 +61,9 @@ def test_asha_stops_weak_trials_early_and_the_driver_logs_them(tmp_path, digits)
     with ray_cluster(tmp_path, num_cpus=1) as cluster:
         run_tune(driver, digits, cluster, name="tune-0")
     frame = TrialLog(tmp_path).frame()
-    assert len(frame) == 6 and set(frame["status"]) <= {"ok", "early_stopped"}
-    assert (frame.loc[frame["status"] == "ok", "epochs"] == 3).all()
-    stopped = frame[frame["status"] == "early_stopped"]
+    assert len(frame) == 6 and set(frame["status"]) <= {"finished", "pruned"}
+    assert (frame.loc[frame["status"] == "finished", "epochs"] == 3).all()
+    stopped = frame[frame["status"] == "pruned"]
     assert len(stopped) >= 1 and (stopped["epochs"] < 3).all()   # sequential trials: a fixed order of rewards
 
 

@@ -22,7 +22,7 @@ def searcher_for(folder, trials=3, epochs=1, stop=lambda: False):
 
 
 def report(top1, epochs, final):
-    return {**CandidateResult(top1, 0.01, "ok", epochs, 2.0).to_dict(), "final": final, "epoch": epochs}
+    return {**CandidateResult(top1, 0.01, "finished", epochs, 2.0).to_dict(), "final": final, "epoch": epochs}
 
 
 def test_suggest_hands_out_plain_configs_until_the_budget_is_issued(tmp_path):
@@ -35,7 +35,7 @@ def test_suggest_hands_out_plain_configs_until_the_budget_is_issued(tmp_path):
     assert searcher.suggest("t4") == Searcher.FINISHED          # one in flight, budget of 2 issued
     searcher.on_trial_complete("t2", result=None, error=True)
     frame = TrialLog(tmp_path).frame()
-    assert list(frame["status"]) == ["ok", "failed"] and list(frame["trial_id"]) == ["t1", "t2"]
+    assert list(frame["status"]) == ["finished", "failed"] and list(frame["trial_id"]) == ["t1", "t2"]
     assert frame.loc[1, "reward"] == driver.reward.worst and math.isclose(frame.loc[0, "top1"], 0.5)
     assert driver.finished
 
@@ -46,7 +46,17 @@ def test_a_trial_whose_last_report_is_before_the_last_epoch_was_stopped_early(tm
     searcher.on_trial_complete("a", report(0.3, 1, False))
     searcher.on_trial_complete("b", report(0.6, 3, True))
     frame = TrialLog(tmp_path).frame()
-    assert list(frame["status"]) == ["early_stopped", "ok"] and list(frame["epochs"]) == [1, 3]
+    assert list(frame["status"]) == ["pruned", "finished"] and list(frame["epochs"]) == [1, 3]
+
+
+def test_a_pruned_trial_is_told_pruned_with_the_reward_it_reached(tmp_path):
+    searcher, driver = searcher_for(tmp_path, trials=1, epochs=3)
+    told = []
+    driver.strategy.tell = lambda proposal_id, outcome: told.append(outcome)
+    searcher.suggest("a")
+    searcher.on_trial_complete("a", report(0.3, 1, False))
+    (outcome,) = told
+    assert outcome.status == "pruned" and outcome.usable and outcome.reward == driver.reward(0.3, 0.8)
 
 
 def test_a_stop_request_finishes_the_experiment_and_keeps_the_state(tmp_path):

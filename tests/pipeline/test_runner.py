@@ -10,7 +10,8 @@ from pipeline.config import PipelineConfig
 from pipeline.report_format import Section, write_report
 from pipeline.runner import Pipeline, Stage, StageFailed, StageStopped
 from pipeline.stages import RECIPE, STAGES
-from storage.runfolder import RunFolder, RunStatus
+from storage.runfolder import RunFolder
+from storage.status import Status
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -67,7 +68,7 @@ def test_finished_stages_are_kept_and_a_failure_names_stage_and_resume(tmp_path)
     summary = fake_pipeline(reopened, config, calls).run()
     assert calls == list(STAGES[3:])
     assert summary["done"] == list(STAGES)
-    assert RunFolder.open(folder.path, job="run").status is RunStatus.FINISHED
+    assert RunFolder.open(folder.path, job="run").status is Status.FINISHED
 
 
 def test_a_stopped_stage_is_marked_interrupted(tmp_path):
@@ -141,7 +142,7 @@ def test_pipeline_end_to_end_on_digits(tmp_path, capsys, monkeypatch):
     for key in ("run_dir", "final_spec", "top1", "latency_ms", "params", "madds", "report"):
         assert key in summary
     run = RunFolder.open(summary["run_dir"], job="run")
-    assert run.status is RunStatus.FINISHED
+    assert run.status is Status.FINISHED
     assert all(run.manifest["stages"][s]["status"] == "finished" for s in STAGES)
     assert {r["name"] for r in summary["references"]} == {"mobilenetv3-small-x0.5", "mobilenetv3-small-x0.75"}
     for name in ("export/final.json", "export/final.md", "export/final.onnx", "export/final_timm.json",
@@ -181,7 +182,7 @@ def test_ctrl_c_in_the_search_stops_the_run_and_resume_finishes_it(tmp_path, cap
     assert "stopping at the next safe point" in capsys.readouterr().err
     (run_dir,) = [p for p in tmp_path.iterdir() if (p / "manifest.json").is_file()]
     run = RunFolder.open(run_dir, job="run")
-    assert run.status is RunStatus.INTERRUPTED
+    assert run.status is Status.INTERRUPTED
     assert run.manifest["stages"]["search"]["status"] == "interrupted"
     (trials,) = run_dir.glob("search/*/trials.csv")
     kept = pd.read_csv(trials)
@@ -190,7 +191,7 @@ def test_ctrl_c_in_the_search_stops_the_run_and_resume_finishes_it(tmp_path, cap
     final = pd.read_csv(trials)
     assert len(final) == 4 and final["spec"].is_unique
     assert final["spec"].head(len(kept)).tolist() == kept["spec"].tolist()
-    assert RunFolder.open(run_dir, job="run").status is RunStatus.FINISHED
+    assert RunFolder.open(run_dir, job="run").status is Status.FINISHED
 
 
 def test_a_model_trained_by_an_earlier_version_is_kept_or_refused_in_one_line(tmp_path):

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from storage.runfolder import RunFolder, RunStatus, child_run
+from storage.runfolder import RunFolder, child_run
 from storage.statefiles import StateFileError
+from storage.status import Status
 
 
 def test_create_writes_manifest_and_session_sets_status(tmp_path):
@@ -17,9 +18,9 @@ def test_create_writes_manifest_and_session_sets_status(tmp_path):
     assert manifest["job"] == "search" and manifest["seed"] == 3 and manifest["config"] == {"trials": 5}
     assert run.path.name.endswith("-mnv3-small-x-s3")
     with run.session():
-        assert RunFolder.open(run.path, job="search").status is RunStatus.RUNNING
-        run.set_status(RunStatus.FINISHED)
-    assert RunFolder.open(run.path, job="search").status is RunStatus.FINISHED
+        assert RunFolder.open(run.path, job="search").status is Status.RUNNING
+        run.set_status(Status.FINISHED)
+    assert RunFolder.open(run.path, job="search").status is Status.FINISHED
     with pytest.raises(ValueError, match="already finished"):
         RunFolder.open(run.path, job="search").check_resumable()
 
@@ -30,7 +31,7 @@ def test_exception_marks_failed_with_the_error(tmp_path):
         with run.session():
             raise RuntimeError("boom")
     reopened = RunFolder.open(run.path, job="search")
-    assert reopened.status is RunStatus.FAILED and "boom" in reopened.manifest["error"]
+    assert reopened.status is Status.FAILED and "boom" in reopened.manifest["error"]
     reopened.check_resumable()
 
 
@@ -39,7 +40,7 @@ def test_stop_flag_on_sigint_marks_interrupted_and_tells_the_user(tmp_path, caps
     with run.session() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop()
-    assert RunFolder.open(run.path, job="search").status is RunStatus.INTERRUPTED
+    assert RunFolder.open(run.path, job="search").status is Status.INTERRUPTED
     err = capsys.readouterr().err
     assert "SIGINT: stopping at the next safe point" in err and "Ctrl-C again" in err
 
@@ -51,7 +52,7 @@ def test_a_run_left_running_by_a_killed_process_reads_killed(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=False, cwd=os.getcwd())
     (path,) = tmp_path.iterdir()
     run = RunFolder.open(path, job="search")
-    assert run.manifest["status"] == "running" and run.status is RunStatus.KILLED
+    assert run.manifest["status"] == "running" and run.status is Status.KILLED
     run.check_resumable()
 
 
@@ -79,15 +80,15 @@ def test_open_checks_job_fields_and_tolerates_a_malformed_owner(tmp_path):
         RunFolder.open(run.path, job="train", fields={"latency": dict})
     run.update(owner="garbage", resumes="x")
     reopened = RunFolder.open(run.path, job="train")
-    assert reopened.status is RunStatus.KILLED
+    assert reopened.status is Status.KILLED
     with reopened.session():
-        reopened.set_status(RunStatus.FINISHED)
+        reopened.set_status(Status.FINISHED)
     assert reopened.manifest["resumes"] == 0
 
 
 def test_a_diverged_run_is_not_resumable(tmp_path):
     run = RunFolder.create(tmp_path, job="train", slug="a", seed=0, config={})
-    run.set_status(RunStatus.DIVERGED, error="loss nan")
+    run.set_status(Status.DIVERGED, error="loss nan")
     with pytest.raises(ValueError, match="diverged \\(loss nan\\)"):
         RunFolder.open(run.path, job="train").check_resumable()
 

@@ -160,8 +160,9 @@ def test_killed_run_reads_killed_and_resumes_saying_what_it_keeps(tmp_path, caps
     manifest = json.loads((run_dir / "manifest.json").read_text())
     manifest.update(status="running", owner={"pid": 2 ** 22 + 17, "host": manifest["owner"]["host"]})  # as a SIGKILL leaves it
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
-    from storage.runfolder import RunFolder, RunStatus
-    assert RunFolder.open(run_dir, job="train").status is RunStatus.KILLED
+    from storage.runfolder import RunFolder
+    from storage.status import Status
+    assert RunFolder.open(run_dir, job="train").status is Status.KILLED
     monkeypatch.setattr(StopFlag, "__call__", lambda self: False)
     capsys.readouterr()
     assert main(["train", "--resume", str(run_dir), "--json"]) == 0

@@ -30,7 +30,7 @@ def test_trains_on_cuda_and_resumes(digits16, tmp_path):
 
 def test_auto_device_picks_cuda_for_proxy(spec16, digits16):
     result = proxy_evaluate(spec16, digits16, Budget(steps=10), device="auto")
-    assert result.status == "ok" and result.steps == 10
+    assert result.status == "finished" and result.steps == 10
 
 
 def test_cli_train_on_cuda_exports_cpu_onnx(tmp_path, capsys):

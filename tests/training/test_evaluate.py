@@ -13,7 +13,7 @@ def test_proxy_evaluate_on_validation_is_reproducible(spec16, digits16):
     budget = Budget(steps=15, train_subset=500)
     a = proxy_evaluate(spec16, digits16, budget, seed=0, threads=1, device="cpu")
     b = proxy_evaluate(spec16, digits16, budget, seed=0, threads=1, device="cpu")
-    assert a.status == "ok" and a.steps == 15 and 0.0 <= a.top1 <= 1.0 and a.wall_s > 0
+    assert a.status == "finished" and a.steps == 15 and 0.0 <= a.top1 <= 1.0 and a.wall_s > 0
     assert (a.top1, a.loss) == (b.top1, b.loss)
 
 
@@ -26,7 +26,7 @@ def test_proxy_reports_divergence_instead_of_raising(spec16, digits16):
 def test_finetune_starts_from_given_weights_and_returns_new_ones(spec16, digits16):
     budget = Budget(epochs=2)
     base, weights = finetune(spec16, _trained_weights(spec16, digits16), digits16, budget, device="cpu")
-    assert base.status == "ok" and base.top1 > 0.3
+    assert base.status == "finished" and base.top1 > 0.3
     assert all(v.device.type == "cpu" for v in weights.values())
     again, _ = finetune(spec16, weights, digits16, Budget(steps=1), device="cpu")
     assert again.top1 >= base.top1 - 0.1  # starts where the first fine-tune ended

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from storage.runfolder import RunFolder, RunStatus
+from storage.runfolder import RunFolder
+from storage.status import Status
 from training.job import WEIGHTS, load_trained, train_in
 
 
@@ -19,7 +20,7 @@ def test_train_in_stops_resumes_and_reads_a_finished_run_back(tmp_path, digits16
     kwargs = dict(spec_name="tiny", data_name="digits", split_seed=0)
     assert train_in(parent, spec16, digits16, quick_config, should_stop=stop_after_three, **kwargs) is None
     (run_dir,) = parent.iterdir()
-    assert RunFolder.open(run_dir, job="train").status is RunStatus.INTERRUPTED
+    assert RunFolder.open(run_dir, job="train").status is Status.INTERRUPTED
     result = train_in(parent, spec16, digits16, quick_config, should_stop=lambda: False, **kwargs)
     assert result["run_dir"] == str(run_dir) and [p.name for p in parent.iterdir()] == [run_dir.name]
     assert {"top1", "top1_stderr", "arch", "params", "madds", "epochs"} <= set(result) and "latency_ms" not in result

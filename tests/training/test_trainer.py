@@ -34,7 +34,7 @@ def test_same_seed_and_threads_is_bit_identical(spec16, digits16, quick_config):
 def test_metrics_table_has_unit_columns(spec16, digits16, quick_config):
     result = Trainer(spec16, digits16, quick_config).fit()
     assert list(result.metrics.columns) == list(METRIC_COLUMNS) and len(result.metrics) == 2
-    assert result.status == "completed" and 0.0 <= result.val_top1 <= 1.0 and result.images_per_s > 0
+    assert result.status == "finished" and 0.0 <= result.val_top1 <= 1.0 and result.images_per_s > 0
 
 
 def test_resume_mid_epoch_equals_uninterrupted_run(spec16, digits16, quick_config, tmp_path):
