@@ -52,9 +52,9 @@ def _spin(seconds: float) -> None:
             x = x * 1.0000001 + 1e-9
 
 
-def _worker(settings: NoiseSettings, index: int, stop: "mp.synchronize.Event") -> None:
+def _worker(settings: NoiseSettings, index: int, stop: "mp.synchronize.Event", parent: int) -> None:
     rng = np.random.default_rng([settings.seed, index])
-    while not stop.is_set():
+    while not stop.is_set() and os.getppid() == parent:  # a killed parent leaves no busy orphans
         _spin(rng.uniform(*settings.busy_ms) / 1000)
         stop.wait(rng.uniform(*settings.idle_ms) / 1000)
 
@@ -69,7 +69,7 @@ class LoadInjector:
 
     def __enter__(self) -> "LoadInjector":
         context = mp.get_context("spawn")
-        self._processes = [context.Process(target=_worker, args=(self.settings, i, self._stop), daemon=True)
+        self._processes = [context.Process(target=_worker, args=(self.settings, i, self._stop, os.getpid()), daemon=True)
                            for i in range(self.settings.cores)]
         for process in self._processes:
             process.start()
