@@ -169,6 +169,9 @@ def ray_cluster(folder: str | Path, *, num_cpus: int, address: str | None = None
     if link is not None:
         (temp / LINK_RECORD).write_text(str(link))
     os.environ["RAY_AUTH_MODE"] = "disabled"  # else Ray writes a token under the home folder
+    # Ray starts its workers at nice 15; the trials are the job, and niced they got ~3% of a core
+    # whenever any other process on the machine was busy
+    os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         start_with_retries(lambda: ray.init(num_cpus=num_cpus, _temp_dir=str(link or temp), include_dashboard=False,
                                             logging_level=logging.WARNING, log_to_driver=False),

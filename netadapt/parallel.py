@@ -94,6 +94,9 @@ class RayEvaluator:
         end_ray_processes(self.temp_dir, grace_s=0.0)  # what a killed driver left running
         self.link = _short_link(self.temp_dir)
         os.environ["RAY_AUTH_MODE"] = "disabled"  # no token under the home folder
+        # Ray starts its workers at nice 15; the trials are the job, and niced they got ~3% of a core
+        # whenever any other process on the machine was busy
+        os.environ.setdefault("RAY_worker_niceness", "0")
         try:
             start_with_retries(lambda: ray.init(num_cpus=workers * self.job.threads, _temp_dir=str(self.link),
                                                 include_dashboard=False, log_to_driver=False,
