@@ -1,7 +1,7 @@
 """The ``netadapt`` job behind ``mobilenas netadapt``: setup checked before any work, then the run.
 
-:class:`JobSetup` is everything a run needs, resolved and validated up front (STYLE.md section
-8: a bad option after minutes of work is a bug) and recorded in the run manifest, so that
+:class:`JobSetup` is everything a run needs, resolved and validated up front (a bad option
+must not surface after minutes of work) and recorded in the run manifest, so that
 ``--resume`` rebuilds the same job from the folder alone. :func:`execute` trains the start
 model when no weights were given (resumable, inside the run folder), commits iteration 0,
 runs the NetAdapt loop (MobileNetV3 section 4.2) with a Ray or in-process evaluator, and
