@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from netadapt.job import JobSetup, check_target, default_table_folder, execute, open_predictor, read_setup
+from mobilenas.progress import ProgressBar
 from mobilenas.spec_args import resolve_spec
 from netadapt.floor import floor_spec
 from netadapt.loop import LoopEvent, NetAdaptConfig
@@ -117,44 +116,37 @@ def prepare(args: argparse.Namespace, say) -> JobSetup:
 
 
 class Progress:
-    """One line on stderr per event: iteration, latency now vs target, best proposal, ETA."""
+    """NetAdapt's progress on stderr (:class:`mobilenas.progress.ProgressBar`), counted in
+    milliseconds cut towards the target, so tqdm's ETA is the remaining cut at this session's
+    rate; each iteration shows latency now vs target, the kept proposal and its accuracy."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled, self.first_ms, self.started = enabled, None, time.monotonic()
-        self.iterations = 0
+    def __init__(self) -> None:
+        self.bar = ProgressBar()
 
     def __call__(self, event: LoopEvent) -> None:
-        if not self.enabled:
+        to_cut = max(event.l0_ms - event.target_ms, 1e-9)
+        cut = min(max(event.l0_ms - event.predicted_ms, 0.0), to_cut)
+        if event.phase == "proposals":
+            self.bar.begin(cut)  # the session's first iteration starts here (a resumed run: part-way)
+        if event.phase == "iteration":
+            self.bar.update(cut, to_cut, f"mobilenas netadapt: iteration {event.iteration}: {event.predicted_ms:.4f} ms "
+                                         f"(target {event.target_ms:.4f}, start {event.l0_ms:.4f}) | kept "
+                                         f"{event.best_label}, val top-1 {event.top1:.4f} | {event.iteration_s:.0f} s")
             return
-        if self.first_ms is None:
-            self.first_ms, self.first_iteration = event.predicted_ms, event.iteration
         if event.phase == "proposals":
             line = f"iteration {event.iteration + 1}: fine-tuning {event.proposals} proposals"
-        elif event.phase == "iteration":
-            line = (f"iteration {event.iteration}: {event.predicted_ms:.4f} ms (target {event.target_ms:.4f}, "
-                    f"start {event.l0_ms:.4f}) | kept {event.best_label}, val top-1 {event.top1:.4f} | "
-                    f"{event.iteration_s:.0f} s | ETA {self.eta(event)}")
         elif event.phase == "long":
             line = f"target reached after {event.iteration} iterations; final fine-tune"
         else:
             line = f"done: {event.predicted_ms:.4f} ms predicted, val top-1 {event.top1:.4f}"
-        print(f"mobilenas netadapt: {line}", file=sys.stderr, flush=True)
+        ProgressBar.write(f"mobilenas netadapt: {line}")
 
-    def eta(self, event: LoopEvent) -> str:
-        done = event.iteration - self.first_iteration
-        cut = (self.first_ms - event.predicted_ms) / max(done, 1)
-        if done < 1 or cut <= 0:
-            return "?"
-        remaining = max(event.predicted_ms - event.target_ms, 0.0) / cut
-        seconds = remaining * (time.monotonic() - self.started) / done
-        return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+    def close(self) -> None:
+        self.bar.close()
 
 
-def _say(enabled: bool):
-    def say(message: str) -> None:
-        if enabled:
-            print(f"mobilenas netadapt: {message}", file=sys.stderr, flush=True)
-    return say
+def say(message: str) -> None:
+    ProgressBar.write(f"mobilenas netadapt: {message}")
 
 
 def _open_or_create(args: argparse.Namespace, say) -> tuple[RunFolder, JobSetup]:
@@ -182,11 +174,14 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def run_netadapt(args: argparse.Namespace) -> int:
-    say = _say(True)
     folder, setup = _open_or_create(args, say)
     say(f"run folder {folder.path}")
+    progress = Progress()
     with folder.session() as stop:
-        summary = execute(folder, setup, stop, say, Progress(True))
+        try:
+            summary = execute(folder, setup, stop, say, progress)
+        finally:
+            progress.close()
     if summary is None:
         say(f"stopped; every finished iteration is saved: mobilenas netadapt --resume {folder.path}")
         return 130

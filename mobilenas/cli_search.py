@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 from nas.search import STRATEGY_NAMES, ProgressInfo, SearchConfig
+from mobilenas.progress import ProgressBar
 from nas.rewards import REWARD_KINDS
 from storage.runfolder import DEFAULT_OUT, RunFolder
 from storage.status import Status
@@ -108,33 +109,25 @@ def open_resumed(args: argparse.Namespace) -> tuple[RunFolder, SearchConfig]:
 
 
 class ProgressLine:
-    """The live progress line on stderr (rewritten in place on a terminal)."""
+    """The search's progress on stderr (:class:`mobilenas.progress.ProgressBar`): trials done,
+    the best reward with its top-1 and latency, elapsed time and ETA."""
 
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
-        self.tty = sys.stderr.isatty()
+    def __init__(self) -> None:
+        self.bar = ProgressBar()
 
     def __call__(self, info: ProgressInfo) -> None:
-        if not self.enabled:
-            return
-        best = ("best reward -" if info.best_reward != info.best_reward else
+        best = ("best reward -" if math.isnan(info.best_reward) else
                 f"best reward {info.best_reward:.4f} (top-1 {100 * info.best_top1:.1f}%, {info.best_latency_ms:.3f} ms)")
-        eta = "-" if info.eta_s != info.eta_s else _duration(info.eta_s)
-        line = f"search: {info.done}/{info.total} trials | {best} | elapsed {_duration(info.elapsed_s)} | ETA {eta}"
-        print(("\r" + line + "\033[K") if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+        # called once per finished trial, the first time after this session's first one
+        self.bar.update(info.done, info.total, f"search: {info.done}/{info.total} trials | {best}",
+                        initial=info.done - 1, elapsed=info.elapsed_s)
 
     def close(self) -> None:
-        if self.enabled and self.tty:
-            print(file=sys.stderr)
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+        self.bar.close()
 
 
 def say(message: str) -> None:
-    print(f"search: {message}", file=sys.stderr, flush=True)
+    ProgressBar.write(f"search: {message}")
 
 
 def run_search(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """The ``netadapt`` job behind ``mobilenas netadapt``: setup checked before any work, then the run.
 
-:class:`JobSetup` is everything a run needs, resolved and validated up front (STYLE.md section
-8: a bad option after minutes of work is a bug) and recorded in the run manifest, so that
+:class:`JobSetup` is everything a run needs, resolved and validated up front (a bad option
+must not surface after minutes of work) and recorded in the run manifest, so that
 ``--resume`` rebuilds the same job from the folder alone. :func:`execute` trains the start
 model when no weights were given (resumable, inside the run folder), commits iteration 0,
 runs the NetAdapt loop (MobileNetV3 section 4.2) with a Ray or in-process evaluator, and
@@ -96,12 +96,12 @@ def calibrate_for(table: Path, spec: ArchSpec, floor: ArchSpec, say: Say) -> Non
     are calibrated over the latency range NetAdapt walks; a no-op when already there."""
     from latency.build import BuildConfig, TableBuilder
     from latency.registry import measurer_from_recorded
-    from latency.table import CALIBRATION_FILE, read_manifest
+    from latency.table import CALIBRATION_COLUMNS, CALIBRATION_FILE, read_csv, read_manifest
     from search_spaces.spec import scale_width
 
     specs = [spec, scale_width(spec, 0.75), scale_width(spec, 0.5), floor]
-    done = (table / CALIBRATION_FILE).read_text() if (table / CALIBRATION_FILE).is_file() else ""
-    if all(format_spec(s) in done for s in specs):
+    done = {parse_spec(s) for s in read_csv(table / CALIBRATION_FILE, CALIBRATION_COLUMNS)["spec"]}
+    if all(s in done for s in specs):  # specs, not strings: a table may hold an older spelling
         return
     manifest = read_manifest(table)
     say(f"measuring {len(specs)} whole models between the start and the floor to calibrate {table}")

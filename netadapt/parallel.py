@@ -9,7 +9,7 @@ once per iteration. Each task asks for ``threads`` CPUs and pins torch to that m
 Ray's unix sockets must fit in 107 bytes, which a temp folder inside a run folder often does
 not; the cluster is therefore started through a short symlink in the system temp folder that
 points into the run folder. :meth:`RayEvaluator.close` shuts the cluster down and ends any
-process still running from that temp folder (Ray's agents can outlive a shutdown; FINDINGS.md),
+process still running from that temp folder (Ray's agents can outlive a shutdown),
 and :func:`storage.processes.end_processes_using` does the same for a cluster whose driver was killed.
 """
 from __future__ import annotations

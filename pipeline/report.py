@@ -17,6 +17,7 @@ from search_spaces.counting import spec_cost
 from search_spaces.encoding import parse_spec
 from search_spaces.paper_table import COLUMNS, table_rows
 from storage.runfolder import child_run
+from storage.status import Status
 
 FIGURE = "accuracy_latency.png"
 
@@ -118,31 +119,101 @@ def _latency_section(run: Pipeline) -> Section:
         section.paragraphs.append(
             f"Timing on this machine ({doctor['verdict']}): one model's window medians swung {doctor['swing']:.2f}x "
             f"(max/min) while repeated paired ratios stayed within {doctor['paired_spread']:.3f}x; every latency "
-            "decision of this run rests on paired ratios.")
-    validation = record.get("validation")
-    section.paragraphs.append("Validation: " + (json.dumps(validation) if validation else
-                                                "this table has not been validated (mobilenas latency validate)."))
+            "decision of this run rests on paired ratios." + "".join(f" {a}" for a in doctor.get("advice") or ()))
+    checks = _check_rows(record.get("drift"), doctor)
+    if checks:
+        section.tables.append(pd.DataFrame(checks, columns=["check", "value"]))
+    section.paragraphs.append(_validation_sentence(record.get("validation")))
     if table.get("target_like"):
-        measured = table["target_like_measured"]
-        if "ratio" in measured and "low" in measured:
-            how = (f"paired with the table's reference: {measured['ratio']:.3f}x [{measured['low']:.3f}, "
-                   f"{measured['high']:.3f}], {measured['latency_ms']:.4f} ms at that moment's speed")
-        else:
-            how = json.dumps(measured)
         section.paragraphs.append(f"Target {table['target_ms']:.4f} ms (table units) from {table['target_like']}'s "
-                                  f"measured latency ({how}); the table predicts {table['target_like_predicted_ms']:.4f} "
-                                  "ms for it.")
+                                  f"measured latency ({_measured_phrase(table['target_like_measured'])}); the table "
+                                  f"predicts {table['target_like_predicted_ms']:.4f} ms for it.")
     return section
 
 
+def _plain(figures: dict[str, Any] | None) -> str:
+    """A record of an unknown shape as ``key value`` pairs (never as raw JSON)."""
+    return ", ".join(f"{k} {_value(v)}" for k, v in (figures or {}).items()) or "nothing recorded"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "; ".join(map(str, value)) or "none"
+    return "none" if value is None else str(value)
+
+
 def _drift_sentence(drift: dict | None) -> str:
-    """The table check as a sentence (older runs recorded other fields: shown as they are)."""
-    if not drift or "speed_factor" not in drift:
-        return f"drift probe: {json.dumps(drift)}"
-    signature = ("no signature recorded" if drift.get("signature_error") is None
-                 else f"signature within {drift['signature_error']:.1%} of the build's")
-    return (f"this machine ran at {drift['speed_factor']:.2f}x the build's speed when the table was opened; "
-            f"{signature}; action: {drift['action']}")
+    """The table check as a sentence (older runs recorded the reference's times without the
+    probe signature)."""
+    if not drift:
+        return "no hardware check recorded"
+    differs = (f"; differs from the build's machine in {', '.join(drift['differences'])}"
+               if drift.get("differences") else "")
+    if "speed_factor" in drift:
+        signature = ("no signature recorded" if drift.get("signature_error") is None
+                     else f"signature within {drift['signature_error']:.1%} of the build's")
+        return (f"this machine ran at {drift['speed_factor']:.2f}x the build's speed when the table was opened; "
+                f"{signature}; action: {drift['action']}{differs}")
+    if {"ratio", "baseline_ms", "measured_ms"} <= drift.keys():
+        return (f"the reference model took {drift['measured_ms']:.4g} ms against {drift['baseline_ms']:.4g} ms at the "
+                f"build ({drift['ratio']:.2f}x, tolerance {drift.get('tolerance', float('nan')):.0%}); action: "
+                f"{drift.get('action', 'none recorded')}{differs}")
+    return f"hardware check: {_plain(drift)}"
+
+
+def _check_rows(drift: dict | None, doctor: dict | None) -> list[tuple[str, str]]:
+    """The hardware check's and the timing check's figures as (check, value) rows."""
+    drift, doctor = drift or {}, doctor or {}
+    rows = [("speed vs the build (x)", drift.get("speed_factor", drift.get("ratio"))),
+            ("reference now / at build (ms)", f"{_value(drift.get('measured_ms'))} / {_value(drift.get('baseline_ms'))}"
+             if "measured_ms" in drift else None),
+            ("signature error", None if drift.get("signature_error") is None else f"{drift['signature_error']:.1%}"),
+            ("tolerance", None if drift.get("tolerance") is None else f"{drift['tolerance']:.0%}"),
+            ("action", drift.get("action")),
+            ("timing verdict", doctor.get("verdict")),
+            ("window-median swing (max/min)", doctor.get("swing")),
+            ("paired-ratio spread (max/min)", doctor.get("paired_spread")),
+            ("paired 95% half-width", None if doctor.get("paired_halfwidth") is None
+             else f"{doctor['paired_halfwidth']:.1%}"),
+            ("load (1 min) / CPUs", f"{_value((doctor.get('system') or {}).get('load_1min'))} / "
+                                    f"{_value((doctor.get('system') or {}).get('cpus'))}" if doctor.get("system") else None),
+            ("timing check took (s)", doctor.get("seconds"))]
+    return [(name, _value(value)) for name, value in rows if value is not None]
+
+
+def _validation_sentence(validation: dict | None) -> str:
+    if not validation:
+        return "Validation: this table has not been validated (mobilenas latency validate)."
+    known = ("n", "within_5pct", "within_10pct", "mean_abs_err_pct", "p90_abs_err_pct", "spearman")
+    if not all(isinstance(validation.get(k), (int, float)) for k in known):
+        return f"Validation: {_plain(validation)}."
+    return (f"Validation against {validation['n']} sampled models measured end to end: "
+            f"{validation['within_5pct']:.0%} predicted within 5% and {validation['within_10pct']:.0%} within 10%, "
+            f"mean absolute error {validation['mean_abs_err_pct']:.1f}% (90th percentile "
+            f"{validation['p90_abs_err_pct']:.1f}%), rank correlation (Spearman) {validation['spearman']:.3f}.")
+
+
+def _measured_phrase(measured: dict) -> str:
+    if {"ratio", "low", "high", "latency_ms"} <= measured.keys():
+        return (f"paired with the table's reference: {measured['ratio']:.3f}x [{measured['low']:.3f}, "
+                f"{measured['high']:.3f}], {measured['latency_ms']:.4f} ms at that moment's speed")
+    if {"latency_ms", "latency_min_ms", "latency_max_ms"} <= measured.keys():
+        rounds = f" over {measured['rounds']} rounds" if "rounds" in measured else ""
+        return (f"{measured['latency_ms']:.4f} ms, from {measured['latency_min_ms']:.4f} to "
+                f"{measured['latency_max_ms']:.4f} ms{rounds}")
+    return _plain(measured)
+
+
+def ending_status(run: Pipeline) -> str:
+    """The status the run ends with once the report is written: the report is the last stage and
+    the runner marks the run finished right after it, so the manifest (which still says
+    ``running`` while the report is written) would mislead."""
+    names = [stage.name for stage in run.stages]
+    records = run.records()
+    done = all(records.get(n, {}).get("status") == Status.FINISHED for n in names if n != "report")
+    return Status.FINISHED.value if done and names[-1:] == ["report"] else str(run.folder.manifest.get("status"))
 
 
 def write_pipeline_report(run: Pipeline) -> tuple[Path, Path]:
@@ -160,7 +231,10 @@ def write_pipeline_report(run: Pipeline) -> tuple[Path, Path]:
                    tables=[pd.DataFrame(table_rows(spec, str(spec.num_classes)), columns=list(COLUMNS))],
                    code=run.result("final")["arch"])
     picture = Section("Accuracy and latency", figures=[plot_accuracy_latency(run, models, run.path / FIGURE)])
-    manifest = Section("Manifest", code=json.dumps({k: v for k, v in run.folder.manifest.items() if k != "stages"},
-                                                   indent=2, default=str))
+    status = ending_status(run)
+    shown = {k: v for k, v in run.folder.manifest.items() if k != "stages"} | {"status": status}
+    manifest = Section("Manifest", ["The run's resolved configuration, seed, package versions and machine "
+                                    f"(manifest.json in {run.path}, status as the run ends)."],
+                       code=json.dumps(shown, indent=2, default=str), folded="full manifest (JSON)")
     sections = [head, arch, picture, _netadapt_section(run), _latency_section(run), manifest]
-    return write_report(run.path, "MobileNAS run report", sections)
+    return write_report(run.path, "MobileNAS run report", sections, status=status)

@@ -2,6 +2,7 @@
 result recorded in the manifest), and :data:`RECIPE`, the list the runner is handed."""
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -92,9 +93,9 @@ def stage_search(run: Pipeline) -> dict[str, Any]:
 
 
 def _search_line(info: Any) -> str:
-    best = ("best reward -" if info.best_reward != info.best_reward else
+    best = ("best reward -" if math.isnan(info.best_reward) else
             f"best reward {info.best_reward:.4f} (top-1 {100 * info.best_top1:.1f}%, {info.best_latency_ms:.3f} ms)")
-    eta = "-" if info.eta_s != info.eta_s else f"{info.eta_s:.0f} s"
+    eta = "-" if math.isnan(info.eta_s) else f"{info.eta_s:.0f} s"
     return f"search: {info.done}/{info.total} trials | {best} | ETA {eta}"
 
 

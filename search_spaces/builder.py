@@ -5,8 +5,7 @@ of PAPER.md are reproduced exactly: conv (no bias) + BN + activation everywhere,
 ReLU squeeze and hard-sigmoid gate, linear projection, residual where the spec says so,
 and the efficient last stage (pool before the 1x1 hidden conv, which has no BN).
 
-Every part has a name, not a position (timm's ``conv_pw``/``conv_dw``/``se``/``conv_pwl``;
-STYLE.md section 8), so a state-dict key means the same layer after a spec rewrite changes
+Every part has a name, not a position (timm's ``conv_pw``/``conv_dw``/``se``/``conv_pwl``), so a state-dict key means the same layer after a spec rewrite changes
 widths, which NetAdapt's weight transfer relies on: ``stem.{conv,bn}``,
 ``blocks.<i>.conv_pw|conv_dw|conv_pwl.{conv,bn}`` (bottleneck), ``blocks.<i>.conv.{conv,bn}``
 (regular conv), ``blocks.<i>.se.conv_reduce|conv_expand``,

@@ -6,7 +6,9 @@ String grammar (fields always present, fixed order, ``|`` between parts)::
 
 ``ir`` is the bottleneck (``e`` = absolute expansion width), ``cn`` a regular conv;
 activations ``re`` (ReLU), ``r6`` (ReLU6), ``hs`` (h-swish); ``h0`` = no hidden head conv.
-``parse_spec(format_spec(s)) == s`` for every valid spec.
+``parse_spec(format_spec(s)) == s`` for every valid spec. The parser also reads a bottleneck's
+expansion width spelt ``h`` (``ir_k3_s1_h16_c16_...``, hidden channels like the head's ``h``),
+the spelling that cannot be mistaken for timm's expansion *ratio* ``e``.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ _OP_TOKENS = {"bneck": "ir", "conv": "cn"}
 
 _HEADER = re.compile(r"r(\d+)_i(\d+)_n(\d+)")
 _STEM = re.compile(r"stem_k(\d+)_s(\d+)_c(\d+)_(re|r6|hs)")
-_IR = re.compile(r"ir_k(\d+)_s(\d+)_e(\d+)_c(\d+)_se([01])_(re|r6|hs)_sk([01])")
+_IR = re.compile(r"ir_k(\d+)_s(\d+)_[eh](\d+)_c(\d+)_se([01])_(re|r6|hs)_sk([01])")
 _CN = re.compile(r"cn_k(\d+)_s(\d+)_c(\d+)_se([01])_(re|r6|hs)_sk([01])")
 _HEAD = re.compile(r"head_c(\d+)_h(\d+)_(re|r6|hs)_d([0-9.e-]+)")
 

@@ -1,7 +1,7 @@
 """ONNX export of a spec's model, with HardSwish/HardSigmoid as native ONNX ops (opset >= 14).
 
 Uses torch's TorchScript-based exporter (``dynamo=False``): it needs no extra package and
-is ~30x faster per block than the dynamo exporter on this machine kind (FINDINGS.md), which
+is far faster per block than the dynamo exporter (figure: results/latency/README.md), which
 matters when a latency table build exports thousands of blocks. Outputs were checked equal
 to torch within 1e-6 in ONNX Runtime (tests/search_spaces/test_onnx_export.py).
 """

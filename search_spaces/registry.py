@@ -2,7 +2,7 @@
 
 Strategies see a space only through :class:`SearchSpace`: a fixed vector of categorical
 decisions (MnasNet section 4.1, its controller emits one token per decision), decoded to an
-``ArchSpec`` and canonicalized so that one architecture has one encoding (STYLE.md section 2).
+``ArchSpec`` and canonicalized so that one architecture has one encoding (ARCHITECTURE.md: ``ArchSpec``, the one language).
 """
 from __future__ import annotations
 

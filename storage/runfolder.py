@@ -1,4 +1,4 @@
-"""Run folders shared by every job (``train``, ``search``, ``netadapt``, ``run``): STYLE.md section 8.
+"""Run folders shared by every job (``train``, ``search``, ``netadapt``, ``run``), see ARCHITECTURE.md, Run folders and state.
 
 A run folder ``<out>/<UTC time>-<slug>-s<seed>/`` holds ``manifest.json``: job, resolved config,
 seed, package versions, machine, the command, and an explicit :class:`Status`. A job calls

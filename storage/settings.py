@@ -1,4 +1,4 @@
-"""Settings dataclasses (STYLE.md section 5): numeric fields declared with their range, checked
+"""Settings dataclasses (CONTRIBUTING.md, Style): numeric fields declared with their range, checked
 in one place, and read back from state files refusing unknown keys.
 
 A component declares ``count: int = setting(8, low=1)``; :func:`check_settings` (called from the

@@ -1,4 +1,4 @@
-"""State files that survive a kill, a torn write and a careless edit (STYLE.md section 8).
+"""State files that survive a kill, a torn write and a careless edit (ARCHITECTURE.md, Run folders and state).
 
 - :func:`write_json`: atomic (temp file, fsync, rename, fsync of the folder), so a reader sees
   the old or the new file, never half of one; :func:`write_text_atomic` and

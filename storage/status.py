@@ -1,4 +1,4 @@
-"""The one status vocabulary of runs and trials, after Optuna's trial states (STYLE.md section 8).
+"""The one status vocabulary of runs and trials, after Optuna's trial states.
 
 A run folder (``manifest.json``), a pipeline stage, a search trial (``trials.csv``), a
 candidate's evaluation and a strategy's outcome all say what became of them with a

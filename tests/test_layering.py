@@ -44,7 +44,7 @@ def python_files():
 def test_imports_follow_layers(package, path):
     roots = imported_roots(path)
     forbidden = (roots & set(PACKAGES)) - ALLOWED[package]
-    assert not forbidden, f"{path.relative_to(ROOT)} imports {sorted(forbidden)} (layering, STYLE.md section 1)"
+    assert not forbidden, f"{path.relative_to(ROOT)} imports {sorted(forbidden)} (layering, ARCHITECTURE.md)"
     rel = str(path.relative_to(ROOT))
     if "ray" in roots:
         assert rel in RAY_MODULES or rel.startswith("netadapt/parallel"), f"{rel} imports ray"

@@ -2,9 +2,9 @@
 
 The default recipe is tuned for the small 32x32 tasks of this project: 50 epochs, SGD with
 Nesterov momentum 0.9, lr 0.1 at batch 128, 1 warmup epoch, cosine to 0, label smoothing 0.1,
-weight decay 5e-5 (conv/linear weights only), the data set's augmentation. MobileNetV3-Small
-(1x32x32) measured 98.1% test top-1 on mnist5k after 50 epochs (97.8% after 30) and 99.7% on
-digits (99.2% after 30), results/training/. The paper's ImageNet
+weight decay 5e-5 (conv/linear weights only), the data set's augmentation; 50 rather than 30
+epochs because MobileNetV3-Small falls short of 98% on mnist5k at 30 (its measured accuracies:
+results/training/README.md). The paper's ImageNet
 recipe (MobileNetV3 section 6.1: RMSProp, momentum 0.9, lr 0.1 at batch 4096, weight decay
 1e-5, EMA 0.9999) is :func:`paper_config`.
 """
@@ -26,7 +26,8 @@ class TrainConfig:
 
     The budget is ``epochs`` passes over the training split, or ``steps`` optimizer steps
     when given (the last epoch may then be partial). ``threads`` pins torch's intra-op
-    threads for the job: results are bit-identical only for a fixed thread count (FINDINGS).
+    threads for the job: results are bit-identical only for a fixed thread count (the kernels
+    split their reductions by thread, so the summation order follows it).
     ``bn_recalibration_batches`` training batches re-estimate the BatchNorm statistics before
     every evaluation (0: off); without it a briefly trained model evaluates at chance.
     ``max_loss``: a training loss above it, or NaN/inf, stops the job (TrainingDiverged).
@@ -71,7 +72,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error (STYLE.md section 5)."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a misspelt setting never passes silently)."""
         return settings_from_dict(cls, data, "train config")
 
 

@@ -1,8 +1,8 @@
 """Evaluation of a model on a split, and BatchNorm statistics recalibration.
 
 BatchNorm running statistics after a few hundred steps (momentum 0.1, weights still moving
-fast) describe earlier weights, and a briefly trained model then evaluates at chance
-(FINDINGS.md: digits after 3 epochs 9.6%, 95.0% once recalibrated). Recomputing the
+fast) describe earlier weights, and a briefly trained model then evaluates near chance
+(measured: results/training/README.md). Recomputing the
 statistics on training batches with the final weights fixes this; it is cheap (forward
 passes only) and what once-for-all does for every sub-network it evaluates.
 """

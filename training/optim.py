@@ -1,11 +1,11 @@
 """Optimizers, learning-rate schedules and the weight EMA (MobileNetV3 section 6.1)."""
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from training.config import TrainConfig
 
@@ -56,19 +56,31 @@ def make_scheduler(optimizer: torch.optim.Optimizer, *, total_steps: int, steps_
 
 
 class WeightEma:
-    """Exponential moving average of the weights (section 6.1: decay 0.9999); buffers (BN
-    statistics) are copied, and recalibrated before evaluation anyway."""
+    """Exponential moving average of the weights (section 6.1: decay 0.9999) on torch's
+    ``AveragedModel`` with its EMA update; buffers (BN statistics) are copied, not averaged,
+    and recalibrated before evaluation anyway. ``state_dict`` is the averaged model's own
+    (checkpoints written before this class used ``AveragedModel`` load unchanged)."""
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
-        self.model = copy.deepcopy(model).eval()
+        self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
+        self._count_the_copy_as_averaged()
+        self.model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
 
+    def _count_the_copy_as_averaged(self) -> None:
+        # AveragedModel's first update copies the model; ours averages into the starting copy
+        # (a loaded state) from the first update on.
+        self.averaged.n_averaged.fill_(1)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.averaged.module
+
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        for ema_param, param in zip(self.model.parameters(), model.parameters()):
-            ema_param.lerp_(param, 1.0 - self.decay)
+        self.averaged.update_parameters(model)
         for ema_buffer, buffer in zip(self.model.buffers(), model.buffers()):
             ema_buffer.copy_(buffer)
 
@@ -77,3 +89,4 @@ class WeightEma:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state)
+        self._count_the_copy_as_averaged()

@@ -10,21 +10,6 @@ import pytest
 from tests.latency.fakes import FakeMeasurer
 
 
-@pytest.fixture(scope="session", autouse=True)
-def reference_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Cached reference models (latency.drift) go under a temporary folder, not the home."""
-    import os
-
-    folder = tmp_path_factory.mktemp("mobilenas-cache")
-    previous = os.environ.get("MOBILENAS_CACHE")
-    os.environ["MOBILENAS_CACHE"] = str(folder)
-    yield folder
-    if previous is None:
-        del os.environ["MOBILENAS_CACHE"]
-    else:
-        os.environ["MOBILENAS_CACHE"] = previous
-
-
 @pytest.fixture(scope="session")
 def probed_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small ONNX Runtime table whose baseline matches this machine now (fakes.make_probed_table);

@@ -1,4 +1,4 @@
-"""The ask/tell contract (STYLE.md section 3), run over every registered strategy."""
+"""The ask/tell contract (CONTRIBUTING.md, Style), run over every registered strategy."""
 import json
 import math
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from search_spaces.builder import Bottleneck, SqueezeExcite, build_model
+from search_spaces.builder import Bottleneck, SqueezeExcite, activation, build_model
 from search_spaces.reference import REFERENCE_SPECS, reference_spec
 from search_spaces.spec import ArchSpec, BlockSpec, HeadSpec
 from tests.helpers import sampled_specs
@@ -29,10 +29,18 @@ def test_no_expansion_conv_when_exp_equals_input():
     assert len(convs) == 2 and convs[0].groups == 16  # depthwise, then projection
 
 
-def test_se_squeeze_width_and_hard_sigmoid_gate():
-    se = SqueezeExcite(72)
+def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """MobileNetV3 section 5.2: ReLU6(x + 3) / 6."""
+    return torch.nn.functional.relu6(x + 3) / 6
+
+
+def test_se_squeezes_to_a_quarter_and_scales_channels_by_a_hard_sigmoid_gate():
+    se = SqueezeExcite(72).eval()
     assert se.conv_reduce.out_channels == 24  # make_divisible(72 / 4, 8)
-    assert isinstance(se.gate, nn.Hardsigmoid)
+    x = torch.randn(2, 72, 5, 5)
+    pooled = x.mean(dim=(2, 3), keepdim=True)
+    gate = hard_sigmoid(se.conv_expand(torch.relu(se.conv_reduce(pooled))))
+    torch.testing.assert_close(se(x), x * gate)
 
 
 def test_residual_only_where_spec_says():
@@ -44,9 +52,11 @@ def test_residual_only_where_spec_says():
     torch.testing.assert_close(no_skip(x), no_skip.branch(x))
 
 
-def test_hswish_matches_paper_formula():
-    x = torch.linspace(-5, 5, 101)
-    torch.testing.assert_close(nn.Hardswish()(x), x * torch.nn.functional.relu6(x + 3) / 6)
+@pytest.mark.parametrize("name, formula", [("relu", torch.relu), ("relu6", torch.nn.functional.relu6),
+                                           ("hswish", lambda x: x * hard_sigmoid(x))])
+def test_a_specs_nonlinearity_name_is_the_papers_function(name, formula):
+    x = torch.linspace(-8, 8, 161)
+    torch.testing.assert_close(activation(name)(x.clone()), formula(x))
 
 
 def test_efficient_last_stage_layout():

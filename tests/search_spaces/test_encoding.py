@@ -1,5 +1,7 @@
 """Round trips of the three exact encodings over reference and hundreds of sampled specs."""
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +68,29 @@ def test_json_rejects_other_schema_version_and_unknown_keys():
         spec_from_json("{not json")
     with pytest.raises(ValueError, match="must be an object"):
         spec_from_dict([1, 2])
+
+
+def respelt(text: str, token: str) -> str:
+    """``text`` with every bottleneck's expansion width spelt ``token`` (``e`` or ``h``)."""
+    return re.sub(r"(ir_k\d+_s\d+_)[eh](\d+_c)", rf"\g<1>{token}\2", text)
+
+
+@pytest.mark.parametrize("token", ["e", "h"])
+def test_both_spellings_of_the_expansion_width_parse_to_the_same_spec(token):
+    for spec in SAMPLED:
+        text = respelt(format_spec(spec), token)
+        assert parse_spec(text) == spec and format_spec(parse_spec(text)) == format_spec(spec)
+
+
+SPEC_STRING = re.compile(r"r\d+_i\d+_n\d+\|[A-Za-z0-9_.|-]+")
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+
+
+def test_spec_strings_in_committed_results_still_parse():
+    """Reference figures and run folders written with earlier spellings stay readable."""
+    files = [p for p in RESULTS.rglob("*") if p.suffix in (".csv", ".json", ".md", ".txt", ".log")
+             and "runs" not in p.relative_to(RESULTS).parts]
+    found = {m.group(0) for p in files for m in SPEC_STRING.finditer(p.read_text(errors="replace"))}
+    assert len(found) > 100
+    for text in found:
+        assert format_spec(parse_spec(text)) == respelt(text, "e"), text

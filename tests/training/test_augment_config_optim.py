@@ -84,3 +84,18 @@ def test_weight_ema_moves_towards_weights():
     before = ema.model.weight.clone()
     ema.update(model)
     assert torch.allclose(ema.model.weight, before + 1.0) and not math.isnan(float(ema.model.weight.sum()))
+
+
+def test_weight_ema_state_is_the_plain_module_state_and_a_loaded_one_keeps_averaging():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    old_checkpoint = {k: v + 1.0 for k, v in model.state_dict().items()}   # as written before: the EMA module's
+    ema = WeightEma(model, decay=0.75)
+    ema.load_state_dict(old_checkpoint)
+    assert set(ema.state_dict()) == set(model.state_dict())
+    with torch.no_grad():
+        model[1].running_mean.add_(5.0)
+    ema.update(model)   # averaged into the loaded weights, not a copy of the model's
+    expected = 0.75 * old_checkpoint["0.weight"] + 0.25 * model[0].weight
+    assert torch.allclose(ema.model[0].weight, expected)
+    assert torch.equal(ema.model[1].running_mean, model[1].running_mean)   # buffers copied
+    assert not any(p.requires_grad for p in ema.model.parameters())

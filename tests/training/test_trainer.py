@@ -57,7 +57,7 @@ def test_resume_refuses_other_config(spec16, digits16, quick_config, tmp_path):
 
 
 def test_bn_recalibration_rescues_briefly_trained_model(digits16):
-    """FINDINGS.md: after a short run stale BN statistics give chance accuracy."""
+    """After a short run stale BN statistics give chance accuracy; recalibrated ones do not."""
     spec = reference_spec("mobilenetv3-small", resolution=16, num_classes=10, in_channels=1)
     config = TrainConfig(epochs=1, batch_size=32, lr=0.1, warmup_epochs=0.3, augment=False, threads=1, device="cpu")
     stale = Trainer(spec, digits16, config.replace(bn_recalibration_batches=0)).fit()

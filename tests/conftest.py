@@ -1,0 +1,18 @@
+"""Fixtures for every test."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mobilenas_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``$MOBILENAS_CACHE``, the folder the code caches in (reference models of
+    ``latency.endtoend``, generated data sets of ``training.variations``; default
+    ``~/.cache/mobilenas``), points into a temporary folder, so tests write nothing to the home.
+    Subprocesses started by tests inherit it."""
+    folder = tmp_path_factory.mktemp("mobilenas-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MOBILENAS_CACHE", str(folder))
+        yield folder
