@@ -19,8 +19,10 @@ from latency.quantized import QUANT_FORMATS, OrtInt8Settings
 from latency.predictor import LatencyPredictor
 from latency.registry import MEASURERS, make_measurer, measurer_from_recorded
 from latency.table import VALIDATION_FILE, load_table, read_manifest
-from latency.validation import ValidationConfig, sample_specs, validate, write_report
+from latency.predictors import table_predictors
+from latency.validation import ValidationConfig, sample_specs, score_predictors, validate, write_report
 from mobilenas.cli_doctor import add_doctor
+from mobilenas.cli_fit import add_fit
 from mobilenas.spec_args import add_spec_arguments, spec_from_args
 from storage.statefiles import check_fields, read_json
 from search_spaces.encoding import format_spec
@@ -129,7 +131,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     lazy = _lazy_predictor(args)
     table = lazy.table
     measurer = measurer_from_recorded(table.manifest["measurer"])
-    excluded = set(parse_csv_specs(Path(args.table)))
+    excluded = set(parse_csv_specs(Path(args.table))) | set(parse_csv_specs(Path(args.table), "measurements.csv"))
     resolutions = sorted(int(r) for r in table.manifest["calibration"]) if args.resolution is None else [args.resolution]
     if not resolutions:
         raise ValueError(f"table {args.table} has no calibration; run `mobilenas latency build` to completion first")
@@ -141,8 +143,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     config = ValidationConfig(n=args.n, seed=args.seed, pairs=args.pairs, passes=args.passes)
     report, frame = validate(LatencyPredictor(lazy.table), measurer, specs, config, progress=_Bars(not args.quiet))
     report["drift"] = lazy.drift.to_dict()
+    report["predictors"] = score_predictors(table_predictors(lazy.table, lazy.learned), specs, frame)
     path = write_report(Path(args.table), report, frame)
     print(f"{path}: {_figures(report)}")
+    for name, figures in report["predictors"].items():
+        print(f"  {name:<10} {_figures(figures)}")
     floor = report["noise_floor"].get("measured")
     if floor:
         print(f"  noise floor (pass 2 vs pass 1): {_figures(floor)}")
@@ -172,9 +177,10 @@ def _figures(metrics: dict) -> str:
             + ("n/a" if metrics["spearman"] is None else f"{metrics['spearman']:.3f}"))
 
 
-def parse_csv_specs(folder: Path) -> list[str]:
-    """Canonical strings of the table's calibration specs (validation samples other specs)."""
-    path = folder / "calibration.csv"
+def parse_csv_specs(folder: Path, name: str = "calibration.csv") -> list[str]:
+    """Canonical strings of the specs in the table's ``name`` (calibration, or the learned
+    predictor's measurements): validation samples other specs."""
+    path = folder / name
     if not path.exists():
         return []
     import pandas as pd
@@ -185,15 +191,15 @@ def parse_csv_specs(folder: Path) -> list[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     lazy = _lazy_predictor(args)
-    explained = lazy.explain(spec) if args.measure_missing else LatencyPredictor(lazy.table).explain(spec)
+    explained = lazy.explain(spec, measure_missing=args.measure_missing)
     if args.json:
-        print(json.dumps({"latency_ms": explained.latency_ms, "sum_ms": explained.sum_ms,
+        print(json.dumps({"latency_ms": explained.latency_ms, "predictor": explained.predictor, "sum_ms": explained.sum_ms,
                           "latency_ms_now": explained.latency_ms * lazy.drift.ratio, "speed_factor": lazy.drift.ratio,
                           "layers": int(explained.features["n_layers"]), "table": str(args.table),
                           "spec": format_spec(spec), "drift": lazy.drift.to_dict()}))
     else:
-        print(f"{explained.latency_ms:.4f} ms at the table's speed (table sum {explained.sum_ms:.4f} ms over "
-              f"{int(explained.features['n_layers'])} layers, calibrated); "
+        print(f"{explained.latency_ms:.4f} ms at the table's speed ({explained.predictor}; table sum "
+              f"{explained.sum_ms:.4f} ms over {int(explained.features['n_layers'])} layers); "
               f"{explained.latency_ms * lazy.drift.ratio:.4f} ms at this machine's speed now ({lazy.drift.ratio:.2f}x)")
         note = _drift_note(lazy.drift)
         if note:
@@ -349,3 +355,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("table")
     p.set_defaults(handler=cmd_show)
     add_doctor(sub)
+    add_fit(sub, _add_drift_arguments)
