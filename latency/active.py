@@ -120,21 +120,28 @@ class ActiveSampler:
         return self._pool_x
 
     def next_batch(self, specs: Sequence[ArchSpec], measured_ms: np.ndarray) -> tuple[list[int], list[float], dict]:
-        """Pool indices to measure next, their spread, and the out-of-bag figures so far."""
-        done = {format_spec(s) for s in specs}
-        todo = [i for i, spec in enumerate(self.pool) if format_spec(spec) not in done]
-        room = self.config.budget - len(specs)
+        """Pool indices to measure next, their spread, and the out-of-bag figures so far.
+
+        Batches are chosen at fixed counts (``initial``, ``initial + batch``, ...) from the rows
+        measured before that count, so a run resumed mid-batch finishes the same batch."""
         if len(specs) < self.config.initial:
-            picked = todo[:min(self.config.initial - len(specs), room)]
+            done = {format_spec(s) for s in specs}
+            todo = [i for i, spec in enumerate(self.pool) if format_spec(spec) not in done]
+            picked = todo[:min(self.config.initial, self.config.budget) - len(specs)]
             return picked, [float("nan")] * len(picked), {}
-        x = self.features(specs)
-        y = residual_targets(measured_ms, x[:, FEATURE_NAMES.index("calibrated_ms")])
-        pool_x = self.pool_features()[todo]
-        order, spread, oob = most_uncertain(x, y, pool_x, min(self.config.batch, room), trees=self.config.trees,
-                                            seed=self.config.seed + len(specs))
+        start = self.config.initial + (len(specs) - self.config.initial) // self.config.batch * self.config.batch
+        before, ms_before = specs[:start], measured_ms[:start]
+        done = {format_spec(s) for s in before}
+        todo = [i for i, spec in enumerate(self.pool) if format_spec(spec) not in done]
+        x = self.features(before)
+        y = residual_targets(ms_before, x[:, FEATURE_NAMES.index("calibrated_ms")])
+        order, spread, oob = most_uncertain(x, y, self.pool_features()[todo], min(self.config.batch, self.config.budget - start),
+                                            trees=self.config.trees, seed=self.config.seed + start)
         calibrated = x[:, FEATURE_NAMES.index("calibrated_ms")]
-        figures = error_metrics(calibrated * np.exp(oob), measured_ms) if len(specs) >= 10 else {}
-        return [todo[i] for i in order], [float(spread[i]) for i in order], figures
+        figures = error_metrics(calibrated * np.exp(oob), ms_before) if start >= 10 else {}
+        since = {format_spec(s) for s in specs[start:]}
+        chosen = [(todo[i], float(spread[i])) for i in order if format_spec(self.pool[todo[i]]) not in since]
+        return [i for i, _ in chosen], [v for _, v in chosen], figures
 
     def target_met(self, figures: dict, n: int) -> bool:
         return bool(figures) and n >= self.config.min_measured and \

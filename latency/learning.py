@@ -61,16 +61,16 @@ def table_specs(folder: Path) -> set[str]:
     return found
 
 
-def candidate_pool(lazy: LazyPredictor, size: int, seed: int, exclude: Iterable[str]) -> list[ArchSpec]:
-    """``size`` seeded specs of the table's space, split over its calibrated resolutions."""
-    manifest = lazy.table.manifest
+def candidate_pool(folder: Path, manifest: dict, size: int, seed: int, exclude: Iterable[str] = ()) -> list[ArchSpec]:
+    """``size`` seeded specs of the space of the table in ``folder`` (``manifest``), split over
+    its calibrated resolutions, none of them in ``exclude`` or measured whole by the table."""
     if manifest["space"] not in LAZY_SPACES:
         raise ValueError(f"table space {manifest['space']!r} cannot be sampled; expected one of {sorted(LAZY_SPACES)}")
     shape = manifest.get("input", {"in_channels": 3, "num_classes": 1000})
     resolutions = sorted(int(r) for r in manifest["calibration"])
     if not resolutions:
-        raise ValueError(f"table {lazy.folder} has no calibration; finish `mobilenas latency build` first")
-    excluded = set(exclude) | table_specs(lazy.folder)
+        raise ValueError(f"table {folder} has no calibration; finish `mobilenas latency build` first")
+    excluded = set(exclude) | table_specs(Path(folder))
     pool = []
     for index, resolution in enumerate(resolutions):
         space = LAZY_SPACES[manifest["space"]](resolution=resolution, in_channels=int(shape["in_channels"]),
@@ -84,7 +84,7 @@ def fit_table(folder: str | Path, *, sampling: SamplingConfig, fit: FitConfig | 
     """Measure (resumably) and fit; writes ``predictor.json``; returns a summary of what was done."""
     lazy = LazyPredictor(folder) if lazy is None else lazy
     start = time.perf_counter()
-    pool = candidate_pool(lazy, sampling.pool_factor * sampling.budget, sampling.seed, exclude)
+    pool = candidate_pool(lazy.folder, lazy.table.manifest, sampling.pool_factor * sampling.budget, sampling.seed, exclude)
     measured_layers = lazy.ensure(pool)
     layers_s = time.perf_counter() - start
     sampler = ActiveSampler(lazy.folder, pool, table_features(lambda: lazy.table), table_measure(lazy, pairs), sampling,

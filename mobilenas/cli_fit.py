@@ -18,6 +18,7 @@ def _configs(args: argparse.Namespace) -> tuple[SamplingConfig, FitConfig]:
     if args.seed < 0:
         raise ValueError(f"--seed = {args.seed} is not allowed; expected an integer >= 0")
     sampling = SamplingConfig(budget=args.budget, initial=min(args.initial, args.budget), batch=args.batch,
+                              pool_factor=args.pool_factor,
                               target_within_5pct=args.target_5pct, target_within_10pct=args.target_10pct,
                               seed=args.seed)
     return sampling, FitConfig(model_types=tuple(args.models), seed=args.seed)
@@ -53,6 +54,8 @@ def add_fit(sub: argparse._SubParsersAction, add_drift_arguments) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the candidate pool, sampling and models")
     p.add_argument("--initial", type=int, default=SamplingConfig.initial, help="uniformly sampled models first")
     p.add_argument("--batch", type=int, default=SamplingConfig.batch, help="models chosen per refit of the forest")
+    p.add_argument("--pool-factor", type=int, default=SamplingConfig.pool_factor,
+                   help="candidates drawn per budgeted model (their missing layers are measured into the table)")
     p.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help="run-by-run pairs with the reference per model")
     p.add_argument("--target-5pct", type=float, default=SamplingConfig.target_within_5pct,
                    help="stop early when the out-of-bag share within 5%% reaches this (and the 10%% one its target)")
