@@ -32,7 +32,6 @@ from latency.lazy import LazyPredictor, ensure_table
 from latency.learned import MODEL_TYPES, LearnedModel, dump_estimator, model_from_dict, residual_targets, training_range
 from latency.learning import fit_table, table_specs
 from latency.predictor import LatencyPredictor
-from latency.predictors import table_predictors
 from latency.registry import measurer_from_recorded
 from latency.validation import ValidationConfig, error_metrics, sample_specs, score_predictors, validate
 from search_spaces.encoding import parse_spec
@@ -95,7 +94,7 @@ def run_resolution(resolution: int, args: argparse.Namespace) -> dict:
     report, frame = validate(LatencyPredictor(lazy.table), measurer, heldout,
                              ValidationConfig(n=args.heldout, seed=50_000 + resolution, pairs=args.pairs, passes=2))
     heldout_s = time.perf_counter() - start
-    scores = score_predictors(table_predictors(lazy.table, lazy.learned), heldout, frame)
+    scores = score_predictors(lazy.predictors(), heldout, frame)
     frame.to_csv(Path(args.out).with_name(f"learned_predictor-r{resolution}.csv"), index=False)
     measured = frame["measured_ms"].to_numpy(dtype=float)
     learned = scores["learned"]

@@ -11,5 +11,8 @@ Entry points:
 - ``latency.build.TableBuilder``: build a table for a space (``measure_keys(space_keys(space))``)
   or lazily (``ensure_specs(specs)``), resumable; ``finish()`` fits the calibration;
 - ``latency.predictor.LatencyPredictor(table).predict_ms(spec)``;
-- ``latency.validation.validate(...)``: predicted vs measured over sampled specs.
+- ``latency.validation.validate(...)``: predicted vs measured over sampled specs;
+- ``latency.predictors``: one protocol for the table sum, the calibrated table and the learned
+  predictor (``best_predictor(table)``); ``latency.learning.fit_table(folder, sampling=...)``
+  measures whole models where the predictor is least sure and writes ``predictor.json``.
 """

@@ -25,9 +25,9 @@ from latency.learned import LearnedModel, load_model
 from latency.measurers import Measurer, OrtMeasurer, OrtSettings
 from latency.paired import PairedRatio
 from latency.predictor import LatencyPredictor, Prediction
-from latency.predictors import LEARNED, LearnedPredictor
+from latency.predictors import LEARNED, LearnedPredictor, table_predictors
 from latency.registry import measurer_from_recorded
-from latency.table import MANIFEST_FILE, TableMismatchError, check_manifest, load_table, read_manifest
+from latency.table import MANIFEST_FILE, LatencyTable, TableMismatchError, check_manifest, load_table, read_manifest
 from latency.validation import sample_specs
 from search_spaces.encoding import parse_spec
 from search_spaces.registry import SPACES
@@ -74,20 +74,37 @@ class LazyPredictor:
         self.progress, self.config = progress, config
         self.measured_keys = 0
         self._builder: TableBuilder | None = None
-        self.learned: LearnedModel | None = load_model(self.folder, self.table.manifest)
+        self._unscaled: LatencyTable | None = None
+        self.learned: LearnedModel | None = load_model(self.folder, read_manifest(self.folder))
 
     def reload_learned(self) -> None:
         """Read ``predictor.json`` again (after ``latency fit`` wrote one)."""
-        self.learned = load_model(self.folder, self.table.manifest)
+        self.learned = load_model(self.folder, read_manifest(self.folder))
+
+    def learned_predictor(self) -> LearnedPredictor | None:
+        """The learned predictor, in the units of :attr:`table`: a rescaled table's model reads
+        the features it was fitted on (the table as stored) and its answer is rescaled."""
+        if self.learned is None:
+            return None
+        if self.drift.action != "rescaled":
+            return LearnedPredictor(self.table, self.learned)
+        if self._unscaled is None:
+            self._unscaled = load_table(self.folder, force=True)
+        return LearnedPredictor(self._unscaled, self.learned, scale=self.drift.ratio)
+
+    def predictors(self) -> dict:
+        """Every predictor the table holds (:func:`latency.predictors.table_predictors`), in its units."""
+        return table_predictors(self.table, self.learned_predictor(), read_learned=False)
 
     def explain(self, spec: ArchSpec, *, measure_missing: bool = True) -> Prediction:
         """The prediction with its table sum, calibration features and the predictor that gave it."""
         if measure_missing:
             self.ensure([spec])
         calibrated = LatencyPredictor(self.table).explain(spec)
-        if self.learned is None:
+        learned = self.learned_predictor()
+        if learned is None:
             return calibrated
-        latency, name = LearnedPredictor(self.table, self.learned).predict_named([spec])[0]
+        latency, name = learned.predict_named([spec])[0]
         return replace(calibrated, latency_ms=latency, predictor=name) if name == LEARNED else calibrated
 
     def predict_ms(self, spec: ArchSpec) -> float:
@@ -98,8 +115,9 @@ class LazyPredictor:
     def predict_many(self, specs: Sequence[ArchSpec]) -> list[float]:
         """``predict_ms`` of each spec, measuring every missing key in one pass first."""
         self.ensure(specs)
-        if self.learned is not None:
-            return [value for value, _ in LearnedPredictor(self.table, self.learned).predict_named(specs)]
+        learned = self.learned_predictor()
+        if learned is not None:
+            return [value for value, _ in learned.predict_named(specs)]
         predictor = LatencyPredictor(self.table)
         return [predictor.predict_ms(spec) for spec in specs]
 
@@ -145,6 +163,7 @@ class LazyPredictor:
 
     def _reload(self) -> None:
         table = load_table(self.folder, force=True)
+        self._unscaled = table
         self.table = rescaled(table, self.drift.ratio, self.drift) if self.drift.action == "rescaled" else table
 
 

@@ -67,40 +67,47 @@ class CalibratedPredictor:
 
 
 class LearnedPredictor:
-    """The learned model inside its training range, the calibrated prediction outside it."""
+    """The learned model inside its training range, the calibrated prediction outside it;
+    ``scale`` multiplies both (a table rescaled to this machine's speed, :mod:`latency.drift`)."""
 
     name = LEARNED
 
-    def __init__(self, table: LatencyTable, model: LearnedModel) -> None:
-        self.table, self.model = table, model
+    def __init__(self, table: LatencyTable, model: LearnedModel, scale: float = 1.0) -> None:
+        self.table, self.model, self.scale = table, model, float(scale)
 
     def predict_named(self, specs: Sequence[ArchSpec]) -> list[tuple[float, str]]:
         x = feature_matrix(self.table, specs)
         learned = self.model.predict_ms(x)
         calibrated = x[:, 0]  # FEATURE_NAMES[0] is calibrated_ms
         inside = self.model.in_range(x)
-        return [(float(v), LEARNED) if ok else (float(c), CALIBRATED) for v, c, ok in zip(learned, calibrated, inside)]
+        return [(self.scale * float(v), LEARNED) if ok else (self.scale * float(c), CALIBRATED)
+                for v, c, ok in zip(learned, calibrated, inside)]
 
     def predict_ms(self, spec: ArchSpec) -> float:
         return self.predict_named([spec])[0][0]
 
 
-def table_predictors(table: LatencyTable, model: LearnedModel | None = None) -> dict[str, Predictor]:
-    """Every predictor ``table`` holds, by name (the learned one read from its folder unless given).
+def table_predictors(table: LatencyTable, learned: LearnedPredictor | None = None, *,
+                     read_learned: bool = True) -> dict[str, Predictor]:
+    """Every predictor ``table`` holds, by name: ``learned`` when given, else the one in the
+    table's folder (``read_learned``; :class:`latency.lazy.LazyPredictor` hands its own, in the
+    units of a rescaled table).
 
     Raises:
         storage.statefiles.StateFileError: the folder's ``predictor.json`` is corrupt or foreign.
     """
-    model = load_model(table.folder, table.manifest) if model is None else model
+    if learned is None and read_learned:
+        model = load_model(table.folder, table.manifest)
+        learned = None if model is None else LearnedPredictor(table, model)
     found: dict[str, Predictor] = {TABLE_SUM: TableSumPredictor(table), CALIBRATED: CalibratedPredictor(table)}
-    if model is not None:
-        found[LEARNED] = LearnedPredictor(table, model)
+    if learned is not None:
+        found[LEARNED] = learned
     return found
 
 
-def best_predictor(table: LatencyTable, model: LearnedModel | None = None) -> Predictor:
+def best_predictor(table: LatencyTable) -> Predictor:
     """The learned predictor when the table holds one, else the calibrated table."""
-    found = table_predictors(table, model)
+    found = table_predictors(table)
     return found.get(LEARNED, found[CALIBRATED])
 
 

@@ -19,7 +19,6 @@ from latency.quantized import QUANT_FORMATS, OrtInt8Settings
 from latency.predictor import LatencyPredictor
 from latency.registry import MEASURERS, make_measurer, measurer_from_recorded
 from latency.table import VALIDATION_FILE, load_table, read_manifest
-from latency.predictors import table_predictors
 from latency.validation import ValidationConfig, sample_specs, score_predictors, validate, write_report
 from mobilenas.cli_doctor import add_doctor
 from mobilenas.cli_fit import add_fit
@@ -143,7 +142,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     config = ValidationConfig(n=args.n, seed=args.seed, pairs=args.pairs, passes=args.passes)
     report, frame = validate(LatencyPredictor(lazy.table), measurer, specs, config, progress=_Bars(not args.quiet))
     report["drift"] = lazy.drift.to_dict()
-    report["predictors"] = score_predictors(table_predictors(lazy.table, lazy.learned), specs, frame)
+    report["predictors"] = score_predictors(lazy.predictors(), specs, frame)
     path = write_report(Path(args.table), report, frame)
     print(f"{path}: {_figures(report)}")
     for name, figures in report["predictors"].items():
@@ -260,6 +259,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     timings = manifest.get("build_timings")
     if timings:
         print("build: " + ", ".join(f"{k}={v}" for k, v in timings.items()))
+    _show_learned(Path(args.table), manifest)
     validation = Path(args.table) / VALIDATION_FILE
     if validation.exists():
         report = read_json(validation, fields=VALIDATION_FIELDS, what="validation report")
@@ -269,6 +269,19 @@ def cmd_show(args: argparse.Namespace) -> int:
             check_fields(floor, VALIDATION_FIELDS, f"{validation}: noise_floor.normalised")
             print(f"noise floor (test-retest): {_figures(floor)}")
     return 0
+
+
+def _show_learned(folder: Path, manifest: dict) -> None:
+    """A line on the table's learned predictor, if it holds one (or why it is refused)."""
+    from latency.learned import describe, load_model
+    from storage.statefiles import StateFileError
+
+    try:
+        model = load_model(folder, manifest)
+    except StateFileError as exc:
+        print(f"learned predictor: refused ({exc})")
+        return
+    print(f"learned predictor: {describe(model.document)}" if model else "learned predictor: none (`latency fit` makes one)")
 
 
 def _add_build(sub: argparse._SubParsersAction) -> None:

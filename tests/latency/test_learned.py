@@ -192,3 +192,16 @@ def test_table_predictors_and_the_learned_fallback_outside_its_range(learning_ta
     if biggest not in specs[:20]:  # outside the fitted range: the calibrated prediction, named
         value, name = predictors[LEARNED].predict_named([biggest])[0]
         assert name == CALIBRATED and value == pytest.approx(predictors[CALIBRATED].predict_ms(biggest))
+
+
+def test_a_rescaled_learned_predictor_scales_every_answer(learning_table, specs, tmp_path):
+    from latency.predictors import LearnedPredictor
+
+    folder = shutil.copytree(learning_table, tmp_path / "t")
+    table = load_table(folder)
+    _, _, document = _fitted(table, specs[:20], folder)
+    save_model(folder, document)
+    model = load_model(folder, table.manifest)
+    plain, scaled = LearnedPredictor(table, model), LearnedPredictor(table, model, scale=1.3)
+    for (a, name_a), (b, name_b) in zip(plain.predict_named(specs), scaled.predict_named(specs)):
+        assert b == pytest.approx(1.3 * a) and name_a == name_b
