@@ -205,3 +205,25 @@ def test_a_rescaled_learned_predictor_scales_every_answer(learning_table, specs,
     plain, scaled = LearnedPredictor(table, model), LearnedPredictor(table, model, scale=1.3)
     for (a, name_a), (b, name_b) in zip(plain.predict_named(specs), scaled.predict_named(specs)):
         assert b == pytest.approx(1.3 * a) and name_a == name_b
+
+
+def test_validation_scores_every_predictor_on_the_same_measurements_beside_the_noise_floor(learning_table, specs,
+                                                                                        tmp_path):
+    import pandas as pd
+
+    from latency.validation import score_predictors
+
+    folder = shutil.copytree(learning_table, tmp_path / "t")
+    table = load_table(folder)
+    _, _, document = _fitted(table, specs[:20], folder)
+    save_model(folder, document)
+    held_out = specs[20:30]
+    truth = [fake_whole_model_ms(model_features(table, s)) for s in held_out]
+    frame = pd.DataFrame({"spec": [format_spec(s) for s in held_out], "measured_ms": truth,
+                          "pass1_ms": [t * 1.01 for t in truth], "pass2_ms": [t * 0.99 for t in truth]})
+    scores = score_predictors(table_predictors(table), held_out, frame)
+    assert set(scores) == {"table-sum", CALIBRATED, LEARNED}
+    for name, figures in scores.items():
+        assert figures["n"] == 10 and figures["noise_floor"]["measured"]["within_5pct"] == 1.0
+        assert sum(figures["answered_by"].values()) == 10 and f"{name}_ms" in frame
+    assert scores[LEARNED]["mean_abs_err_pct"] < scores[CALIBRATED]["mean_abs_err_pct"]
