@@ -78,7 +78,7 @@ def run_resolution(resolution: int, args: argparse.Namespace) -> dict:
     folder = Path(args.tables) / f"learned-r{resolution}"
     start = time.perf_counter()
     _, message = ensure_table(folder, space="mnasnet", resolution=resolution, in_channels=in_channels,
-                              num_classes=classes, calibration_specs=60, calibration_rounds=3, seed=0)
+                              num_classes=classes, calibration_specs=args.calibration_specs, calibration_rounds=3, seed=0)
     table_s = time.perf_counter() - start
     print(message, flush=True)
     lazy = LazyPredictor(folder, tolerance=args.drift_tolerance)
@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=200, help="whole models measured to fit, per resolution")
     parser.add_argument("--heldout", type=int, default=100)
     parser.add_argument("--pairs", type=int, default=100, help="run-by-run pairs per model (per pass held out)")
+    parser.add_argument("--calibration-specs", type=int, default=60, help="of a table built here (a table present is reused)")
     parser.add_argument("--pool-factor", type=int, default=2, help="candidates per budgeted model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--drift-tolerance", type=float, default=5.0,

@@ -32,6 +32,8 @@ from storage.statefiles import StateFileError, check_fields, read_json, write_js
 
 SCHEMA_VERSION = 1
 PREDICTOR_FILE = "predictor.json"
+CANDIDATE_FILE = "predictor-candidate.json"
+"""A fitted model that did not beat the calibrated table in cross-validation (never used)."""
 KIND = "mobilenas-learned-latency"
 MODEL_TYPES = ("gbt", "rf", "mlp")
 SMALL_BATCH = 16
@@ -213,8 +215,8 @@ def make_document(model_type: str, dumped: dict, x: np.ndarray, manifest: dict, 
             "range": training_range(x), "fitted_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra}
 
 
-def save_model(folder: str | Path, document: dict) -> Path:
-    path = Path(folder) / PREDICTOR_FILE
+def save_model(folder: str | Path, document: dict, name: str = PREDICTOR_FILE) -> Path:
+    path = Path(folder) / name
     write_json(path, document)
     return path
 

@@ -5,7 +5,11 @@ draw a seeded pool of candidate specs of its space at each calibrated resolution
 them a calibration or validation spec of the table, nor any spec in ``exclude``), measure the
 pool's missing layers into the table, sample and measure whole models where the predictor is
 least sure (:mod:`latency.active`), then compare and fit the candidates
-(:mod:`latency.fitting`) and write ``predictor.json`` (:mod:`latency.learned`).
+(:mod:`latency.fitting`) and write ``predictor.json`` (:mod:`latency.learned`), but only when
+the best candidate's cross-validated error is below the calibrated table's on the same
+measurements: otherwise the model goes to ``predictor-candidate.json``, which no prediction
+uses, and an earlier ``predictor.json`` is left as it was (on a machine too loaded to measure,
+a model fitted to noise must not replace the table).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from latency.endtoend import measure_specs
 from latency.features import feature_matrix
 from latency.fitting import FitConfig, fit_document
 from latency.lazy import LAZY_SPACES, LazyPredictor
-from latency.learned import save_model
+from latency.learned import CANDIDATE_FILE, PREDICTOR_FILE, save_model
 from latency.registry import measurer_from_recorded
 from latency.table import CALIBRATION_FILE, VALIDATION_FILE
 from latency.validation import sample_specs
@@ -99,7 +103,8 @@ def fit_table(folder: str | Path, *, sampling: SamplingConfig, fit: FitConfig | 
     document["sampling"] = {**summary, "layers_measured": measured_layers, "layers_s": layers_s, "pairs": pairs,
                             "budget": sampling.budget, "initial": sampling.initial, "batch": sampling.batch,
                             "seed": sampling.seed}
-    path = save_model(lazy.folder, document)
+    stored = document["beats_calibrated"]
+    path = save_model(lazy.folder, document, name=PREDICTOR_FILE if stored else CANDIDATE_FILE)
     lazy.reload_learned()
-    return {"path": str(path), "model_type": document["model_type"], "n": document["measurements"]["rows"],
+    return {"path": str(path), "stored": stored, "model_type": document["model_type"], "n": document["measurements"]["rows"],
             "cross_validation": document["cross_validation"], "total_s": time.perf_counter() - start, **summary}

@@ -35,6 +35,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
         return 0
     cv = summary["cross_validation"]
+    if not summary["stored"]:
+        print(f"no candidate beat the calibrated table in cross-validation (mean |err| "
+              f"{cv[summary['model_type']]['mean_abs_err_pct']:.2f}% vs {cv['calibrated']['mean_abs_err_pct']:.2f}%): "
+              f"the best is kept aside in {summary['path']} and predictions stay calibrated; measure again when the "
+              "machine is quieter (`mobilenas latency doctor`)")
     print(f"{summary['path']}: {summary['model_type']} fitted on {summary['n']} measured models "
           f"({summary['measured_now']} measured now; stopped: {summary['stopped']}; {summary['total_s']:.0f} s)")
     for name, figures in cv.items():

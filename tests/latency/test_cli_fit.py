@@ -57,6 +57,7 @@ def test_fit_writes_a_predictor_that_predict_then_names(table, capsys, fake_meas
     assert main(["latency", "fit", str(table), *FIT, "--json", *LOOSE]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["model_type"] in ("gbt", "rf") and summary["n"] == 8 and summary["measured_now"] == 8
+    assert summary["stored"] is True
     assert set(summary["cross_validation"]) == {"calibrated", "gbt", "rf"}
     document = json.loads((table / PREDICTOR_FILE).read_text())
     assert document["measurements"]["rows"] == 8 and document["sampling"]["budget"] == 8

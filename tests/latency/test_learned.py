@@ -227,3 +227,15 @@ def test_validation_scores_every_predictor_on_the_same_measurements_beside_the_n
         assert figures["n"] == 10 and figures["noise_floor"]["measured"]["within_5pct"] == 1.0
         assert sum(figures["answered_by"].values()) == 10 and f"{name}_ms" in frame
     assert scores[LEARNED]["mean_abs_err_pct"] < scores[CALIBRATED]["mean_abs_err_pct"]
+
+
+def test_a_model_that_does_not_beat_the_calibrated_table_is_marked_so(learning_table, specs, tmp_path):
+    folder = shutil.copytree(learning_table, tmp_path / "t")
+    table = load_table(folder)
+    x = feature_matrix(table, specs[:12])
+    (folder / MEASUREMENTS_FILE).write_text("spec\n")
+    calibrated = x[:, FEATURE_NAMES.index("calibrated_ms")]  # nothing left to learn
+    document = fit_document(x, calibrated, table.manifest, folder / MEASUREMENTS_FILE, SMALL)
+    assert document["beats_calibrated"] is False
+    _, _, learnable = _fitted(table, specs[:20], folder)
+    assert learnable["beats_calibrated"] is True
