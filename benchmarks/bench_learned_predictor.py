@@ -114,6 +114,29 @@ def run_resolution(resolution: int, args: argparse.Namespace) -> dict:
             "median_interval_halfwidth": report["median_interval_halfwidth"]}
 
 
+def remeasure(resolution: int, args: argparse.Namespace) -> dict:
+    """``--remeasure N``: N fitted and N held-out specs measured again now, as the fit measured
+    them (one pass of ``pairs``), against their stored figures: how far a spec's paired ratio
+    moves between two moments of this machine."""
+    from latency.learning import table_measure
+
+    import pandas as pd
+
+    folder = Path(args.tables) / f"learned-r{resolution}"
+    lazy = LazyPredictor(folder, tolerance=args.drift_tolerance)
+    measure = table_measure(lazy, args.pairs)
+    rng = np.random.default_rng(args.seed)
+    fitted = read_measurements(folder)
+    heldout = pd.read_csv(Path(args.out).with_name(f"learned_predictor-r{resolution}.csv"))
+    out = {}
+    for name, frame in (("fitted", fitted), ("heldout", heldout)):
+        rows = frame.iloc[np.sort(rng.choice(len(frame), size=min(args.remeasure, len(frame)), replace=False))]
+        now = np.array([measure(parse_spec(spec))["measured_ms"] for spec in rows["spec"]])
+        out[name] = {**error_metrics(now, rows["measured_ms"].to_numpy(dtype=float)),
+                     "what": f"now vs stored ({'the fit' if name == 'fitted' else 'held-out, mean of 2 passes'})"}
+    return out
+
+
 def plot(results: list[dict], out: Path) -> None:
     import matplotlib
 
@@ -158,10 +181,20 @@ def main() -> None:
                         help="signature tolerance: on this shared machine a signature recorded under load can read 3x off")
     parser.add_argument("--tables", default="results/runs", help="where the lazy tables are built (git-ignored)")
     parser.add_argument("--out", default="results/latency/learned_predictor.json")
+    parser.add_argument("--remeasure", type=int, default=0,
+                        help="measure only: N fitted and N held-out specs again now, vs their stored figures")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     out = Path(args.out)
     previous = json.loads(out.read_text()).get("resolutions", []) if out.exists() else []
+    if args.remeasure:
+        for result in previous:
+            if result["resolution"] in args.resolution:
+                result["remeasured"] = {"now_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                        **remeasure(result["resolution"], args)}
+                print(json.dumps(result["remeasured"], indent=1), flush=True)
+        write_json(out, {**json.loads(out.read_text()), "resolutions": previous})
+        return
     results = [r for r in previous if r["resolution"] not in args.resolution]
     for resolution in args.resolution:
         results.append(run_resolution(resolution, args))
