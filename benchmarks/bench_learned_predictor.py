@@ -137,6 +137,80 @@ def remeasure(resolution: int, args: argparse.Namespace) -> dict:
     return out
 
 
+def interleaved(resolution: int, args: argparse.Namespace) -> dict:
+    """``--interleaved``: the fitted and the held-out specs measured again in one session, shuffled
+    together, every spec alike (2 passes x ``pairs / 2`` pairs); the learned model refitted on the
+    fitted specs' new figures (in a copy of the table) and every predictor scored on the held-out."""
+    import shutil
+
+    import pandas as pd
+
+    from latency.active import MEASUREMENTS_FILE
+    from latency.fitting import fit_document
+    from latency.learned import PREDICTOR_FILE, load_model, save_model
+    from latency.predictors import LearnedPredictor
+
+    source = Path(args.tables) / f"learned-r{resolution}"
+    folder = Path(args.tables) / f"learned-r{resolution}-interleaved"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns(MEASUREMENTS_FILE, "predictor*.json"))
+    lazy = LazyPredictor(folder, tolerance=args.drift_tolerance)
+    fitted = [parse_spec(s) for s in read_measurements(source)["spec"]]
+    heldout = [parse_spec(s) for s in pd.read_csv(Path(args.out).with_name(f"learned_predictor-r{resolution}.csv"))["spec"]]
+    start = time.perf_counter()
+    passes = measure_shuffled(lazy, fitted + heldout, max(1, args.pairs // 2), args.seed)
+    measure_s = time.perf_counter() - start
+    baseline = float(lazy.table.reference_baseline_ms)
+    measured = np.exp(np.mean(np.log(passes), axis=0))
+    n = len(fitted)
+    from latency.active import MEASUREMENT_COLUMNS
+    from storage.statefiles import CsvLog
+
+    CsvLog(folder / MEASUREMENTS_FILE, MEASUREMENT_COLUMNS).rewrite([
+        {"spec": spec, "resolution": resolution, "measured_ms": measured[i], "ratio": measured[i] / baseline,
+         "ratio_low": min(p[i] for p in passes) / baseline, "ratio_high": max(p[i] for p in passes) / baseline,
+         "reference_ms": float("nan"), "pairs": max(1, args.pairs // 2) * 2, "baseline_ms": baseline,
+         "source": "interleaved", "uncertainty": float("nan"), "time": time.time()}
+        for i, spec in enumerate(read_measurements(source)["spec"])])
+    x = feature_matrix(lazy.table, fitted)
+    document = fit_document(x, measured[:n], lazy.table.manifest, folder / MEASUREMENTS_FILE, FitConfig(seed=args.seed))
+    save_model(folder, document, name=PREDICTOR_FILE)
+    model = load_model(folder, lazy.table.manifest)
+    frame = pd.DataFrame({"spec": [str(s) for s in range(len(heldout))], "measured_ms": measured[n:],
+                          "pass1_ms": passes[0][n:], "pass2_ms": passes[1][n:]})
+    predictors = table_predictors_with(lazy, LearnedPredictor(lazy.table, model))
+    scores = score_predictors(predictors, heldout, frame)
+    return {"fitted_n": n, "heldout_n": len(heldout), "measure_s": measure_s, "pairs_per_pass": max(1, args.pairs // 2),
+            "stored_model": document["model_type"], "beats_calibrated_in_cv": document["beats_calibrated"],
+            "cross_validation": document["cross_validation"],
+            "heldout": {k: {m: v for m, v in s.items() if m not in ("per_pass", "noise_floor")} for k, s in scores.items()},
+            "noise_floor_heldout": scores["calibrated"]["noise_floor"].get("measured"),
+            "noise_floor_all": error_metrics(passes[1], passes[0])}
+
+
+def measure_shuffled(lazy: LazyPredictor, specs: list, pairs: int, seed: int) -> list[np.ndarray]:
+    """Two passes over ``specs`` in one seeded shuffled order, in the table's units (per pass)."""
+    from latency.endtoend import measure_specs, prepared_model
+
+    order = np.random.default_rng(seed).permutation(len(specs))
+    measurer = measurer_from_recorded(lazy.table.manifest["measurer"])
+    reference = parse_spec(lazy.table.manifest["reference"]["spec"])
+    models = [prepared_model(measurer, specs[i]) for i in order]
+    passes = []
+    for _ in range(2):
+        results = measure_specs(measurer, [specs[i] for i in order], reference, pairs=pairs, models=models)
+        values = np.empty(len(specs))
+        values[order] = [r.in_units_of(float(lazy.table.reference_baseline_ms)) for r in results]
+        passes.append(values)
+    return passes
+
+
+def table_predictors_with(lazy: LazyPredictor, learned) -> dict:
+    from latency.predictors import table_predictors
+
+    return table_predictors(lazy.table, learned)
+
+
 def plot(results: list[dict], out: Path) -> None:
     import matplotlib
 
@@ -183,10 +257,21 @@ def main() -> None:
     parser.add_argument("--out", default="results/latency/learned_predictor.json")
     parser.add_argument("--remeasure", type=int, default=0,
                         help="measure only: N fitted and N held-out specs again now, vs their stored figures")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="measure only: fitted and held-out specs again in one shuffled session, refit, rescore")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     out = Path(args.out)
     previous = json.loads(out.read_text()).get("resolutions", []) if out.exists() else []
+    if args.interleaved:
+        for result in previous:
+            if result["resolution"] in args.resolution:
+                result["interleaved"] = {"now_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                         **interleaved(result["resolution"], args)}
+                print(json.dumps({k: result["interleaved"][k] for k in ("heldout", "noise_floor_heldout")}, indent=1),
+                      flush=True)
+        write_json(out, {**json.loads(out.read_text()), "resolutions": previous})
+        return
     if args.remeasure:
         for result in previous:
             if result["resolution"] in args.resolution:
