@@ -108,9 +108,13 @@ class LazyPredictor:
         return replace(calibrated, latency_ms=latency, predictor=name) if name == LEARNED else calibrated
 
     def predict_ms(self, spec: ArchSpec) -> float:
-        """Calibrated latency of ``spec`` (ms); raises ``MissingKeyError`` only when the table
-        has no calibration for ``spec.resolution``."""
-        return self.explain(spec).latency_ms
+        """The best latency the table holds for ``spec`` (ms, as :meth:`explain`, one walk over its
+        layers); raises ``MissingKeyError`` only when the table has no calibration for ``spec.resolution``."""
+        self.ensure([spec])
+        learned = self.learned_predictor()
+        if learned is None:
+            return LatencyPredictor(self.table).predict_ms(spec)
+        return learned.predict_named([spec])[0][0]
 
     def predict_many(self, specs: Sequence[ArchSpec]) -> list[float]:
         """``predict_ms`` of each spec, measuring every missing key in one pass first."""

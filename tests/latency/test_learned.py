@@ -239,3 +239,20 @@ def test_a_model_that_does_not_beat_the_calibrated_table_is_marked_so(learning_t
     assert document["beats_calibrated"] is False
     _, _, learnable = _fitted(table, specs[:20], folder)
     assert learnable["beats_calibrated"] is True
+
+
+def test_lazy_predict_ms_equals_explain_with_and_without_a_learned_model(learning_table, specs, tmp_path, monkeypatch):
+    from latency.drift import DriftReport
+    from latency.lazy import LazyPredictor
+
+    folder = shutil.copytree(learning_table, tmp_path / "t")
+    report = DriftReport(1.0, 1.0, 1.0, 0.1, "ok")
+    monkeypatch.setattr("latency.lazy.open_table", lambda folder, **kw: (load_table(folder), report))
+    lazy = LazyPredictor(folder)
+    assert [lazy.predict_ms(s) for s in specs[:5]] == [lazy.explain(s).latency_ms for s in specs[:5]]
+    assert {lazy.explain(s).predictor for s in specs[:5]} == {CALIBRATED}
+    save_model(folder, _fitted(load_table(folder), specs[:20], folder)[2])
+    lazy.reload_learned()
+    assert [lazy.predict_ms(s) for s in specs[:5]] == [lazy.explain(s).latency_ms for s in specs[:5]]
+    assert {lazy.explain(s).predictor for s in specs[:5]} == {LEARNED}
+    assert lazy.predict_many(specs[:5]) == [lazy.predict_ms(s) for s in specs[:5]]
