@@ -15,4 +15,7 @@ Entry points:
 - ``latency.validation.validate(...)``: predicted vs measured over sampled specs;
 - ``latency.doctor.run_doctor()``: how far this machine's timing can be trusted;
 - ``latency.noise.LoadInjector``: a quiet machine made noisy, for tests and benchmarks.
+- ``latency.predictors``: one protocol for the table sum, the calibrated table and the learned
+  predictor (``best_predictor(table)``); ``latency.learning.fit_table(folder, sampling=...)``
+  measures whole models where the predictor is least sure and writes ``predictor.json``.
 """

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -20,11 +21,13 @@ from latency.build import BuildConfig, Progress, TableBuilder
 from latency.drift import DEFAULT_TOLERANCE, DriftReport, open_table, rescaled
 from latency.endtoend import measure_specs
 from latency.keys import spec_keys
+from latency.learned import LearnedModel, load_model
 from latency.measurers import Measurer, OrtMeasurer, OrtSettings
 from latency.paired import PairedRatio
 from latency.predictor import LatencyPredictor, Prediction
+from latency.predictors import LEARNED, LearnedPredictor, table_predictors
 from latency.registry import measurer_from_recorded
-from latency.table import MANIFEST_FILE, TableMismatchError, check_manifest, load_table, read_manifest
+from latency.table import MANIFEST_FILE, LatencyTable, TableMismatchError, check_manifest, load_table, read_manifest
 from latency.validation import sample_specs
 from search_spaces.encoding import parse_spec
 from search_spaces.registry import SPACES
@@ -50,8 +53,12 @@ def anchor_specs(resolution: int, in_channels: int, num_classes: int) -> list[Ar
 
 
 class LazyPredictor:
-    """``predict_ms(spec)``: the calibrated table prediction, measuring first (on this
+    """``predict_ms(spec)``: the best prediction the table holds, measuring first (on this
     machine, appended to the table) the layer keys the table lacks.
+
+    The best prediction is the learned model's (``predictor.json``, :mod:`latency.learned`)
+    for a spec inside its training range, else the calibrated table's; ``explain(spec).predictor``
+    says which. A corrupt or foreign ``predictor.json`` is refused at opening.
 
     The table is opened through :func:`latency.drift.open_table` (fingerprint and drift
     probe; ``tolerance``/``on_drift`` as there). New entries are normalised by the
@@ -68,19 +75,54 @@ class LazyPredictor:
         self.progress, self.config = progress, config
         self.measured_keys = 0
         self._builder: TableBuilder | None = None
+        self._unscaled: LatencyTable | None = None
+        self.learned: LearnedModel | None = load_model(self.folder, read_manifest(self.folder))
 
-    def explain(self, spec: ArchSpec) -> Prediction:
-        self.ensure([spec])
-        return LatencyPredictor(self.table).explain(spec)
+    def reload_learned(self) -> None:
+        """Read ``predictor.json`` again (after ``latency fit`` wrote one)."""
+        self.learned = load_model(self.folder, read_manifest(self.folder))
+
+    def learned_predictor(self) -> LearnedPredictor | None:
+        """The learned predictor, in the units of :attr:`table`: a rescaled table's model reads
+        the features it was fitted on (the table as stored) and its answer is rescaled."""
+        if self.learned is None:
+            return None
+        if self.drift.action != "rescaled":
+            return LearnedPredictor(self.table, self.learned)
+        if self._unscaled is None:
+            self._unscaled = load_table(self.folder, force=True)
+        return LearnedPredictor(self._unscaled, self.learned, scale=self.drift.ratio)
+
+    def predictors(self) -> dict:
+        """Every predictor the table holds (:func:`latency.predictors.table_predictors`), in its units."""
+        return table_predictors(self.table, self.learned_predictor(), read_learned=False)
+
+    def explain(self, spec: ArchSpec, *, measure_missing: bool = True) -> Prediction:
+        """The prediction with its table sum, calibration features and the predictor that gave it."""
+        if measure_missing:
+            self.ensure([spec])
+        calibrated = LatencyPredictor(self.table).explain(spec)
+        learned = self.learned_predictor()
+        if learned is None:
+            return calibrated
+        latency, name = learned.predict_named([spec])[0]
+        return replace(calibrated, latency_ms=latency, predictor=name) if name == LEARNED else calibrated
 
     def predict_ms(self, spec: ArchSpec) -> float:
-        """Calibrated latency of ``spec`` (ms); raises ``MissingKeyError`` only when the table
-        has no calibration for ``spec.resolution``."""
-        return self.explain(spec).latency_ms
+        """The best latency the table holds for ``spec`` (ms, as :meth:`explain`, one walk over its
+        layers); raises ``MissingKeyError`` only when the table has no calibration for ``spec.resolution``."""
+        self.ensure([spec])
+        learned = self.learned_predictor()
+        if learned is None:
+            return LatencyPredictor(self.table).predict_ms(spec)
+        return learned.predict_named([spec])[0][0]
 
     def predict_many(self, specs: Sequence[ArchSpec]) -> list[float]:
         """``predict_ms`` of each spec, measuring every missing key in one pass first."""
         self.ensure(specs)
+        learned = self.learned_predictor()
+        if learned is not None:
+            return [value for value, _ in learned.predict_named(specs)]
         predictor = LatencyPredictor(self.table)
         return [predictor.predict_ms(spec) for spec in specs]
 
@@ -126,6 +168,7 @@ class LazyPredictor:
 
     def _reload(self) -> None:
         table = load_table(self.folder, force=True)
+        self._unscaled = table
         self.table = rescaled(table, self.drift.ratio, self.drift) if self.drift.action == "rescaled" else table
 
 

@@ -15,6 +15,8 @@ class Prediction:
     latency_ms: float
     sum_ms: float
     features: dict[str, float]
+    predictor: str = "calibrated"
+    """Which predictor gave ``latency_ms`` (:mod:`latency.predictors`: ``calibrated`` or ``learned``)."""
 
 
 class LatencyPredictor:

@@ -137,6 +137,24 @@ def rescore(folder: Path, predictor: LatencyPredictor, name: str = VALIDATION_FI
     return report, frame
 
 
+def score_predictors(predictors: dict[str, object], specs: Sequence[ArchSpec], frame: pd.DataFrame) -> dict[str, dict]:
+    """Every predictor (``name -> predict_named(specs)``, :mod:`latency.predictors`) scored on the
+    same measured specs of a validation ``frame``, each beside the noise floor of those passes;
+    ``answered_by`` counts which predictor gave the figures (a learned one falls back to the
+    calibrated table outside its range). Adds a ``<name>_ms`` column per predictor to ``frame``."""
+    passes = [frame[c].tolist() for c in frame.columns if c.startswith("pass") and c.endswith("_ms")]
+    floor = noise_floor(passes)
+    scores = {}
+    for name, predictor in predictors.items():
+        named = predictor.predict_named(specs)
+        values = [v for v, _ in named]
+        frame[f"{name}_ms"] = values
+        used = pd.Series([n for _, n in named]).value_counts().to_dict()
+        scores[name] = {**error_metrics(values, frame["measured_ms"]), "answered_by": {str(k): int(v) for k, v in used.items()},
+                        "per_pass": [error_metrics(values, p) for p in passes], "noise_floor": floor}
+    return scores
+
+
 def noise_floor(per_pass: Sequence[Sequence[float]]) -> dict:
     """Test-retest agreement of the first two passes: the share of specs whose second
     measurement is within 5%/10% of the first, errors, rank correlations."""

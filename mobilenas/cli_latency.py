@@ -19,8 +19,9 @@ from latency.quantized import QUANT_FORMATS, OrtInt8Settings
 from latency.predictor import LatencyPredictor
 from latency.registry import MEASURERS, make_measurer, measurer_from_recorded
 from latency.table import VALIDATION_FILE, load_table, read_manifest
-from latency.validation import ValidationConfig, sample_specs, validate, write_report
+from latency.validation import ValidationConfig, sample_specs, score_predictors, validate, write_report
 from mobilenas.cli_doctor import add_doctor
+from mobilenas.cli_fit import add_fit
 from mobilenas.spec_args import add_spec_arguments, spec_from_args
 from storage.statefiles import check_fields, read_json
 from search_spaces.encoding import format_spec
@@ -129,7 +130,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     lazy = _lazy_predictor(args)
     table = lazy.table
     measurer = measurer_from_recorded(table.manifest["measurer"])
-    excluded = set(parse_csv_specs(Path(args.table)))
+    excluded = set(parse_csv_specs(Path(args.table))) | set(parse_csv_specs(Path(args.table), "measurements.csv"))
     resolutions = sorted(int(r) for r in table.manifest["calibration"]) if args.resolution is None else [args.resolution]
     if not resolutions:
         raise ValueError(f"table {args.table} has no calibration; run `mobilenas latency build` to completion first")
@@ -141,8 +142,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     config = ValidationConfig(n=args.n, seed=args.seed, pairs=args.pairs, passes=args.passes)
     report, frame = validate(LatencyPredictor(lazy.table), measurer, specs, config, progress=_Bars(not args.quiet))
     report["drift"] = lazy.drift.to_dict()
+    report["predictors"] = score_predictors(lazy.predictors(), specs, frame)
     path = write_report(Path(args.table), report, frame)
     print(f"{path}: {_figures(report)}")
+    for name, figures in report["predictors"].items():
+        print(f"  {name:<10} {_figures(figures)}")
     floor = report["noise_floor"].get("measured")
     if floor:
         print(f"  noise floor (pass 2 vs pass 1): {_figures(floor)}")
@@ -172,9 +176,10 @@ def _figures(metrics: dict) -> str:
             + ("n/a" if metrics["spearman"] is None else f"{metrics['spearman']:.3f}"))
 
 
-def parse_csv_specs(folder: Path) -> list[str]:
-    """Canonical strings of the table's calibration specs (validation samples other specs)."""
-    path = folder / "calibration.csv"
+def parse_csv_specs(folder: Path, name: str = "calibration.csv") -> list[str]:
+    """Canonical strings of the specs in the table's ``name`` (calibration, or the learned
+    predictor's measurements): validation samples other specs."""
+    path = folder / name
     if not path.exists():
         return []
     import pandas as pd
@@ -185,15 +190,15 @@ def parse_csv_specs(folder: Path) -> list[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     lazy = _lazy_predictor(args)
-    explained = lazy.explain(spec) if args.measure_missing else LatencyPredictor(lazy.table).explain(spec)
+    explained = lazy.explain(spec, measure_missing=args.measure_missing)
     if args.json:
-        print(json.dumps({"latency_ms": explained.latency_ms, "sum_ms": explained.sum_ms,
+        print(json.dumps({"latency_ms": explained.latency_ms, "predictor": explained.predictor, "sum_ms": explained.sum_ms,
                           "latency_ms_now": explained.latency_ms * lazy.drift.ratio, "speed_factor": lazy.drift.ratio,
                           "layers": int(explained.features["n_layers"]), "table": str(args.table),
                           "spec": format_spec(spec), "drift": lazy.drift.to_dict()}))
     else:
-        print(f"{explained.latency_ms:.4f} ms at the table's speed (table sum {explained.sum_ms:.4f} ms over "
-              f"{int(explained.features['n_layers'])} layers, calibrated); "
+        print(f"{explained.latency_ms:.4f} ms at the table's speed ({explained.predictor}; table sum "
+              f"{explained.sum_ms:.4f} ms over {int(explained.features['n_layers'])} layers); "
               f"{explained.latency_ms * lazy.drift.ratio:.4f} ms at this machine's speed now ({lazy.drift.ratio:.2f}x)")
         note = _drift_note(lazy.drift)
         if note:
@@ -254,6 +259,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     timings = manifest.get("build_timings")
     if timings:
         print("build: " + ", ".join(f"{k}={v}" for k, v in timings.items()))
+    _show_learned(Path(args.table), manifest)
     validation = Path(args.table) / VALIDATION_FILE
     if validation.exists():
         report = read_json(validation, fields=VALIDATION_FIELDS, what="validation report")
@@ -263,6 +269,19 @@ def cmd_show(args: argparse.Namespace) -> int:
             check_fields(floor, VALIDATION_FIELDS, f"{validation}: noise_floor.normalised")
             print(f"noise floor (test-retest): {_figures(floor)}")
     return 0
+
+
+def _show_learned(folder: Path, manifest: dict) -> None:
+    """A line on the table's learned predictor, if it holds one (or why it is refused)."""
+    from latency.learned import describe, load_model
+    from storage.statefiles import StateFileError
+
+    try:
+        model = load_model(folder, manifest)
+    except StateFileError as exc:
+        print(f"learned predictor: refused ({exc})")
+        return
+    print(f"learned predictor: {describe(model.document)}" if model else "learned predictor: none (`latency fit` makes one)")
 
 
 def _add_build(sub: argparse._SubParsersAction) -> None:
@@ -349,3 +368,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("table")
     p.set_defaults(handler=cmd_show)
     add_doctor(sub)
+    add_fit(sub, _add_drift_arguments)

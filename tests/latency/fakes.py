@@ -77,3 +77,48 @@ def other_cpu_family() -> str:
     from latency.fingerprint import device_fingerprint
 
     return "998" if str(device_fingerprint().get("cpu_family")) == "999" else "999"
+
+
+def fake_key_row(measurer, key, config):
+    """A table row for ``key`` from its MAdds and size alone (no export, no timing): what
+    :func:`latency.build.measure_key` returns, for tables that tests fill quickly."""
+    from latency.keys import key_activations, key_cost
+
+    params, madds = key_cost(key)
+    warm = 0.002 + madds / 2e9 + key_activations(key) / 5e8
+    cold = warm + params * 4 / 4e9
+    return {**key.as_row(), "median_ms": warm, "raw_median_ms": warm, "p90_ms": warm, "std_ms": 0.0, "n": 5,
+            "cold_median_ms": cold, "raw_cold_median_ms": cold, "cold_n": 5, "copies": 1, "ref_ms": float("nan"),
+            "params": params, "madds": madds}
+
+
+def fake_whole_model_ms(features: dict) -> float:
+    """A deterministic 'measured' latency with what a table sum misses: a per-model overhead and
+    a cache penalty growing with the weights beyond L2 (learnable from the features)."""
+    import math
+
+    return features["calibrated_ms"] * (1.0 + 0.15 * math.tanh(features["weight_over_l2"] / 8 - 1)) + 0.01
+
+
+def make_learning_table(folder, specs):
+    """A table (fake per-layer entries of ``specs``, FakeMeasurer, a set calibration at 32x32)
+    for the learned predictor's tests; built in seconds (no ONNX export per key)."""
+    import json
+    from unittest import mock
+
+    from latency.build import BuildConfig, TableBuilder
+    from latency.table import MANIFEST_FILE
+    from latency.validation import sample_specs
+    from search_spaces.mnasnet_space import MnasNetSpace
+
+    reference = sample_specs(MnasNetSpace(resolution=32), 1, seed=99)[0]
+    with mock.patch("latency.build.measure_key", fake_key_row), \
+            mock.patch("latency.build.record_signature", lambda measurer, ref: {"ratios": {}, "reference_ms": 1.0}):
+        builder = TableBuilder(folder, FakeMeasurer(), reference, space="mnasnet", config=BuildConfig(batch_keys=500))
+        builder.ensure_specs(list(specs) + [reference])
+        builder.finish()
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    manifest["calibration"] = {"32": {"features": ["sum_ms", "cold_sum_ms"], "coef": [0.5, 0.6], "intercept_ms": 0.02,
+                                      "n_specs": 0, "loo": {}}}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
+    return folder

@@ -1,0 +1,110 @@
+"""``mobilenas latency fit``: measure whole models actively and store a learned predictor.
+
+The job behind the command (:func:`fit_table`): open the table (fingerprint, drift probe),
+draw a seeded pool of candidate specs of its space at each calibrated resolution (none of
+them a calibration or validation spec of the table, nor any spec in ``exclude``), measure the
+pool's missing layers into the table, sample and measure whole models where the predictor is
+least sure (:mod:`latency.active`), then compare and fit the candidates
+(:mod:`latency.fitting`) and write ``predictor.json`` (:mod:`latency.learned`), but only when
+the best candidate's cross-validated error is below the calibrated table's on the same
+measurements: otherwise the model goes to ``predictor-candidate.json``, which no prediction
+uses, and an earlier ``predictor.json`` is left as it was (on a machine too loaded to measure,
+a model fitted to noise must not replace the table).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+
+from latency.active import MEASUREMENTS_FILE, ActiveSampler, MeasureOne, SamplingConfig, read_measurements, table_features
+from latency.endtoend import measure_specs
+from latency.features import feature_matrix
+from latency.fitting import FitConfig, fit_document
+from latency.lazy import LAZY_SPACES, LazyPredictor
+from latency.learned import CANDIDATE_FILE, PREDICTOR_FILE, save_model
+from latency.registry import measurer_from_recorded
+from latency.table import CALIBRATION_FILE, VALIDATION_FILE
+from latency.validation import sample_specs
+from search_spaces.encoding import parse_spec
+from search_spaces.spec import ArchSpec
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+DEFAULT_PAIRS = 40
+"""Run-by-run pairs with the reference per measured model (as ``latency validate`` per pass)."""
+
+
+def table_measure(lazy: LazyPredictor, pairs: int = DEFAULT_PAIRS) -> MeasureOne:
+    """``measure(spec)``: one whole model paired with the table's reference through its measurer,
+    in the table's units (the ratio times its baseline)."""
+    manifest = lazy.table.manifest
+    measurer = measurer_from_recorded(manifest["measurer"])
+    reference = parse_spec(manifest["reference"]["spec"])
+    baseline = float(lazy.table.reference_baseline_ms)
+
+    def measure(spec: ArchSpec) -> dict[str, float]:
+        result = measure_specs(measurer, [spec], reference, pairs=pairs)[0]
+        return {"measured_ms": result.in_units_of(baseline), "ratio": result.ratio, "ratio_low": result.low,
+                "ratio_high": result.high, "reference_ms": result.reference_ms, "pairs": result.pairs,
+                "baseline_ms": baseline}
+
+    return measure
+
+
+def table_specs(folder: Path) -> set[str]:
+    """Canonical specs the table already measured whole for other purposes (calibration, validation)."""
+    found: set[str] = set()
+    for name in (CALIBRATION_FILE, VALIDATION_FILE.replace(".json", ".csv")):
+        path = folder / name
+        if path.exists():
+            found |= set(pd.read_csv(path)["spec"].astype(str))
+    return found
+
+
+def candidate_pool(folder: Path, manifest: dict, size: int, seed: int, exclude: Iterable[str] = ()) -> list[ArchSpec]:
+    """``size`` seeded specs of the space of the table in ``folder`` (``manifest``), split over
+    its calibrated resolutions, none of them in ``exclude`` or measured whole by the table."""
+    if manifest["space"] not in LAZY_SPACES:
+        raise ValueError(f"table space {manifest['space']!r} cannot be sampled; expected one of {sorted(LAZY_SPACES)}")
+    shape = manifest.get("input", {"in_channels": 3, "num_classes": 1000})
+    resolutions = sorted(int(r) for r in manifest["calibration"])
+    if not resolutions:
+        raise ValueError(f"table {folder} has no calibration; finish `mobilenas latency build` first")
+    excluded = set(exclude) | table_specs(Path(folder))
+    pool = []
+    for index, resolution in enumerate(resolutions):
+        space = LAZY_SPACES[manifest["space"]](resolution=resolution, in_channels=int(shape["in_channels"]),
+                                               num_classes=int(shape["num_classes"]))
+        pool += sample_specs(space, -(-size // len(resolutions)), seed + 7919 * index, excluded)
+    return pool
+
+
+def fit_table(folder: str | Path, *, sampling: SamplingConfig, fit: FitConfig | None = None, pairs: int = DEFAULT_PAIRS,
+              exclude: Iterable[str] = (), progress: Progress | None = None, lazy: LazyPredictor | None = None) -> dict:
+    """Measure (resumably) and fit; writes ``predictor.json``; returns a summary of what was done."""
+    lazy = LazyPredictor(folder) if lazy is None else lazy
+    start = time.perf_counter()
+    pool = candidate_pool(lazy.folder, lazy.table.manifest, sampling.pool_factor * sampling.budget, sampling.seed, exclude)
+    measured_layers = lazy.ensure(pool)
+    layers_s = time.perf_counter() - start
+    sampler = ActiveSampler(lazy.folder, pool, table_features(lambda: lazy.table), table_measure(lazy, pairs), sampling,
+                            progress=progress)
+    summary = sampler.run()
+    frame = read_measurements(lazy.folder)
+    specs = [parse_spec(s) for s in frame["spec"]]
+    lazy.ensure(specs)  # rows from an earlier pool may need layers this run did not measure
+    x = feature_matrix(lazy.table, specs)
+    document = fit_document(x, frame["measured_ms"].to_numpy(dtype=float), lazy.table.manifest,
+                            lazy.folder / MEASUREMENTS_FILE, fit)
+    document["sampling"] = {**summary, "layers_measured": measured_layers, "layers_s": layers_s, "pairs": pairs,
+                            "budget": sampling.budget, "initial": sampling.initial, "batch": sampling.batch,
+                            "seed": sampling.seed}
+    stored = document["beats_calibrated"]
+    path = save_model(lazy.folder, document, name=PREDICTOR_FILE if stored else CANDIDATE_FILE)
+    lazy.reload_learned()
+    return {"path": str(path), "stored": stored, "model_type": document["model_type"], "n": document["measurements"]["rows"],
+            "cross_validation": document["cross_validation"], "total_s": time.perf_counter() - start, **summary}
