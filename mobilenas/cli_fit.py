@@ -25,7 +25,7 @@ def _configs(args: argparse.Namespace) -> tuple[SamplingConfig, FitConfig]:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from mobilenas.cli_latency import _Bars, _lazy_predictor
+    from mobilenas.latency_args import Bars as _Bars, lazy_predictor as _lazy_predictor
 
     sampling, fit = _configs(args)
     lazy = _lazy_predictor(args)

@@ -22,6 +22,8 @@ from latency.table import VALIDATION_FILE, load_table, read_manifest
 from latency.validation import ValidationConfig, sample_specs, score_predictors, validate, write_report
 from mobilenas.cli_doctor import add_doctor
 from mobilenas.cli_fit import add_fit
+from mobilenas.latency_args import Bars as _Bars
+from mobilenas.latency_args import lazy_predictor as _lazy_predictor
 from mobilenas.spec_args import add_spec_arguments, spec_from_args
 from storage.statefiles import check_fields, read_json
 from search_spaces.encoding import format_spec
@@ -30,38 +32,11 @@ from search_spaces.mnasnet_space import MnasNetSpace
 
 
 
-class _Bars:
-    """One tqdm bar per phase, driven by ``progress(phase, done, total)`` callbacks."""
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled, self.bars = enabled, {}
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        if not self.enabled or total == 0:
-            return
-        from tqdm import tqdm
-
-        bar = self.bars.get(phase)
-        if bar is None:
-            bar = self.bars[phase] = tqdm(total=total, desc=phase, unit="it", dynamic_ncols=True)
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-            del self.bars[phase]
-
-
 def _space(name: str, resolution: int, shape: dict | None = None) -> MnasNetSpace:
     """The space ``name`` at ``resolution``; ``shape``: a table's recorded ``input``."""
     shape = shape or {}
     return make_space(name, resolution=resolution, in_channels=int(shape.get("in_channels", 3)),
                       num_classes=int(shape.get("num_classes", 1000)))
-
-
-def _lazy_predictor(args: argparse.Namespace) -> LazyPredictor:
-    """The table opened through the drift probe with the user's --rescale/--force/--drift-tolerance."""
-    on_drift = "rescale" if args.rescale else "force" if args.force else "error"
-    return LazyPredictor(args.table, tolerance=args.drift_tolerance, on_drift=on_drift,
-                         progress=_Bars(not getattr(args, "quiet", True)))
 
 
 def _drift_note(report: DriftReport) -> str | None:
