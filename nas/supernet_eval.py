@@ -65,11 +65,12 @@ def calibration_images(data: Dataset, n: int, seed: int) -> torch.Tensor:
     return data.x_train[order[:n]]
 
 
-def load_supernet_run(run_dir: str | Path, *, space: str, data: Dataset) -> tuple[Supernet, dict[str, Any]]:
-    """The trained supernet of a finished ``mobilenas supernet train`` run folder, checked
-    against the search's space and data; returns it (eval mode, CPU) and a record of its source.
-
-    Raises ``FileNotFoundError``/``ValueError`` (one line naming the folder and what is wrong)."""
+def check_supernet_run(run_dir: str | Path, *, space: str, data: str,
+                       shape: dict[str, int] | None = None) -> RunFolder:
+    """The finished ``mobilenas supernet train`` run folder ``run_dir``, checked against the
+    search's space, data name and (when given) data ``shape`` (resolution, num_classes,
+    in_channels), reading only its manifest. Raises ``FileNotFoundError``/``ValueError`` of one
+    line naming the folder and what is wrong."""
     path = Path(run_dir)
     if not (path / "manifest.json").is_file():
         raise FileNotFoundError(f"--supernet {str(path)!r} is not a run folder (no manifest.json); "
@@ -78,19 +79,28 @@ def load_supernet_run(run_dir: str | Path, *, space: str, data: Dataset) -> tupl
     if folder.status is not RunStatus.FINISHED:
         raise ValueError(f"--supernet {str(path)!r} is {folder.status.value}, not finished; finish it with "
                          f"mobilenas supernet train --resume {path}")
-    config = folder.manifest["config"]
-    trained = folder.manifest.get("data", {})
-    wanted = {"space": space, "data": data.name, "resolution": data.resolution, "num_classes": data.num_classes,
-              "in_channels": data.in_channels}
-    found = {"space": config.get("space"), "data": config.get("data"), **{k: trained.get(k) for k in list(wanted)[2:]}}
-    differ = [f"{k} {found[k]!r} != {wanted[k]!r}" for k in wanted if found[k] != wanted[k]]
+    trained = {"space": folder.manifest["config"].get("space"), "data": folder.manifest["config"].get("data"),
+               **{k: folder.manifest.get("data", {}).get(k) for k in (shape or {})}}
+    wanted = {"space": space, "data": data, **(shape or {})}
+    differ = [f"{k} {trained[k]!r} != {wanted[k]!r}" for k in wanted if trained[k] != wanted[k]]
     if differ:
-        raise ValueError(f"--supernet {str(path)!r} was trained for another search: {', '.join(differ)}")
-    checkpoint = load_checkpoint(path / CHECKPOINT)
+        raise ValueError(f"--supernet {str(path)!r} was trained for another search: {', '.join(differ)} (supernet != search)")
+    if not (path / CHECKPOINT).is_file():
+        raise FileNotFoundError(f"--supernet {str(path)!r} has no {CHECKPOINT}")
+    return folder
+
+
+def load_supernet_run(run_dir: str | Path, *, space: str, data: Dataset) -> tuple[Supernet, dict[str, Any]]:
+    """The trained supernet of a finished run folder checked by :func:`check_supernet_run`
+    against the search's space and data; returns it (eval mode, CPU) and a record of its source."""
+    shape = {"resolution": data.resolution, "num_classes": data.num_classes, "in_channels": data.in_channels}
+    folder = check_supernet_run(run_dir, space=space, data=data.name, shape=shape)
+    checkpoint = load_checkpoint(folder.path / CHECKPOINT)
     net = make_supernet(space, resolution=data.resolution, num_classes=data.num_classes, in_channels=data.in_channels)
     net.load_state_dict(checkpoint["model"])
-    record = {"run_dir": str(path.resolve()), "run_id": folder.manifest["run_id"], "step": int(checkpoint["step"]),
-              "epochs": config.get("epochs"), "rule": config.get("rule")}
+    config = folder.manifest["config"]
+    record = {"run_dir": str(folder.path.resolve()), "run_id": folder.manifest["run_id"],
+              "step": int(checkpoint["step"]), "epochs": config.get("epochs"), "rule": config.get("rule")}
     return net.eval(), record
 
 

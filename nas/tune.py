@@ -60,8 +60,7 @@ class StrategySearcher(Searcher):
             budget_issued = self.driver.done + self.driver.in_flight >= self.driver.config.trials
             return Searcher.FINISHED if budget_issued or self.driver.exhausted else None
         self.requests[trial_id] = request
-        return {"spec": request.spec, "latency_ms": request.latency_ms, "trial": request.trial,
-                "epochs": self.driver.config.epochs}
+        return {"spec": request.spec, "latency_ms": request.latency_ms, "trial": request.trial}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         request = self.requests.pop(trial_id, None)
@@ -89,13 +88,13 @@ def _candidate_result(result: dict | None, error: bool, epochs: int) -> Candidat
     return candidate
 
 
-def candidate_trainable(config: dict, *, evaluator: Evaluator, per_epoch: bool, reward: RewardConfig) -> None:
+def candidate_trainable(config: dict, *, evaluator: Evaluator, epochs: int, per_epoch: bool,
+                        reward: RewardConfig) -> None:
     """A Ray Tune function trainable: ``evaluator`` evaluates ``config['spec']`` and the trial
     reports its top-1 (every epoch when ``per_epoch``, for ASHA; ``final`` marks the last report)."""
     import time
 
     start = time.perf_counter()
-    epochs = int(config.get("epochs", 1))
 
     def report(epoch: int, top1: float, top1_stderr: float) -> None:
         if epoch < epochs:
@@ -188,7 +187,7 @@ def run_tune(driver: SearchDriver, evaluator: Evaluator, cluster: ClusterInfo, *
     remaining = config.trials - driver.done
     if remaining <= 0:
         return
-    trainable = tune.with_parameters(candidate_trainable, evaluator=evaluator,
+    trainable = tune.with_parameters(candidate_trainable, evaluator=evaluator, epochs=config.epochs,
                                      per_epoch=config.asha and evaluator.per_epoch, reward=config.reward_config())
     trainable = tune.with_resources(trainable, {"cpu": config.cpus_per_trial})
     scheduler = (ASHAScheduler(time_attr="epoch", metric="reward", mode="max", max_t=config.epochs, grace_period=1,
