@@ -69,11 +69,11 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     given = {name: getattr(args, name) for name in SEARCH_OPTIONS
              if getattr(args, name) is not None and name not in ("table", "on_drift")}
     given.setdefault("data", DEFAULT_SEARCH_DATA)
-    if given.get("evaluator") == "supernet" and args.epochs is not None:
-        raise ValueError("--epochs applies to the proxy evaluator only, not to --evaluator supernet")
     if args.supernet is not None:
         given["supernet"] = str(Path(args.supernet).resolve())  # a resumed search may run from another folder
         given.setdefault("evaluator", "supernet")  # --supernet alone means the supernet evaluator
+    if given.get("evaluator") == "supernet" and args.epochs is not None:
+        raise ValueError("--epochs applies to the proxy evaluator only, not to --evaluator supernet")
     return SearchConfig(**given)
 
 
