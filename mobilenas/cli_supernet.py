@@ -15,8 +15,8 @@ from training.config import DEVICES
 from training.datasets import DEFAULT_SEARCH_DATA
 
 DEFAULTS = SupernetConfig()
-OPTIONS = ("space", "data", "epochs", "rule", "subnets_per_step", "batch_size", "lr", "calibration_images", "resolution",
-           "seed", "threads", "device")
+OPTIONS = ("space", "data", "epochs", "rule", "subnets_per_step", "batch_size", "lr", "calibration_images",
+           "eval_every_epochs", "resolution", "seed", "threads", "device")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {DEFAULTS.lr})")
     p.add_argument("--calibration-images", type=int, default=None,
                    help=f"training images for BatchNorm recalibration (default {DEFAULTS.calibration_images})")
+    p.add_argument("--eval-every-epochs", type=int, default=None,
+                   help="validate the largest and smallest sub-networks every N epochs and at the end (default 1)")
     p.add_argument("--resolution", type=int, default=None, help="training resolution (default: the data set's)")
     p.add_argument("--seed", type=int, default=None, help="default 0")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default 1; results are bit-identical "
@@ -61,9 +63,10 @@ def config_from_args(args: argparse.Namespace) -> SupernetConfig:
 
 
 def _progress(row: dict[str, float]) -> None:
-    print(f"supernet: epoch {row['epoch']} | loss {row['loss_largest']:.3f} (largest) {row['loss_others']:.3f} "
-          f"(others) | val top-1 largest {100 * row['val_top1_largest']:.1f}% smallest "
-          f"{100 * row['val_top1_smallest']:.1f}% | {row['train_s']:.0f} s", file=sys.stderr, flush=True)
+    val = ("" if row["val_top1_largest"] != row["val_top1_largest"] else
+           f" | val top-1 largest {100 * row['val_top1_largest']:.1f}% smallest {100 * row['val_top1_smallest']:.1f}%")
+    print(f"supernet: epoch {row['epoch']} | loss {row['loss_labels']:.3f} (labels) {row['loss_distill']:.3f} "
+          f"(distillation){val} | {row['train_s']:.0f} s", file=sys.stderr, flush=True)
 
 
 def run_supernet_train(args: argparse.Namespace) -> int:

@@ -171,3 +171,22 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_data):
 def test_bad_settings_name_the_value(changes, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         SupernetConfig(**changes)
+
+
+def test_recalibration_of_a_slice_equals_recalibrating_the_standalone_model():
+    from nas.supernet_eval import recalibrate
+    from training.inference import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    net = make_supernet("mnasnet", resolution=16, num_classes=10, in_channels=1)
+    x = torch.randn(32, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    for indices in sampled(net, 1, seed=5):
+        spec = net.space.decode(indices)
+        recalibrate(net, net.layout(indices), x, batch_size=32)
+        sliced = extract_subnet(net, spec).state_dict()
+        standalone = extract_subnet(net, spec)
+        recalibrate_batchnorm(standalone, x, batch_size=32, batches=1, generator=torch.Generator().manual_seed(0),
+                              device=torch.device("cpu"))
+        for name, value in standalone.state_dict().items():
+            if "running" in name:
+                torch.testing.assert_close(sliced[name], value, rtol=1e-4, atol=1e-4)
