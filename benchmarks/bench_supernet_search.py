@@ -127,27 +127,32 @@ def main() -> None:
     predictor = LazyPredictor(TABLE, on_drift="force")
     priced = make_space("mnasnet", resolution=32, num_classes=1000, in_channels=3)
     target = target_ms(predictor.predict_ms, priced)
-    runs = [run_one(s, seed, args.trials, evaluator, predictor.predict_ms, target)
-            for seed in args.seeds for s in args.strategies]
-    for run in runs:
-        print(f"{run['strategy']:>9} seed {run['seed']}: best reward {run['best_reward']:.4f} (top-1 "
-              f"{run['best_top1']:.3f}, {run['best_latency_ms']:.3f} ms) after {run['trials']} trials", flush=True)
+    runs = []
+    for seed in args.seeds:
+        for strategy in args.strategies:  # the JSON is rewritten after every search: a partial run is usable
+            runs.append(run_one(strategy, seed, args.trials, evaluator, predictor.predict_ms, target))
+            run = runs[-1]
+            print(f"{run['strategy']:>9} seed {run['seed']}: best reward {run['best_reward']:.4f} (top-1 "
+                  f"{run['best_top1']:.3f}, {run['best_latency_ms']:.3f} ms) after {run['trials']} trials", flush=True)
+            write_result(args, runs, evaluator, target)
+
+
+def write_result(args: argparse.Namespace, runs: list[dict], evaluator: CachedEvaluator, target: float) -> None:
+    strategies = sorted({r["strategy"] for r in runs})
     summary = {s: {"best_reward_mean": float(np.mean([r["best_reward"] for r in runs if r["strategy"] == s])),
-                   "best_top1_mean": float(np.mean([r["best_top1"] for r in runs if r["strategy"] == s]))}
-               for s in args.strategies}
+                   "best_top1_mean": float(np.mean([r["best_top1"] for r in runs if r["strategy"] == s])),
+                   "seeds": [r["seed"] for r in runs if r["strategy"] == s]} for s in strategies}
     n_eval = len(evaluator.cache)
     result = {"supernet": evaluator.evaluator.describe(), "data": "mnist-rot-back-image (validation split)",
               "latency_table": str(TABLE.relative_to(ROOT)), "priced_shape": "3x32x32, 1000 classes (table figures)",
               "reward": "mnasnet, w = -0.07", "target_ms": target, "trials": args.trials, "seeds": args.seeds,
-              "summary": summary, "unique_specs_evaluated": n_eval,
+              "summary": summary, "unique_specs_evaluated_this_session": n_eval,
               "eval_s_per_candidate": evaluator.eval_s / n_eval if n_eval else None,
               "runs": [{k: v for k, v in r.items() if k != "curve"} for r in runs],
               "threads": 1, "command": "python " + " ".join(sys.argv)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     plot(runs, args.out.with_suffix(".png"))
-    print(json.dumps(summary), f"| {n_eval} unique specs, {result['eval_s_per_candidate']} s each" if n_eval else "")
-
 
 if __name__ == "__main__":
     main()

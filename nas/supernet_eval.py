@@ -129,8 +129,11 @@ class SupernetEvaluator:
             raise ValueError("--evaluator supernet needs --supernet RUN_DIR")
         net, source = load_supernet_run(run_dir, space=space, data=data)
         images = calibration_images(data, calibration, seed)
-        return cls(net, data, images, threads=threads, device=device,
-                   source={**source, "calibration_images": calibration, "seed": seed})
+        evaluator = cls(net, data, images, threads=threads, device=device,
+                        source={**source, "calibration_images": calibration, "seed": seed})
+        if device == "cpu":
+            evaluator._place(torch.device("cpu"))  # shipped to Ray workers ready: no copy per trial
+        return evaluator
 
     def evaluate(self, spec: ArchSpec, *, on_epoch: Any = None) -> CandidateResult:
         """Recalibrate and evaluate ``spec`` (adapted to the data); a spec outside the
