@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "mobilenas.cli_train",
     "mobilenas.cli_latency",
     "mobilenas.cli_search",
+    "mobilenas.cli_supernet",
     "mobilenas.cli_netadapt",
     "mobilenas.cli_run",
     "mobilenas.cli_compare",

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from nas.search import STRATEGY_NAMES, ProgressInfo, SearchConfig
+from nas.search import EVALUATOR_NAMES, STRATEGY_NAMES, ProgressInfo, SearchConfig
 from mobilenas.progress import ProgressBar
 from nas.rewards import REWARD_KINDS
 from storage.runfolder import DEFAULT_OUT, RunFolder
@@ -20,7 +20,7 @@ from training.datasets import DEFAULT_SEARCH_DATA
 DEFAULTS = SearchConfig(target_ms=1.0)
 SEARCH_OPTIONS = ("data", "target_ms", "strategy", "strategy_config", "trials", "seed", "reward", "w", "epochs", "concurrency",
                   "cpus_per_trial", "train_subset", "asha", "resolution", "price_resolution", "price_in_channels",
-                  "price_classes", "table", "on_drift")
+                  "price_classes", "table", "on_drift", "evaluator", "supernet")
 ON_DRIFT = ("error", "rescale", "force")
 ADDRESS = re.compile(r"^(auto|ray://[^\s]+|[A-Za-z0-9.\-]+:\d{1,5})$")
 
@@ -39,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="reward exponent (mnasnet: alpha = beta = w, default -0.07; hard/absolute: beta = w)")
     p.add_argument("--strategy-config", type=_json_object, default=None, metavar="JSON",
                    help='strategy settings, e.g. \'{"population_size": 8}\' (keys of its config; default: its defaults)')
+    p.add_argument("--evaluator", default=None, choices=EVALUATOR_NAMES,
+                   help=f"proxy: train each candidate; supernet: inherit weights from --supernet (default {DEFAULTS.evaluator})")
+    p.add_argument("--supernet", default=None, metavar="RUN_DIR",
+                   help="a finished run folder of mobilenas supernet train for the search's space and --data")
     p.add_argument("--epochs", type=int, default=None, help=f"proxy epochs per trial (default {DEFAULTS.epochs})")
     p.add_argument("--train-subset", type=int, default=None, help="train each trial on this many images (default all)")
     p.add_argument("--asha", action="store_true", default=None, help="ASHA early stopping between epochs (--epochs >= 2)")
@@ -66,6 +70,11 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     given = {name: getattr(args, name) for name in SEARCH_OPTIONS
              if getattr(args, name) is not None and name not in ("table", "on_drift")}
     given.setdefault("data", DEFAULT_SEARCH_DATA)
+    if args.supernet is not None:
+        given["supernet"] = str(Path(args.supernet).resolve())  # a resumed search may run from another folder
+        given.setdefault("evaluator", "supernet")  # --supernet alone means the supernet evaluator
+    if given.get("evaluator") == "supernet" and args.epochs is not None:
+        raise ValueError("--epochs applies to the proxy evaluator only, not to --evaluator supernet")
     return SearchConfig(**given)
 
 
@@ -97,6 +106,10 @@ def check_options(args: argparse.Namespace, config: SearchConfig) -> None:
         raise FileNotFoundError(f"--table {args.table!r} is not a latency table folder (no manifest.json)")
     if args.out.exists() and not args.out.is_dir():
         raise NotADirectoryError(f"--out {str(args.out)!r} is a file; expected a folder for run folders")
+    if config.evaluator == "supernet":
+        from nas.supernet_eval import check_supernet_run
+
+        check_supernet_run(config.supernet, space=config.space, data=config.data)
 
 
 def open_resumed(args: argparse.Namespace) -> tuple[RunFolder, SearchConfig]:

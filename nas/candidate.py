@@ -10,6 +10,7 @@ from typing import Callable
 
 from search_spaces.encoding import parse_spec
 from storage.status import TRIAL_STATUSES, Status, parse_status
+from search_spaces.spec import ArchSpec
 from training.datasets import Dataset
 from training.evaluate import PROXY_CONFIG, Budget, adapt_spec, binomial_stderr, proxy_evaluate
 from training.trainer import Progress, Trainer, TrainingDiverged
@@ -44,16 +45,16 @@ def failed(message: str, wall_s: float = math.nan) -> CandidateResult:
     return CandidateResult(math.nan, math.nan, Status.FAILED, 0, wall_s, message)
 
 
-def evaluate_candidate(spec: str, data: Dataset, *, epochs: int, train_subset: int | None = None, seed: int = 0,
+def evaluate_candidate(spec: str | ArchSpec, data: Dataset, *, epochs: int, train_subset: int | None = None, seed: int = 0,
                        threads: int = 1, device: str = "cpu",
                        on_epoch: Callable[[int, float, float], None] | None = None) -> CandidateResult:
-    """Train the canonical spec string ``spec`` (adapted to ``data``) for ``epochs`` and
+    """Train ``spec`` (a canonical spec string or an ``ArchSpec``, adapted to ``data``) for ``epochs`` and
     evaluate it on the validation split. ``on_epoch(epoch, top1, top1_stderr)`` is called after
     every epoch when given (early stopping); otherwise the proxy recipe of
     :func:`training.evaluate.proxy_evaluate` runs with one evaluation at the end. A candidate that
     cannot be built at the data's shape is ``infeasible``."""
     try:
-        arch = adapt_spec(parse_spec(spec), data)
+        arch = adapt_spec(parse_spec(spec) if isinstance(spec, str) else spec, data)
     except ValueError as exc:
         return CandidateResult(math.nan, math.nan, Status.INFEASIBLE, 0, 0.0, str(exc))
     if on_epoch is None:

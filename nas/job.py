@@ -3,7 +3,7 @@ result files (MnasNet section 4's search loop as a resumable job).
 
 ``SearchJob(config, ...).run()`` creates (or, given ``folder``, resumes) the run folder,
 records the resolved settings, the machine fingerprint, the latency table with its drift
-probe and validation figures, runs the remaining trial budget on Ray Tune and writes the
+probe and validation figures, the evaluator (proxy training or a trained supernet), runs the remaining trial budget on Ray Tune and writes the
 result files. Messages go to the ``say`` callback and progress to ``progress``: this layer
 prints nothing.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from latency.fingerprint import device_fingerprint
+from nas.evaluator import Evaluator, make_evaluator
 from nas.pricing import PricedShape, open_pricing, prepare_table
 from nas.registry import make_strategy
 from nas.report import write_outputs
@@ -55,6 +56,7 @@ class SearchJob:
         """Run (or continue) the search; returns the summary of ``nas.report``."""
         data = load_search_data(self.config)
         shape = priced_shape(self.config, data)
+        evaluator = make_evaluator(self.config, data)  # a bad --supernet fails before any folder exists
         resumed = self.folder is not None
         if self.folder is None:
             self.folder = RunFolder.create(self.out, job="search", slug=f"search-{self.config.strategy}",
@@ -69,7 +71,8 @@ class SearchJob:
         table = self.table
         with self.folder.session() as stop:
             driver = self._driver(data, shape, table, resumed)
-            self._run_trials(driver, data, stop)
+            self.folder.update(evaluator=evaluator.describe())
+            self._run_trials(driver, evaluator, stop)
             result = write_outputs(driver, self.folder.path)
             if driver.finished:
                 self.folder.set_status(Status.FINISHED, summary=result)
@@ -96,7 +99,7 @@ class SearchJob:
                            fingerprint=device_fingerprint())
         return driver
 
-    def _run_trials(self, driver: SearchDriver, data: Dataset, stop: Callable[[], bool]) -> None:
+    def _run_trials(self, driver: SearchDriver, evaluator: Evaluator, stop: Callable[[], bool]) -> None:
         from nas.tune import ray_cluster, run_tune  # ray is imported only where trials run
 
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C reaches the run folder's stop flag
@@ -107,7 +110,7 @@ class SearchJob:
             ray_record = {**cluster.to_dict(), "num_cpus": cpus, "started_s": round(time.perf_counter() - start, 2)}
             self.folder.update(ray=ray_record)
             tune_start = time.perf_counter()
-            run_tune(driver, data, cluster, name=f"tune-{resumes}", should_stop=stop)
+            run_tune(driver, evaluator, cluster, name=f"tune-{resumes}", should_stop=stop)
             ray_record["tune_wall_s"] = round(time.perf_counter() - tune_start, 2)
             ray_record["latency_predict_s"] = round(driver.predict_s, 2)
             ray_record["trials_this_session"] = driver.session_done

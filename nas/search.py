@@ -10,7 +10,8 @@ has not heard of is told now, a proposal that was in flight is re-run under its 
 nothing that finished runs again (Ray Tune's own restore can lose searcher state).
 
 Trials run through ``nas.tune`` (Ray Tune, the trial engine) or :func:`run_serial` (in-process,
-for tests and debugging); both call :func:`nas.candidate.evaluate_candidate`.
+for tests, debugging and benchmarks); both hand the candidate to an evaluator
+(:mod:`nas.evaluator`: proxy training, or a weight-sharing supernet).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "search_state.json"
 STATE_SCHEMA = 1
 STRATEGY_NAMES = ("rl", "evolution", "random", "reinforce")
+EVALUATOR_NAMES = ("proxy", "supernet")
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,10 @@ class SearchConfig:
     channels and classes); set, they price it at that deployment shape instead.
     ``strategy_config``: the strategy's settings (keys of its config dataclass; None: defaults).
     ``cpus_per_trial`` 1 with ``concurrency`` 2 is the fastest layout on a 2-core host
-    (FINDINGS: two 1-thread trainings are 1.5x one 2-thread training)."""
+    (FINDINGS: two 1-thread trainings are 1.5x one 2-thread training).
+    ``evaluator``: ``proxy`` trains each candidate (``epochs``, ``train_subset``, ``asha``);
+    ``supernet`` evaluates it with weights inherited from the trained supernet run folder
+    ``supernet`` (``mobilenas supernet train``; see :mod:`nas.evaluator`)."""
 
     target_ms: float
     data: str = "mnist-rot-back-image"
@@ -67,9 +72,12 @@ class SearchConfig:
     price_classes: int | None = setting(None, low=2, optional=True)
     device: str = "cpu"
     strategy_config: dict | None = None
+    evaluator: str = "proxy"
+    supernet: str | None = None
 
     def __post_init__(self) -> None:
         check_settings(self, "{flag}")
+        self._check_evaluator()
         if self.strategy_config is not None and not isinstance(self.strategy_config, dict):
             raise ValueError(f"--strategy-config {self.strategy_config!r} is not allowed; expected a JSON object")
         if self.strategy not in STRATEGY_NAMES:
@@ -84,6 +92,16 @@ class SearchConfig:
     def from_dict(cls, data: dict[str, Any], what: str = "search config") -> "SearchConfig":
         """The settings recorded in a manifest; unknown keys are refused."""
         return settings_from_dict(cls, data, what)
+
+    def _check_evaluator(self) -> None:
+        if self.evaluator not in EVALUATOR_NAMES:
+            raise ValueError(f"--evaluator {self.evaluator!r} is not known; expected one of {list(EVALUATOR_NAMES)}")
+        if self.evaluator == "supernet" and not self.supernet:
+            raise ValueError("--evaluator supernet needs --supernet RUN_DIR (a run folder of mobilenas supernet train)")
+        if self.evaluator == "proxy" and self.supernet is not None:
+            raise ValueError(f"--supernet {self.supernet!r} is only used with --evaluator supernet")
+        if self.evaluator == "supernet" and (self.asha or self.train_subset is not None):
+            raise ValueError("--asha and --train-subset apply to the proxy evaluator only, not to --evaluator supernet")
 
     def reward_config(self) -> RewardConfig:
         """The reward as :class:`nas.rewards.RewardConfig` (MnasNet section 3, TuNAS absolute)."""

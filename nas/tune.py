@@ -3,9 +3,10 @@
 :class:`StrategySearcher` is a thin ``ray.tune.search.Searcher`` over a
 :class:`nas.search.SearchDriver`, shaped like Ray's ``OptunaSearch``: ``suggest`` asks the
 strategy, ``on_trial_complete`` scores, logs and tells it, ``save``/``restore`` carry the
-strategy's ``state_dict``. Each trial proxy-trains one candidate (:func:`candidate_trainable`)
-and reports its top-1; latency and reward are the driver's. The data set reaches the workers
-once through ``tune.with_parameters``; actors are reused (FINDINGS: 0.26 s per trial instead of
+strategy's ``state_dict``. Each trial hands one candidate to the search's evaluator
+(:func:`candidate_trainable`; :mod:`nas.evaluator`: proxy training or a weight-sharing supernet)
+and reports its top-1; latency and reward are the driver's. The evaluator (with its data set)
+reaches the workers once through ``tune.with_parameters``; actors are reused (FINDINGS: 0.26 s per trial instead of
 2.2 s). :func:`ray_cluster` starts a local one-node cluster with its temp folder and results
 inside the run folder (or joins ``--address``) and always ends what it started.
 """
@@ -25,13 +26,15 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
-from nas.candidate import CandidateResult, evaluate_candidate, failed
+from nas.candidate import CandidateResult, failed
+from nas.evaluator import Evaluator
 from nas.rewards import RewardConfig
 from nas.search import SearchDriver, TrialRequest
 from storage.processes import end_processes_using, start_with_retries
 from storage.statefiles import read_json, write_json
 from storage.status import Status
 from training.datasets import Dataset
+from search_spaces.encoding import parse_spec
 
 log = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 107          # sun_path in sockaddr_un, minus the terminating NUL
@@ -85,10 +88,10 @@ def _candidate_result(result: dict | None, error: bool, epochs: int) -> Candidat
     return CandidateResult.from_dict(result)
 
 
-def candidate_trainable(config: dict, *, data: Dataset, epochs: int, train_subset: int | None, seed: int,
-                        threads: int, device: str, per_epoch: bool, reward: RewardConfig) -> None:
-    """A Ray Tune function trainable: proxy-train ``config['spec']`` and report top-1 (every
-    epoch when ``per_epoch``, for ASHA; ``final`` marks the last report)."""
+def candidate_trainable(config: dict, *, evaluator: Evaluator, epochs: int, per_epoch: bool,
+                        reward: RewardConfig) -> None:
+    """A Ray Tune function trainable: ``evaluator`` evaluates ``config['spec']`` and the trial
+    reports its top-1 (every epoch when ``per_epoch``, for ASHA; ``final`` marks the last report)."""
     import time
 
     start = time.perf_counter()
@@ -101,8 +104,7 @@ def candidate_trainable(config: dict, *, data: Dataset, epochs: int, train_subse
                          "reward": reward(top1, config["latency_ms"])})
 
     try:
-        result = evaluate_candidate(config["spec"], data, epochs=epochs, train_subset=train_subset, seed=seed,
-                                    threads=threads, device=device, on_epoch=report if per_epoch else None)
+        result = evaluator.evaluate(parse_spec(config["spec"]), on_epoch=report if per_epoch else None)
     except Exception as exc:  # a trial must report, not raise: the driver logs it as failed
         result = failed(f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
     reward_value = reward(result.top1, config["latency_ms"]) if result.status is Status.FINISHED else reward.worst
@@ -182,16 +184,16 @@ def ray_cluster(folder: str | Path, *, num_cpus: int, address: str | None = None
         end_cluster_processes(temp, grace_s=CLEANUP_GRACE_S)
 
 
-def run_tune(driver: SearchDriver, data: Dataset, cluster: ClusterInfo, *, name: str,
+def run_tune(driver: SearchDriver, evaluator: Evaluator, cluster: ClusterInfo, *, name: str,
              should_stop: Callable[[], bool] = lambda: False) -> None:
-    """Run the driver's remaining budget as one Ray Tune experiment ``name``."""
+    """Run the driver's remaining budget as one Ray Tune experiment ``name``, each trial
+    evaluated by ``evaluator`` (shipped to the workers once)."""
     config = driver.config
     remaining = config.trials - driver.done
     if remaining <= 0:
         return
-    trainable = tune.with_parameters(candidate_trainable, data=data, epochs=config.epochs,
-                                     train_subset=config.train_subset, seed=config.seed, threads=config.cpus_per_trial,
-                                     device=config.device, per_epoch=config.asha, reward=config.reward_config())
+    trainable = tune.with_parameters(candidate_trainable, evaluator=evaluator, epochs=config.epochs,
+                                     per_epoch=config.asha and evaluator.per_epoch, reward=config.reward_config())
     trainable = tune.with_resources(trainable, {"cpu": config.cpus_per_trial})
     scheduler = (ASHAScheduler(time_attr="epoch", metric="reward", mode="max", max_t=config.epochs, grace_period=1,
                                reduction_factor=2) if config.asha else None)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from nas.evaluator import ProxyEvaluator
 from nas.registry import make_strategy
 from nas.search import SearchConfig, SearchDriver
 from nas.trial_log import TrialLog
@@ -44,7 +45,7 @@ def test_tune_runs_the_budget_in_parallel_inside_the_run_folder_and_ends_its_pro
     driver = driver_for(folder, digits, trials=4, concurrency=2)
     with ray_cluster(folder, num_cpus=2) as cluster:
         assert cluster.temp_link is not None and Path(cluster.temp_link).resolve() == folder.resolve() / "ray_tmp"
-        run_tune(driver, digits, cluster, name="tune-0")
+        run_tune(driver, ProxyEvaluator.from_config(driver.config, digits), cluster, name="tune-0")
     frame = TrialLog(folder).frame()
     assert len(frame) == 4 and frame["proposal_id"].is_unique and (frame["status"] == "finished").all()
     assert (frame["top1"] > 0).all() and (frame["top1_stderr"] > 0).all()
@@ -59,7 +60,7 @@ def test_asha_stops_weak_trials_early_and_the_driver_logs_them(tmp_path, digits)
 
     driver = driver_for(tmp_path, digits, trials=6, concurrency=1, epochs=3, asha=True)
     with ray_cluster(tmp_path, num_cpus=1) as cluster:
-        run_tune(driver, digits, cluster, name="tune-0")
+        run_tune(driver, ProxyEvaluator.from_config(driver.config, digits), cluster, name="tune-0")
     frame = TrialLog(tmp_path).frame()
     assert len(frame) == 6 and set(frame["status"]) <= {"finished", "pruned"}
     assert (frame.loc[frame["status"] == "finished", "epochs"] == 3).all()
@@ -88,7 +89,7 @@ def test_address_joins_a_running_cluster_and_leaves_it_running(tmp_path, digits)
         driver = driver_for(tmp_path, digits, trials=2, concurrency=2)
         with ray_cluster(tmp_path, num_cpus=2, address=f"127.0.0.1:{port}") as cluster:
             assert cluster.address == f"127.0.0.1:{port}" and cluster.temp_dir is None
-            run_tune(driver, digits, cluster, name="tune-0")
+            run_tune(driver, ProxyEvaluator.from_config(driver.config, digits), cluster, name="tune-0")
         assert len(TrialLog(tmp_path).frame()) == 2
         assert processes_using(temp), "the joined cluster is not ours to stop"
         assert not (tmp_path / "ray_tmp").exists()

@@ -1,0 +1,158 @@
+"""RL, evolution and random search at scale with the one-shot supernet evaluator.
+
+With proxy training a candidate costs ~9 CPU-seconds, so the committed strategy comparisons
+stop at tens of trials; with weights inherited from a trained supernet (``nas.supernet_eval``)
+a candidate costs a BatchNorm recalibration and one validation pass, so each strategy can see
+hundreds. Every search runs in-process (``nas.search.run_serial``, the same driver, strategies,
+rewards and ``trials.csv`` as ``mobilenas search``), priced by the committed latency table
+``results/latency/mnasnet-r32`` at its deployment shape (3x32x32, 1000 classes; the table's
+recorded figures, no drift rescaling: the benchmark is about search, not timing), MnasNet reward
+at the median latency of 200 sampled specs. The supernet evaluation is deterministic per spec, so
+a repeated proposal is answered from a cache (counted in ``unique``).
+
+    python benchmarks/bench_supernet_search.py --supernet results/runs/bench-supernet/<run> \
+        --trials 300 --seeds 0 1
+
+writes ``results/search/supernet_strategies.json`` and ``supernet_strategies.png``. A killed
+benchmark rerun continues: finished searches are read back from their run folders.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from nas.evaluator import request_fn  # noqa: E402
+from nas.registry import make_strategy  # noqa: E402
+from nas.search import SearchConfig, SearchDriver, run_serial  # noqa: E402
+from nas.supernet_eval import SupernetEvaluator  # noqa: E402
+from nas.trial_log import TrialLog  # noqa: E402
+from search_spaces.registry import make_space  # noqa: E402
+from training.datasets import load_dataset  # noqa: E402
+
+TABLE = ROOT / "results" / "latency" / "mnasnet-r32"
+WORK = ROOT / "results" / "runs" / "bench-supernet-search"
+RESULTS = ROOT / "results" / "search"
+STRATEGIES = ("rl", "evolution", "random")
+CHECKPOINTS = (25, 50, 100, 200, 300, 500, 1000)
+
+
+class CachedEvaluator:
+    """A deterministic evaluator with answers kept per canonical spec (repeats cost nothing)."""
+
+    def __init__(self, evaluator: SupernetEvaluator) -> None:
+        self.evaluator, self.cache, self.eval_s = evaluator, {}, 0.0
+
+    def __call__(self, request):
+        if request.spec not in self.cache:
+            from search_spaces.encoding import parse_spec
+
+            result = self.evaluator.evaluate(parse_spec(request.spec))
+            self.cache[request.spec] = result
+            self.eval_s += result.wall_s
+        return self.cache[request.spec]
+
+
+def target_ms(predict, space, n: int = 200, seed: int = 123) -> float:
+    rng = np.random.default_rng(seed)
+    return float(np.median([predict(space.sample(rng)) for _ in range(n)]))
+
+
+def run_one(strategy: str, seed: int, trials: int, evaluator: CachedEvaluator, predict, target: float) -> dict:
+    folder = WORK / f"{strategy}-s{seed}-n{trials}"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = SearchConfig(target_ms=target, strategy=strategy, trials=trials, seed=seed, evaluator="supernet",
+                          supernet=evaluator.evaluator.source.get("run_dir"), price_in_channels=3, price_classes=1000)
+    space = evaluator.evaluator.net.space
+    driver = SearchDriver(folder, config, space, make_strategy(strategy, space, seed=seed), predict)
+    driver.resume()
+    start = time.perf_counter()
+    run_serial(driver, evaluator)
+    frame = TrialLog(folder).frame()
+    best_so_far = np.maximum.accumulate(frame["reward"].to_numpy())
+    best = driver.best()
+    return {"strategy": strategy, "seed": seed, "trials": len(frame), "unique_specs": int(frame["spec"].nunique()),
+            "wall_s_this_session": round(time.perf_counter() - start, 1),
+            "best_reward": float(best.reward), "best_top1": float(best.top1), "best_latency_ms": float(best.latency_ms),
+            "best_spec": best.spec, "best_reward_at": {str(n): float(best_so_far[n - 1]) for n in CHECKPOINTS
+                                                       if n <= len(frame)},
+            "curve": [float(v) for v in best_so_far]}
+
+
+def plot(runs: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, strategy in enumerate(STRATEGIES):
+        curves = [r["curve"] for r in runs if r["strategy"] == strategy]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        mean = np.mean([c[:n] for c in curves], axis=0)
+        ax.plot(np.arange(1, n + 1), mean, label=f"{strategy} (mean of {len(curves)} seeds)", color=f"C{i}")
+        for c in curves:
+            ax.plot(np.arange(1, len(c) + 1), c, color=f"C{i}", alpha=0.25, lw=0.8)
+    ax.set_xlabel("candidates evaluated")
+    ax.set_ylabel("best MnasNet reward so far")
+    ax.set_title("Search with the supernet evaluator")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--supernet", required=True, help="a finished mobilenas supernet train run folder")
+    parser.add_argument("--trials", type=int, default=300)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--out", type=Path, default=RESULTS / "supernet_strategies.json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    from latency.lazy import LazyPredictor
+
+    data = load_dataset("mnist-rot-back-image", resolution=32, split_seed=0)
+    evaluator = CachedEvaluator(SupernetEvaluator.from_run(args.supernet, data, space="mnasnet"))
+    predictor = LazyPredictor(TABLE, on_drift="force")
+    priced = make_space("mnasnet", resolution=32, num_classes=1000, in_channels=3)
+    target = target_ms(predictor.predict_ms, priced)
+    runs = []
+    for seed in args.seeds:
+        for strategy in args.strategies:  # the JSON is rewritten after every search: a partial run is usable
+            runs.append(run_one(strategy, seed, args.trials, evaluator, predictor.predict_ms, target))
+            run = runs[-1]
+            print(f"{run['strategy']:>9} seed {run['seed']}: best reward {run['best_reward']:.4f} (top-1 "
+                  f"{run['best_top1']:.3f}, {run['best_latency_ms']:.3f} ms) after {run['trials']} trials", flush=True)
+            write_result(args, runs, evaluator, target)
+
+
+def write_result(args: argparse.Namespace, runs: list[dict], evaluator: CachedEvaluator, target: float) -> None:
+    strategies = sorted({r["strategy"] for r in runs})
+    summary = {s: {"best_reward_mean": float(np.mean([r["best_reward"] for r in runs if r["strategy"] == s])),
+                   "best_top1_mean": float(np.mean([r["best_top1"] for r in runs if r["strategy"] == s])),
+                   "seeds": [r["seed"] for r in runs if r["strategy"] == s]} for s in strategies}
+    n_eval = len(evaluator.cache)
+    result = {"supernet": evaluator.evaluator.describe(), "data": "mnist-rot-back-image (validation split)",
+              "latency_table": str(TABLE.relative_to(ROOT)), "priced_shape": "3x32x32, 1000 classes (table figures)",
+              "reward": "mnasnet, w = -0.07", "target_ms": target, "trials": args.trials, "seeds": args.seeds,
+              "summary": summary, "unique_specs_evaluated_this_session": n_eval,
+              "eval_s_per_candidate": evaluator.eval_s / n_eval if n_eval else None,
+              "runs": [{k: v for k, v in r.items() if k != "curve"} for r in runs],
+              "threads": 1, "command": "python " + " ".join(sys.argv)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    plot(runs, args.out.with_suffix(".png"))
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""A weight-sharing supernet of the MnasNet space (one-shot search: once-for-all, BigNAS, TuNAS).
+
+Every architecture of :class:`search_spaces.mnasnet_space.MnasNetSpace` (and its small-head
+variant) is a sub-network of one :class:`Supernet`; its weights are slices of the supernet's:
+
+- **kernel** (once-for-all, Cai et al. 2020, section 3.2): every k x k weight is stored at the
+  largest kernel (5x5); a 3x3 layer uses the centre 3x3 crop. Once-for-all adds a learned 9x9
+  transform of the crop; it is left out here (BigNAS, Yu et al. 2020, shares the plain crop).
+- **width** (once-for-all section 3.2, "elastic width"): an MBConv's expansion channels are
+  stored at the widest choice (6 x the widest input) and a narrower layer takes the first k;
+  :meth:`Supernet.sort_channels` reorders them by importance (L1 norm of the projection's
+  weights) so the first k are the most important ones. Output widths (the ``filters`` choice)
+  and input widths are first-k slices as well.
+- **depth** (once-for-all "elastic depth"): each stage holds its deepest choice; a shallower
+  stage runs its first blocks and skips the rest.
+- **op**: MnasNet's operators are three branches per block position (TuNAS, Bender et al.
+  2020, shares weights within an op family only): ``regular`` (k x k conv), ``dsconv``
+  (depthwise-separable; its depthwise channels are the input's, so it cannot share the
+  MBConv's sorted expansion channels) and ``mbconv`` (MBConv3 and MBConv6 share one weight).
+- **SE and nonlinearity**: SE on/off selects whether the block's (sliced) SE runs; ReLU or
+  h-swish is parameter-free.
+
+BatchNorm layers hold the widest statistics and are sliced too; the statistics of a
+sub-network are only meaningful after recalibration (once-for-all section 3.3), which
+:mod:`nas.supernet_eval` does before every evaluation. :func:`extract_subnet` copies a
+sub-network's slices into a stand-alone :class:`search_spaces.builder.SpecNet` with the same
+parameter names, so a found architecture leaves the supernet as an ordinary model.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_spaces.builder import ConvBNAct, build_model, init_weights
+from search_spaces.mnasnet_space import FILTER_CHOICES, LAYER_CHOICES, OP_CHOICES, MnasNetSpace
+from search_spaces.registry import make_space
+from search_spaces.spec import ArchSpec, BlockSpec, se_channels
+
+MAX_KERNEL = 5
+MAX_EXPANSION = 6
+SUPERNET_SPACES = ("mnasnet", "mnasnet-small")
+Layout = tuple[tuple[BlockSpec, ...], ...]
+"""A sub-network as the blocks of each stage (its depth is the length of each tuple)."""
+
+_ACTS = {"relu": F.relu, "relu6": F.relu6, "hswish": F.hardswish}
+
+
+def _centre(weight: torch.Tensor, kernel: int) -> torch.Tensor:
+    """The centre ``kernel`` x ``kernel`` crop of a k_max x k_max weight (once-for-all)."""
+    start = (weight.shape[-1] - kernel) // 2
+    return weight[..., start:start + kernel, start:start + kernel]
+
+
+class ElasticConvBN(nn.Module):
+    """A conv stored at its widest shape (``conv``: in, out, kernel) with BatchNorm (``bn``),
+    both sliced to the first channels at run time; ``depthwise`` ties groups to the width."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, *, depthwise: bool = False) -> None:
+        super().__init__()
+        self.depthwise = depthwise
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel, groups=in_channels if depthwise else 1, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn_momentum: float = 0.1  # set to 1/(k+1) by recalibration: cumulative average
+
+    def forward(self, x: torch.Tensor, out_channels: int, kernel: int = 1, stride: int = 1,
+                act: str | None = None) -> torch.Tensor:
+        in_channels = x.shape[1]
+        if self.depthwise:
+            weight, groups = self.conv.weight[:in_channels], in_channels
+        else:
+            weight, groups = self.conv.weight[:out_channels, :in_channels], 1
+        weight = _centre(weight, kernel) if kernel != self.conv.kernel_size[0] else weight
+        x = F.conv2d(x, weight, None, stride, (kernel - 1) // 2, 1, groups)
+        c, bn = x.shape[1], self.bn
+        x = F.batch_norm(x, bn.running_mean[:c], bn.running_var[:c], bn.weight[:c], bn.bias[:c], self.training,
+                         self.bn_momentum, bn.eps)
+        return x if act is None else _ACTS[act](x)
+
+
+class ElasticSqueezeExcite(nn.Module):
+    """MobileNetV3's SE (section 5.3) at the widest width; a narrower one uses the first
+    ``channels`` inputs and the first ``se_channels(channels)`` squeeze units."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        squeeze = se_channels(channels)
+        self.conv_reduce = nn.Conv2d(channels, squeeze, 1)
+        self.conv_expand = nn.Conv2d(squeeze, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        s = se_channels(c)
+        scale = F.adaptive_avg_pool2d(x, 1)
+        scale = F.relu(F.conv2d(scale, self.conv_reduce.weight[:s, :c], self.conv_reduce.bias[:s]))
+        scale = F.hardsigmoid(F.conv2d(scale, self.conv_expand.weight[:c, :s], self.conv_expand.bias[:c]))
+        return x * scale
+
+
+class RegularBranch(nn.Module):
+    """MnasNet's regular conv (``conv`` + optional ``se``), the builder's ``RegularConv`` names."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = ElasticConvBN(in_channels, out_channels, MAX_KERNEL)
+        self.se = ElasticSqueezeExcite(out_channels)
+
+    def forward(self, x: torch.Tensor, block: BlockSpec) -> torch.Tensor:
+        x = self.conv(x, block.out_channels, block.kernel, block.stride, block.act)
+        return self.se(x) if block.se else x
+
+
+class BottleneckBranch(nn.Module):
+    """An inverted bottleneck with the builder's ``Bottleneck`` names (``conv_pw`` absent when
+    ``expand`` is False: the depthwise-separable op); widths, kernel, SE and act are elastic."""
+
+    def __init__(self, in_channels: int, exp_channels: int, out_channels: int, *, expand: bool) -> None:
+        super().__init__()
+        self.conv_pw = ElasticConvBN(in_channels, exp_channels, 1) if expand else None
+        self.conv_dw = ElasticConvBN(exp_channels, exp_channels, MAX_KERNEL, depthwise=True)
+        self.se = ElasticSqueezeExcite(exp_channels)
+        self.conv_pwl = ElasticConvBN(exp_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, block: BlockSpec) -> torch.Tensor:
+        if self.conv_pw is not None:
+            x = self.conv_pw(x, block.exp_channels, 1, 1, block.act)
+        x = self.conv_dw(x, x.shape[1], block.kernel, block.stride, block.act)
+        if block.se:
+            x = self.se(x)
+        return self.conv_pwl(x, block.out_channels)
+
+    def expansion_parameters(self) -> Iterator[tuple[torch.Tensor, int]]:
+        """Every tensor indexed by the expansion channels, with the dimension they are on."""
+        assert self.conv_pw is not None  # only the MBConv branch has free expansion channels
+        for part in (self.conv_pw, self.conv_dw):
+            yield part.conv.weight, 0
+            yield from ((t, 0) for t in (part.bn.weight, part.bn.bias, part.bn.running_mean, part.bn.running_var))
+        yield self.se.conv_reduce.weight, 1
+        yield self.se.conv_expand.weight, 0
+        yield self.se.conv_expand.bias, 0
+        yield self.conv_pwl.conv.weight, 1
+
+
+class SuperBlock(nn.Module):
+    """One block position of a stage: the three op branches at their widest shapes."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.regular = RegularBranch(in_channels, out_channels)
+        self.dsconv = BottleneckBranch(in_channels, in_channels, out_channels, expand=False)
+        self.mbconv = BottleneckBranch(in_channels, in_channels * MAX_EXPANSION, out_channels, expand=True)
+
+    @staticmethod
+    def branch_name(block: BlockSpec, in_channels: int) -> str:
+        if block.op == "conv":
+            return "regular"
+        return "dsconv" if block.exp_channels == in_channels else "mbconv"
+
+    def forward(self, x: torch.Tensor, block: BlockSpec) -> torch.Tensor:
+        out = getattr(self, self.branch_name(block, x.shape[1]))(x, block)
+        return out + x if block.skip else out
+
+
+class ElasticHead(nn.Module):
+    """The efficient last stage (MobileNetV3 section 5.1) whose 1x1 feature conv takes the
+    first channels of the widest last stage; builder ``Head`` names."""
+
+    def __init__(self, in_channels: int, space: MnasNetSpace) -> None:
+        super().__init__()
+        head = space.head
+        self.act = head.act
+        self.dropout = head.dropout
+        self.conv_features = ElasticConvBN(in_channels, head.feature_channels, 1)
+        width = head.feature_channels
+        self.hidden = None
+        if head.hidden_channels is not None:
+            self.hidden = nn.Linear(width, head.hidden_channels)
+            width = head.hidden_channels
+        self.classifier = nn.Linear(width, space.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_features(x, self.conv_features.conv.out_channels, act=self.act)
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        if self.hidden is not None:
+            x = _ACTS[self.act](self.hidden(x))
+        return self.classifier(F.dropout(x, self.dropout, self.training))
+
+
+class Supernet(nn.Module):
+    """Every architecture of a MnasNet space in one module; ``forward(x, layout)`` runs one
+    sub-network (see the module docstring). ``stages.<s>.<i>`` is block ``i`` of stage ``s``."""
+
+    def __init__(self, space: MnasNetSpace) -> None:
+        super().__init__()
+        if space.name not in SUPERNET_SPACES:
+            raise ValueError(f"space {space.name!r} has no supernet; expected one of {list(SUPERNET_SPACES)}")
+        self.space = space
+        stem = space.stem
+        self.stem = ConvBNAct(space.in_channels, stem.out_channels, stem.kernel, stem.stride, act=stem.act)
+        stages, in_channels = [], stem.out_channels
+        for s, (_, repeats, _) in enumerate(space.stages):
+            out = space.stage_out_channels(s, max(FILTER_CHOICES))
+            depth = repeats + max(LAYER_CHOICES)
+            stages.append(nn.ModuleList(SuperBlock(in_channels if i == 0 else out, out) for i in range(depth)))
+            in_channels = out
+        self.stages = nn.ModuleList(stages)
+        self.head = ElasticHead(in_channels, space)
+        init_weights(self)
+
+    def layout(self, indices: tuple[int, ...]) -> Layout:
+        """The sub-network of the space's decision ``indices`` as blocks per stage."""
+        spec = self.space.decode(indices)
+        layout, start = [], 0
+        for s, (_, repeats, _) in enumerate(self.space.stages):
+            depth = max(1, repeats + LAYER_CHOICES[indices[s * 7 + 5]])
+            layout.append(spec.blocks[start:start + depth])
+            start += depth
+        return tuple(layout)
+
+    def layout_of(self, spec: ArchSpec) -> Layout:
+        """The layout of ``spec``; ``ValueError`` when it is not in the space (or of another shape)."""
+        return self.layout(self.space.encode(spec))
+
+    def forward(self, x: torch.Tensor, layout: Layout) -> torch.Tensor:
+        x = self.stem(x)
+        for stage, blocks in zip(self.stages, layout):
+            for module, block in zip(stage, blocks):
+                x = module(x, block)
+        return self.head(x)
+
+    def set_bn_momentum(self, momentum: float) -> None:
+        """The running-statistics momentum of every elastic BatchNorm (stem's included)."""
+        for module in self.modules():
+            if isinstance(module, ElasticConvBN):
+                module.bn_momentum = momentum
+        self.stem.bn.momentum = momentum
+
+    @torch.no_grad()
+    def sort_channels(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Reorder each MBConv's expansion channels by importance, the L1 norm of the linear
+        projection's weights on each (once-for-all section 3.2, "elastic width"), so that
+        first-k slicing keeps the most important ones; momentum buffers follow their weights."""
+        for stage in self.stages:
+            for block in stage:
+                branch = block.mbconv
+                importance = branch.conv_pwl.conv.weight.abs().sum(dim=(0, 2, 3))
+                order = torch.argsort(importance, descending=True, stable=True)
+                for tensor, dim in branch.expansion_parameters():
+                    tensor.copy_(tensor.index_select(dim, order))
+                    state = optimizer.state.get(tensor, {}) if optimizer is not None else {}
+                    if state.get("momentum_buffer") is not None:
+                        state["momentum_buffer"].copy_(state["momentum_buffer"].index_select(dim, order))
+
+
+def extreme_indices(space: MnasNetSpace, largest: bool) -> tuple[int, ...]:
+    """The largest (MBConv6, 5x5, SE, 1.25x filters, +1 layer, h-swish) or smallest (dsconv,
+    3x3, no SE, 0.75x, -1 layer, ReLU) sub-network: the sandwich rule's ends (BigNAS 3.1)."""
+    stage = (OP_CHOICES.index("mbconv6"), 1, 1, 1, 2, 2, 1) if largest else (OP_CHOICES.index("dsconv"), 0, 0, 0, 0, 0, 0)
+    return space.canonicalize(stage * len(space.stages))
+
+
+def make_supernet(space_name: str, *, resolution: int, num_classes: int, in_channels: int) -> Supernet:
+    """The supernet of space ``space_name`` at an input shape (weights from torch's global RNG)."""
+    if space_name not in SUPERNET_SPACES:
+        raise ValueError(f"--space {space_name!r} has no supernet; expected one of {list(SUPERNET_SPACES)}")
+    space = make_space(space_name, resolution=resolution, num_classes=num_classes, in_channels=in_channels)
+    return Supernet(space)
+
+
+def _slice_to(source: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Leading channels in every dimension but the kernel's, which is centre-cropped."""
+    if source.ndim == 4 and source.shape[-1] != shape[-1]:
+        source = _centre(source, shape[-1])
+    return source[tuple(slice(0, n) for n in shape)] if source.ndim else source
+
+
+def _source_names(supernet: Supernet, spec: ArchSpec) -> dict[str, str]:
+    """Stand-alone module prefix -> supernet prefix, block by block."""
+    names = {"stem.": "stem.", "head.": "head."}
+    flat = 0
+    for s, blocks in enumerate(supernet.layout_of(spec)):
+        for i, block in enumerate(blocks):
+            branch = SuperBlock.branch_name(block, spec.in_channels_of(flat))
+            names[f"blocks.{flat}."] = f"stages.{s}.{i}.{branch}."
+            flat += 1
+    return names
+
+
+@torch.no_grad()
+def extract_subnet(supernet: Supernet, spec: ArchSpec) -> nn.Module:
+    """A stand-alone :func:`search_spaces.builder.build_model` of ``spec`` holding the
+    supernet's slices (weights and BatchNorm statistics): it computes what
+    ``supernet(x, supernet.layout_of(spec))`` computes."""
+    model = build_model(spec)
+    source = supernet.state_dict()
+    prefixes = _source_names(supernet, spec)
+    state = {}
+    for name, target in model.state_dict().items():
+        prefix = next(p for p in prefixes if name.startswith(p))
+        state[name] = _slice_to(source[prefixes[prefix] + name[len(prefix):]], target.shape).clone()
+    model.load_state_dict(state)
+    return model

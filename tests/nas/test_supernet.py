@@ -1,0 +1,192 @@
+"""The weight-sharing supernet: slicing is exact (a sliced sub-network computes what a
+stand-alone model with the copied weights computes), channel sorting keeps the function of the
+widest sub-network, the sandwich/uniform sampling is a pure function of seed and step, and an
+interrupted training resumes bit-identically."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from nas.supernet import Supernet, extract_subnet, extreme_indices, make_supernet
+from nas.supernet_train import SupernetConfig, SupernetTrainer
+from search_spaces.registry import make_space
+from training.checkpoint import load_checkpoint
+from training.datasets import load_dataset
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_statistics(net: torch.nn.Module, seed: int) -> None:
+    """Non-trivial BatchNorm statistics and affine weights, so a wrong slice shows."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator))
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.randn(n, generator=generator))
+            module.bias.data.copy_(torch.randn(n, generator=generator))
+
+
+@pytest.fixture(scope="module", params=["mnasnet", "mnasnet-small"])
+def supernet(request) -> Supernet:
+    torch.manual_seed(0)
+    net = make_supernet(request.param, resolution=16, num_classes=10, in_channels=1)
+    random_statistics(net, 1)
+    return net.eval()
+
+
+def sampled(net: Supernet, n: int, seed: int) -> list[tuple[int, ...]]:
+    rng = np.random.default_rng(seed)
+    picks = [net.space.sample_indices(rng) for _ in range(n)]
+    return [extreme_indices(net.space, True), extreme_indices(net.space, False), *picks]
+
+
+def test_a_sliced_subnet_computes_what_the_standalone_model_with_copied_weights_computes(supernet):
+    x = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for indices in sampled(supernet, 6, seed=3):
+            spec = supernet.space.decode(indices)
+            standalone = extract_subnet(supernet, spec).eval()
+            assert standalone.spec == spec
+            torch.testing.assert_close(supernet(x, supernet.layout(indices)), standalone(x), rtol=1e-5, atol=1e-6)
+
+
+def test_layout_of_a_spec_equals_the_layout_of_its_indices(supernet):
+    for indices in sampled(supernet, 5, seed=4):
+        assert supernet.layout_of(supernet.space.decode(indices)) == supernet.layout(indices)
+
+
+def test_a_spec_outside_the_space_is_refused_with_a_value_error(supernet):
+    spec = supernet.space.decode(extreme_indices(supernet.space, True)).replace(num_classes=7)
+    with pytest.raises(ValueError, match="not in this space"):
+        supernet.layout_of(spec)
+
+
+def test_unknown_space_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match=r"'mobilenet' has no supernet; expected one of \['mnasnet', 'mnasnet-small'\]"):
+        make_supernet("mobilenet", resolution=16, num_classes=10, in_channels=1)
+
+
+def test_sorting_channels_keeps_the_widest_subnet_and_orders_importance():
+    torch.manual_seed(0)
+    net = make_supernet("mnasnet", resolution=16, num_classes=10, in_channels=1)
+    random_statistics(net, 5)
+    net.eval()
+    x = torch.randn(2, 1, 16, 16)
+    layout = net.layout(extreme_indices(net.space, True))
+    with torch.no_grad():
+        before = net(x, layout)
+        net.sort_channels()
+        after = net(x, layout)
+    torch.testing.assert_close(before, after, rtol=1e-4, atol=1e-5)
+    importance = net.stages[3][0].mbconv.conv_pwl.conv.weight.abs().sum(dim=(0, 2, 3))
+    assert bool((importance[:-1] >= importance[1:]).all())
+
+
+def test_kernel_three_is_the_centre_of_the_stored_five_by_five():
+    space = make_space("mnasnet", resolution=16, num_classes=10, in_channels=1)
+    net = Supernet(space)
+    small = extreme_indices(space, False)  # every kernel 3x3
+    model = extract_subnet(net, space.decode(small))
+    stored = net.stages[0][0].dsconv.conv_dw.conv.weight
+    assert stored.shape[-1] == 5
+    torch.testing.assert_close(model.blocks[0].conv_dw.conv.weight, stored[:16, :, 1:4, 1:4])
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    """16 training and 20 validation images: 2 steps per epoch at batch 8."""
+    data = load_dataset("digits", resolution=16).train_subset(16, 0)
+    return dataclasses.replace(data, x_val=data.x_val[:20], y_val=data.y_val[:20])
+
+
+def tiny_config(**changes) -> SupernetConfig:
+    base = dict(epochs=2, batch_size=8, subnets_per_step=3, calibration_images=8, device="cpu", seed=3)
+    return SupernetConfig(**{**base, **changes})
+
+
+def test_sampled_subnets_are_a_function_of_seed_and_step(tiny_data):
+    trainer = SupernetTrainer(tiny_config(), tiny_data)
+    trainer._setup(torch.device("cpu"))
+    first = trainer.sample_layouts(5)
+    assert trainer.sample_layouts(5) == first and trainer.sample_layouts(6) != first
+    assert first[0] == trainer.largest and first[1] == trainer.smallest and len(first) == 3
+    uniform = SupernetTrainer(tiny_config(rule="uniform"), tiny_data)
+    uniform._setup(torch.device("cpu"))
+    assert len(uniform.sample_layouts(5)) == 1 and uniform.sample_layouts(5) == uniform.sample_layouts(5)
+
+
+class Crash(Exception):
+    """Stands in for SIGKILL: nothing after it runs."""
+
+
+def test_training_resumed_after_a_stop_or_a_kill_continues_bit_identically(tmp_path, tiny_data):
+    config = tiny_config()
+    reference = SupernetTrainer(config, tiny_data)
+    assert reference.fit()
+    # a stop between steps in epoch 2 (Ctrl-C): the checkpoint holds the step
+    stops = iter([False, False, True])
+    stopped = SupernetTrainer(config, tiny_data, checkpoint_path=tmp_path / "a.pt", should_stop=lambda: next(stops, False))
+    assert not stopped.fit()
+    resumed = SupernetTrainer(config, tiny_data, checkpoint_path=tmp_path / "a.pt")
+    assert resumed.fit(load_checkpoint(tmp_path / "a.pt"))
+    # a kill right after the epoch-1 checkpoint was written
+    killed = SupernetTrainer(config, tiny_data, checkpoint_path=tmp_path / "b.pt",
+                             on_epoch=lambda row: (_ for _ in ()).throw(Crash()))
+    with pytest.raises(Crash):
+        killed.fit()
+    again = SupernetTrainer(config, tiny_data, checkpoint_path=tmp_path / "b.pt")
+    assert again.fit(load_checkpoint(tmp_path / "b.pt"))
+    untimed = lambda rows: [{k: v for k, v in row.items() if not k.endswith("_s")} for row in rows]  # noqa: E731
+    for other in (resumed, again):
+        assert untimed(other.rows) == untimed(reference.rows)
+        for (name, a), b in zip(reference.net.state_dict().items(), other.net.state_dict().values()):
+            assert torch.equal(a, b), name
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, tiny_data):
+    stops = iter([True])
+    trainer = SupernetTrainer(tiny_config(), tiny_data, checkpoint_path=tmp_path / "c.pt", should_stop=lambda: next(stops, False))
+    assert not trainer.fit()
+    with pytest.raises(ValueError, match=r"other supernet settings \(fields \['lr'\]\)"):
+        SupernetTrainer(tiny_config(lr=0.05), tiny_data).fit(load_checkpoint(tmp_path / "c.pt"))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"space": "darts"}, "--space 'darts' has no supernet"),
+    ({"rule": "greedy"}, "--rule 'greedy' is not known"),
+    ({"epochs": 0}, "--epochs = 0"),
+    ({"subnets_per_step": 1}, "--subnets-per-step = 1"),
+    ({"lr": -1.0}, "--lr = -1.0"),
+    ({"device": "tpu"}, "--device 'tpu'"),
+])
+def test_bad_settings_name_the_value(changes, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        SupernetConfig(**changes)
+
+
+def test_recalibration_of_a_slice_equals_recalibrating_the_standalone_model():
+    from nas.supernet_eval import recalibrate
+    from training.inference import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    net = make_supernet("mnasnet", resolution=16, num_classes=10, in_channels=1)
+    x = torch.randn(32, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    for indices in sampled(net, 1, seed=5):
+        spec = net.space.decode(indices)
+        recalibrate(net, net.layout(indices), x, batch_size=32)
+        sliced = extract_subnet(net, spec).state_dict()
+        standalone = extract_subnet(net, spec)
+        recalibrate_batchnorm(standalone, x, batch_size=32, batches=1, generator=torch.Generator().manual_seed(0),
+                              device=torch.device("cpu"))
+        for name, value in standalone.state_dict().items():
+            if "running" in name:
+                torch.testing.assert_close(sliced[name], value, rtol=1e-4, atol=1e-4)
