@@ -18,7 +18,8 @@ import torch
 from nas.candidate import CandidateResult, failed
 from nas.supernet import Layout, Supernet, make_supernet
 from search_spaces.spec import ArchSpec
-from storage.runfolder import RunFolder, RunStatus
+from storage.runfolder import RunFolder
+from storage.status import Status
 from training.checkpoint import load_checkpoint
 from training.datasets import Dataset
 from training.evaluate import adapt_spec, binomial_stderr
@@ -76,7 +77,7 @@ def check_supernet_run(run_dir: str | Path, *, space: str, data: str,
         raise FileNotFoundError(f"--supernet {str(path)!r} is not a run folder (no manifest.json); "
                                 "expected a folder written by mobilenas supernet train")
     folder = RunFolder.open(path, job=JOB)
-    if folder.status is not RunStatus.FINISHED:
+    if folder.status is not Status.FINISHED:
         raise ValueError(f"--supernet {str(path)!r} is {folder.status.value}, not finished; finish it with "
                          f"mobilenas supernet train --resume {path}")
     trained = {"space": folder.manifest["config"].get("space"), "data": folder.manifest["config"].get("data"),
@@ -148,7 +149,7 @@ class SupernetEvaluator:
             self._place(device)
             recalibrate(self.net, layout, self.calibration)
             top1 = evaluate_layout(self.net, layout, self._x_val, self._y_val)
-        return CandidateResult(top1, binomial_stderr(top1, len(self._y_val)), "ok", 0, time.perf_counter() - start)
+        return CandidateResult(top1, binomial_stderr(top1, len(self._y_val)), Status.FINISHED, 0, time.perf_counter() - start)
 
     def _place(self, device: torch.device) -> None:
         """Move weights and images once, channels-last (2-3x faster CPU convolutions, measured)."""

@@ -16,7 +16,8 @@ from nas.supernet_eval import CHECKPOINT, JOB
 from nas.supernet_train import METRIC_COLUMNS, SupernetConfig, SupernetTrainer
 from search_spaces.counting import spec_cost
 from search_spaces.encoding import format_spec
-from storage.runfolder import RunFolder, RunStatus
+from storage.runfolder import RunFolder
+from storage.status import Status
 from storage.statefiles import CsvLog, write_json
 from training.checkpoint import load_checkpoint
 from training.datasets import Dataset, default_resolution, load_dataset
@@ -74,14 +75,14 @@ class SupernetJob:
             try:
                 done = trainer.fit(checkpoint)
             except TrainingDiverged as exc:
-                folder.set_status(RunStatus.DIVERGED, error=str(exc))
+                folder.set_status(Status.DIVERGED, error=str(exc))
                 raise ValueError(f"{exc} (run folder {folder.path})") from exc
             if not done:
-                folder.set_status(RunStatus.INTERRUPTED, step=trainer.step)
+                folder.set_status(Status.INTERRUPTED, step=trainer.step)
                 return None
             result = self._summary(trainer)
             write_json(folder.file(SUMMARY), result)
-            folder.set_status(RunStatus.FINISHED, step=trainer.step, summary=result)
+            folder.set_status(Status.FINISHED, step=trainer.step, summary=result)
         return result
 
     def _summary(self, trainer: SupernetTrainer) -> dict[str, Any]:

@@ -5,6 +5,8 @@ import dataclasses
 import math
 
 import numpy as np
+
+from storage.status import Status
 import pytest
 import torch
 
@@ -41,7 +43,7 @@ class ToyEvaluator:
     def evaluate(self, spec, *, on_epoch=None) -> CandidateResult:
         self.seen.append(spec)
         top1 = 0.5 + 0.4 * math.tanh(spec_cost(spec).params / 2e6)
-        return CandidateResult(top1, 0.01, "ok", 0, 0.001)
+        return CandidateResult(top1, 0.01, Status.FINISHED, 0, 0.001)
 
     def describe(self) -> dict:
         return {"name": self.name}
@@ -67,7 +69,7 @@ def test_a_toy_evaluator_drives_a_search_end_to_end_in_process(tmp_path):
     driver = driver_for(tmp_path, space)
     run_serial(driver, request_fn(toy))
     frame = TrialLog(tmp_path).frame()
-    assert len(frame) == 8 and (frame["status"] == "ok").all() and len(toy.seen) == 8
+    assert len(frame) == 8 and (frame["status"] == "finished").all() and len(toy.seen) == 8
     for spec, top1 in zip(toy.seen, frame["top1"]):
         assert top1 == pytest.approx(0.5 + 0.4 * math.tanh(spec_cost(spec).params / 2e6))
     summary = write_outputs(driver, tmp_path)
@@ -94,7 +96,7 @@ def test_supernet_evaluator_is_deterministic_and_absorbs_foreign_specs(supernet_
     assert isinstance(supernet_evaluator, Evaluator) and not supernet_evaluator.per_epoch
     spec = space.sample(np.random.default_rng(0))
     first, second = supernet_evaluator.evaluate(spec), supernet_evaluator.evaluate(spec)
-    assert first.status == "ok" and first.epochs == 0 and first.top1 == second.top1
+    assert first.status == "finished" and first.epochs == 0 and first.top1 == second.top1
     assert first.top1_stderr == pytest.approx(math.sqrt(first.top1 * (1 - first.top1) / 60))
     other = make_space("mnasnet-small", resolution=16, num_classes=10, in_channels=1).sample(np.random.default_rng(0))
     outside = supernet_evaluator.evaluate(other)
@@ -105,7 +107,7 @@ def test_supernet_evaluator_drives_a_search_in_process(tmp_path, supernet_evalua
     driver = driver_for(tmp_path, supernet_evaluator.net.space, strategy="random", trials=3)
     run_serial(driver, request_fn(supernet_evaluator))
     frame = TrialLog(tmp_path).frame()
-    assert len(frame) == 3 and (frame["status"] == "ok").all() and (frame["epochs"] == 0).all()
+    assert len(frame) == 3 and (frame["status"] == "finished").all() and (frame["epochs"] == 0).all()
 
 
 @pytest.mark.parametrize("changes, message", [
