@@ -2,9 +2,9 @@
 (for comparison) and, in :mod:`latency.command`, an on-device command runner.
 
 Every knob is an explicit field of a frozen settings dataclass and is recorded with the
-results (STYLE.md section 4). Samples are per-inference wall times in milliseconds;
+results (ARCHITECTURE.md). Samples are per-inference wall times in milliseconds;
 summaries use medians because single host stalls push the coefficient of variation of a
-series past 100% on this machine kind (FINDINGS.md).
+series past 100% on a 2-core x86 VM.
 
 Entry point for other packages: :func:`measure_model_ms`.
 """
@@ -92,7 +92,7 @@ def onnx_bytes_of(model: ModelLike, input_shape: tuple[int, ...]) -> bytes:
 @dataclass(frozen=True)
 class OrtSettings:
     """ONNX Runtime CPU settings; 1 intra-op thread by default (2 threads were no faster and
-    noisier on this 2-core machine kind, FINDINGS.md)."""
+    noisier on a 2-core x86 VM)."""
 
     intra_op_threads: int = 1
     inter_op_threads: int = 1
@@ -120,7 +120,7 @@ class OrtSettings:
 class OrtRunner:
     """One ONNX Runtime session with a fixed random input, ready to time.
 
-    Reusing a runner avoids the ~2.4 ms session creation per block (FINDINGS.md) when a
+    Reusing a runner avoids the ~2.4 ms session creation per block (measured on a 2-core x86 VM) when a
     model is measured in several interleaved rounds.
     """
 
@@ -168,7 +168,7 @@ class OrtMeasurer:
 
 @dataclass(frozen=True)
 class TorchSettings:
-    """torch eager CPU settings (comparison only: 3-6x slower than ORT here, FINDINGS.md)."""
+    """torch eager CPU settings (comparison only: 3-6x slower than ORT here, measured on a 2-core x86 VM)."""
 
     threads: int = 1
     batch: int = 1

@@ -1,4 +1,4 @@
-"""One protocol for every latency predictor a table can hold (STYLE.md section 4).
+"""One protocol for every latency predictor a table can hold (ARCHITECTURE.md).
 
 - ``table-sum``: the sum of the table entries of a spec's layers (MnasNet section 3's lookup);
 - ``calibrated``: that sum through the table's calibration (:mod:`latency.calibration`);

@@ -48,7 +48,7 @@ class SearchConfig:
     channels and classes); set, they price it at that deployment shape instead.
     ``strategy_config``: the strategy's settings (keys of its config dataclass; None: defaults).
     ``cpus_per_trial`` 1 with ``concurrency`` 2 is the fastest layout on a 2-core host
-    (FINDINGS: two 1-thread trainings are 1.5x one 2-thread training).
+    (measured on a 2-core VM: two 1-thread trainings are 1.5x one 2-thread training).
     ``evaluator``: ``proxy`` trains each candidate (``epochs``, ``train_subset``, ``asha``);
     ``supernet`` evaluates it with weights inherited from the trained supernet run folder
     ``supernet`` (``mobilenas supernet train``; see :mod:`nas.evaluator`)."""

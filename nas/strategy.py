@@ -1,4 +1,4 @@
-"""The ask/tell interface every search strategy implements (STYLE.md section 3).
+"""The ask/tell interface every search strategy implements (ARCHITECTURE.md).
 
 A strategy proposes points of a :class:`search_spaces.registry.SearchSpace` as canonical index
 vectors and learns from the outcomes it is told. It never trains, measures, sleeps, prints or

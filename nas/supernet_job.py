@@ -1,5 +1,5 @@
 """One ``supernet train`` job: run folder, data, training with checkpoints, result files
-(the one-shot training of once-for-all / BigNAS as a resumable job, STYLE.md section 8).
+(the one-shot training of once-for-all / BigNAS as a resumable job, ARCHITECTURE.md).
 
 ``SupernetJob(config, out=...).run()`` creates (or, given ``folder``, resumes) the run folder,
 records the resolved settings and the data, trains (:mod:`nas.supernet_train`) and writes

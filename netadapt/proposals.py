@@ -1,6 +1,6 @@
 """NetAdapt steps 1-2: per-layer shrink proposals sized by a latency predictor.
 
-MobileNetV3 section 4.2 (PAPER.md "NetAdapt"): each proposal cuts latency by at least
+MobileNetV3 section 4.2: each proposal cuts latency by at least
 ``delta = 0.01 x L0`` and is either (a) a smaller expansion layer of one block or (b) a
 smaller bottleneck width shared by all blocks of one residual group, so every residual
 stays valid (a block that no residual ties is a group of its own: its output width is a

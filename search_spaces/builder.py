@@ -1,7 +1,7 @@
 """Turn an :class:`ArchSpec` into a ``torch.nn.Module`` (MobileNetV3 section 5).
 
 Layer layout follows torchvision's ``mobilenetv3.py`` so that the golden parameter counts
-of PAPER.md are reproduced exactly: conv (no bias) + BN + activation everywhere, SE with
+of the paper's Tables 1-2 and torchvision are reproduced exactly: conv (no bias) + BN + activation everywhere, SE with
 ReLU squeeze and hard-sigmoid gate, linear projection, residual where the spec says so,
 and the efficient last stage (pool before the 1x1 hidden conv, which has no BN).
 
