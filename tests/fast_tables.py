@@ -23,9 +23,18 @@ class FakeTorchMeasurer(TorchMeasurer):
     def __init__(self) -> None:
         super().__init__(TorchSettings(threads=1, warmup=0, repeats=3))
 
-    def _time(self, model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-        params = sum(p.numel() for p in model.parameters())
-        return 0.01 + params / 1e6 + np.linspace(0, 1e-5, self.settings.repeats)
+    def runner(self, model: torch.nn.Module, input_shape: tuple[int, ...]) -> "FakeRunner":
+        return FakeRunner(0.01 + sum(p.numel() for p in model.parameters()) / 1e6)
+
+
+class FakeRunner:
+    """``run(repeats)``: a fixed time per run with a tiny spread, as the torch runner's samples."""
+
+    def __init__(self, ms: float) -> None:
+        self.ms = ms
+
+    def run(self, repeats: int, warmup: int = 0) -> np.ndarray:
+        return self.ms + np.linspace(0, 1e-5, repeats)
 
 
 def small_keys(n: int) -> list[LayerKey]:
