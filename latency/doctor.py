@@ -57,6 +57,8 @@ QUICK = DoctorConfig(windows=6, runs=20, gap_s=0.05, probes=4, pairs=20, resolut
 def quick_doctor(measurer: Measurer, like: ArchSpec) -> dict:
     """:data:`QUICK` at ``like``'s input shape through ``measurer``, as a manifest records it."""
     config = replace(QUICK, resolution=like.resolution, in_channels=like.in_channels, num_classes=like.num_classes)
+    if getattr(measurer, "runner", None) is None:  # a device: every block is a call (push, run, read), keep it short
+        config = replace(config, windows=3, probes=2, pairs=3, gap_s=0.0)
     report = run_doctor(config, measurer)
     return {k: v for k, v in report.to_dict().items() if k not in ("window_medians_ms", "paired_ratios")}
 
