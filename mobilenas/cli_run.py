@@ -107,9 +107,9 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(summary))
         return
     print(f"final model: test top-1 {100 * summary['top1']:.2f}% | {summary['latency_ms']:.4f} ms measured "
-          f"(target {summary['target_ms']:.4f} ms as measured at the start) | params {summary['params']:,} | "
+          f"(target {summary['target_ms']:.4f} ms in the latency table's units) | params {summary['params']:,} | "
           f"MAdds {summary['madds'] / 1e6:.2f} M")
-    print("measured in the same interleaved rounds (what to compare the final model's latency with):")
+    print("measured in the same session, each paired with the same reference (compare the final model with these):")
     for ref in summary["references"]:
         print(f"  {ref['name']}: test top-1 {100 * ref['top1']:.2f}% | {ref['latency_ms']:.4f} ms")
     print(f"report: {summary['report']}")

@@ -224,9 +224,11 @@ def write_pipeline_report(run: Pipeline) -> tuple[Path, Path]:
     head = Section("Result", [
         f"Data {run.config.data}, budget {run.config.budget}, seed {run.config.seed}. Final model: test top-1 "
         f"{100 * final.top1:.2f}% (+/- {100 * final.top1_stderr:.2f}, binomial standard error), measured latency "
-        f"{final.latency_ms:.4f} ms against a target of {target:.4f} ms, {final.params:,} parameters, "
+        f"{final.latency_ms:.4f} ms at this session's speed (the target, {target:.4f} ms, is in the latency "
+        f"table's units, i.e. at its build's speed), {final.params:,} parameters, "
         f"{final.madds_m:.2f} M multiply-adds. Every model below was trained with the same recipe and budget and "
-        "measured in the same interleaved session."], tables=[models])
+        "measured in one session, each paired with the same reference model, so their latencies compare."],
+        tables=[models])
     arch = Section("Final architecture (the paper's table)",
                    tables=[pd.DataFrame(table_rows(spec, str(spec.num_classes)), columns=list(COLUMNS))],
                    code=run.result("final")["arch"])
