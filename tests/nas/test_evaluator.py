@@ -23,14 +23,6 @@ from search_spaces.registry import make_space
 from training.datasets import load_dataset
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class ToyEvaluator:
     """Accuracy a smooth function of the parameter count; records what it was asked."""
 

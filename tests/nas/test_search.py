@@ -4,7 +4,6 @@ import math
 
 import pandas as pd
 import pytest
-import torch
 
 from nas.candidate import CandidateResult
 from nas.pareto import pareto_front
@@ -18,14 +17,6 @@ from search_spaces.mnasnet_space import MnasNetSpace
 
 SPACE = MnasNetSpace(resolution=32, num_classes=10, in_channels=1)
 NAMES = sorted(STRATEGIES)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class Crash(Exception):

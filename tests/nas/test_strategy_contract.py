@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from nas.registry import STRATEGIES, make_strategy
 from nas.strategy import Outcome, SpaceExhausted, Strategy
@@ -16,14 +15,6 @@ TINY = MnasNetSpace(resolution=32, num_classes=10, stages=((16, 1, 1),))  # 7 de
 THREE = MnasNetSpace(resolution=32, num_classes=10, stages=((16, 1, 1), (24, 2, 2), (40, 2, 2)))
 BAD_OUTCOMES = (Outcome(math.nan), Outcome(math.inf), Outcome(-math.inf), Outcome(0.9, "failed"),
                 Outcome(0.9, "diverged"), Outcome(0.9, "infeasible"))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def toy_reward(indices, seed=7):

@@ -15,14 +15,6 @@ from training.checkpoint import load_checkpoint
 from training.datasets import load_dataset
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_statistics(net: torch.nn.Module, seed: int) -> None:
     """Non-trivial BatchNorm statistics and affine weights, so a wrong slice shows."""
     generator = torch.Generator().manual_seed(seed)
