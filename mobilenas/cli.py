@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "mobilenas.cli_netadapt",
     "mobilenas.cli_run",
     "mobilenas.cli_compare",
+    "mobilenas.cli_platforms",
 )
 
 

@@ -169,8 +169,8 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(summary))
         return
     print(f"{summary['iterations']} iterations | predicted {summary['start_predicted_ms']:.4f} -> "
-          f"{summary['predicted_latency_ms']:.4f} ms (target {summary['target_ms']:.4f}) | measured ORT "
-          f"{summary['measured_latency_ms']:.4f} ms | test top-1 {summary['final_top1']:.4f} | run {summary['run_dir']}")
+          f"{summary['predicted_latency_ms']:.4f} ms (target {summary['target_ms']:.4f}) | measured "
+          f"{summary['measured_latency_ms']:.4f} ms (table units, paired) | test top-1 {summary['final_top1']:.4f} | run {summary['run_dir']}")
 
 
 def run_netadapt(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from latency.lazy import LazyPredictor, ensure_table
 from netadapt.evaluation import FinetuneJob, SequentialEvaluator
 from netadapt.floor import floor_spec
 from netadapt.loop import LoopEvent, LoopResult, NetAdapt, NetAdaptConfig
-from netadapt.report import end_to_end_ms, plot_trajectories, write_final
+from netadapt.report import plot_trajectories, write_final
 from netadapt.state import LoopStore, load_weights, save_weights
 from search_spaces.encoding import format_spec, parse_spec, spec_from_dict
 from search_spaces.spec import ArchSpec
@@ -209,14 +209,22 @@ def _model(spec: ArchSpec, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
     return model_of(spec, weights)
 
 
-def finish(folder: RunFolder, setup: JobSetup, result: LoopResult, data: Dataset) -> dict[str, Any]:
+def measured_with(predictor: LazyPredictor) -> Callable[[ArchSpec, dict[str, torch.Tensor]], float]:
+    """NetAdapt's end-to-end check: the whole model timed through the table's own measurer (the
+    platform it was built for, a device command included), paired with the table's reference
+    and given in the table's units, comparable with its predictions and the target."""
+    return lambda spec, weights: predictor.measure_ms([spec])[0]
+
+
+def finish(folder: RunFolder, setup: JobSetup, result: LoopResult, data: Dataset,
+           measure_ms: Callable[[ArchSpec, dict[str, torch.Tensor]], float]) -> dict[str, Any]:
     """Final files, trajectory plot, end-to-end latency; the manifest's ``results``."""
     store = LoopStore(folder.path)
     history = store.history.read()
     plot_trajectories({setup.netadapt.select: history}, folder.file("trajectory.png"),
                       target_ms=setup.netadapt.target_ms, title=f"NetAdapt {setup.spec_name} on {setup.data}")
     final = write_final(folder.path, result.spec, result.weights, data)
-    measured = end_to_end_ms(result.spec, result.weights)
+    measured = measure_ms(result.spec, result.weights)
     start = history[history["iteration"] == 0].iloc[0]
     summary = {"run_dir": str(folder.path), "iterations": result.state.iteration, "final_spec": final["arch"],
                "final_top1": final["test_top1"], "final_top1_stderr": final["test_top1_stderr"],
@@ -248,14 +256,14 @@ def execute(folder: RunFolder, setup: JobSetup, stop: Callable[[], bool], say: S
         if weights is None:
             return None
     with make_evaluator(folder, setup, data) as evaluator:
-        loop = NetAdapt(setup.netadapt, data, predictor.predict_ms, evaluator, store, measure_ms=end_to_end_ms,
+        loop = NetAdapt(setup.netadapt, data, predictor.predict_ms, evaluator, store, measure_ms=measured_with(predictor),
                         on_event=on_event, should_stop=stop)
         if not store.exists():
             begin(loop, spec, weights, data)
         result = loop.run()
     if result.stopped:
         return None
-    return finish(folder, setup, result, data)
+    return finish(folder, setup, result, data, measured_with(predictor))
 
 
 def read_setup(folder: RunFolder) -> JobSetup:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from pipeline.config import PipelineConfig
 from storage.runfolder import RunFolder
 from storage.status import Status
 
@@ -53,12 +52,14 @@ class Stage:
 
 class Pipeline:
     """Runs (or continues) ``stages`` in order in one pipeline run folder; ``summarize`` turns the
-    finished stages into the run's results."""
+    finished stages into the run's results. ``config`` is the job's settings (a
+    :class:`~pipeline.config.PipelineConfig` for ``mobilenas run``)."""
 
-    def __init__(self, folder: RunFolder, config: PipelineConfig, stages: Sequence[Stage],
+    def __init__(self, folder: RunFolder, config: Any, stages: Sequence[Stage],
                  summarize: Callable[["Pipeline"], dict[str, Any]], *, say: Say = lambda m: None,
-                 stop: Callable[[], bool] = lambda: False) -> None:
+                 stop: Callable[[], bool] = lambda: False, resume_command: str = "mobilenas run --resume") -> None:
         self.folder, self.config, self.say, self.stop = folder, config, say, stop
+        self.resume_command = resume_command
         self.stages, self.summarize = tuple(stages), summarize
         self.started = time.monotonic()
 
@@ -73,7 +74,7 @@ class Pipeline:
         """The recorded result of a finished stage."""
         record = self.records().get(stage, {})
         if record.get("status") != Status.FINISHED:
-            raise StageFailed(f"stage {stage!r} has not finished; resume with: mobilenas run --resume {self.path}")
+            raise StageFailed(f"stage {stage!r} has not finished; resume with: {self.resume_command} {self.path}")
         return record["result"]
 
     def run(self) -> dict[str, Any]:
@@ -100,7 +101,7 @@ class Pipeline:
             raise
         except Exception as exc:
             self._mark(name, Status.FAILED, error=f"{type(exc).__name__}: {exc}")
-            raise StageFailed(f"stage {name!r} failed: {exc} (fix the cause, then: mobilenas run --resume "
+            raise StageFailed(f"stage {name!r} failed: {exc} (fix the cause, then: {self.resume_command} "
                               f"{self.path})") from exc
         previous = float(self.records().get(name, {}).get("elapsed_s", 0.0))
         self._mark(name, Status.FINISHED, result=result, elapsed_s=round(previous + time.monotonic() - start, 2))

@@ -13,7 +13,7 @@ from tests.netadapt.loop_helpers import toy_predict_ms
 
 
 def toy_open_predictor(table, spec, on_drift, say, *, create, calibrate=None, trusted=False):
-    return SimpleNamespace(predict_ms=toy_predict_ms)
+    return SimpleNamespace(predict_ms=toy_predict_ms, measure_ms=lambda specs: [toy_predict_ms(s) for s in specs])
 
 
 def install() -> None:

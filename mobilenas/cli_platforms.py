@@ -1,0 +1,85 @@
+"""``mobilenas platforms compare``: a model found for each platform, timed on every platform
+(:mod:`pipeline.compare`). Resumable after a kill with ``--resume RUN_DIR``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from storage.runfolder import DEFAULT_OUT, RunFolder
+from training.datasets import DEFAULT_SEARCH_DATA
+
+JOB = "platforms"
+NUMBERS = {"start_width": float, "target_width": float, "target_scale": float, "seed": int, "pretrain_epochs": int,
+           "short_steps": int, "delta_fraction": float, "long_epochs": int, "threads": int, "pairs": int}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser("platforms", help="compare platforms: one model found per platform, run on every one")
+    sub = group.add_subparsers(dest="platforms_command", metavar="SUBCOMMAND", required=True)
+    p = sub.add_parser("compare", help="NetAdapt one start model to each platform's target, then time every found "
+                                       "model on every platform (matrix.json, matrix.png, architectures.md)")
+    p.add_argument("--platforms", nargs="+", default=None, metavar="NAME", help="two or more platform names")
+    p.add_argument("--data", default=None, help=f"data set (default {DEFAULT_SEARCH_DATA})")
+    p.add_argument("--start", default=None, help="start model NetAdapt shrinks (default mobilenetv3-large)")
+    p.add_argument("--target-like", default=None, help="each platform's target is this model's latency there "
+                                                        "(default mobilenetv3-small)")
+    for name, kind in NUMBERS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for run folders (default {DEFAULT_OUT})")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a stopped or killed comparison")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the results")
+    p.set_defaults(handler=run_compare)
+
+
+def _open(args: argparse.Namespace) -> tuple[RunFolder, Any]:
+    from pipeline.compare import CompareConfig
+
+    given = {k: getattr(args, k) for k in ("data", "start", "target_like", *NUMBERS) if getattr(args, k) is not None}
+    if args.resume is not None:
+        if given or args.platforms:
+            flags = [f"--{k.replace('_', '-')}" for k in given] + (["--platforms"] if args.platforms else [])
+            raise ValueError(f"--resume continues the comparison with its recorded settings; drop {', '.join(flags)}")
+        folder = RunFolder.open(args.resume, job=JOB)
+        folder.check_resumable()
+        return folder, CompareConfig.from_dict(folder.manifest["config"])
+    if not args.platforms:
+        raise ValueError("--platforms NAME NAME ... is required (see `mobilenas platform list`), or --resume RUN_DIR")
+    if args.out.exists() and not args.out.is_dir():
+        raise NotADirectoryError(f"--out {str(args.out)!r} is a file; expected a folder for run folders")
+    config = CompareConfig.for_names(args.platforms, **given)
+    return RunFolder.create(args.out, job=JOB, slug="platforms-" + "-".join(config.names)[:40], seed=config.seed,
+                            config=config.to_dict()), config
+
+
+def _say(message: str) -> None:
+    print(f"mobilenas platforms: {message}", file=sys.stderr, flush=True)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from pipeline.compare import compare_run
+    from pipeline.runner import StageStopped
+    from storage.status import Status
+
+    folder, config = _open(args)
+    _say(f"run folder {folder.path}")
+    with folder.session() as stop:
+        try:
+            summary = compare_run(folder, config, say=_say, stop=stop).run()
+        except StageStopped:
+            folder.set_status(Status.INTERRUPTED)
+            summary = None
+    if summary is None:
+        _say(f"stopped; finished work is saved: mobilenas platforms compare --resume {folder.path}")
+        return 130
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    for name, verdict in summary["verdicts"].items():
+        print(f"{name}: own model at {verdict['latency_ratio']:.3f}x its target "
+              f"({'meets' if verdict['meets_target'] else 'misses'} it), test top-1 {100 * verdict['top1']:.2f}%, "
+              f"{'on' if verdict['on_own_front'] else 'off'} its platform's Pareto front")
+    print(f"matrix: {summary['matrix_json']} (and matrix.csv, matrix.png, architectures.md beside it)")
+    return 0

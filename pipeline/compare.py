@@ -1,0 +1,196 @@
+"""``mobilenas platforms compare``: one architecture per platform, then every one on every platform.
+
+MnasNet (section 1) and MobileNetV3 (section 4) measure latency on the target platform because
+the best architecture depends on it. This job shows it: one start model is trained once, then
+for each named platform (:mod:`latency.platforms`) a lazy table is built with that platform's
+measurer, the target is fixed as the ``target_like`` model's latency on that platform, and
+NetAdapt (section 4.2) shrinks the start model to it. Finally every found model is timed on
+every platform, paired with the ``target_like`` model there (:mod:`pipeline.platform_matrix`).
+
+Stages, each resumable after a kill (the :class:`~pipeline.runner.Pipeline` runner):
+``start`` (train the start model), ``table-<platform>`` and ``netadapt-<platform>`` per
+platform, ``matrix`` (one column per platform, each kept as it is measured) and ``report``.
+Platforms are recorded with every setting when the run is created, so a resume measures on
+the same platforms even if a saved platform was edited since.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latency.lazy import LazyPredictor, ensure_table
+from latency.platforms import Platform, get_platform
+from netadapt.floor import floor_spec
+from netadapt.job import JobSetup, calibrate_for, check_target, execute, read_setup
+from netadapt.loop import NetAdaptConfig
+from pipeline.runner import Pipeline, Stage, StageStopped
+from search_spaces.encoding import format_spec, parse_spec
+from search_spaces.resolve import resolve_spec
+from search_spaces.spec import ArchSpec
+from storage.runfolder import RunFolder, child_run
+from storage.settings import check_settings, setting, settings_from_dict
+from storage.status import Status
+from training.config import TrainConfig
+from training.datasets import DEFAULT_SEARCH_DATA, Dataset, default_resolution, load_dataset
+from training.job import WEIGHTS, train_in
+
+RESUME = "mobilenas platforms compare --resume"
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """One comparison. ``platforms``: every platform's full record (``Platform.to_dict()``),
+    fixed at creation. NetAdapt settings default to ``mobilenas run``'s small budget."""
+
+    platforms: tuple[dict[str, Any], ...]
+    data: str = DEFAULT_SEARCH_DATA
+    start: str = "mobilenetv3-large"
+    start_width: float = setting(1.0, kind=float, low=0, low_open=True)
+    target_like: str = "mobilenetv3-small"
+    target_width: float = setting(1.0, kind=float, low=0, low_open=True)
+    target_scale: float = setting(1.0, kind=float, low=0, low_open=True)
+    seed: int = setting(0, low=0)
+    pretrain_epochs: int = setting(3, low=1)
+    short_steps: int = setting(10, low=1)
+    delta_fraction: float = setting(0.15, kind=float, low=0, low_open=True)
+    long_epochs: int = setting(1, low=0)
+    threads: int = setting(2, low=1)
+    pairs: int = setting(24, low=4)
+    names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        records = tuple(dict(p) for p in self.platforms)
+        object.__setattr__(self, "platforms", records)
+        names = tuple(str(p.get("name")) for p in records)
+        object.__setattr__(self, "names", names)
+        check_settings(self, "{flag}")
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ValueError(f"--platforms {' '.join(names)}: expected at least two different platforms")
+        for record in records:
+            self.platform(record["name"])  # every record must make a platform
+
+    @classmethod
+    def for_names(cls, names: list[str], **settings: Any) -> "CompareConfig":
+        """A new comparison of the platforms called ``names`` (built in or saved)."""
+        return cls(platforms=tuple(get_platform(n).to_dict() for n in names), **settings)
+
+    def platform(self, name: str) -> Platform:
+        record = next(p for p in self.platforms if p["name"] == name)
+        return Platform(**{k: v for k, v in record.items() if k != "tables"})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("names")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CompareConfig":
+        return settings_from_dict(cls, {k: v for k, v in data.items() if k != "names"}, "platform comparison config")
+
+
+def dataset(run: Pipeline) -> Dataset:
+    return load_dataset(run.config.data, resolution=default_resolution(run.config.data), split_seed=0)
+
+
+def adapted(name: str, width: float, data: Dataset) -> ArchSpec:
+    return resolve_spec(name, width=width, resolution=data.resolution, num_classes=data.num_classes,
+                        in_channels=data.in_channels)
+
+
+def stage_start(run: Pipeline) -> dict[str, Any]:
+    """The start model trained once (the same weights start NetAdapt on every platform)."""
+    config, data = run.config, dataset(run)
+    spec = adapted(config.start, config.start_width, data)
+    recipe = TrainConfig(epochs=config.pretrain_epochs, threads=config.threads, seed=config.seed)
+    result = train_in(run.path / "start", spec, data, recipe, spec_name=f"{config.start}-x{config.start_width:g}",
+                      data_name=config.data, split_seed=0, should_stop=run.stop)
+    if result is None:
+        raise StageStopped()
+    return {**result, "weights": str(Path(result["run_dir"]) / WEIGHTS)}
+
+
+def stage_table(name: str):
+    """The platform's lazy table at the data's shape, calibrated down to NetAdapt's floor, and its
+    target: the ``target_like`` model's paired ratio to the table's reference, in table units."""
+
+    def run_stage(run: Pipeline) -> dict[str, Any]:
+        config, data, began = run.config, dataset(run), time.perf_counter()
+        start = parse_spec(run.result("start")["arch"])
+        folder, message = ensure_table(run.path / "tables" / name, space="mnasnet", resolution=data.resolution,
+                                       in_channels=data.in_channels, num_classes=data.num_classes,
+                                       measurer=config.platform(name).make_measurer(), seed=config.seed)
+        run.say(f"{name}: {message}")
+        calibrate_for(folder, start, floor_spec(start, netadapt_config(config, 1.0).proposal_config()), run.say)
+        predictor = LazyPredictor(folder, trusted=True)
+        like = adapted(config.target_like, config.target_width, data)
+        paired = predictor.measure([like])[0]
+        target_ms = paired.in_units_of(predictor.table.reference_baseline_ms) * config.target_scale
+        run.say(f"{name}: target {target_ms:.4f} ms (table units) = {config.target_scale:g} x {config.target_like}: "
+                f"{paired.describe()} the table's reference")
+        return {"folder": str(folder), "target_ms": target_ms, "target_like": paired.to_dict(),
+                "build_s": round(time.perf_counter() - began, 1), "entries": len(predictor.table)}
+
+    return run_stage
+
+
+def netadapt_config(config: CompareConfig, target_ms: float) -> NetAdaptConfig:
+    return NetAdaptConfig(target_ms=target_ms, short_steps=config.short_steps, delta_fraction=config.delta_fraction,
+                          long_epochs=config.long_epochs, include_stem=True, include_head=True, seed=config.seed,
+                          long_threads=config.threads, threads=config.threads)
+
+
+def stage_netadapt(name: str):
+    """NetAdapt from the trained start model down to the platform's target."""
+
+    def run_stage(run: Pipeline) -> dict[str, Any]:
+        config, table, start = run.config, run.result(f"table-{name}"), run.result("start")
+        path = run.path / f"netadapt-{name}"
+        folder = child_run(path, "netadapt")
+        if folder is None:
+            setup = JobSetup(netadapt_config(config, table["target_ms"]), start["arch"], config.start, config.data, 0,
+                             table["folder"], "error", 1, None, start["weights"], config.pretrain_epochs,
+                             table_trusted=True)
+            check_target(setup, LazyPredictor(table["folder"], trusted=True).predict_ms)
+            folder = RunFolder.create(path, job="netadapt", slug=f"netadapt-{name}", seed=config.seed,
+                                      config=setup.to_dict())
+        elif folder.status is Status.FINISHED:
+            return folder.manifest["results"]
+        with folder.session() as stop:
+            summary = execute(folder, read_setup(folder), lambda: stop() or run.stop(),
+                              lambda m: run.say(f"{name}: {m}"), lambda event: None)
+        if summary is None:
+            raise StageStopped()
+        run.say(f"{name}: found {summary['final_spec']} (test top-1 {summary['final_top1']:.4f})")
+        return summary
+
+    return run_stage
+
+
+def stages(config: CompareConfig) -> tuple[Stage, ...]:
+    """The job's stages for ``config``'s platforms."""
+    from pipeline.platform_matrix import stage_matrix, stage_report
+
+    per_platform = [Stage(f"{kind}-{n}", make(n)) for n in config.names
+                    for kind, make in (("table", stage_table), ("netadapt", stage_netadapt))]
+    return (Stage("start", stage_start), *per_platform, Stage("matrix", stage_matrix), Stage("report", stage_report))
+
+
+def summarize(run: Pipeline) -> dict[str, Any]:
+    report = run.result("report")
+    return {"run_dir": str(run.path), **report}
+
+
+def compare_run(folder: RunFolder, config: CompareConfig, *, say=lambda m: None, stop=lambda: False) -> Pipeline:
+    """The comparison as a runnable :class:`Pipeline` in ``folder``."""
+    return Pipeline(folder, config, stages(config), summarize, say=say, stop=stop, resume_command=RESUME)
+
+
+def found_specs(run: Pipeline) -> dict[str, ArchSpec]:
+    """Each platform's found model."""
+    return {n: parse_spec(run.result(f"netadapt-{n}")["final_spec"]) for n in run.config.names}
+
+
+def spec_text(spec: ArchSpec) -> str:
+    return format_spec(spec)

@@ -1,0 +1,123 @@
+"""``mobilenas platforms compare``: settings, the matrix's fronts and verdicts, its report, and one
+small run end to end (slow)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from latency.platforms import Platform, save_platform
+from pipeline.compare import CompareConfig
+from pipeline.platform_matrix import mark_fronts, read_matrix, verdicts
+from pipeline.platform_report import describe_architecture, plot_matrix
+from search_spaces.reference import reference_spec
+
+NAMES = ("a", "b")
+
+
+def _cells() -> list[dict]:
+    """Model 'a' is fast on a and slow on b, 'b' the reverse; 'a' is the more accurate."""
+    ratios = {("a", "a"): 0.98, ("a", "b"): 1.20, ("b", "a"): 1.10, ("b", "b"): 0.97}
+    return [{"found_for": f, "measured_on": m, "latency_ratio": r, "latency_ratio_low": r - 0.02,
+             "latency_ratio_high": r + 0.02, "top1": 0.60 if f == "a" else 0.55} for (f, m), r in ratios.items()]
+
+
+def test_fronts_and_verdicts_follow_the_cells():
+    cells = _cells()
+    fronts = mark_fronts(cells, NAMES)
+    assert fronts == {"a": ["a"], "b": ["a", "b"]}  # on a, model a is faster and more accurate
+    result = verdicts(NAMES, cells)
+    assert result["a"] == {"meets_target": True, "within_interval": True, "on_own_front": True, "latency_ratio": 0.98,
+                           "top1": 0.60}
+    assert result["b"]["on_own_front"] and result["b"]["meets_target"]
+    cells[3]["latency_ratio"], cells[3]["latency_ratio_low"] = 1.03, 1.01
+    assert not verdicts(NAMES, cells)["b"]["meets_target"] and not verdicts(NAMES, cells)["b"]["within_interval"]
+
+
+def test_config_records_every_platform_setting_and_round_trips():
+    config = CompareConfig.for_names(["ort-cpu-1t", "ort-cpu-int8"], seed=3)
+    assert config.names == ("ort-cpu-1t", "ort-cpu-int8")
+    assert config.platforms[1]["settings"]["quant_format"] == "qdq"
+    again = CompareConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and again.platform("ort-cpu-int8").make_measurer().name == "ort-cpu-int8"
+
+
+def test_recorded_platform_is_used_after_the_saved_one_changes():
+    save_platform(Platform("laptop", "ort-cpu", {"intra_op_threads": 1}))
+    config = CompareConfig.for_names(["laptop", "ort-cpu-2t"])
+    save_platform(Platform("laptop", "ort-cpu", {"intra_op_threads": 2}), replace=True)
+    assert config.platform("laptop").settings["intra_op_threads"] == 1
+
+
+@pytest.mark.parametrize("names, message", [(["ort-cpu-1t"], "at least two"), (["ort-cpu-1t", "ort-cpu-1t"], "at least two"),
+                                            (["ort-cpu-1t", "nope"], "not known")])
+def test_bad_platform_lists_are_refused(names, message):
+    with pytest.raises(ValueError, match=message):
+        CompareConfig.for_names(names)
+
+
+def test_bad_numbers_are_refused_naming_the_flag():
+    with pytest.raises(ValueError, match="--pairs"):
+        CompareConfig.for_names(["ort-cpu-1t", "ort-cpu-2t"], pairs=1)
+
+
+def test_architecture_notes_and_plot(tmp_path):
+    notes = describe_architecture(reference_spec("mobilenetv3-small", resolution=32, num_classes=10, in_channels=1))
+    assert notes["blocks"] == 11 and notes["se_blocks"] == 9 and notes["kernels"] == {3: 3, 5: 8}
+    plot_matrix(_cells(), NAMES, tmp_path / "m.png")
+    assert (tmp_path / "m.png").stat().st_size > 1000
+
+
+def test_matrix_file_with_a_bad_cell_is_refused(tmp_path):
+    path = tmp_path / "matrix.json"
+    path.write_text(json.dumps({"matrix": [{"found_for": "a", "measured_on": "b"}]}))
+    with pytest.raises(ValueError, match="latency_ratio"):
+        read_matrix(path)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mobilenas", "platforms", "compare", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_refuses_missing_platforms_and_flags_with_resume(tmp_path):
+    done = _cli("--out", str(tmp_path))
+    assert done.returncode == 2 and "--platforms" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    done = _cli("--resume", str(tmp_path), "--platforms", "a", "b")
+    assert done.returncode == 2 and "drop --platforms" in done.stderr
+
+
+@pytest.mark.slow
+def test_small_comparison_end_to_end(tmp_path):
+    args = ["--platforms", "ort-cpu-1t", "ort-cpu-2t", "--data", "digits", "--start", "mobilenetv3-small",
+            "--start-width", "1.0", "--target-like", "mobilenetv3-small", "--target-width", "0.75",
+            "--pretrain-epochs", "1", "--short-steps", "2", "--long-epochs", "0", "--pairs", "6", "--threads", "1",
+            "--out", str(tmp_path), "--json"]
+    done = subprocess.run([sys.executable, "-m", "mobilenas", "platforms", "compare", *args], capture_output=True,
+                          text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    document = read_matrix(summary["matrix_json"])
+    cells = {(c["found_for"], c["measured_on"]) for c in document["matrix"]}
+    assert cells == {(f, m) for f in ("ort-cpu-1t", "ort-cpu-2t") for m in ("ort-cpu-1t", "ort-cpu-2t")}
+    assert set(document["verdicts"]) == {"ort-cpu-1t", "ort-cpu-2t"}
+    run_dir = Path(summary["run_dir"])
+    for name in ("matrix.csv", "matrix.png", "architectures.md"):
+        assert (run_dir / name).is_file()
+    # as if killed while timing the second column: the first column is kept, the second measured again
+    kept = (run_dir / "matrix" / "ort-cpu-1t.json").read_text()
+    (run_dir / "matrix" / "ort-cpu-2t.json").unlink()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["status"] = "interrupted"
+    for stage in ("matrix", "report"):
+        manifest["stages"][stage]["status"] = "interrupted"
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    again = subprocess.run([sys.executable, "-m", "mobilenas", "platforms", "compare", "--resume", str(run_dir), "--json"],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (run_dir / "matrix" / "ort-cpu-1t.json").read_text() == kept
+    assert (run_dir / "matrix" / "ort-cpu-2t.json").is_file()
+    assert "netadapt-ort-cpu-1t] done earlier, kept" in again.stderr
