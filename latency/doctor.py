@@ -1,9 +1,10 @@
 """How far this machine's timing can be trusted, measured in seconds.
 
 Two figures decide what a latency in milliseconds is worth here (see :mod:`latency.paired`):
-``swing``, the max/min of one model's window medians taken a moment apart (absolute speed),
-and ``paired_spread``, the max/min of the same paired ratio repeated (what every table,
-search and NetAdapt decision rests on). Beside them, what the system tells where it can be
+``swing``, the max/min of one model's wall-clock window medians taken a moment apart (absolute
+speed, as a user waits for it),
+and ``paired_spread``, the max/min of the same paired ratio repeated on the measurer's own clock
+(what every table, search and NetAdapt decision rests on). Beside them, what the system tells where it can be
 read: load average, CPU frequency governor, turbo boost, time stolen by the hypervisor. The
 advice follows pyperf's ``system tune``: quiet the machine, pin the clock, pin the cores.
 """
@@ -101,9 +102,17 @@ def system_state() -> dict[str, object]:
             "turbo": None if no_turbo is None and boost is None else (boost == "1" if boost is not None else no_turbo == "0")}
 
 
+def on_wall_clock(measurer: Measurer) -> Measurer:
+    """``measurer`` timing on the wall clock (what a user waits for), whatever its settings' clock."""
+    settings = getattr(measurer, "settings", None)
+    if getattr(settings, "clock", "wall") == "wall":
+        return measurer
+    return type(measurer)(replace(settings, clock="wall"))
+
+
 def measure_swing(measurer: Measurer, model: object, shape: tuple[int, ...], config: DoctorConfig) -> list[float]:
-    """One model's median over each of ``config.windows`` windows, ``gap_s`` apart (ms)."""
-    run = block_runner(measurer, model, shape)
+    """One model's wall-clock median over each of ``config.windows`` windows, ``gap_s`` apart (ms)."""
+    run = block_runner(on_wall_clock(measurer), model, shape)
     medians = []
     for _ in range(config.windows):
         medians.append(float(np.median(run(config.runs))))

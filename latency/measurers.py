@@ -2,9 +2,15 @@
 (for comparison) and, in :mod:`latency.command`, an on-device command runner.
 
 Every knob is an explicit field of a frozen settings dataclass and is recorded with the
-results (ARCHITECTURE.md). Samples are per-inference wall times in milliseconds;
-summaries use medians because single host stalls push the coefficient of variation of a
-series past 100% on a 2-core x86 VM.
+results (ARCHITECTURE.md). Samples are per-inference times in milliseconds on the settings'
+``clock``: ``thread``, the CPU time of the calling thread, for a runtime that computes in the
+calling thread (ONNX Runtime and torch with one thread), else ``wall``. The thread clock leaves
+out the moments the OS gave the core to another process: under a load average of 8 on 2 cores,
+MobileNetV3-Small (224x224, ORT, 1 thread) took 24-38 ms wall (10th-90th percentile) and
+5.6-6.0 ms thread CPU time, while another process's threads do not count at all (with 2 ORT
+threads the calling thread's CPU time is about half the process's, so ``thread`` is refused
+there). ``auto`` (the default) chooses; tables recorded before the clock existed were timed on
+the wall clock and keep it (:func:`latency.registry.measurer_from_recorded`).
 
 Entry point for other packages: :func:`measure_model_ms`.
 """
@@ -13,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol, Union, runtime_checkable
+from typing import Callable, Protocol, Union, runtime_checkable
 
 import numpy as np
 import onnxruntime as ort
@@ -60,6 +66,33 @@ class Measurer(Protocol):
         ...
 
 
+CLOCKS = ("auto", "thread", "wall")
+CLOCK_FUNCTIONS = {"thread": time.thread_time_ns, "wall": time.perf_counter_ns}
+
+
+def resolve_clock(owner: str, clock: str, threads: int) -> str:
+    """``auto`` becomes ``thread`` for one computing thread, else ``wall``; ``thread`` with more
+    threads is refused (the other threads' CPU time would be missed)."""
+    if clock not in CLOCKS:
+        raise ValueError(f"{owner}.clock = {clock!r} is not allowed; expected one of {CLOCKS}")
+    if clock == "auto":
+        return "thread" if threads == 1 else "wall"
+    if clock == "thread" and threads != 1:
+        raise ValueError(f"{owner}.clock = 'thread' times only the calling thread; with {threads} threads use 'wall'")
+    return clock
+
+
+def timed_runs(call: Callable[[], object], repeats: int, clock: str) -> np.ndarray:
+    """``repeats`` timed calls of ``call`` on ``clock`` (:data:`CLOCK_FUNCTIONS`); samples in ms."""
+    now = CLOCK_FUNCTIONS[clock]
+    samples = np.empty(repeats)
+    for i in range(repeats):
+        start = now()
+        call()
+        samples[i] = now() - start
+    return samples / 1e6
+
+
 def _check_positive(owner: str, name: str, value: object, low: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{owner}.{name} = {value!r} is not allowed; expected an integer >= {low}")
@@ -102,10 +135,13 @@ class OrtSettings:
     batch: int = 1
     warmup: int = 10
     repeats: int = 50
+    clock: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("intra_op_threads", "inter_op_threads", "batch", "repeats"):
             _check_positive("ort", name, getattr(self, name))
+        threads = self.intra_op_threads * (self.inter_op_threads if self.execution_mode == "parallel" else 1)
+        object.__setattr__(self, "clock", resolve_clock("ort", self.clock, threads))
         _check_positive("ort", "warmup", self.warmup, 0)
         if self.execution_mode not in EXECUTION_MODES:
             raise ValueError(f"ort.execution_mode = {self.execution_mode!r} is not allowed; expected one of {tuple(EXECUTION_MODES)}")
@@ -128,18 +164,14 @@ class OrtRunner:
         self.session = ort.InferenceSession(onnx_bytes, session_options(settings), providers=[settings.provider])
         self.input_name = self.session.get_inputs()[0].name
         self.feed = {self.input_name: np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)}
+        self.clock = settings.clock
 
     def run(self, repeats: int, warmup: int = 0) -> np.ndarray:
-        """``warmup`` untimed runs, then ``repeats`` timed runs; samples in ms."""
+        """``warmup`` untimed runs, then ``repeats`` timed runs; samples in ms on the settings' clock."""
         run, feed = self.session.run, self.feed
         for _ in range(warmup):
             run(None, feed)
-        samples = np.empty(repeats)
-        for i in range(repeats):
-            start = time.perf_counter_ns()
-            run(None, feed)
-            samples[i] = time.perf_counter_ns() - start
-        return samples / 1e6
+        return timed_runs(lambda: run(None, feed), repeats, self.clock)
 
 
 class OrtMeasurer:
@@ -174,11 +206,13 @@ class TorchSettings:
     batch: int = 1
     warmup: int = 5
     repeats: int = 30
+    clock: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("threads", "batch", "repeats"):
             _check_positive("torch", name, getattr(self, name))
         _check_positive("torch", "warmup", self.warmup, 0)
+        object.__setattr__(self, "clock", resolve_clock("torch", self.clock, self.threads))
 
 
 class TorchMeasurer:
@@ -195,7 +229,8 @@ class TorchMeasurer:
     def runner(self, model: ModelLike, input_shape: tuple[int, ...]) -> "TorchRunner":
         if not isinstance(model, nn.Module):
             raise ValueError(f"the {self.name} measurer needs a torch module, got {type(model).__name__}")
-        return TorchRunner(model, full_input_shape(input_shape, self.settings.batch), self.settings.threads)
+        return TorchRunner(model, full_input_shape(input_shape, self.settings.batch), self.settings.threads,
+                           self.settings.clock)
 
     def measure(self, model: ModelLike, input_shape: tuple[int, ...]) -> np.ndarray:
         return self.runner(model, input_shape).run(self.settings.repeats, self.settings.warmup)
@@ -205,26 +240,21 @@ class TorchRunner:
     """A torch module with a fixed random input, timed under ``torch.inference_mode`` with
     ``threads`` intra-op threads (restored after each call)."""
 
-    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], threads: int) -> None:
-        self.model, self.threads = model.eval(), threads
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], threads: int, clock: str = "wall") -> None:
+        self.model, self.threads, self.clock = model.eval(), threads, clock
         self.x = torch.from_numpy(np.random.default_rng(0).standard_normal(input_shape).astype(np.float32))
 
     def run(self, repeats: int, warmup: int = 0) -> np.ndarray:
-        """``warmup`` untimed runs, then ``repeats`` timed runs; samples in ms."""
+        """``warmup`` untimed runs, then ``repeats`` timed runs; samples in ms on the runner's clock."""
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
-        samples = np.empty(repeats)
         try:
             with torch.inference_mode():
                 for _ in range(warmup):
                     self.model(self.x)
-                for i in range(repeats):
-                    start = time.perf_counter_ns()
-                    self.model(self.x)
-                    samples[i] = time.perf_counter_ns() - start
+                return timed_runs(lambda: self.model(self.x), repeats, self.clock)
         finally:
             torch.set_num_threads(previous)
-        return samples / 1e6
 
 
 def measure_model_ms(model: ModelLike, input_shape: tuple[int, ...], settings: OrtSettings | None = None) -> np.ndarray:

@@ -35,5 +35,7 @@ def measurer_from_recorded(recorded: dict[str, object]) -> Measurer:
         raise ValueError(f"the table's measurer {name!r} is not known; expected one of {tuple(MEASURERS)}")
     settings_cls = MEASURERS[name][1]
     names = {f.name for f in fields(settings_cls)}
+    if "clock" in names and "clock" not in recorded:
+        recorded = {**recorded, "clock": "wall"}  # recorded before the clock was a setting: timed on the wall clock
     return make_measurer(name, settings_cls(**{k: v for k, v in recorded.items() if k in names}))
 
