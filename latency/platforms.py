@@ -197,9 +197,14 @@ def record_table(name: str, key: str, folder: Path) -> Platform:
 
 
 def filed_table(platform: Platform, key: str) -> Path | None:
-    """The table ``platform`` has filed under ``key``, if it still exists on disk."""
-    folder = platform.tables.get(key)
-    if folder is None or not (Path(folder) / "manifest.json").is_file():
+    """The table filed under ``key`` in the platform of ``platform``'s name, when that platform
+    still has ``platform``'s settings (a job's record may be older) and the table still exists."""
+    try:
+        current = get_platform(platform.name)
+    except (ValueError, StateFileError):
+        return None
+    folder = current.tables.get(key)
+    if current.record() != platform.record() or folder is None or not (Path(folder) / "manifest.json").is_file():
         return None
     return Path(folder)
 

@@ -7,12 +7,14 @@ in :data:`OPTION_DEFAULTS`, the settings of the tables a search builds by itself
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from latency.command import CommandSettings
 from latency.measurers import Measurer, OrtSettings, TorchSettings
-from latency.platforms import Platform, get_platform
+from latency.platforms import Platform, check_table, get_platform
 from latency.quantized import QUANT_FORMATS, OrtInt8Settings
 from latency.registry import MEASURERS, make_measurer
+from latency.table import read_manifest
 
 OPTION_DEFAULTS = {"threads": 1, "batch": 1, "warmup": 5, "repeats": 20, "quant_format": "qdq", "per_channel": False,
                    "quant_batches": 4, "command_template": None, "pattern": CommandSettings.pattern, "unit": "ms",
@@ -84,3 +86,8 @@ def platform_from_args(args: argparse.Namespace) -> Platform | None:
     if getattr(args, "platform", None) is None:
         return None
     return get_platform(args.platform)
+
+
+def check_platform_table(platform: Platform, table: str) -> None:
+    """ValueError when the table folder ``table`` was measured with other settings than ``platform``'s."""
+    check_table(platform, table, read_manifest(Path(table)))
