@@ -18,6 +18,7 @@ def use_fake_measurer(monkeypatch: pytest.MonkeyPatch, name: str = "fake-torch")
     import latency.drift
     import latency.lazy
     import latency.registry
+    import pipeline.stages
 
     platform = Platform(name, "torch-cpu", dict(FAKE_SETTINGS), "torch-cpu settings, timings faked")
     save_platform(platform)
@@ -31,6 +32,17 @@ def use_fake_measurer(monkeypatch: pytest.MonkeyPatch, name: str = "fake-torch")
         return FakeTorchMeasurer() if ours else from_recorded(recorded)
 
     monkeypatch.setattr(Platform, "make_measurer", fake_make)
-    for module in (latency.drift, latency.lazy, latency.registry):
+    for module in (latency.drift, latency.lazy, latency.registry, pipeline.stages):
         monkeypatch.setattr(module, "measurer_from_recorded", fake_from_recorded)
     return platform
+
+
+def small_lazy_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lazy tables of jobs (search, NetAdapt) calibrated on one sampled spec, one round."""
+    import functools
+
+    from latency.lazy import ensure_table
+
+    small = functools.partial(ensure_table, calibration_specs=1, calibration_rounds=1)
+    for where in ("nas.pricing.ensure_table", "netadapt.job.ensure_table"):
+        monkeypatch.setattr(where, small)

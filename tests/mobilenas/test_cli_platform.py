@@ -109,3 +109,12 @@ def test_latency_build_with_platform_records_its_settings_and_files_the_table(ca
     assert "filed table" in printed
     code, out_json, _ = run_cli(capsys, "platform", "show", platform.name, "--json")
     assert json.loads(out_json)["tables"]
+
+
+def test_platform_doctor_times_through_the_platforms_measurer(capsys, monkeypatch):
+    platform = use_fake_measurer(monkeypatch)
+    code, out, err = run_cli(capsys, "platform", "doctor", platform.name, "--windows", "2", "--probes", "2",
+                             "--resolution", "32", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["verdict"] and len(report["paired_ratios"]) == 2

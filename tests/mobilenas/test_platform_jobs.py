@@ -16,12 +16,14 @@ from netadapt.job import JobSetup
 from pipeline.config import PipelineConfig
 from search_spaces.encoding import spec_to_dict
 from tests.netadapt.loop_helpers import loop_spec
-from tests.platform_fakes import FAKE_SETTINGS, use_fake_measurer
+from tests.fast_tables import build_small_table
+from tests.platform_fakes import FAKE_SETTINGS, small_lazy_tables, use_fake_measurer
 
 
 @pytest.fixture
 def platform(tmp_path, monkeypatch) -> Platform:
     monkeypatch.setenv("MOBILENAS_HOME", str(tmp_path / "home"))
+    small_lazy_tables(monkeypatch)
     return use_fake_measurer(monkeypatch)
 
 
@@ -40,8 +42,8 @@ def _search(out: Path, platform: Platform, monkeypatch):
 
     monkeypatch.setattr(SearchJob, "_run_trials", lambda self, driver, evaluator, stop: None)
     monkeypatch.setattr("nas.job.write_outputs", lambda driver, path: {"run_dir": str(path)})
-    args = build_parser().parse_args(["search", "--data", "digits", "--target-ms", "0.5", "--platform", platform.name,
-                                      "--out", str(out)])
+    args = build_parser().parse_args(["search", "--data", "digits", "--target-ms", "0.5", "--strategy", "random",
+                                      "--platform", platform.name, "--out", str(out)])
     job = SearchJob(config_from_args(args), out=out)
     job.run()
     return job.folder
@@ -78,9 +80,8 @@ def _setup() -> JobSetup:
     return JobSetup(NetAdaptConfig(target_ms=1.0), "s", "s", "digits", 0, "t", "error", 1, None, None, 1)
 
 
-def test_a_table_of_other_settings_is_refused_with_the_platform(tmp_path, platform, monkeypatch, capsys):
-    folder = _search(tmp_path / "runs", platform, monkeypatch)
-    table = str(folder.path / "latency")
+def test_a_table_of_other_settings_is_refused_with_the_platform(tmp_path, platform, capsys):
+    table = str(build_small_table(tmp_path / "table"))  # measured with torch-cpu settings
     for argv in (["search", "--data", "digits", "--target-ms", "1"], ["run", "--data", "digits", "--target-ms", "1"]):
         code = main([*argv, "--platform", "ort-cpu-2t", "--table", table, "--out", str(tmp_path / "refused")])
         err = capsys.readouterr().err
@@ -112,3 +113,18 @@ def test_netadapt_builds_a_table_per_platform_with_its_measurer_and_files_it(tmp
     again = cli_netadapt.prepare(_netadapt_args(tmp_path, "--platform", platform.name), lambda message: None)
     assert Path(again.table) == table.resolve() and not again.table_trusted
     assert JobSetup.from_dict(json.loads(json.dumps(again.to_dict()))).platform == platform.record()
+
+
+def test_the_pipeline_table_stage_builds_with_the_platform_and_files_the_table(tmp_path, platform):
+    from types import SimpleNamespace
+
+    from pipeline import stages
+    from pipeline.config import table_trusted
+
+    config = PipelineConfig(data="digits", target_ms=1.0, space="mnasnet", platform=platform.record())
+    run = SimpleNamespace(path=tmp_path / "run", config=config, say=lambda message: None)
+    result = stages.stage_table(run)
+    assert _measured_with(result["folder"]) == WANTED and table_trusted(config, result)
+    assert get_platform(platform.name).tables == {table_key("mnasnet", 32, 1, 10): str(Path(result["folder"]).resolve())}
+    later = stages.stage_table(SimpleNamespace(path=tmp_path / "later", config=config, say=lambda message: None))
+    assert Path(later["folder"]) == Path(result["folder"]).resolve() and not table_trusted(config, later)
