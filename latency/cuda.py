@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from latency.measurers import ModelLike, TorchMeasurer, TorchSettings, full_input_shape
+from latency.measurers import ModelLike, TorchMeasurer, TorchRunner, TorchSettings, full_input_shape
 
 
 def cuda_available() -> bool:
@@ -45,32 +45,22 @@ class TorchCudaMeasurer(TorchMeasurer):
         return TorchCudaRunner(model, full_input_shape(input_shape, self.settings.batch), self.settings.threads)
 
 
-class TorchCudaRunner:
+class TorchCudaRunner(TorchRunner):
     """A copy of the module on the GPU with a fixed random input there, timed run by run with a
     synchronisation before and after each run."""
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...], threads: int) -> None:
         self.device = torch.device("cuda", 0)
-        self.model = copy.deepcopy(model).eval().to(self.device)
-        self.threads = threads
-        data = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
-        self.x = torch.from_numpy(data).to(self.device)
+        super().__init__(copy.deepcopy(model).to(self.device), input_shape, threads)
+        self.x = self.x.to(self.device)
 
-    def run(self, repeats: int, warmup: int = 0) -> np.ndarray:
-        """``warmup`` untimed runs, then ``repeats`` timed runs; samples in ms."""
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
+    def timed(self, repeats: int) -> np.ndarray:
+        """``repeats`` timed runs in ns, each from an idle GPU to its output being ready."""
         samples = np.empty(repeats)
-        try:
-            with torch.inference_mode():
-                for _ in range(warmup):
-                    self.model(self.x)
-                for i in range(repeats):
-                    torch.cuda.synchronize(self.device)
-                    start = time.perf_counter_ns()
-                    self.model(self.x)
-                    torch.cuda.synchronize(self.device)
-                    samples[i] = time.perf_counter_ns() - start
-        finally:
-            torch.set_num_threads(previous)
-        return samples / 1e6
+        for i in range(repeats):
+            torch.cuda.synchronize(self.device)
+            start = time.perf_counter_ns()
+            self.model(self.x)
+            torch.cuda.synchronize(self.device)
+            samples[i] = time.perf_counter_ns() - start
+        return samples

@@ -213,18 +213,22 @@ class TorchRunner:
         """``warmup`` untimed runs, then ``repeats`` timed runs; samples in ms."""
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
-        samples = np.empty(repeats)
         try:
             with torch.inference_mode():
                 for _ in range(warmup):
                     self.model(self.x)
-                for i in range(repeats):
-                    start = time.perf_counter_ns()
-                    self.model(self.x)
-                    samples[i] = time.perf_counter_ns() - start
+                return self.timed(repeats) / 1e6
         finally:
             torch.set_num_threads(previous)
-        return samples / 1e6
+
+    def timed(self, repeats: int) -> np.ndarray:
+        """``repeats`` timed runs in ns (threads and inference mode already set)."""
+        samples = np.empty(repeats)
+        for i in range(repeats):
+            start = time.perf_counter_ns()
+            self.model(self.x)
+            samples[i] = time.perf_counter_ns() - start
+        return samples
 
 
 def measure_model_ms(model: ModelLike, input_shape: tuple[int, ...], settings: OrtSettings | None = None) -> np.ndarray:
