@@ -172,6 +172,12 @@ class LazyPredictor:
         self.table = rescaled(table, self.drift.ratio, self.drift) if self.drift.action == "rescaled" else table
 
 
+def default_measurer() -> Measurer:
+    """The measurer of tables a job builds by itself when no platform is named: ONNX Runtime CPU,
+    one thread, 5 warm-up and 20 timed runs (the settings of the built-in platform ``ort-cpu-1t``)."""
+    return OrtMeasurer(OrtSettings(warmup=5, repeats=20))
+
+
 def _space_factory(space: str | SpaceFactory) -> tuple[str, SpaceFactory]:
     if callable(space):
         return str(getattr(space, "name", getattr(space, "__name__", "custom"))), space
@@ -197,7 +203,7 @@ def ensure_table(folder: str | Path, *, space: str | SpaceFactory, resolution: i
     """
     folder = Path(folder)
     name, factory = _space_factory(space)
-    measurer = measurer or OrtMeasurer(OrtSettings(warmup=5, repeats=20))
+    measurer = measurer or default_measurer()
     space_obj = factory(resolution=resolution, in_channels=in_channels, num_classes=num_classes)
     shape = {"in_channels": int(in_channels), "num_classes": int(num_classes)}
     if (folder / MANIFEST_FILE).exists():

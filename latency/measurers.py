@@ -252,9 +252,13 @@ class TorchRunner:
             with torch.inference_mode():
                 for _ in range(warmup):
                     self.model(self.x)
-                return timed_runs(lambda: self.model(self.x), repeats, self.clock)
+                return self.timed(repeats)
         finally:
             torch.set_num_threads(previous)
+
+    def timed(self, repeats: int) -> np.ndarray:
+        """``repeats`` timed runs in ms on the runner's clock (threads and inference mode already set)."""
+        return timed_runs(lambda: self.model(self.x), repeats, self.clock)
 
 
 def measure_model_ms(model: ModelLike, input_shape: tuple[int, ...], settings: OrtSettings | None = None) -> np.ndarray:

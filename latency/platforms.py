@@ -24,6 +24,7 @@ import torch
 
 from latency.measurers import Measurer
 from latency.registry import MEASURERS, make_measurer
+from latency.table import read_manifest
 from storage.statefiles import StateFileError, read_json, write_json
 
 PLATFORM_FORMAT = 1
@@ -81,6 +82,18 @@ class Platform:
         data = asdict(self)
         data["settings"] = asdict(self.settings_object())
         return data
+
+    def record(self) -> dict[str, Any]:
+        """What a job records to rebuild this platform from its run folder alone: the name, the
+        measurer and every setting (later edits of the saved platform do not change the job)."""
+        return {"name": self.name, "measurer": self.measurer, "settings": asdict(self.settings_object())}
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> "Platform":
+        """The platform :meth:`record` wrote (ValueError naming a bad field)."""
+        if not isinstance(data, dict) or set(data) != {"name", "measurer", "settings"}:
+            raise ValueError(f"platform record {data!r} is not allowed; expected an object with name, measurer, settings")
+        return cls(str(data["name"]), str(data["measurer"]), dict(data["settings"]))
 
 
 def table_key(space: str, resolution: int, in_channels: int, num_classes: int) -> str:
@@ -156,7 +169,7 @@ def save_platform(platform: Platform, *, replace: bool = False) -> Path:
         raise ValueError(f"platform {platform.name!r} is built in; choose another name")
     path = _path(platform.name)
     if path.exists() and not replace:
-        raise FileExistsError(f"platform {platform.name!r} exists ({path}); remove it first or choose another name")
+        raise FileExistsError(f"platform {platform.name!r} exists ({path}); pass --replace, remove it first or choose another name")
     data = {"format": PLATFORM_FORMAT, **platform.to_dict()}
     data.pop("builtin")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,3 +194,64 @@ def record_table(name: str, key: str, folder: Path) -> Platform:
                        {**platform.tables, key: str(Path(folder).resolve())}, builtin=platform.builtin)
     save_platform(updated, replace=True)
     return updated
+
+
+def filed_table(platform: Platform, key: str) -> Path | None:
+    """The table filed under ``key`` in the platform of ``platform``'s name, when that platform
+    still has ``platform``'s settings (a job's record may be older) and the table still exists."""
+    try:
+        current = get_platform(platform.name)
+    except (ValueError, StateFileError):
+        return None
+    folder = current.tables.get(key)
+    if current.record() != platform.record() or folder is None or not (Path(folder) / "manifest.json").is_file():
+        return None
+    return Path(folder)
+
+
+def settings_differences(platform: Platform, recorded: dict[str, Any]) -> list[str]:
+    """How the measurer settings a table recorded differ from ``platform``'s (runtime versions aside)."""
+    wanted = {"measurer": platform.measurer, **asdict(platform.settings_object())}
+    return [f"{name} {recorded.get(name)!r} (platform: {value!r})" for name, value in wanted.items()
+            if recorded.get(name) != value]
+
+
+def check_table(platform: Platform, folder: str | Path, manifest: dict[str, Any]) -> None:
+    """ValueError when the table in ``folder`` (its ``manifest``) was measured with other settings
+    than ``platform``'s."""
+    diffs = settings_differences(platform, manifest.get("measurer") or {})
+    if diffs:
+        raise ValueError(f"table {folder} was not measured with platform {platform.name!r}'s settings: "
+                         f"{'; '.join(diffs)}; expected a table of that platform (or drop --table)")
+
+
+def resolve_table(platform: Platform | None, table: str | None, key: str) -> str | None:
+    """The table a job opens: ``table`` as given (refused when measured with other settings than
+    ``platform``'s), else the platform's table filed under ``key``; None: the job builds its own
+    lazily with the platform's measurer (or the default one without a platform)."""
+    if table is not None:
+        if platform is not None and (Path(table) / "manifest.json").is_file():
+            check_table(platform, table, read_manifest(Path(table)))
+        return table
+    if platform is None:
+        return None
+    found = filed_table(platform, key)
+    return None if found is None else str(found)
+
+
+def file_table(platform: Platform, key: str, folder: Path) -> str:
+    """File ``folder`` under ``key`` in the saved platform of that name when it still has these
+    settings; one line saying what happened."""
+    try:
+        current = get_platform(platform.name)
+    except (ValueError, StateFileError) as exc:
+        return f"table not filed in platform {platform.name!r}: {exc}"
+    if current.record() != platform.record():
+        return f"table not filed in platform {platform.name!r}: its settings changed since this job started"
+    if current.tables.get(key) == str(Path(folder).resolve()):
+        return f"table {folder} is platform {platform.name!r}'s for {key}"
+    try:
+        record_table(platform.name, key, folder)
+    except (ValueError, OSError) as exc:  # filing is a convenience: the job's own table is already in place
+        return f"table not filed in platform {platform.name!r}: {exc}"
+    return f"filed table {folder} in platform {platform.name!r} for {key}"

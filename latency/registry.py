@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from latency.command import CommandMeasurer, CommandSettings
+from latency.cuda import TorchCudaMeasurer
 from latency.measurers import Measurer, OrtMeasurer, OrtSettings, TorchMeasurer, TorchSettings
 from latency.quantized import OrtInt8Measurer, OrtInt8Settings
 
@@ -11,9 +12,11 @@ MEASURERS: dict[str, tuple[type, type]] = {
     "ort-cpu": (OrtMeasurer, OrtSettings),
     "ort-cpu-int8": (OrtInt8Measurer, OrtInt8Settings),
     "torch-cpu": (TorchMeasurer, TorchSettings),
+    "torch-cuda": (TorchCudaMeasurer, TorchSettings),
     "command": (CommandMeasurer, CommandSettings),
 }
-"""name -> (measurer class, settings class); contract tests run over every entry."""
+"""name -> (measurer class, settings class); contract tests run over every entry (``torch-cuda``
+only where a GPU is present)."""
 
 
 def make_measurer(name: str, settings: object | None = None) -> Measurer:

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "mobilenas.cli_demo",
     "mobilenas.cli_train",
     "mobilenas.cli_latency",
+    "mobilenas.cli_platform",
     "mobilenas.cli_search",
     "mobilenas.cli_supernet",
     "mobilenas.cli_netadapt",

@@ -11,19 +11,20 @@ from pathlib import Path
 
 from latency.build import BuildConfig, TableBuilder
 from latency.drift import DEFAULT_TOLERANCE, DriftReport
-from latency.command import CommandSettings
 from latency.keys import space_keys
 from latency.lazy import LazyPredictor
-from latency.measurers import OrtSettings, TorchSettings
-from latency.quantized import QUANT_FORMATS, OrtInt8Settings
+from latency.measurers import Measurer
+from latency.platforms import Platform, file_table, table_key
 from latency.predictor import LatencyPredictor
-from latency.registry import MEASURERS, make_measurer, measurer_from_recorded
+from latency.registry import measurer_from_recorded
 from latency.table import VALIDATION_FILE, load_table, read_manifest
 from latency.validation import ValidationConfig, sample_specs, score_predictors, validate, write_report
 from mobilenas.cli_doctor import add_doctor
 from mobilenas.cli_fit import add_fit
 from mobilenas.latency_args import Bars as _Bars
 from mobilenas.latency_args import lazy_predictor as _lazy_predictor
+from mobilenas.measurer_args import (add_measurer_arguments, add_platform_argument, given_options, measurer_from_args,
+                                     platform_from_args)
 from mobilenas.spec_args import add_spec_arguments, spec_from_args
 from storage.statefiles import check_fields, read_json
 from search_spaces.encoding import format_spec
@@ -43,23 +44,6 @@ def _drift_note(report: DriftReport) -> str | None:
     return None if report.action == "ok" else f"note: {report.describe()}"
 
 
-def _measurer_from_args(args: argparse.Namespace) -> object:
-    if args.measurer == "ort-cpu":
-        settings = OrtSettings(intra_op_threads=args.threads, batch=args.batch, warmup=args.warmup, repeats=args.repeats)
-    elif args.measurer == "ort-cpu-int8":
-        settings = OrtInt8Settings(intra_op_threads=args.threads, batch=args.batch, warmup=args.warmup, repeats=args.repeats,
-                                   quant_format=args.quant_format, per_channel=args.per_channel,
-                                   calibration_batches=args.quant_batches)
-    elif args.measurer == "torch-cpu":
-        settings = TorchSettings(threads=args.threads, batch=args.batch, warmup=args.warmup, repeats=args.repeats)
-    else:
-        if not args.command_template:
-            raise ValueError("--measurer command needs --command TEMPLATE (with a {model} placeholder)")
-        settings = CommandSettings(template=args.command_template, pattern=args.pattern, unit=args.unit, batch=args.batch,
-                                   device_id=args.device_id)
-    return make_measurer(args.measurer, settings)
-
-
 def _check_build_options(args: argparse.Namespace) -> None:
     """Options no settings class checks, before anything is measured or written."""
     if args.calibration_specs < 1:
@@ -76,10 +60,23 @@ def _loo_text(calibration: dict) -> str:
     return f"LOO {loo:.2f}%"
 
 
+def _build_measurer(args: argparse.Namespace) -> tuple[Measurer, Platform | None]:
+    """The measurer of ``--platform`` (measurer options then refused) or of the options."""
+    platform = platform_from_args(args)
+    if platform is None:
+        return measurer_from_args(args), None
+    given = given_options(args)
+    if given:
+        raise ValueError(f"--platform {platform.name} fixes every measurer setting; drop {', '.join(given)} "
+                         "(or save another platform with mobilenas platform add)")
+    return platform.make_measurer(), platform
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     _check_build_options(args)
-    measurer = _measurer_from_args(args)
-    out = Path(args.out or f"results/runs/latency-{args.space}-r{'-'.join(map(str, args.resolution))}-{args.measurer}")
+    measurer, platform = _build_measurer(args)
+    label = platform.name if platform is not None else measurer.name
+    out = Path(args.out or f"results/runs/latency-{args.space}-r{'-'.join(map(str, args.resolution))}-{label}")
     shape = {"in_channels": args.in_channels, "num_classes": args.classes}
     spaces = [_space(args.space, r, shape) for r in args.resolution]
     calibration = [s for i, space in enumerate(spaces) for s in sample_specs(space, args.calibration_specs, args.seed + i)]
@@ -94,6 +91,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     table = builder.finish()
     print(f"table {out}: {len(table)} entries; calibration: "
           + ", ".join(f"r{r} {c['features']} {_loo_text(c)}" for r, c in table.manifest["calibration"].items()))
+    if platform is not None:
+        for resolution in args.resolution:
+            print(file_table(platform, table_key(args.space, resolution, args.in_channels, args.classes), out))
     return 0
 
 
@@ -263,26 +263,12 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="measure a latency table for a search space (resumable)")
     p.add_argument("--space", required=True, help=f"search space ({', '.join(SPACES)})")
     p.add_argument("--resolution", type=int, nargs="+", required=True, help="input side(s) in pixels")
-    p.add_argument("--measurer", choices=tuple(MEASURERS), default="ort-cpu")
-    p.add_argument("--command", dest="command_template", metavar="TEMPLATE", default=None,
-                   help="command template for --measurer command, with {model}")
-    p.add_argument("--pattern", default=CommandSettings.__dataclass_fields__["pattern"].default,
-                   help="regex reading the latency from the command output (group 'value', optional 'unit')")
-    p.add_argument("--unit", default="ms", help="unit of the number the pattern reads (us, ms, s)")
-    p.add_argument("--quant-format", choices=tuple(QUANT_FORMATS), default="qdq",
-                   help="ort-cpu-int8: quantized graph format (quantize_static)")
-    p.add_argument("--per-channel", action="store_true", help="ort-cpu-int8: per-channel weight scales")
-    p.add_argument("--quant-batches", type=int, default=4, help="ort-cpu-int8: calibration batches for quantize_static")
-    p.add_argument("--device-id", default=None,
-                   help="name of the device the command times on (e.g. serial + SoC); recorded and matched")
-    p.add_argument("--out", default=None, help="table folder (default results/runs/latency-SPACE-rR-MEASURER)")
+    add_platform_argument(p, "the table")
+    add_measurer_arguments(p)
+    p.add_argument("--out", default=None, help="table folder (default results/runs/latency-SPACE-rR-PLATFORM_OR_MEASURER)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration and reference specs")
     p.add_argument("--in-channels", type=int, default=3, help="input channels of the deployed model (stem keys)")
     p.add_argument("--classes", type=int, default=1000, help="classes of the deployed model (head keys)")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads (ORT) / torch threads")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=20, help="timed runs per pass (a key gets up to 3 passes if noisy)")
     p.add_argument("--batch-keys", type=int, default=25, help="keys measured between two reference measurements")
     p.add_argument("--calibration-specs", type=int, default=60, help="whole models measured per resolution to calibrate")
     p.add_argument("--calibration-rounds", type=int, default=3)

@@ -16,13 +16,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from netadapt.job import JobSetup, check_target, default_table_folder, execute, open_predictor, read_setup
+from latency.platforms import Platform, file_table, resolve_table, table_key
+from mobilenas.measurer_args import add_platform_argument, platform_from_args
 from mobilenas.progress import ProgressBar
+from netadapt.job import (TABLE_SPACE, JobSetup, check_target, default_table_folder, execute, open_predictor,
+                          read_setup)
 from mobilenas.spec_args import resolve_spec
 from netadapt.floor import floor_spec
 from netadapt.loop import LoopEvent, NetAdaptConfig
 from netadapt.selection import SELECTIONS
 from search_spaces.encoding import format_spec
+from search_spaces.spec import ArchSpec
 from storage.runfolder import DEFAULT_OUT, RunFolder
 from training.config import DEVICES, TrainConfig
 from training.datasets import DEFAULT_SEARCH_DATA, default_resolution, load_dataset
@@ -54,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"channel step and minimum width (default {DEFAULTS.granularity})")
     p.add_argument("--table", type=Path, default=None, metavar="DIR",
                    help="latency table folder (default: a lazy table for this machine under --out, built if absent)")
+    add_platform_argument(p, "the start model and every proposal")
     _add_drift_flags(p)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="proposals fine-tuned in parallel as Ray tasks (1 = in-process, no Ray)")
@@ -101,18 +106,32 @@ def prepare(args: argparse.Namespace, say) -> JobSetup:
     _check_flags(args)
     data = load_dataset(args.data, resolution=default_resolution(args.data), split_seed=args.split_seed)
     spec = resolve_spec(args.spec, resolution=data.resolution, num_classes=data.num_classes, in_channels=data.in_channels)
-    table = args.table if args.table is not None else default_table_folder(args.out, spec)
+    platform = platform_from_args(args)
+    table, own = _choose_table(args, spec, platform)
     on_drift = "rescale" if args.rescale else "force" if args.force else "error"
     setup = JobSetup(config, format_spec(spec), args.spec, args.data, args.split_seed, str(table), on_drift,
                      args.workers, args.address, None if args.weights is None else str(args.weights.resolve()),
-                     args.pretrain_epochs, table_trusted=args.table is None)
+                     args.pretrain_epochs, table_trusted=own,
+                     platform=None if platform is None else platform.record())
     floor = floor_spec(spec, config.proposal_config())
-    predictor = open_predictor(table, spec, on_drift, say, create=args.table is None, calibrate=floor,
-                               trusted=args.table is None)
+    measurer = None if platform is None else platform.make_measurer()
+    predictor = open_predictor(table, spec, on_drift, say, create=own, calibrate=floor, trusted=own, measurer=measurer)
+    if platform is not None and own:
+        say(file_table(platform, table_key(TABLE_SPACE, spec.resolution, spec.in_channels, spec.num_classes), table))
     l0_ms, floor_ms = check_target(setup, predictor.predict_ms)
     say(f"start {l0_ms:.4f} ms predicted, target {config.target_ms:.4f} ms ({config.target_ms / l0_ms:.0%}), "
         f"floor {floor_ms:.4f} ms")
     return setup
+
+
+def _choose_table(args: argparse.Namespace, spec: ArchSpec, platform: Platform | None) -> tuple[Path, bool]:
+    """``--table`` as given (checked against the platform), else the platform's table for this
+    shape, else this job's own lazy table under ``--out`` (per platform); True for the last."""
+    key = table_key(TABLE_SPACE, spec.resolution, spec.in_channels, spec.num_classes)
+    chosen = resolve_table(platform, None if args.table is None else str(args.table), key)
+    if chosen is not None:
+        return Path(chosen), False
+    return default_table_folder(args.out, spec, None if platform is None else platform.name), True
 
 
 class Progress:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mobilenas.measurer_args import add_platform_argument, check_platform_table, platform_from_args
 from pipeline.config import BUDGETS, PipelineConfig
 from storage.runfolder import DEFAULT_OUT, RunFolder
 from training.datasets import DEFAULT_SEARCH_DATA
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--w", type=float, default=-0.15, help="MnasNet reward exponent (default -0.15, MobileNetV3-Small)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table", default=None, metavar="DIR", help="latency table folder (default: create or reuse one)")
+    add_platform_argument(p, "the table")
     drift = p.add_mutually_exclusive_group()
     drift.add_argument("--rescale", action="store_true", help="a table from other hardware: scale it by the speed measured here (also with --resume)")
     drift.add_argument("--force", action="store_true", help="use a table from other hardware as it is (also with --resume)")
@@ -61,6 +63,9 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         raise ValueError(f"--address {args.address!r} is not allowed; expected host:port, ray://host:port or auto")
     if args.table is not None and not (Path(args.table) / "manifest.json").is_file():
         raise FileNotFoundError(f"--table {args.table!r} is not a latency table folder (no manifest.json)")
+    platform = platform_from_args(args)
+    if platform is not None and args.table is not None:
+        check_platform_table(platform, args.table)
     if args.target_like is not None:
         from mobilenas.spec_args import resolve_spec
 
@@ -70,14 +75,14 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
                           target_width=args.target_width, target_scale=args.target_scale, budget=args.budget, seed=args.seed, strategy=args.strategy,
                           space=args.space, w=args.w,
                           table=args.table, on_drift=on_drift, address=args.address, workers=args.workers,
-                          threads=args.threads)
+                          threads=args.threads, platform=None if platform is None else platform.record())
 
 
 def _given_with_resume(args: argparse.Namespace) -> list[str]:
     defaults = {"data": DEFAULT_SEARCH_DATA, "target_ms": None, "target_like": None, "target_width": 1.0,
                 "target_scale": 1.0,
                 "budget": "small", "strategy": "rl", "space": "mnasnet-small", "w": -0.15, "seed": 0, "table": None, "address": None, "workers": 2,
-                "threads": 2}
+                "threads": 2, "platform": None}
     return [f"--{k.replace('_', '-')}" for k, v in defaults.items() if getattr(args, k) != v]
 
 

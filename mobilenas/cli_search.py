@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.search import EVALUATOR_NAMES, STRATEGY_NAMES, ProgressInfo, SearchConfig
+from mobilenas.measurer_args import add_platform_argument, check_platform_table, platform_from_args
 from mobilenas.progress import ProgressBar
 from nas.rewards import REWARD_KINDS
 from storage.runfolder import DEFAULT_OUT, RunFolder
@@ -20,7 +21,7 @@ from training.datasets import DEFAULT_SEARCH_DATA
 DEFAULTS = SearchConfig(target_ms=1.0)
 SEARCH_OPTIONS = ("data", "target_ms", "strategy", "strategy_config", "trials", "seed", "reward", "w", "epochs", "concurrency",
                   "cpus_per_trial", "train_subset", "asha", "resolution", "price_resolution", "price_in_channels",
-                  "price_classes", "table", "on_drift", "evaluator", "supernet")
+                  "price_classes", "table", "on_drift", "evaluator", "supernet", "platform")
 ON_DRIFT = ("error", "rescale", "force")
 ADDRESS = re.compile(r"^(auto|ray://[^\s]+|[A-Za-z0-9.\-]+:\d{1,5})$")
 
@@ -55,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--price-classes", type=int, default=None, help="price at this many classes")
     p.add_argument("--table", default=None, metavar="DIR",
                    help="latency table folder (default: a lazy table in the run folder, or a matching one copied)")
+    add_platform_argument(p, "candidates")
     p.add_argument("--on-drift", default=None, choices=ON_DRIFT, help="when the table's reference runs at another speed here")
     p.add_argument("--address", default=None, help="join this Ray cluster (host:port or auto) instead of starting one")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a stopped or killed search")
@@ -68,11 +70,14 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     if args.target_ms is None:
         raise ValueError("--target-ms is required for a new search (or give --resume RUN_DIR)")
     given = {name: getattr(args, name) for name in SEARCH_OPTIONS
-             if getattr(args, name) is not None and name not in ("table", "on_drift")}
+             if getattr(args, name) is not None and name not in ("table", "on_drift", "platform")}
     given.setdefault("data", DEFAULT_SEARCH_DATA)
     if args.supernet is not None:
         given["supernet"] = str(Path(args.supernet).resolve())  # a resumed search may run from another folder
         given.setdefault("evaluator", "supernet")  # --supernet alone means the supernet evaluator
+    platform = platform_from_args(args)
+    if platform is not None:
+        given["platform"] = platform.record()
     if given.get("evaluator") == "supernet" and args.epochs is not None:
         raise ValueError("--epochs applies to the proxy evaluator only, not to --evaluator supernet")
     return SearchConfig(**given)
@@ -104,6 +109,9 @@ def check_options(args: argparse.Namespace, config: SearchConfig) -> None:
         raise ValueError(f"--address {args.address!r} is not allowed; expected host:port, ray://host:port or auto")
     if args.table is not None and not (Path(args.table) / "manifest.json").is_file():
         raise FileNotFoundError(f"--table {args.table!r} is not a latency table folder (no manifest.json)")
+    platform = platform_from_args(args)
+    if args.table is not None and platform is not None:
+        check_platform_table(platform, args.table)
     if args.out.exists() and not args.out.is_dir():
         raise NotADirectoryError(f"--out {str(args.out)!r} is a file; expected a folder for run folders")
     if config.evaluator == "supernet":

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from latency.fingerprint import device_fingerprint
+from latency.platforms import Platform, file_table, resolve_table, table_key
 from nas.evaluator import Evaluator, make_evaluator
 from nas.pricing import PricedShape, open_pricing, prepare_table
 from nas.registry import make_strategy
@@ -51,6 +52,10 @@ class SearchJob:
         self.address = address
         self.folder = folder
         self.say, self.progress = say, progress
+        self.platform = None if config.platform is None else Platform.from_record(config.platform)
+
+    def _key(self, shape: PricedShape) -> str:
+        return table_key(self.config.space, shape.resolution, shape.in_channels, shape.num_classes)
 
     def run(self) -> dict[str, Any]:
         """Run (or continue) the search; returns the summary of ``nas.report``."""
@@ -58,6 +63,10 @@ class SearchJob:
         shape = priced_shape(self.config, data)
         evaluator = make_evaluator(self.config, data)  # a bad --supernet fails before any folder exists
         resumed = self.folder is not None
+        if self.folder is None and self.platform is not None:  # a given table checked, else the platform's own
+            filed = resolve_table(self.platform, self.table, self._key(shape))
+            if self.table is None and filed is not None:  # opened through the drift check like a given table
+                self.table, self.table_trusted = filed, False
         if self.folder is None:
             self.folder = RunFolder.create(self.out, job="search", slug=f"search-{self.config.strategy}",
                                            seed=self.config.seed, config=self.config.to_dict(),
@@ -80,8 +89,11 @@ class SearchJob:
 
     def _driver(self, data: Dataset, shape: PricedShape, table: str | None, resumed: bool) -> SearchDriver:
         folder = self.folder.path
-        table_folder, message = prepare_table(folder, self.out, shape, self.config.space, table)
+        measurer = None if self.platform is None else self.platform.make_measurer()
+        table_folder, message = prepare_table(folder, self.out, shape, self.config.space, table, measurer)
         self.say(message)
+        if self.platform is not None and table is None:
+            self.say(file_table(self.platform, self._key(shape), table_folder))
         predictor, record = open_pricing(table_folder, on_drift=self.on_drift, trusted=self.table_trusted)
         self.say(f"latency table: {record['entries']} layers; drift probe: {predictor.drift.describe()}")
         space = make_space(self.config.space, resolution=data.resolution, num_classes=data.num_classes,

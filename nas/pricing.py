@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from latency.lazy import LazyPredictor, ensure_table
-from latency.measurers import OrtMeasurer, OrtSettings
+from latency.lazy import LazyPredictor, default_measurer, ensure_table
+from latency.measurers import Measurer
 from latency.table import MANIFEST_FILE, TableMismatchError, check_manifest, read_manifest
 
 log = logging.getLogger(__name__)
@@ -38,48 +38,52 @@ class PricedShape:
         return {"resolution": self.resolution, "in_channels": self.in_channels, "num_classes": self.num_classes}
 
 
-def _usable(folder: Path, shape: PricedShape, space: str) -> bool:
+def _usable(folder: Path, shape: PricedShape, space: str, measurer: Measurer | None = None) -> bool:
     """A finished table for ``space`` with this input shape, calibrated at its resolution, from
-    this machine and the default measurer settings."""
+    this machine and ``measurer``'s settings (default: :func:`default_measurer`)."""
     try:
         manifest = read_manifest(folder)
         wanted = {"in_channels": shape.in_channels, "num_classes": shape.num_classes}
         if manifest.get("space") != space or manifest.get("input") != wanted:
             return False
-        check_manifest(manifest, OrtMeasurer(OrtSettings(warmup=5, repeats=20)).settings_dict(), folder, False)
+        check_manifest(manifest, (measurer or default_measurer()).settings_dict(), folder, False)
     except (TableMismatchError, ValueError, FileNotFoundError, OSError):
         return False
     return bool(manifest.get("reference", {}).get("baseline_ms")) and str(shape.resolution) in manifest.get("calibration", {})
 
 
-def find_matching_table(out: Path, shape: PricedShape, space: str, exclude: Path | None = None) -> Path | None:
-    """The newest ``<out>/<run>/latency`` table usable for this shape, or None."""
+def find_matching_table(out: Path, shape: PricedShape, space: str, exclude: Path | None = None,
+                        measurer: Measurer | None = None) -> Path | None:
+    """The newest ``<out>/<run>/latency`` table usable for this shape and measurer, or None."""
     candidates = sorted(out.glob(f"*/{RUN_TABLE}/{MANIFEST_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True)
     for manifest in candidates:
         folder = manifest.parent
         if exclude is not None and folder.resolve() == exclude.resolve():
             continue
-        if _usable(folder, shape, space):
+        if _usable(folder, shape, space, measurer):
             return folder
     return None
 
 
-def prepare_table(run_folder: Path, out: Path, shape: PricedShape, space: str, table: str | None) -> tuple[Path, str]:
-    """The table folder to open and one line saying where it came from."""
+def prepare_table(run_folder: Path, out: Path, shape: PricedShape, space: str, table: str | None,
+                  measurer: Measurer | None = None) -> tuple[Path, str]:
+    """The table folder to open and one line saying where it came from. Without ``table``, the
+    run's own table (copied from a matching earlier run, or built lazily) is measured with
+    ``measurer`` (default: :func:`default_measurer`)."""
     if table is not None:
         if not (Path(table) / MANIFEST_FILE).is_file():
             raise FileNotFoundError(f"--table {table!r} has no {MANIFEST_FILE}; expected a latency table folder")
         return Path(table), f"using the latency table {table} (missing layers are measured here and added to it)"
     own = run_folder / RUN_TABLE
+    build = dict(space=space, resolution=shape.resolution, in_channels=shape.in_channels,
+                 num_classes=shape.num_classes, measurer=measurer)
     if (own / MANIFEST_FILE).exists():
-        return ensure_table(own, space=space, resolution=shape.resolution, in_channels=shape.in_channels,
-                            num_classes=shape.num_classes)
-    match = find_matching_table(out, shape, space, exclude=own)
+        return ensure_table(own, **build)
+    match = find_matching_table(out, shape, space, exclude=own, measurer=measurer)
     if match is not None:
         shutil.copytree(match, own)
         return own, f"copied the matching latency table {match} into {own} (this run adds its missing layers there)"
-    return ensure_table(own, space=space, resolution=shape.resolution, in_channels=shape.in_channels,
-                        num_classes=shape.num_classes)
+    return ensure_table(own, **build)
 
 
 def validation_figures(folder: Path) -> dict[str, Any] | None:

@@ -51,7 +51,9 @@ class SearchConfig:
     (measured on a 2-core VM: two 1-thread trainings are 1.5x one 2-thread training).
     ``evaluator``: ``proxy`` trains each candidate (``epochs``, ``train_subset``, ``asha``);
     ``supernet`` evaluates it with weights inherited from the trained supernet run folder
-    ``supernet`` (``mobilenas supernet train``; see :mod:`nas.evaluator`)."""
+    ``supernet`` (``mobilenas supernet train``; see :mod:`nas.evaluator`). ``platform``: the
+    named platform's record (:meth:`latency.platforms.Platform.record`) whose measurer prices the
+    candidates; None: the default ONNX Runtime CPU settings."""
 
     target_ms: float
     data: str = "mnist-rot-back-image"
@@ -74,9 +76,14 @@ class SearchConfig:
     strategy_config: dict | None = None
     evaluator: str = "proxy"
     supernet: str | None = None
+    platform: dict | None = None
 
     def __post_init__(self) -> None:
         check_settings(self, "{flag}")
+        if self.platform is not None:
+            from latency.platforms import Platform
+
+            Platform.from_record(self.platform)  # a recorded platform, checked
         self._check_evaluator()
         if self.strategy_config is not None and not isinstance(self.strategy_config, dict):
             raise ValueError(f"--strategy-config {self.strategy_config!r} is not allowed; expected a JSON object")

@@ -20,6 +20,7 @@ import torch
 
 from latency.fingerprint import device_fingerprint
 from latency.lazy import LazyPredictor, ensure_table
+from latency.measurers import Measurer
 from netadapt.evaluation import FinetuneJob, SequentialEvaluator
 from netadapt.floor import floor_spec
 from netadapt.loop import LoopEvent, LoopResult, NetAdapt, NetAdaptConfig
@@ -37,6 +38,8 @@ from training.inference import evaluate_model
 from training.job import WEIGHTS, train_in
 
 START_WEIGHTS, PRETRAIN_DIR, RAY_DIR = "start.pt", "pretrain", "ray"
+TABLE_SPACE = "mnasnet"
+"""The space NetAdapt's tables are keyed by (its rewrites stay inside the MnasNet space's blocks)."""
 PRETRAIN_CHECKPOINT = "pretrain.ckpt"
 """Where an earlier version trained the start model (no run folder); such a run is refused."""
 Say = Callable[[str], None]
@@ -58,6 +61,7 @@ class JobSetup:
     weights: str | None
     pretrain_epochs: int
     table_trusted: bool = False  # made by this job or its pipeline on this machine: latency.drift.open_table
+    platform: dict | None = None  # latency.platforms.Platform.record() of --platform; None: the default measurer
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "netadapt": self.netadapt.to_dict()}
@@ -67,19 +71,22 @@ class JobSetup:
         return cls(**{**data, "netadapt": NetAdaptConfig.from_dict(data["netadapt"])})
 
 
-def default_table_folder(out: Path, spec: ArchSpec) -> Path:
-    """A lazy table per machine and input shape, shared by the runs under ``out``."""
+def default_table_folder(out: Path, spec: ArchSpec, platform: str | None = None) -> Path:
+    """A lazy table per machine, platform and input shape, shared by the runs under ``out``
+    (``platform`` None: the default measurer, the folder name of earlier versions)."""
     digest = hashlib.sha256(json.dumps(device_fingerprint(), sort_keys=True).encode()).hexdigest()[:8]
-    return out / f"latency-lazy-{digest}-r{spec.resolution}-i{spec.in_channels}-n{spec.num_classes}"
+    named = "" if platform is None else f"{platform}-"
+    return out / f"latency-lazy-{named}{digest}-r{spec.resolution}-i{spec.in_channels}-n{spec.num_classes}"
 
 
 def open_predictor(table: Path, spec: ArchSpec, on_drift: str, say: Say, *, create: bool,
-                   calibrate: ArchSpec | None = None, trusted: bool = False) -> LazyPredictor:
-    """The lazily measuring predictor of ``table`` (built first when ``create`` and absent;
-    calibrated down to the floor spec ``calibrate`` when given, see :func:`calibrate_for`)."""
+                   calibrate: ArchSpec | None = None, trusted: bool = False,
+                   measurer: Measurer | None = None) -> LazyPredictor:
+    """The lazily measuring predictor of ``table`` (built first with ``measurer`` when ``create``
+    and absent; calibrated down to the floor spec ``calibrate`` when given, see :func:`calibrate_for`)."""
     if create:
-        _, message = ensure_table(table, space="mnasnet", resolution=spec.resolution, in_channels=spec.in_channels,
-                                  num_classes=spec.num_classes)
+        _, message = ensure_table(table, space=TABLE_SPACE, resolution=spec.resolution, in_channels=spec.in_channels,
+                                  num_classes=spec.num_classes, measurer=measurer)
         say(message)
     elif not (table / "manifest.json").is_file():
         raise FileNotFoundError(f"--table {str(table)!r} is not a latency table folder (no manifest.json)")

@@ -51,7 +51,9 @@ class PipelineConfig:
     width ``target_width`` whose end-to-end latency on this machine, times ``target_scale``,
     becomes the target; it is then trained as a reference too). ``space`` defaults to the
     MnasNet space with MobileNetV3-Small's last stage and ``w`` to -0.15, the exponent
-    MobileNetV3 section 4.1 used for small models."""
+    MobileNetV3 section 4.1 used for small models. ``platform``: the named platform's record
+    (:meth:`latency.platforms.Platform.record`) whose measurer the table is built with (None:
+    the default ONNX Runtime CPU settings); a platform's own table is used when it has one."""
 
     data: str
     target_ms: float | None = setting(None, kind=float, low=0, low_open=True, optional=True)
@@ -68,11 +70,16 @@ class PipelineConfig:
     address: str | None = None
     workers: int = setting(2, low=1)
     threads: int = setting(2, low=1)
+    platform: dict | None = None
 
     def __post_init__(self) -> None:
         if (self.target_ms is None) == (self.target_like is None):
             raise ValueError("give exactly one of --target-ms and --target-like")
         check_settings(self, "{flag}")
+        if self.platform is not None:
+            from latency.platforms import Platform
+
+            Platform.from_record(self.platform)
         if self.budget not in BUDGETS:
             raise ValueError(f"--budget {self.budget!r} is not known; expected one of {sorted(BUDGETS)}")
         from search_spaces.registry import SPACES
@@ -103,3 +110,9 @@ class PipelineConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
         return settings_from_dict(cls, data, "pipeline config")
+
+
+def table_trusted(config: PipelineConfig, table: dict[str, Any]) -> bool:
+    """Whether the table stage's result ``table`` is a table this run made or copied on this
+    machine (no ``--table``, no platform's table); runs of earlier versions: no ``--table``."""
+    return bool(table.get("trusted", config.table is None))

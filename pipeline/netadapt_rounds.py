@@ -19,6 +19,7 @@ from latency.lazy import LazyPredictor
 from latency.paired import PairedRatio
 from netadapt.job import JobSetup, check_target, execute, read_setup
 from netadapt.loop import NetAdaptConfig
+from pipeline.config import table_trusted
 from pipeline.measure import measure_side_by_side
 from pipeline.runner import Pipeline, StageStopped
 from search_spaces.encoding import parse_spec
@@ -94,7 +95,7 @@ def measured_check(run: Pipeline, final: ArchSpec) -> dict[str, float]:
     budget with its interval (``ratio_low``, ``ratio_high``), and both in ms now."""
     table, config = run.result("table"), run.config
     if config.target_like is None:
-        lazy = LazyPredictor(table["folder"], on_drift=config.on_drift, trusted=config.table is None)
+        lazy = LazyPredictor(table["folder"], on_drift=config.on_drift, trusted=table_trusted(config, table))
         paired = lazy.measure([final])[0]
         scale = float(table["target_ms"]) / float(lazy.table.reference_baseline_ms)
     else:
@@ -110,7 +111,7 @@ def measured_check(run: Pipeline, final: ArchSpec) -> dict[str, float]:
 
 def _reachable(run: Pipeline, spec: str, target_ms: float) -> bool:
     predictor = LazyPredictor(run.result("table")["folder"], on_drift=run.config.on_drift,
-                              trusted=run.config.table is None)
+                              trusted=table_trusted(run.config, run.result("table")))
     try:
         check_target(_setup(run, spec, None, target_ms), predictor.predict_ms)
     except ValueError as exc:
@@ -125,7 +126,7 @@ def _run_round(run: Pipeline, index: int, spec: str, weights: str | None, target
     folder = child_run(path, "netadapt")
     if folder is None:
         predictor = LazyPredictor(run.result("table")["folder"], on_drift=run.config.on_drift,
-                              trusted=run.config.table is None)
+                              trusted=table_trusted(run.config, run.result("table")))
         start_ms = predictor.predict_ms(parse_spec(spec))
         if start_ms <= target_ms:
             run.say(f"netadapt: the start model is already at {start_ms:.4f} ms <= target (predicted); nothing to adapt")
@@ -162,4 +163,4 @@ def _setup(run: Pipeline, spec: str, weights: str | None, target_ms: float) -> J
                             include_stem=True, include_head=True, seed=run.config.seed, long_threads=run.config.threads)
     return JobSetup(config, spec, "search-best" if weights is None else "previous-round", run.config.data, 0,
                     table["folder"], run.config.on_drift, run.config.workers, run.config.address, weights,
-                    budget.pretrain_epochs, table_trusted=run.config.table is None)
+                    budget.pretrain_epochs, table_trusted=table_trusted(run.config, table), platform=run.config.platform)

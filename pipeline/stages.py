@@ -12,11 +12,12 @@ import onnxruntime as ort
 import torch
 
 from latency.doctor import quick_doctor
+from latency.platforms import Platform, file_table, resolve_table, table_key
 from latency.registry import measurer_from_recorded
 from nas.job import SearchJob
 from nas.pricing import PricedShape, open_pricing, prepare_table
 from nas.search import SearchConfig
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, table_trusted
 from pipeline.measure import measure_side_by_side
 from pipeline.netadapt_rounds import stage_netadapt
 from pipeline.report import write_pipeline_report
@@ -49,15 +50,22 @@ def stage_table(run: Pipeline) -> dict[str, Any]:
     """Create or reuse this machine's table at the data's shape (drift probe); fix the target."""
     data = data_of(run)
     shape = PricedShape(data.resolution, data.in_channels, data.num_classes)
-    folder, message = prepare_table(run.path, run.path.parent, shape, run.config.space, run.config.table)
+    platform = None if run.config.platform is None else Platform.from_record(run.config.platform)
+    key = table_key(run.config.space, data.resolution, data.in_channels, data.num_classes)
+    table = resolve_table(platform, run.config.table, key)
+    measurer = None if platform is None else platform.make_measurer()
+    folder, message = prepare_table(run.path, run.path.parent, shape, run.config.space, table, measurer)
     run.say(message)
-    predictor, record = open_pricing(folder, on_drift=run.config.on_drift, trusted=run.config.table is None)
+    if platform is not None and table is None:
+        run.say(file_table(platform, key, folder))
+    predictor, record = open_pricing(folder, on_drift=run.config.on_drift, trusted=table is None)
     run.say(f"latency table: {record['entries']} layers; {predictor.drift.describe()}")
     manifest = predictor.table.manifest
     record["doctor"] = quick_doctor(measurer_from_recorded(manifest["measurer"]), parse_spec(manifest["reference"]["spec"]))
     run.say(f"timing on this machine: {record['doctor']['verdict']} (speed swing {record['doctor']['swing']:.2f}x, "
             f"paired ratios repeat within {record['doctor']['paired_spread']:.3f}x)")
-    result = {"folder": str(folder), "message": message, "record": record, "target_ms": run.config.target_ms}
+    result = {"folder": str(folder), "message": message, "record": record, "target_ms": run.config.target_ms,
+              "trusted": table is None}
     if run.config.target_like is not None:
         spec = adapted(run.config.target_like, run.config.target_width, data)
         paired = predictor.measure([spec])[0]
@@ -76,12 +84,12 @@ def stage_search(run: Pipeline) -> dict[str, Any]:
     config = SearchConfig(target_ms=table["target_ms"] * budget.search_target_factor, data=run.config.data,
                           strategy=run.config.strategy, trials=budget.search_trials, seed=run.config.seed,
                           epochs=budget.search_epochs, concurrency=run.config.workers, space=run.config.space,
-                          w=run.config.w)
+                          w=run.config.w, platform=run.config.platform)
     existing = child_run(run.path / "search", "search")
     if existing is not None and existing.status is Status.FINISHED:
         return existing.manifest["summary"]
     job = SearchJob(config, out=run.path / "search", table=table["folder"], on_drift=run.config.on_drift,
-                    table_trusted=run.config.table is None,
+                    table_trusted=table_trusted(run.config, table),
                     address=run.config.address, folder=existing, say=run.say,
                     progress=lambda info: run.say(_search_line(info)))
     summary = job.run()

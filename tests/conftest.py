@@ -20,8 +20,9 @@ def mobilenas_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def mobilenas_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``$MOBILENAS_HOME`` (saved platforms; default ``~/.mobilenas``) points into a temporary
-    folder, so tests write nothing to the home. Subprocesses started by tests inherit it."""
+    """``$MOBILENAS_HOME`` (saved platforms, ``latency.platforms``; default ``~/.mobilenas``)
+    points into a temporary folder, so tests never read or write the user's platforms.
+    A test that saves platforms should point it at its own ``tmp_path`` (monkeypatch.setenv)."""
     folder = tmp_path_factory.mktemp("mobilenas-home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MOBILENAS_HOME", str(folder))

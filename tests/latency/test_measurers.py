@@ -25,12 +25,15 @@ def _small_settings(name: str, fake_device: str) -> object:
     from latency.quantized import OrtInt8Settings
 
     return {"ort-cpu": OrtSettings(warmup=1, repeats=4), "torch-cpu": TorchSettings(warmup=1, repeats=4),
+            "torch-cuda": TorchSettings(warmup=1, repeats=4),
             "ort-cpu-int8": OrtInt8Settings(warmup=1, repeats=4),
             "command": CommandSettings(template=fake_device, pattern=r"inference (?P<value>\d+) (?P<unit>us)")}[name]
 
 
 @pytest.mark.parametrize("name", sorted(MEASURERS))
 def test_every_measurer_returns_positive_finite_ms_and_records_settings(name, fake_device):
+    if name == "torch-cuda" and not torch.cuda.is_available():
+        pytest.skip("torch-cuda needs a CUDA GPU")
     measurer = make_measurer(name, _small_settings(name, fake_device))
     samples = measurer.measure(_block(), SHAPE)
     assert samples.ndim == 1 and samples.size >= 1
@@ -78,3 +81,18 @@ def test_unknown_measurer_name_lists_the_options():
 def test_missing_onnx_file_raises(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         measure_model_ms(tmp_path / "nope.onnx", SHAPE)
+
+
+def test_torch_cuda_without_a_gpu_refuses_in_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    measurer = make_measurer("torch-cuda", TorchSettings(warmup=1, repeats=2))
+    assert measurer.settings_dict()["measurer"] == "torch-cuda"
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        measurer.measure(_block(), SHAPE)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_torch_cuda_leaves_the_callers_module_on_the_cpu():
+    block = _block()
+    make_measurer("torch-cuda", TorchSettings(warmup=1, repeats=2)).measure(block, SHAPE)
+    assert all(p.device.type == "cpu" for p in block.parameters())
