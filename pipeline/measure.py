@@ -4,18 +4,27 @@ its reference alike and the figures compare (the pipeline's NetAdapt check and i
 stage; ``mobilenas compare``)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 from latency.endtoend import measure_specs_ms
+from latency.measurers import Measurer
+from latency.registry import measurer_from_recorded
+from latency.table import read_manifest
 from search_spaces.spec import ArchSpec
 
 
-def measure_side_by_side(specs: Sequence[ArchSpec], *, rounds: int = 2, reference: ArchSpec | None = None
-                         ) -> list[dict[str, float]]:
-    """End-to-end ONNX Runtime CPU latency of each spec (batch 1, 1 thread), paired with
+def table_measurer(folder: str | Path) -> Measurer:
+    """The measurer a latency table was built with (its platform: runtime, threads, clock, device)."""
+    return measurer_from_recorded(read_manifest(Path(folder))["measurer"])
+
+
+def measure_side_by_side(specs: Sequence[ArchSpec], *, rounds: int = 2, reference: ArchSpec | None = None,
+                         measurer: Measurer | None = None) -> list[dict[str, float]]:
+    """End-to-end latency of each spec through ``measurer`` (default ONNX Runtime CPU, batch 1, 1 thread), paired with
     ``reference`` (default MobileNetV3-Small at the first spec's shape) over ``rounds`` passes:
     ``latency_ms`` (ratio x the reference's median over the session), ``ratio`` with its interval
     (``ratio_low``, ``ratio_high``); ``latency_min_ms``/``latency_max_ms`` are the interval in ms."""
-    figures = measure_specs_ms(specs, reference=reference, passes=rounds)
+    figures = measure_specs_ms(specs, measurer, reference=reference, passes=rounds)
     return [{**f, "latency_min_ms": f["ratio_low"] * f["reference_ms"], "latency_max_ms": f["ratio_high"] * f["reference_ms"],
              "rounds": rounds} for f in figures]

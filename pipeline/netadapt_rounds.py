@@ -20,7 +20,7 @@ from latency.paired import PairedRatio
 from netadapt.job import JobSetup, check_target, execute, read_setup
 from netadapt.loop import NetAdaptConfig
 from pipeline.config import table_trusted
-from pipeline.measure import measure_side_by_side
+from pipeline.measure import measure_side_by_side, table_measurer
 from pipeline.runner import Pipeline, StageStopped
 from search_spaces.encoding import parse_spec
 from search_spaces.resolve import resolve_spec
@@ -101,7 +101,7 @@ def measured_check(run: Pipeline, final: ArchSpec) -> dict[str, float]:
     else:
         reference = resolve_spec(config.target_like, width=config.target_width, resolution=final.resolution,
                                  num_classes=final.num_classes, in_channels=final.in_channels)
-        paired = measure_side_by_side([final], reference=reference)[0]
+        paired = measure_side_by_side([final], reference=reference, measurer=table_measurer(table["folder"]))[0]
         paired = PairedRatio(paired["ratio"], paired["ratio_low"], paired["ratio_high"], paired["reference_ms"],
                              paired["pairs"])
         scale = config.target_scale

@@ -18,7 +18,7 @@ from nas.job import SearchJob
 from nas.pricing import PricedShape, open_pricing, prepare_table
 from nas.search import SearchConfig
 from pipeline.config import PipelineConfig, table_trusted
-from pipeline.measure import measure_side_by_side
+from pipeline.measure import measure_side_by_side, table_measurer
 from pipeline.netadapt_rounds import stage_netadapt
 from pipeline.report import write_pipeline_report
 from pipeline.runner import Pipeline, Stage, StageFailed, StageStopped
@@ -160,7 +160,8 @@ def trained_models(run: Pipeline) -> list[dict[str, Any]]:
 def stage_measure(run: Pipeline) -> dict[str, Any]:
     """End-to-end latency of every trained model, interleaved rounds in one session."""
     models = trained_models(run)
-    figures = measure_side_by_side([parse_spec(m["arch"]) for m in models])
+    figures = measure_side_by_side([parse_spec(m["arch"]) for m in models],
+                                   measurer=table_measurer(run.result("table")["folder"]))
     return {"models": [{"name": m["name"], "arch": m["arch"], **f} for m, f in zip(models, figures)]}
 
 

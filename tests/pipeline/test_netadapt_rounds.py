@@ -87,18 +87,20 @@ def test_round_folders_keep_the_first_round_where_it_was(tmp_path):
 
 def test_measured_check_pairs_the_final_model_with_the_target_like_model(tmp_path, monkeypatch):
     config = PipelineConfig(data="digits", target_like="mobilenetv3-small", target_width=0.5, target_scale=0.9)
-    p = FakePipeline({"table": {"target_ms": 123.0}}, tmp_path, config=config)
+    p = FakePipeline({"table": {"target_ms": 123.0, "folder": "the-table"}}, tmp_path, config=config)
     small = resolve_spec("mobilenetv3-small", width=0.5, resolution=32, num_classes=10, in_channels=1)
     large = resolve_spec("mobilenetv3-large", width=1.0, resolution=32, num_classes=10, in_channels=1)
     seen = []
 
-    def paired(specs, *, reference=None, rounds=2):
-        seen.append((specs, reference))
+    def paired(specs, *, reference=None, rounds=2, measurer=None):
+        seen.append((specs, reference, measurer))
         return [{"ratio": 1.8, "ratio_low": 1.7, "ratio_high": 1.9, "reference_ms": 0.2, "pairs": 24, "latency_ms": 0.36}]
 
     monkeypatch.setattr(stage, "measure_side_by_side", paired)
+    monkeypatch.setattr(stage, "table_measurer", lambda folder: f"measurer of {folder}")
     check = stage.measured_check(p, large)
-    assert seen == [([large], small)]  # timed alongside the budget's own model, not against the recorded 123 ms
+    # timed alongside the budget's own model, not against the recorded 123 ms, on the table's platform
+    assert seen == [([large], small, "measurer of the-table")]
     assert check["ratio"] == pytest.approx(2.0) and check["ratio_low"] == pytest.approx(1.7 / 0.9)
     assert check["budget_ms"] == pytest.approx(0.18) and check["final_ms"] == pytest.approx(0.36)
 
