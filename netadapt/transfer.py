@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from search_spaces.builder import build_model
+from search_spaces.builder import BN_EPS, build_model
 from search_spaces.rewrite import STEM, expansion_convs, residual_groups, same_layout, se_squeeze_widths
 from search_spaces.spec import ArchSpec
 
@@ -175,7 +175,7 @@ def _se(out: dict[str, Tensor], state: dict[str, Tensor], prefix: str, channels:
 
 def _selection_conv(out: dict[str, Tensor], like: Tensor, prefix: str, inputs: Tensor, picks: Tensor) -> None:
     """A new 1x1 expansion conv that copies input channel ``picks[j]`` to output ``j`` (zero
-    where that channel is not among ``inputs``), with an identity batch norm (eps 1e-5)."""
+    where that channel is not among ``inputs``), with an identity batch norm (the builder's eps)."""
     weight = torch.zeros(len(picks), len(inputs), 1, 1, dtype=like.dtype, device=like.device)
     position = {int(c): p for p, c in enumerate(inputs)}
     for j, channel in enumerate(picks.tolist()):
@@ -184,7 +184,7 @@ def _selection_conv(out: dict[str, Tensor], like: Tensor, prefix: str, inputs: T
     ones = torch.ones(len(picks), dtype=like.dtype, device=like.device)
     out[f"{prefix}.conv.weight"] = weight
     out |= {f"{prefix}.bn.weight": ones.clone(), f"{prefix}.bn.bias": torch.zeros_like(ones),
-            f"{prefix}.bn.running_mean": torch.zeros_like(ones), f"{prefix}.bn.running_var": ones - 1e-5,
+            f"{prefix}.bn.running_mean": torch.zeros_like(ones), f"{prefix}.bn.running_var": ones - BN_EPS,
             f"{prefix}.bn.num_batches_tracked": torch.tensor(0, dtype=torch.long)}
 
 
