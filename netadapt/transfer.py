@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from search_spaces.blocks.registry import block_type
 from search_spaces.builder import BN_EPS, build_model
 from search_spaces.rewrite import STEM, expansion_convs, residual_groups, same_layout, se_squeeze_widths
 from search_spaces.spec import ArchSpec
@@ -70,7 +71,7 @@ def _producer(spec: ArchSpec, index: int) -> str:
     """State-dict key of the conv weight producing the output of block ``index`` (or stem)."""
     if index == STEM:
         return "stem.conv.weight"
-    return f"blocks.{index}.conv.conv.weight" if spec.blocks[index].op == "conv" else f"blocks.{index}.conv_pwl.conv.weight"
+    return f"blocks.{index}.{block_type(spec.blocks[index].op).output_part}.conv.weight"
 
 
 def _check_shrink(old: ArchSpec, new: ArchSpec) -> None:
@@ -110,7 +111,7 @@ def _expansion_selection(old: ArchSpec, state: dict[str, Tensor], new: ArchSpec,
     """Kept depthwise channels of block ``index``: by expansion-filter norm, the block's kept
     inputs when it has no expansion conv, by depthwise-filter norm when one appears."""
     block = new.blocks[index]
-    if block.op == "conv":
+    if not block_type(block.op).expands:
         return None
     if expansion_convs(old)[index]:
         return _top(_filter_norms(state[f"blocks.{index}.conv_pw.conv.weight"]), block.exp_channels)
@@ -143,7 +144,7 @@ def select_channels(old_spec: ArchSpec, state: dict[str, Tensor], new_spec: Arch
     for index, block in enumerate(new_spec.blocks):
         inputs = stem if index == 0 else outputs[index - 1]
         expansions.append(_expansion_selection(old_spec, state, new_spec, index, inputs))
-        se_channels_kept = outputs[index] if block.op == "conv" else expansions[-1]
+        se_channels_kept = expansions[-1] if block_type(block.op).expands else outputs[index]
         se_hidden.append(_se_selection(state, index, se_channels_kept, squeezes[index]))
     features = _top(_filter_norms(state["head.conv_features.conv.weight"]), new_spec.head.feature_channels)
     return ChannelSelection(stem, tuple(outputs), tuple(expansions), tuple(se_hidden), features)

@@ -19,135 +19,24 @@ widths, which NetAdapt's weight transfer relies on: ``stem.{conv,bn}``,
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
 from torch import nn
 
-from search_spaces.spec import ArchSpec, BlockSpec, se_channels
+from search_spaces.blocks.bneck_module import Bottleneck
+from search_spaces.blocks.conv_module import RegularConv
+from search_spaces.blocks.registry import block_type
+from search_spaces.layers import (BN_EPS, BN_MOMENTUM, DEFAULT_LAYERS, ActLayer, ConvBNAct, Layers, NormLayer,
+                                  SqueezeExcite, activation, batch_norm)
+from search_spaces.spec import ArchSpec, BlockSpec
 
-_ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish}
-BN_EPS = 1e-3
-BN_MOMENTUM = 0.01
-"""torchvision's ``mobilenet_v3`` (``partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)``) and
-timm's MobileNetV3 (TF's BN defaults); PyTorch's own defaults are 1e-5 and 0.1."""
-
-NormLayer = Callable[[int], nn.Module]
-"""channels -> a normalisation module (``bn`` of every conv)."""
-ActLayer = Callable[[str], nn.Module]
-"""an activation name of the spec (``relu``, ``relu6``, ``hswish``) -> a module."""
-
-
-def activation(name: str) -> nn.Module:
-    """The nonlinearity ``name`` (h-swish = x * ReLU6(x + 3) / 6, section 5.2)."""
-    return _ACTIVATIONS[name](inplace=True)
-
-
-def batch_norm(channels: int) -> nn.Module:
-    """The default norm layer: ``BatchNorm2d`` with MobileNetV3's eps and momentum."""
-    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
-
-
-@dataclass(frozen=True)
-class Layers:
-    """The factories every part is built with (timm's ``norm_layer`` / ``act_layer``)."""
-
-    norm: NormLayer = batch_norm
-    act: ActLayer = activation
-
-
-DEFAULT_LAYERS = Layers()
-
-
-class ConvBNAct(nn.Sequential):
-    """k x k convolution without bias (``conv``), norm (``bn``), optional activation
-    (``act``): named children, so ``stem.conv.weight`` means the same thing in every spec."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1,
-                 groups: int = 1, act: str | None = None, *, layers: Layers = DEFAULT_LAYERS) -> None:
-        parts: OrderedDict[str, nn.Module] = OrderedDict(
-            conv=nn.Conv2d(in_channels, out_channels, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
-            bn=layers.norm(out_channels),
-        )
-        if act is not None:
-            parts["act"] = layers.act(act)
-        super().__init__(parts)
-
-
-class SqueezeExcite(nn.Module):
-    """Squeeze-and-excite with a hard-sigmoid gate (section 5.3): ``conv_reduce`` to
-    ``se_channels(channels)``, ReLU, ``conv_expand`` back, hard-sigmoid (timm's names)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        squeeze = se_channels(channels)
-        self.conv_reduce = nn.Conv2d(channels, squeeze, 1)
-        self.act = nn.ReLU(inplace=True)  # fixed, as timm's MobileNetV3 forces ReLU in its SE
-        self.conv_expand = nn.Conv2d(squeeze, channels, 1)
-        self.gate = nn.Hardsigmoid(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = torch.nn.functional.adaptive_avg_pool2d(x, 1)
-        scale = self.gate(self.conv_expand(self.act(self.conv_reduce(scale))))
-        return x * scale
-
-
-class Bottleneck(nn.Module):
-    """Inverted residual bottleneck (MobileNetV2/V3 "bneck") with timm's part names:
-    ``conv_pw`` 1x1 expansion (``None`` when ``exp_channels == in_channels``, Table 1 row 2),
-    ``conv_dw`` k x k depthwise, ``se`` (``None`` without SE), ``conv_pwl`` linear 1x1
-    projection, and the identity residual when ``block.skip``."""
-
-    def __init__(self, in_channels: int, block: BlockSpec, layers: Layers = DEFAULT_LAYERS) -> None:
-        super().__init__()
-        exp = block.exp_channels
-        self.conv_pw = ConvBNAct(in_channels, exp, 1, act=block.act, layers=layers) if exp != in_channels else None
-        self.conv_dw = ConvBNAct(exp, exp, block.kernel, block.stride, groups=exp, act=block.act, layers=layers)
-        self.se = SqueezeExcite(exp) if block.se else None
-        self.conv_pwl = ConvBNAct(exp, block.out_channels, 1, layers=layers)
-        self.skip = block.skip
-
-    def branch(self, x: torch.Tensor) -> torch.Tensor:
-        """The block without its residual."""
-        if self.conv_pw is not None:
-            x = self.conv_pw(x)
-        x = self.conv_dw(x)
-        if self.se is not None:
-            x = self.se(x)
-        return self.conv_pwl(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.branch(x)
-        return out + x if self.skip else out
-
-
-class RegularConv(nn.Module):
-    """MnasNet's regular convolution block: ``conv`` (k x k conv, BN, act), optional ``se``
-    (``None`` without SE), optional residual."""
-
-    def __init__(self, in_channels: int, block: BlockSpec, layers: Layers = DEFAULT_LAYERS) -> None:
-        super().__init__()
-        self.conv = ConvBNAct(in_channels, block.out_channels, block.kernel, block.stride, act=block.act, layers=layers)
-        self.se = SqueezeExcite(block.out_channels) if block.se else None
-        self.skip = block.skip
-
-    def branch(self, x: torch.Tensor) -> torch.Tensor:
-        """The block without its residual."""
-        x = self.conv(x)
-        return x if self.se is None else self.se(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.branch(x)
-        return out + x if self.skip else out
+__all__ = ["ActLayer", "BN_EPS", "BN_MOMENTUM", "Bottleneck", "ConvBNAct", "Head", "Layers", "NormLayer",
+           "RegularConv", "SpecNet", "SqueezeExcite", "activation", "batch_norm", "build_block", "build_model",
+           "init_weights"]
 
 
 def build_block(in_channels: int, block: BlockSpec, layers: Layers = DEFAULT_LAYERS) -> nn.Module:
-    """One block of the spec as a module."""
-    if block.op == "conv":
-        return RegularConv(in_channels, block, layers)
-    return Bottleneck(in_channels, block, layers)
+    """One block of the spec as a module (its block type's ``build``)."""
+    return block_type(block.op).build(in_channels, block, layers)
 
 
 class Head(nn.Module):
