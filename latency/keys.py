@@ -11,6 +11,7 @@ from dataclasses import astuple, dataclass, fields
 
 from torch import nn
 
+from search_spaces.blocks.registry import block_type
 from search_spaces.builder import ConvBNAct, Head, build_block
 from search_spaces.counting import block_cost, head_cost, stem_cost
 from search_spaces.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec
@@ -97,14 +98,18 @@ def spec_keys(spec: ArchSpec) -> tuple[LayerKey, ...]:
     return (stem_key(spec), *blocks, head)
 
 
+def _key_block(key: LayerKey) -> BlockSpec:
+    """The block a ``block`` key describes (``exp_channels`` 0 stands for none)."""
+    return BlockSpec(key.op, key.kernel, key.stride, key.exp_channels or None, key.out_channels, key.se, key.act,
+                     key.residual)
+
+
 def key_module(key: LayerKey) -> nn.Module:
     """A freshly initialised module computing the layer ``key`` describes."""
     if key.kind == "stem":
         return ConvBNAct(key.in_channels, key.out_channels, key.kernel, key.stride, act=key.act)
     if key.kind == "block":
-        exp = key.exp_channels or None
-        block = BlockSpec(key.op, key.kernel, key.stride, exp, key.out_channels, key.se, key.act, key.residual)
-        return build_block(key.in_channels, block)
+        return build_block(key.in_channels, _key_block(key))
     carrier = ArchSpec(blocks=(BlockSpec("conv", 1, 1, None, key.in_channels),),
                        head=HeadSpec(key.out_channels, key.hidden_channels or None, key.act, 0.0),
                        num_classes=key.num_classes)
@@ -114,9 +119,7 @@ def key_module(key: LayerKey) -> nn.Module:
 def key_cost(key: LayerKey) -> tuple[int, int]:
     """``(params, madds)`` of the layer ``key`` (search_spaces.counting, BN folded as there)."""
     if key.kind == "block":
-        exp = key.exp_channels or None
-        block = BlockSpec(key.op, key.kernel, key.stride, exp, key.out_channels, key.se, key.act, key.residual)
-        cost = block_cost(block, key.in_channels, key.input_side)
+        cost = block_cost(_key_block(key), key.in_channels, key.input_side)
     elif key.kind == "stem":
         carrier = ArchSpec(blocks=(BlockSpec("conv", 1, 1, None, key.out_channels),),
                            stem=StemSpec(key.out_channels, key.kernel, key.stride, key.act),
@@ -131,18 +134,17 @@ def key_cost(key: LayerKey) -> tuple[int, int]:
 
 
 def key_activations(key: LayerKey) -> int:
-    """Activation elements the layer ``key`` reads and writes: its input, the expanded and
-    depthwise maps of a bottleneck, its output (and the residual read), the head's maps.
+    """Activation elements the layer ``key`` reads and writes: its input, its output, the
+    head's maps; a block's are its block type's (a bottleneck adds its expanded and depthwise
+    maps, a residual the input read again).
     Memory-bound layers cost in proportion (the calibration's activation-traffic term)."""
     side, out = key.input_side, _side_after(key.input_side, key.stride)
     inputs, outputs = key.in_channels * side * side, key.out_channels * out * out
     if key.kind == "head":
         return inputs + key.out_channels * (side * side + 1) + key.hidden_channels + key.num_classes
-    if key.kind == "stem" or key.op == "conv":
-        return inputs + outputs + (inputs if key.residual else 0)
-    exp = key.exp_channels
-    expanded = exp * side * side if exp != key.in_channels else 0
-    return inputs + expanded + exp * out * out + outputs + (inputs if key.residual else 0)
+    if key.kind == "stem":
+        return inputs + outputs
+    return block_type(key.op).activations(_key_block(key), key.in_channels, key.input_side)
 
 
 def space_keys(space: object) -> list[LayerKey]:

@@ -13,6 +13,10 @@ strategies, the rewards, ``trials.csv`` and resume do not know which one runs:
 Evaluators are plain picklable objects: the Ray Tune trainable receives one through
 ``tune.with_parameters`` and calls :meth:`Evaluator.evaluate`; :func:`request_fn` adapts one to
 :func:`nas.search.run_serial` for in-process runs.
+
+:data:`EVALUATORS` names them (``--evaluator``); a new one is a module ``nas/<name>.py`` and
+a line there. This module does not import ``nas.search`` (which validates names against
+:data:`EVALUATORS`): the search config and trial requests arrive duck-typed.
 """
 from __future__ import annotations
 
@@ -20,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from nas.candidate import CandidateResult, evaluate_candidate
-from nas.search import EVALUATOR_NAMES, SearchConfig, TrialRequest
 from search_spaces.encoding import parse_spec
 from search_spaces.spec import ArchSpec
 from training.datasets import Dataset
@@ -60,7 +63,8 @@ class ProxyEvaluator:
     per_epoch = True
 
     @classmethod
-    def from_config(cls, config: SearchConfig, data: Dataset) -> "ProxyEvaluator":
+    def from_config(cls, config: Any, data: Dataset) -> "ProxyEvaluator":
+        """From a ``nas.search.SearchConfig``."""
         return cls(data, config.epochs, config.train_subset, config.seed, config.cpus_per_trial, config.device)
 
     def evaluate(self, spec: ArchSpec, *, on_epoch: EpochCallback | None = None) -> CandidateResult:
@@ -72,18 +76,29 @@ class ProxyEvaluator:
                 "threads": self.threads, "device": self.device, "data": self.data.name}
 
 
-def make_evaluator(config: SearchConfig, data: Dataset) -> Evaluator:
-    """The evaluator a search's settings ask for (``config.evaluator``)."""
-    if config.evaluator == "proxy":
-        return ProxyEvaluator.from_config(config, data)
-    if config.evaluator == "supernet":
-        from nas.supernet_eval import SupernetEvaluator
+def _supernet(config: Any, data: Dataset) -> Evaluator:
+    from nas.supernet_eval import SupernetEvaluator
 
-        return SupernetEvaluator.from_run(config.supernet, data, space=config.space, seed=config.seed,
-                                          threads=config.cpus_per_trial, device=config.device)
-    raise ValueError(f"--evaluator {config.evaluator!r} is not known; expected one of {list(EVALUATOR_NAMES)}")
+    return SupernetEvaluator.from_run(config.supernet, data, space=config.space, seed=config.seed,
+                                      threads=config.cpus_per_trial, device=config.device)
 
 
-def request_fn(evaluator: Evaluator) -> Callable[[TrialRequest], CandidateResult]:
-    """``evaluator`` as the per-request function :func:`nas.search.run_serial` calls."""
+EVALUATORS: dict[str, Callable[[Any, Dataset], Evaluator]] = {
+    "proxy": ProxyEvaluator.from_config,
+    "supernet": _supernet,
+}
+"""name -> factory ``(search config, data) -> Evaluator``, in ``--help`` order."""
+EVALUATOR_NAMES = tuple(EVALUATORS)
+
+
+def make_evaluator(config: Any, data: Dataset) -> Evaluator:
+    """The evaluator a search's settings (a ``nas.search.SearchConfig``) ask for (``config.evaluator``)."""
+    if config.evaluator not in EVALUATORS:
+        raise ValueError(f"--evaluator {config.evaluator!r} is not known; expected one of {list(EVALUATORS)}")
+    return EVALUATORS[config.evaluator](config, data)
+
+
+def request_fn(evaluator: Evaluator) -> Callable[[Any], CandidateResult]:
+    """``evaluator`` as the per-request function :func:`nas.search.run_serial` calls (it
+    receives a ``nas.search.TrialRequest``)."""
     return lambda request: evaluator.evaluate(parse_spec(request.spec))

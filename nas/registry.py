@@ -17,11 +17,13 @@ from nas.strategy import Strategy
 from search_spaces.registry import SearchSpace
 
 STRATEGIES: dict[str, type] = {
-    "random": RandomSearch,
-    "evolution": RegularizedEvolution,
     "rl": RLController,  # PPO, as MnasNet
+    "evolution": RegularizedEvolution,
+    "random": RandomSearch,
     "reinforce": ReinforceController,
 }
+"""name -> class, in the order ``--help`` lists them; ``nas.search.SearchConfig`` accepts
+exactly these names."""
 
 
 def make_config(name: str, config: Any = None) -> Any:

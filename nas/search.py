@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nas.candidate import CandidateResult
+from nas.evaluator import EVALUATORS
+from nas.registry import STRATEGIES
 from nas.rewards import REWARD_KINDS, RewardConfig
 from nas.strategy import Outcome, SpaceExhausted, Strategy
 from nas.trial_log import TrialLog, TrialRecord, format_decisions
@@ -36,8 +38,10 @@ from storage.status import SCORED
 log = logging.getLogger(__name__)
 STATE_FILE = "search_state.json"
 STATE_SCHEMA = 1
-STRATEGY_NAMES = ("rl", "evolution", "random", "reinforce")
-EVALUATOR_NAMES = ("proxy", "supernet")
+STRATEGY_NAMES = tuple(STRATEGIES)
+"""The registered strategies when this module was imported (``--strategy`` choices)."""
+EVALUATOR_NAMES = tuple(EVALUATORS)
+"""The registered evaluators when this module was imported (``--evaluator`` choices)."""
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,8 @@ class SearchConfig:
         self._check_evaluator()
         if self.strategy_config is not None and not isinstance(self.strategy_config, dict):
             raise ValueError(f"--strategy-config {self.strategy_config!r} is not allowed; expected a JSON object")
-        if self.strategy not in STRATEGY_NAMES:
-            raise ValueError(f"--strategy {self.strategy!r} is not known; expected one of {list(STRATEGY_NAMES)}")
+        if self.strategy not in STRATEGIES:  # the live registry: one registered later counts
+            raise ValueError(f"--strategy {self.strategy!r} is not known; expected one of {list(STRATEGIES)}")
         if self.reward not in REWARD_KINDS:
             raise ValueError(f"--reward {self.reward!r} is not known; expected one of {list(REWARD_KINDS)}")
         if self.asha and self.epochs < 2:
@@ -101,8 +105,8 @@ class SearchConfig:
         return settings_from_dict(cls, data, what)
 
     def _check_evaluator(self) -> None:
-        if self.evaluator not in EVALUATOR_NAMES:
-            raise ValueError(f"--evaluator {self.evaluator!r} is not known; expected one of {list(EVALUATOR_NAMES)}")
+        if self.evaluator not in EVALUATORS:  # the live registry: one registered later counts
+            raise ValueError(f"--evaluator {self.evaluator!r} is not known; expected one of {list(EVALUATORS)}")
         if self.evaluator == "supernet" and not self.supernet:
             raise ValueError("--evaluator supernet needs --supernet RUN_DIR (a run folder of mobilenas supernet train)")
         if self.evaluator == "proxy" and self.supernet is not None:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces.builder import ConvBNAct, build_model, init_weights
+from search_spaces.builder import ConvBNAct, batch_norm, build_model, init_weights
 from search_spaces.mnasnet_space import FILTER_CHOICES, LAYER_CHOICES, OP_CHOICES, MnasNetSpace
 from search_spaces.registry import make_space
 from search_spaces.spec import ArchSpec, BlockSpec, se_channels
@@ -62,7 +62,7 @@ class ElasticConvBN(nn.Module):
         super().__init__()
         self.depthwise = depthwise
         self.conv = nn.Conv2d(in_channels, out_channels, kernel, groups=in_channels if depthwise else 1, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = batch_norm(out_channels)  # the builder's eps, so extract_subnet computes the same
         self.bn_momentum: float = 0.1  # set to 1/(k+1) by recalibration: cumulative average
 
     def forward(self, x: torch.Tensor, out_channels: int, kernel: int = 1, stride: int = 1,

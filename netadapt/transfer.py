@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from search_spaces.builder import build_model
+from search_spaces.blocks.registry import block_type
+from search_spaces.builder import BN_EPS, build_model
 from search_spaces.rewrite import STEM, expansion_convs, residual_groups, same_layout, se_squeeze_widths
 from search_spaces.spec import ArchSpec
 
@@ -70,7 +71,7 @@ def _producer(spec: ArchSpec, index: int) -> str:
     """State-dict key of the conv weight producing the output of block ``index`` (or stem)."""
     if index == STEM:
         return "stem.conv.weight"
-    return f"blocks.{index}.conv.conv.weight" if spec.blocks[index].op == "conv" else f"blocks.{index}.conv_pwl.conv.weight"
+    return f"blocks.{index}.{block_type(spec.blocks[index].op).output_part}.conv.weight"
 
 
 def _check_shrink(old: ArchSpec, new: ArchSpec) -> None:
@@ -110,7 +111,7 @@ def _expansion_selection(old: ArchSpec, state: dict[str, Tensor], new: ArchSpec,
     """Kept depthwise channels of block ``index``: by expansion-filter norm, the block's kept
     inputs when it has no expansion conv, by depthwise-filter norm when one appears."""
     block = new.blocks[index]
-    if block.op == "conv":
+    if not block_type(block.op).expands:
         return None
     if expansion_convs(old)[index]:
         return _top(_filter_norms(state[f"blocks.{index}.conv_pw.conv.weight"]), block.exp_channels)
@@ -143,7 +144,7 @@ def select_channels(old_spec: ArchSpec, state: dict[str, Tensor], new_spec: Arch
     for index, block in enumerate(new_spec.blocks):
         inputs = stem if index == 0 else outputs[index - 1]
         expansions.append(_expansion_selection(old_spec, state, new_spec, index, inputs))
-        se_channels_kept = outputs[index] if block.op == "conv" else expansions[-1]
+        se_channels_kept = expansions[-1] if block_type(block.op).expands else outputs[index]
         se_hidden.append(_se_selection(state, index, se_channels_kept, squeezes[index]))
     features = _top(_filter_norms(state["head.conv_features.conv.weight"]), new_spec.head.feature_channels)
     return ChannelSelection(stem, tuple(outputs), tuple(expansions), tuple(se_hidden), features)
@@ -175,7 +176,7 @@ def _se(out: dict[str, Tensor], state: dict[str, Tensor], prefix: str, channels:
 
 def _selection_conv(out: dict[str, Tensor], like: Tensor, prefix: str, inputs: Tensor, picks: Tensor) -> None:
     """A new 1x1 expansion conv that copies input channel ``picks[j]`` to output ``j`` (zero
-    where that channel is not among ``inputs``), with an identity batch norm (eps 1e-5)."""
+    where that channel is not among ``inputs``), with an identity batch norm (the builder's eps)."""
     weight = torch.zeros(len(picks), len(inputs), 1, 1, dtype=like.dtype, device=like.device)
     position = {int(c): p for p, c in enumerate(inputs)}
     for j, channel in enumerate(picks.tolist()):
@@ -184,7 +185,7 @@ def _selection_conv(out: dict[str, Tensor], like: Tensor, prefix: str, inputs: T
     ones = torch.ones(len(picks), dtype=like.dtype, device=like.device)
     out[f"{prefix}.conv.weight"] = weight
     out |= {f"{prefix}.bn.weight": ones.clone(), f"{prefix}.bn.bias": torch.zeros_like(ones),
-            f"{prefix}.bn.running_mean": torch.zeros_like(ones), f"{prefix}.bn.running_var": ones - 1e-5,
+            f"{prefix}.bn.running_mean": torch.zeros_like(ones), f"{prefix}.bn.running_var": ones - BN_EPS,
             f"{prefix}.bn.num_batches_tracked": torch.tensor(0, dtype=torch.long)}
 
 

@@ -4,11 +4,14 @@ String grammar (fields always present, fixed order, ``|`` between parts)::
 
     r224_i3_n1000|stem_k3_s2_c16_hs|ir_k3_s1_e16_c16_se0_re_sk1|cn_k3_s2_c24_se1_hs_sk0|head_c960_h1280_hs_d0.2
 
-``ir`` is the bottleneck (``e`` = absolute expansion width), ``cn`` a regular conv;
+Each block type (:mod:`search_spaces.blocks`) has its token: ``ir`` is the bottleneck
+(``e`` = absolute expansion width), ``cn`` a regular conv; a block type that expands writes
+``e``, one that does not leaves it out;
 activations ``re`` (ReLU), ``r6`` (ReLU6), ``hs`` (h-swish); ``h0`` = no hidden head conv.
 ``parse_spec(format_spec(s)) == s`` for every valid spec. The parser also reads a bottleneck's
 expansion width spelt ``h`` (``ir_k3_s1_h16_c16_...``, hidden channels like the head's ``h``),
-the spelling that cannot be mistaken for timm's expansion *ratio* ``e``.
+the spelling that cannot be mistaken for timm's expansion *ratio* ``e`` (so does every
+expanding block type).
 """
 from __future__ import annotations
 
@@ -16,26 +19,30 @@ import json
 import re
 from typing import Any
 
+from search_spaces.blocks.base import BlockType
+from search_spaces.blocks.registry import BLOCK_TYPES, block_type, block_type_of_token
 from search_spaces.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec
 
 SCHEMA_VERSION = 1
 _ACT_TOKENS = {"relu": "re", "relu6": "r6", "hswish": "hs"}
 _TOKEN_ACTS = {v: k for k, v in _ACT_TOKENS.items()}
-_OP_TOKENS = {"bneck": "ir", "conv": "cn"}
 
 _HEADER = re.compile(r"r(\d+)_i(\d+)_n(\d+)")
 _STEM = re.compile(r"stem_k(\d+)_s(\d+)_c(\d+)_(re|r6|hs)")
-_IR = re.compile(r"ir_k(\d+)_s(\d+)_[eh](\d+)_c(\d+)_se([01])_(re|r6|hs)_sk([01])")
-_CN = re.compile(r"cn_k(\d+)_s(\d+)_c(\d+)_se([01])_(re|r6|hs)_sk([01])")
 _HEAD = re.compile(r"head_c(\d+)_h(\d+)_(re|r6|hs)_d([0-9.e-]+)")
 
 
 def format_block(block: BlockSpec) -> str:
-    """The canonical token of one block."""
+    """The canonical token of one block (``<token>_k3_s1[_e16]_c16_se0_re_sk1``)."""
     act, se, sk = _ACT_TOKENS[block.act], int(block.se), int(block.skip)
-    if block.op == "conv":
-        return f"cn_k{block.kernel}_s{block.stride}_c{block.out_channels}_se{se}_{act}_sk{sk}"
-    return f"ir_k{block.kernel}_s{block.stride}_e{block.exp_channels}_c{block.out_channels}_se{se}_{act}_sk{sk}"
+    kind = block_type(block.op)
+    exp = f"_e{block.exp_channels}" if kind.expands else ""
+    return f"{kind.token}_k{block.kernel}_s{block.stride}{exp}_c{block.out_channels}_se{se}_{act}_sk{sk}"
+
+
+def _block_pattern(kind: BlockType) -> re.Pattern:
+    exp = r"_[eh](\d+)" if kind.expands else ""
+    return re.compile(rf"{kind.token}_k(\d+)_s(\d+){exp}_c(\d+)_se([01])_(re|r6|hs)_sk([01])")
 
 
 def format_spec(spec: ArchSpec) -> str:
@@ -58,11 +65,14 @@ def _match(pattern: re.Pattern, token: str, what: str) -> re.Match:
 
 
 def _parse_block(token: str) -> BlockSpec:
-    if token.startswith("cn_"):
-        k, s, c, se, act, sk = _match(_CN, token, "block").groups()
-        return BlockSpec("conv", int(k), int(s), None, int(c), se == "1", _TOKEN_ACTS[act], sk == "1")
-    k, s, e, c, se, act, sk = _match(_IR, token, "block").groups()
-    return BlockSpec("bneck", int(k), int(s), int(e), int(c), se == "1", _TOKEN_ACTS[act], sk == "1")
+    kind = block_type_of_token(token.split("_", 1)[0])
+    if kind is None:
+        tokens = tuple(t.token for t in BLOCK_TYPES.values())
+        raise ValueError(f"cannot parse block token {token!r}; expected a block type token {tokens} first")
+    groups = list(_match(_block_pattern(kind), token, "block").groups())
+    exp = int(groups.pop(2)) if kind.expands else None
+    k, s, c, se, act, sk = groups
+    return BlockSpec(kind.op, int(k), int(s), exp, int(c), se == "1", _TOKEN_ACTS[act], sk == "1")
 
 
 def parse_spec(text: str) -> ArchSpec:

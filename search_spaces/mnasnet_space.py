@@ -37,6 +37,8 @@ FILTER_CHOICES = (0.75, 1.0, 1.25)
 LAYER_CHOICES = (-1, 0, 1)
 ACT_CHOICES = ("relu", "hswish")
 DECISION_NAMES = ("op", "kernel", "se", "skip", "filters", "layers", "act")
+DECISIONS_PER_STAGE = len(DECISION_NAMES)
+"""Decisions of one stage: a stage's slice of the index vector is this long."""
 _CHOICES = (OP_CHOICES, KERNEL_CHOICES, SE_CHOICES, SKIP_CHOICES, FILTER_CHOICES, LAYER_CHOICES, ACT_CHOICES)
 _EXPANSION = {"dsconv": 1, "mbconv3": 3, "mbconv6": 6}
 
@@ -110,7 +112,7 @@ class MnasNetSpace:
         blocks: list[BlockSpec] = []
         in_channels = self.stem.out_channels
         for stage in range(len(self.stages)):
-            choice = self._stage_choice(indices[stage * 7:(stage + 1) * 7])
+            choice = self._stage_choice(indices[stage * DECISIONS_PER_STAGE:(stage + 1) * DECISIONS_PER_STAGE])
             stage_blocks = self.stage_blocks(stage, choice, in_channels)
             blocks += stage_blocks
             in_channels = stage_blocks[-1].out_channels
@@ -124,7 +126,7 @@ class MnasNetSpace:
             raise ValueError("spec is not in this space: its stem, head, resolution, input channels or classes differ")
         found = self._parse_stages(spec.blocks, 0, 0, self.stem.out_channels)
         if found is None:
-            raise ValueError("spec is not in this space: its blocks do not match the 7 MnasNet stages")
+            raise ValueError(f"spec is not in this space: its blocks do not match the {len(self.stages)} MnasNet stages")
         return found
 
     def canonicalize(self, indices: tuple[int, ...] | list[int]) -> tuple[int, ...]:

@@ -2,6 +2,7 @@
 #out, SE, NL, s. One-way export: residuals are implicit, as in the paper."""
 from __future__ import annotations
 
+from search_spaces.blocks.registry import block_type
 from search_spaces.spec import ArchSpec, BlockSpec
 
 COLUMNS = ("input", "operator", "exp size", "#out", "SE", "NL", "s")
@@ -14,7 +15,7 @@ def _size(side: int, channels: int) -> str:
 
 def _block_row(block: BlockSpec, in_channels: int, side: int) -> tuple[str, ...]:
     kernel = f"{block.kernel}x{block.kernel}"
-    operator = f"conv2d {kernel}" if block.op == "conv" else f"bneck {kernel}"
+    operator = f"{block_type(block.op).table_name} {kernel}"
     exp = "-" if block.exp_channels is None else str(block.exp_channels)
     return (_size(side, in_channels), operator, exp, str(block.out_channels), "yes" if block.se else "-",
             _NL[block.act], str(block.stride))

@@ -6,22 +6,28 @@ decisions (MnasNet section 4.1, its controller emits one token per decision), de
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol, runtime_checkable
+from typing import Callable, Iterable, Protocol, runtime_checkable
 
 import numpy as np
 
 from search_spaces.mnasnet_space import MnasNetSmallHeadSpace, MnasNetSpace
-from search_spaces.spec import ArchSpec
+from search_spaces.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec
 
 
 @runtime_checkable
 class SearchSpace(Protocol):
-    """What a strategy and a driver may ask of a space."""
+    """What a strategy, a driver and the latency tables may ask of a space.
+
+    Strategies use the index vector (``cardinalities`` ... ``size``); ``latency/`` samples specs
+    (``sample``: calibration and validation specs) and prices every block the space can
+    contain (``block_contexts``, with ``stem`` and ``head``: ``latency.keys.space_keys``)."""
 
     name: str
     resolution: int
     num_classes: int
     in_channels: int
+    stem: StemSpec
+    head: HeadSpec
 
     @property
     def cardinalities(self) -> tuple[int, ...]: ...
@@ -32,12 +38,17 @@ class SearchSpace(Protocol):
     def mutate_indices(self, indices: tuple[int, ...], rng: np.random.Generator,
                        max_tries: int = 100) -> tuple[int, ...]: ...
     def size(self) -> int: ...
+    def sample(self, rng: np.random.Generator) -> ArchSpec: ...
+    def block_contexts(self) -> Iterable[tuple[BlockSpec, int, int]]:
+        """Every distinct ``(block, in_channels, input side)`` a spec of the space contains."""
 
 
 SPACES: dict[str, Callable[..., SearchSpace]] = {
     "mnasnet": MnasNetSpace,
     "mnasnet-small": MnasNetSmallHeadSpace,
 }
+"""name -> factory ``(resolution=, num_classes=, in_channels=)``; a new space is a module
+``search_spaces/<name>.py`` and a line here (tests/test_extension_points.py)."""
 
 
 def make_space(name: str, *, resolution: int = 224, num_classes: int = 1000, in_channels: int = 3) -> SearchSpace:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
+from search_spaces.blocks.registry import block_type
 from search_spaces.spec import ArchSpec, BlockSpec, se_channels
 
 STEM = -1
@@ -45,18 +46,16 @@ def residual_groups(spec: ArchSpec) -> tuple[tuple[int, ...], ...]:
 
 
 def expansion_convs(spec: ArchSpec) -> tuple[bool, ...]:
-    """For each block, whether it has a 1x1 expansion conv (a bottleneck with exp != in)."""
-    return tuple(b.op == "bneck" and b.exp_channels != spec.in_channels_of(i) for i, b in enumerate(spec.blocks))
+    """For each block, whether it has a 1x1 expansion conv (a bottleneck with exp != in; the
+    block type's ``expansion_conv``)."""
+    return tuple(block_type(b.op).expansion_conv(b, spec.in_channels_of(i)) for i, b in enumerate(spec.blocks))
 
 
 def se_squeeze_widths(spec: ArchSpec) -> tuple[int | None, ...]:
     """For each block, the SE squeeze width the builder derives (``se_channels`` of the SE's
-    input: exp for a bottleneck, out for a regular conv), ``None`` without SE."""
-    widths = []
-    for block in spec.blocks:
-        channels = block.out_channels if block.op == "conv" else block.exp_channels
-        widths.append(se_channels(channels) if block.se else None)
-    return tuple(widths)
+    input: exp for a bottleneck, out for a regular conv: the block type's ``se_input``),
+    ``None`` without SE."""
+    return tuple(se_channels(block_type(b.op).se_input(b)) if b.se else None for b in spec.blocks)
 
 
 def with_widths(spec: ArchSpec, changes: Mapping[int, Mapping[str, int]], *,
@@ -90,7 +89,7 @@ def with_widths(spec: ArchSpec, changes: Mapping[int, Mapping[str, int]], *,
         exp = block.exp_channels
         if "exp_channels" in change:
             exp = change["exp_channels"]
-        elif block.op == "bneck" and exp == spec.in_channels_of(index):
+        elif block_type(block.op).expands and exp == spec.in_channels_of(index):
             exp = in_channels
         blocks.append(replace(block, exp_channels=exp, out_channels=change.get("out_channels", block.out_channels)))
         in_channels = blocks[-1].out_channels
@@ -109,8 +108,9 @@ def _check_changes(spec: ArchSpec, changes: Mapping[int, Mapping[str, int]]) -> 
         unknown = set(change) - set(_BLOCK_FIELDS)
         if unknown or not change:
             raise ValueError(f"with_widths changes[{index}] = {dict(change)!r} is not allowed; expected keys from {_BLOCK_FIELDS}")
-        if "exp_channels" in change and spec.blocks[index].op == "conv":
-            raise ValueError(f"with_widths changes[{index}].exp_channels is not allowed: block {index} is a regular conv")
+        if "exp_channels" in change and not block_type(spec.blocks[index].op).expands:
+            raise ValueError(f"with_widths changes[{index}].exp_channels is not allowed: block {index} "
+                             f"({spec.blocks[index].op!r}) has no expansion width, as a regular conv has none")
 
 
 def same_layout(old: ArchSpec, new: ArchSpec) -> str | None:

@@ -6,16 +6,23 @@ a flat tuple of blocks with *absolute* channel counts, and the efficient last st
 (section 5.1). Specs are frozen and hashable; invalid values raise ``ValueError``
 naming the field, the value and what is allowed.
 
-This module imports only the standard library.
+Block operators (``BlockSpec.op``) are the registered block types
+(:mod:`search_spaces.blocks.registry`): ``bneck`` is the inverted residual bottleneck (MBConv;
+with ``exp_channels == in_channels`` it has no expansion conv and is a depthwise-separable
+conv), ``conv`` a regular k x k convolution (MnasNet's "regular conv" choice).
+
+This module and the block-type registry import only the standard library.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-OPS = ("bneck", "conv")
-"""Block operators: ``bneck`` is the inverted residual bottleneck (MBConv; with
-``exp_channels == in_channels`` it has no expansion conv and is a depthwise-separable
-conv), ``conv`` a regular k x k convolution (MnasNet's "regular conv" choice)."""
+from search_spaces.blocks.registry import BLOCK_TYPES
+from search_spaces.widths import make_divisible, se_channels
+
+__all__ = ["ACTS", "KERNELS", "STRIDES", "MAX_CHANNELS", "StemSpec", "BlockSpec", "HeadSpec", "ArchSpec",
+           "make_divisible", "se_channels", "residual_allowed", "with_auto_skip", "scale_width"]
+
 ACTS = ("relu", "relu6", "hswish")
 KERNELS = (1, 3, 5, 7)
 STRIDES = (1, 2)
@@ -35,23 +42,6 @@ def _check_int(owner: str, name: str, value: object, low: int = 1, high: int = M
 def _check_bool(owner: str, name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{owner}.{name} = {value!r} is not allowed; expected True or False")
-
-
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round ``value`` to the nearest multiple of ``divisor``, never going below 90% of it.
-
-    The rounding rule of the reference implementations (TF MobileNet, torchvision, timm).
-    """
-    min_value = divisor if min_value is None else min_value
-    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
-
-
-def se_channels(channels: int) -> int:
-    """Squeeze width of the SE module: make_divisible(channels / 4, 8) (paper section 5.3)."""
-    return make_divisible(channels / 4, 8)
 
 
 @dataclass(frozen=True)
@@ -74,7 +64,8 @@ class StemSpec:
 class BlockSpec:
     """One row of the paper's table: operator, kernel, stride, exp size, #out, SE, NL.
 
-    ``exp_channels`` is absolute (never a ratio) and ``None`` for ``op='conv'``.
+    ``exp_channels`` is absolute (never a ratio), and ``None`` for an operator that does not
+    expand (``op='conv'``; the block type's ``expands``).
     ``skip`` adds the identity residual; it is only valid where stride is 1 and the
     block keeps its width (checked by :class:`ArchSpec`, which knows the input width).
     """
@@ -89,14 +80,13 @@ class BlockSpec:
     skip: bool = False
 
     def __post_init__(self) -> None:
-        _check_choice("block", "op", self.op, OPS)
+        _check_choice("block", "op", self.op, tuple(BLOCK_TYPES))
         _check_choice("block", "kernel", self.kernel, KERNELS)
         _check_choice("block", "stride", self.stride, STRIDES)
-        if self.op == "conv":
-            if self.exp_channels is not None:
-                raise ValueError(f"block.exp_channels = {self.exp_channels!r} is not allowed for op 'conv'; expected None")
-        else:
+        if BLOCK_TYPES[self.op].expands:
             _check_int("block", "exp_channels", self.exp_channels)
+        elif self.exp_channels is not None:
+            raise ValueError(f"block.exp_channels = {self.exp_channels!r} is not allowed for op {self.op!r}; expected None")
         _check_int("block", "out_channels", self.out_channels)
         _check_bool("block", "se", self.se)
         _check_choice("block", "act", self.act, ACTS)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import re
 
+from search_spaces.blocks.base import BlockType
+from search_spaces.blocks.registry import BLOCK_TYPES, block_type
 from search_spaces.spec import ArchSpec, BlockSpec, residual_allowed
 
 _ACT_OUT = {"relu": "_nre", "relu6": "_nr6", "hswish": ""}
@@ -32,14 +34,10 @@ def _block_string(block: BlockSpec, in_channels: int, can_skip: bool) -> str:
     noskip = "_noskip" if can_skip and not block.skip else ""
     act = _ACT_OUT[block.act]
     se = "_se0.25" if block.se else ""
-    if block.op == "conv":
-        if block.se:
-            raise ValueError("a regular conv block with SE has no timm arch_def form ('cn' blocks have no SE)")
-        return f"cn_r1_k{block.kernel}_s{block.stride}_c{block.out_channels}{act}{noskip}"
-    if block.exp_channels == in_channels:
-        return f"ds_r1_k{block.kernel}_s{block.stride}_e1_c{block.out_channels}{se}{act}{noskip}"
-    ratio = f"{block.exp_channels / in_channels:.6g}"
-    return f"ir_r1_k{block.kernel}_s{block.stride}_e{ratio}_c{block.out_channels}{se}{act}{noskip}"
+    form = block_type(block.op).timm
+    if form is None:
+        raise ValueError(f"block type {block.op!r} has no timm arch_def form")
+    return f"{form.export(block, in_channels)}{se}{act}{noskip}"
 
 
 def to_arch_def(spec: ArchSpec) -> list[list[str]]:
@@ -74,10 +72,16 @@ def _parse_options(text: str) -> tuple[str, dict[str, str]]:
     return op, options
 
 
+def _timm_types() -> dict[str, BlockType]:
+    """timm block token -> the block type that reads it."""
+    return {op: kind for kind in BLOCK_TYPES.values() if kind.timm is not None for op in kind.timm.ops}
+
+
 def _parse_block(text: str, in_channels: int) -> list[BlockSpec]:
     op, o = _parse_options(text)
-    if op not in ("ds", "ir", "cn"):
-        raise ValueError(f"timm block {text!r}: block type {op!r} is not supported; expected ds, ir or cn")
+    kinds = _timm_types()
+    if op not in kinds:
+        raise ValueError(f"timm block {text!r}: block type {op!r} is not supported; expected {_or_list(tuple(kinds))}")
     try:
         repeats, kernel, stride, out = int(o.get("r", "1")), int(o["k"]), int(o.get("s", "1")), int(o["c"])
     except (KeyError, ValueError) as exc:
@@ -85,14 +89,19 @@ def _parse_block(text: str, in_channels: int) -> list[BlockSpec]:
     se, act = "se" in o, o.get("act", "hswish")
     if se and abs(float(o["se"]) - 0.25) > 1e-9:
         raise ValueError(f"timm block {text!r}: only se0.25 is supported")
-    blocks = []
+    kind, blocks = kinds[op], []
     for i in range(repeats):
         s = stride if i == 0 else 1
-        exp = None if op == "cn" else in_channels if op == "ds" else round(in_channels * float(o.get("e", "1")))
+        exp = kind.timm.exp_of(op, o.get("e", "1"), in_channels)
         skip = "noskip" not in o and s == 1 and in_channels == out
-        blocks.append(BlockSpec("conv" if op == "cn" else "bneck", kernel, s, exp, out, se, act, skip))
+        blocks.append(BlockSpec(kind.op, kernel, s, exp, out, se, act, skip))
         in_channels = out
     return blocks
+
+
+def _or_list(names: tuple[str, ...]) -> str:
+    """``ds, ir or cn``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def blocks_from_arch_def(arch_def: list[list[str]], template: ArchSpec) -> ArchSpec:

@@ -20,7 +20,9 @@ ALLOWED = {
 }
 TORCH_FREE = {"search_spaces/spec.py", "search_spaces/encoding.py", "search_spaces/mnasnet_space.py",
               "search_spaces/counting.py", "search_spaces/paper_table.py", "search_spaces/timm_arch.py",
-              "search_spaces/rewrite.py"}
+              "search_spaces/rewrite.py", "search_spaces/widths.py", "search_spaces/costs.py",
+              "search_spaces/blocks/__init__.py", "search_spaces/blocks/base.py", "search_spaces/blocks/registry.py",
+              "search_spaces/blocks/bneck.py", "search_spaces/blocks/conv.py"}
 RAY_MODULES = {"nas/tune.py"}
 
 

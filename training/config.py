@@ -29,7 +29,9 @@ class TrainConfig:
     threads for the job: results are bit-identical only for a fixed thread count (the kernels
     split their reductions by thread, so the summation order follows it).
     ``bn_recalibration_batches`` training batches re-estimate the BatchNorm statistics before
-    every evaluation (0: off); without it a briefly trained model evaluates at chance.
+    every evaluation (0: off); without it a briefly trained model evaluates at chance (the
+    builder's BatchNorm momentum is MobileNetV3's 0.01, so running statistics lag for
+    thousands of steps; see ``training/inference.py``).
     ``max_loss``: a training loss above it, or NaN/inf, stops the job (TrainingDiverged).
     """
 

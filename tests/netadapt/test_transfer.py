@@ -171,7 +171,9 @@ def test_all_widths_shrunk_at_once_on_a_sampled_spec_is_exact():
                 changes.setdefault(i, {})["out_channels"] = p.channels_after
         else:
             feature = p.channels_after
-    assert_transfer_exact(spec, with_widths(spec, changes, feature_channels=feature))
+    # float64: this deep sampled spec with random BN affines is ill-conditioned enough that float32
+    # rounding alone reached 2.4e-3 of the output scale with eps 1e-3 (exact to 1e-9 in float64)
+    assert_transfer_exact(spec, with_widths(spec, changes, feature_channels=feature), dtype=torch.float64)
 
 
 def test_keeps_the_largest_norm_filters_summed_over_a_residual_group():

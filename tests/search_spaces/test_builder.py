@@ -104,3 +104,42 @@ def test_odd_resolution_runs():
                     resolution=27, in_channels=2, num_classes=3)
     assert spec.final_resolution == 7
     assert build_model(spec)(torch.randn(1, 2, 27, 27)).shape == (1, 3)
+
+
+def test_batch_norm_is_mobilenetv3s_eps_and_momentum_by_default():
+    norms = [m for m in build_model(reference_spec("mobilenetv3-small")).modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all((m.eps, m.momentum) == (1e-3, 0.01) for m in norms)  # torchvision's mobilenet_v3
+
+
+def test_norm_and_activation_layers_are_injectable():
+    spec = reference_spec("mobilenetv3-small", resolution=32, in_channels=1, num_classes=10)
+    seen = []
+
+    def act(name):
+        seen.append(name)
+        return nn.ReLU6() if name == "hswish" else nn.ReLU()
+
+    model = build_model(spec, norm_layer=lambda c: nn.BatchNorm2d(c, momentum=0.1), act_layer=act)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all((m.eps, m.momentum) == (1e-5, 0.1) for m in norms)
+    assert not any(isinstance(m, nn.Hardswish) for m in model.modules()) and set(seen) == {"relu", "hswish"}
+    group = build_model(spec, norm_layer=lambda c: nn.GroupNorm(1, c))
+    assert group(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_old_checkpoints_load_with_the_new_defaults():
+    spec = reference_spec("mobilenetv3-small", resolution=32, in_channels=1, num_classes=10)
+    old = build_model(spec, norm_layer=nn.BatchNorm2d).state_dict()  # PyTorch's BN defaults, as before
+    build_model(spec).load_state_dict(old)  # strict: the same keys and shapes
+
+
+@pytest.mark.parametrize("name", ["mobilenetv3-small", "mobilenetv2"])
+def test_forward_is_head_of_features(name):
+    spec = reference_spec(name, resolution=32, in_channels=1, num_classes=10)
+    model = build_model(spec).eval()
+    x = torch.randn(2, 1, 32, 32)
+    features = model.forward_features(x)
+    assert features.shape == (2, spec.head.feature_channels, spec.final_resolution, spec.final_resolution)
+    torch.testing.assert_close(model.forward_head(features), model(x))
+    width = spec.head.hidden_channels or spec.head.feature_channels
+    assert model.forward_head(features, pre_logits=True).shape == (2, width)
