@@ -254,9 +254,9 @@ class TableBuilder:
         except MeasureCommandError as exc:
             entries = len(read_csv(self.folder / ENTRIES_FILE, ENTRY_COLUMNS))
             specs = len(read_csv(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS))
-            raise BuildInterrupted(f"{exc}; the table {self.folder} keeps the {entries} layers and {specs} "
-                                      "calibration models measured before: reconnect the device or fix the command, "
-                                      "then run the same command again to resume") from exc
+            raise BuildInterrupted(f"{exc}; the table {self.folder} keeps every row measured before (layers: {entries}, "
+                                   f"calibration models: {specs}): reconnect the device or fix the command, then run "
+                                   "the same command again to resume") from exc
 
     def _check_measured(self, keys: Sequence[LayerKey]) -> None:
         """Every key just measured must be in entries.csv: a build never reports success short."""
