@@ -110,7 +110,7 @@ def _cli_build(folder: Path, env: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("fault, said", [("disconnect@8", "device disconnected or command failed"),
-                                         pytest.param("negative@8", "printed garbage", marks=pytest.mark.slow)])
+                                         ("negative@8", "printed garbage")])
 def test_cli_build_failing_device_is_one_line_exit_2_rows_kept(fault, said, tmp_path):
     env = {**os.environ, "MOBILENAS_STANDIN_STATE": str(tmp_path / "calls"), "MOBILENAS_STANDIN_FAULT": fault}
     done = _cli_build(tmp_path / "t", env)
