@@ -19,15 +19,17 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from latency.calibration import fit_calibration, spec_features
+from latency.command import MeasureCommandError
 from latency.doctor import quick_doctor
 from latency.drift import record_signature
 from latency.endtoend import cached_model, measure_specs, spec_input_shape
@@ -136,6 +138,10 @@ def _check_fresh_folder(folder: Path) -> None:
                              "on cannot be checked; restore the manifest or build into an empty folder")
 
 
+class BuildInterrupted(MeasureCommandError):
+    """A measure command failed during a build; the message says what the table kept."""
+
+
 class TableBuilder:
     """Creates or resumes the table in ``folder`` for ``measurer``; see the module docstring."""
 
@@ -194,13 +200,15 @@ class TableBuilder:
         now = time.time()
         append_rows(self.folder / REFERENCE_FILE, ("time", "ref_ms"), [{"time": now, "ref_ms": v} for v in values])
 
-    def _measure_paired_key(self, key: LayerKey) -> dict[str, object]:
-        """One key between two reference blocks; ``ref_ms`` is their mean (paired timing)."""
-        before = self._reference_block()
+    def _measure_paired_key(self, key: LayerKey, before: float | None) -> tuple[dict[str, object], float]:
+        """One key between two reference blocks; ``ref_ms`` is their mean (paired timing).
+        ``before``: the block that ended the previous key, measured just now (each block sits
+        between two keys, so a device command is called once per block, not twice)."""
+        measured = [] if before is not None else [before := self._reference_block()]
         row = measure_key(self.measurer, key, self.config)
         after = self._reference_block()
-        self._record_reference((before, after))
-        return {**row, "ref_ms": (before + after) / 2}
+        self._record_reference((*measured, after))
+        return {**row, "ref_ms": (before + after) / 2}, after
 
     def measured_keys(self) -> set[LayerKey]:
         frame = read_csv(self.folder / ENTRIES_FILE, ENTRY_COLUMNS)
@@ -213,15 +221,42 @@ class TableBuilder:
         todo = sorted(set(keys) - done)
         total = len(todo)
         self.progress("layers", 0, total)
-        for first in range(0, total, self.config.batch_keys):
-            batch, start = todo[first:first + self.config.batch_keys], time.perf_counter()
-            rows = [self._measure_paired_key(key) for key in batch]
-            append_rows(self.folder / ENTRIES_FILE, ENTRY_COLUMNS, rows)
-            self.manifest["entries"] = len(done) + first + len(batch)  # a shorter entries.csv was truncated
-            self._record_build_time("layers_s", time.perf_counter() - start, self.manifest["entries"])
-            self.progress("layers", first + len(batch), total)
+        before = None
+        with self._resumable():
+            for first in range(0, total, self.config.batch_keys):
+                batch, start, rows = todo[first:first + self.config.batch_keys], time.perf_counter(), []
+                try:
+                    for key in batch:
+                        row, before = self._measure_paired_key(key, before)
+                        rows.append(row)
+                finally:  # a failing device or Ctrl-C keeps the rows measured before it
+                    self._append_entries(rows, len(done) + first, start)
+                self.progress("layers", first + len(batch), total)
         self._check_measured(todo)
         return total
+
+    def _append_entries(self, rows: list[dict[str, object]], before: int, start: float) -> None:
+        """Append a batch's ``rows`` (``before``: rows the table held before them) and count them."""
+        if not rows:
+            return
+        append_rows(self.folder / ENTRIES_FILE, ENTRY_COLUMNS, rows)
+        self.manifest["entries"] = before + len(rows)  # a shorter entries.csv was truncated
+        self._record_build_time("layers_s", time.perf_counter() - start, self.manifest["entries"])
+
+    @contextmanager
+    def _resumable(self) -> Iterator[None]:
+        """A failing measure command (a device that disconnected, garbage output) ends in one
+        line saying what the table kept and how to go on."""
+        try:
+            yield
+        except BuildInterrupted:
+            raise
+        except MeasureCommandError as exc:
+            entries = len(read_csv(self.folder / ENTRIES_FILE, ENTRY_COLUMNS))
+            specs = len(read_csv(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS))
+            raise BuildInterrupted(f"{exc}; the table {self.folder} keeps every row measured before (layers: {entries}, "
+                                   f"calibration models: {specs}): reconnect the device or fix the command, then run "
+                                   "the same command again to resume") from exc
 
     def _check_measured(self, keys: Sequence[LayerKey]) -> None:
         """Every key just measured must be in entries.csv: a build never reports success short."""
@@ -239,12 +274,14 @@ class TableBuilder:
         self.ensure_specs(specs)
         done = set(read_csv(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS)["spec"])
         todo = [s for s in specs if format_spec(s) not in done]
-        baseline = self.baseline_ms()
+        with self._resumable():
+            baseline = self.baseline_ms()
         self.progress("calibration", 0, len(todo))
         for first in range(0, len(todo), self.config.calibration_group):
             group, start = todo[first:first + self.config.calibration_group], time.perf_counter()
-            results = measure_specs(self.measurer, group, self.reference_spec, pairs=self.config.calibration_pairs,
-                                    passes=self.config.calibration_rounds)
+            with self._resumable():
+                results = measure_specs(self.measurer, group, self.reference_spec, pairs=self.config.calibration_pairs,
+                                        passes=self.config.calibration_rounds)
             self.history_ms.extend(r.reference_ms for r in results)
             self._record_reference([r.reference_ms for r in results])
             append_rows(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS, [
@@ -298,8 +335,9 @@ class TableBuilder:
             self.manifest["calibration"][str(int(resolution))] = fit_calibration(features, measured)
         self.manifest["entries"] = len(table)
         if self.manifest.get("build", {}).get("timing") == "paired" and "signature" not in self.manifest:
-            self.manifest["signature"] = record_signature(self.measurer, self.reference_spec)
-            self.manifest["doctor"] = quick_doctor(self.measurer, self.reference_spec)
+            with self._resumable():
+                self.manifest["signature"] = record_signature(self.measurer, self.reference_spec)
+                self.manifest["doctor"] = quick_doctor(self.measurer, self.reference_spec)
         timings = self.manifest.setdefault("build_timings", {})
         timings.update(layers_count=len(table), calibration_count=len(calib))  # a kill between append and record
         write_json(self.folder / MANIFEST_FILE, self.manifest)

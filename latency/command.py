@@ -6,11 +6,15 @@ for any device reachable by a shell command. Placeholders in the template: ``{mo
 ONNX file path, shell-quoted), ``{input_shape}`` (e.g. ``1,3,224,224``), ``{batch}``.
 The pattern is a regular expression whose group ``value`` (or first group) is the latency;
 an optional group ``unit`` (``us``, ``ms``, ``s``) overrides the configured unit. Every match
-in the output is one sample.
+in the output is one sample; a minus sign right before the number counts (``-0.4 ms`` is
+negative, not 0.4), and a sample that is not a positive finite time is refused naming its line.
+A failing command (a device that disconnected) and unusable output are both a
+:class:`MeasureCommandError`: one line at the command line, exit code 2.
 """
 from __future__ import annotations
 
 import logging
+import math
 import re
 import shlex
 import subprocess
@@ -24,6 +28,9 @@ from latency.measurers import ModelLike, full_input_shape, onnx_bytes_of
 
 log = logging.getLogger(__name__)
 UNITS_MS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3}
+DEFAULT_PATTERN = r"(?P<value>[-+]?(?:[0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?|nan|inf))\s*ms"
+"""A number (sign, ``nan`` and ``inf`` included, so that they are refused rather than misread)
+followed by ``ms``."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,7 @@ class CommandSettings:
     table's fingerprint instead of the host's CPU (:mod:`latency.fingerprint`)."""
 
     template: str
-    pattern: str = r"(?P<value>[0-9.]+(?:[eE][-+]?\d+)?)\s*ms"
+    pattern: str = DEFAULT_PATTERN
     unit: str = "ms"
     batch: int = 1
     runs: int = 1
@@ -64,22 +71,39 @@ class CommandSettings:
                 raise ValueError(f"command.{name} = {value!r} is not allowed; expected an integer >= 1")
 
 
+class MeasureCommandError(RuntimeError, ValueError):
+    """The measure command failed, timed out or printed no usable latency: a problem with the
+    user's command or device (a ``ValueError`` to the command line: one line, exit code 2)."""
+
+
+def _line_of(output: str, position: int) -> str:
+    """The output line holding ``position``, stripped."""
+    return output[output.rfind("\n", 0, position) + 1:].split("\n", 1)[0].strip()
+
+
 def parse_latencies_ms(output: str, pattern: str, unit: str = "ms") -> list[float]:
-    """Every latency the pattern finds in ``output``, in milliseconds."""
+    """Every latency the pattern finds in ``output``, in milliseconds; a match that is not a
+    positive finite time raises :class:`MeasureCommandError` naming its line."""
     samples = []
     for match in re.finditer(pattern, output):
         groups = match.groupdict()
-        text = groups.get("value") or match.group(1)
+        group = "value" if groups.get("value") is not None else 1
+        text, begin = match.group(group), match.start(group)
         match_unit = groups.get("unit") or unit
         if match_unit not in UNITS_MS:
-            raise ValueError(f"unit {match_unit!r} in the command output is not known; expected one of {tuple(UNITS_MS)}")
-        samples.append(float(text) * UNITS_MS[match_unit])
+            raise MeasureCommandError(f"unit {match_unit!r} in the command output line {_line_of(output, begin)!r} is not "
+                                      f"known; expected one of {tuple(UNITS_MS)}")
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if begin > 0 and output[begin - 1] == "-" and not text.startswith(("-", "+")):
+            value = -value
+        if not math.isfinite(value) or value <= 0:
+            raise MeasureCommandError(f"the command output line {_line_of(output, begin)!r} holds {text!r}, not a positive "
+                                      f"finite time (read with pattern {pattern!r})")
+        samples.append(value * UNITS_MS[match_unit])
     return samples
-
-
-class MeasureCommandError(RuntimeError, ValueError):
-    """The measure command failed, timed out or printed no latency: a problem with the user's
-    command or device (a ``ValueError`` to the command line: one line, exit code 2)."""
 
 
 class CommandMeasurer:
@@ -104,22 +128,26 @@ class CommandMeasurer:
                                                     input_shape=",".join(str(v) for v in shape))
             for _ in range(self.settings.runs):
                 samples += self._run_once(command)
-        values = np.asarray(samples, dtype=float)
-        if not np.all(np.isfinite(values)) or np.any(values <= 0):
-            raise ValueError(f"command reported non-positive or non-finite latencies {values.tolist()}")
-        return values
+        return np.asarray(samples, dtype=float)
 
     def _run_once(self, command: str) -> list[float]:
+        """One call: its samples, or a one-line :class:`MeasureCommandError` naming the command."""
         log.debug("running %s", command)
         try:
             done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=self.settings.timeout_s)
         except subprocess.TimeoutExpired as exc:
-            raise MeasureCommandError(f"measure command timed out after {self.settings.timeout_s} s: {command}") from exc
+            raise MeasureCommandError(f"measure command timed out after {self.settings.timeout_s} s "
+                                      f"(device hung or disconnected?): {command}") from exc
         if done.returncode != 0:
-            tail = " | ".join((done.stderr or done.stdout).strip()[-300:].splitlines())
-            raise MeasureCommandError(f"measure command exited with {done.returncode}: {command}: {tail}")
-        samples = parse_latencies_ms(done.stdout, self.settings.pattern, self.settings.unit)
+            tail = " | ".join((done.stderr or done.stdout).strip()[-300:].splitlines()) or "no output"
+            raise MeasureCommandError(f"measure command exited with {done.returncode} (device disconnected or command "
+                                      f"failed): {tail}; command: {command}")
+        try:
+            samples = parse_latencies_ms(done.stdout, self.settings.pattern, self.settings.unit)
+        except MeasureCommandError as exc:
+            raise MeasureCommandError(f"measure command printed garbage: {exc}; command: {command}") from None
         if not samples:
-            raise ValueError(f"pattern {self.settings.pattern!r} found no latency in the command output: "
-                             f"{done.stdout.strip()[-300:]!r}")
+            tail = " | ".join(done.stdout.strip()[-300:].splitlines()) or "no output"
+            raise MeasureCommandError(f"measure command printed no latency that pattern {self.settings.pattern!r} "
+                                      f"reads: {tail!r}; command: {command}")
         return samples

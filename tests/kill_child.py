@@ -6,6 +6,7 @@ SIGKILLs itself at a chosen write: ``NAME:N:MODE`` kills at the N-th write of th
 ``finally`` or atexit runs.
 
     python -m tests.kill_child table FOLDER LOG --kill entries.csv:2:torn
+    python -m tests.kill_child table FOLDER LOG --standin --keys 4 --kill entries.csv:1:after
     python -m tests.kill_child train --kill step:40 -- train SPEC --data digits ...
 """
 from __future__ import annotations
@@ -92,8 +93,21 @@ def kill_after_step(step: int) -> None:
     trainer.Trainer._train_step = planned
 
 
-def build_table(folder: Path, log: Path, n_keys: int, n_specs: int) -> None:
-    """The small table build; every measured key's label is appended to ``log`` first."""
+def standin_builder(folder: Path) -> object:
+    """A table builder measuring through the stand-in device (:mod:`latency.standin`), two keys a batch."""
+    from latency.build import BuildConfig, TableBuilder
+    from latency.command import CommandMeasurer, CommandSettings
+    from latency.validation import sample_specs
+    from tests.fast_tables import SPACE
+
+    measurer = CommandMeasurer(CommandSettings(template=f"{sys.executable} -m latency.standin {{model}} --runs 3 --warmup 1"))
+    return TableBuilder(folder, measurer, sample_specs(SPACE, 1, seed=99)[0], space="mnasnet",
+                        config=BuildConfig(batch_keys=2, max_passes=1))
+
+
+def build_table(folder: Path, log: Path, n_keys: int, n_specs: int, standin: bool = False) -> None:
+    """The small table build; every measured key's label is appended to ``log`` first. With
+    ``standin``, layers only, measured through the stand-in device."""
     import latency.build as build
     from tests.fast_tables import calibration_specs, small_builder, small_keys
 
@@ -106,6 +120,9 @@ def build_table(folder: Path, log: Path, n_keys: int, n_specs: int) -> None:
         return row
 
     build.measure_key = logged
+    if standin:
+        standin_builder(folder).measure_keys(small_keys(n_keys))
+        return
     builder = small_builder(folder)
     builder.measure_keys(small_keys(n_keys))
     builder.measure_calibration(calibration_specs(n_specs))
@@ -119,13 +136,14 @@ def main() -> int:
     parser.add_argument("--kill", default=None)
     parser.add_argument("--keys", type=int, default=12)
     parser.add_argument("--specs", type=int, default=2)
+    parser.add_argument("--standin", action="store_true", help="table: layers only, through the stand-in device")
     args, rest = parser.parse_known_args()
     if args.kill and args.kill.startswith("step:"):
         kill_after_step(int(args.kill.split(":")[1]))
     else:
         install(KillPlan(args.kill))
     if args.job == "table":
-        build_table(Path(args.paths[0]), Path(args.paths[1]), args.keys, args.specs)
+        build_table(Path(args.paths[0]), Path(args.paths[1]), args.keys, args.specs, args.standin)
         return 0
     from mobilenas.cli import main as cli_main
 
