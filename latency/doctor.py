@@ -102,17 +102,31 @@ def system_state() -> dict[str, object]:
             "turbo": None if no_turbo is None and boost is None else (boost == "1" if boost is not None else no_turbo == "0")}
 
 
-def on_wall_clock(measurer: Measurer) -> Measurer:
-    """``measurer`` timing on the wall clock (what a user waits for), whatever its settings' clock."""
-    settings = getattr(measurer, "settings", None)
-    if getattr(settings, "clock", "wall") == "wall":
-        return measurer
-    return type(measurer)(replace(settings, clock="wall"))
+class OnWallClock:
+    """A measurer whose runners time on the wall clock (what a user waits for), whatever the
+    clock of its settings; measurers without runners (devices) are used as they are."""
+
+    def __init__(self, measurer: Measurer) -> None:
+        self.measurer, self.name = measurer, measurer.name
+        if getattr(measurer, "runner", None) is None:
+            self.runner = None
+
+    def settings_dict(self) -> dict[str, object]:
+        return {**self.measurer.settings_dict(), "clock": "wall"}
+
+    def measure(self, model: object, input_shape: tuple[int, ...]) -> np.ndarray:
+        return self.measurer.measure(model, input_shape)
+
+    def runner(self, model: object, input_shape: tuple[int, ...]) -> object:
+        runner = self.measurer.runner(model, input_shape)
+        if hasattr(runner, "clock"):
+            runner.clock = "wall"
+        return runner
 
 
 def measure_swing(measurer: Measurer, model: object, shape: tuple[int, ...], config: DoctorConfig) -> list[float]:
     """One model's wall-clock median over each of ``config.windows`` windows, ``gap_s`` apart (ms)."""
-    run = block_runner(on_wall_clock(measurer), model, shape)
+    run = block_runner(OnWallClock(measurer), model, shape)
     medians = []
     for _ in range(config.windows):
         medians.append(float(np.median(run(config.runs))))
