@@ -21,7 +21,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from pipeline.compare import CompareConfig, compare_run
+from pipeline.compare import CompareConfig
+from pipeline.compare_job import compare_run
 from pipeline.platform_matrix import ARCHITECTURES_MD, MATRIX_CSV, MATRIX_JSON, MATRIX_PNG
 from storage.runfolder import RunFolder
 from storage.status import Status

@@ -59,7 +59,7 @@ def _say(message: str) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from pipeline.compare import compare_run
+    from pipeline.compare_job import compare_run
     from pipeline.runner import StageStopped
     from storage.status import Status
 

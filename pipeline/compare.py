@@ -25,7 +25,7 @@ from latency.platforms import Platform, get_platform
 from netadapt.floor import floor_spec
 from netadapt.job import JobSetup, calibrate_for, check_target, execute, read_setup
 from netadapt.loop import NetAdaptConfig
-from pipeline.runner import Pipeline, Stage, StageStopped
+from pipeline.runner import Pipeline, StageStopped
 from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.resolve import resolve_spec
 from search_spaces.spec import ArchSpec
@@ -35,9 +35,6 @@ from storage.status import Status
 from training.config import TrainConfig
 from training.datasets import DEFAULT_SEARCH_DATA, Dataset, default_resolution, load_dataset
 from training.job import WEIGHTS, train_in
-
-RESUME = "mobilenas platforms compare --resume"
-
 
 @dataclass(frozen=True)
 class CompareConfig:
@@ -166,25 +163,6 @@ def stage_netadapt(name: str):
         return summary
 
     return run_stage
-
-
-def stages(config: CompareConfig) -> tuple[Stage, ...]:
-    """The job's stages for ``config``'s platforms."""
-    from pipeline.platform_matrix import stage_matrix, stage_report
-
-    per_platform = [Stage(f"{kind}-{n}", make(n)) for n in config.names
-                    for kind, make in (("table", stage_table), ("netadapt", stage_netadapt))]
-    return (Stage("start", stage_start), *per_platform, Stage("matrix", stage_matrix), Stage("report", stage_report))
-
-
-def summarize(run: Pipeline) -> dict[str, Any]:
-    report = run.result("report")
-    return {"run_dir": str(run.path), **report}
-
-
-def compare_run(folder: RunFolder, config: CompareConfig, *, say=lambda m: None, stop=lambda: False) -> Pipeline:
-    """The comparison as a runnable :class:`Pipeline` in ``folder``."""
-    return Pipeline(folder, config, stages(config), summarize, say=say, stop=stop, resume_command=RESUME)
 
 
 def found_specs(run: Pipeline) -> dict[str, ArchSpec]:
