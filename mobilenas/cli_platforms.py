@@ -60,17 +60,11 @@ def _say(message: str) -> None:
 
 def run_compare(args: argparse.Namespace) -> int:
     from pipeline.compare_job import compare_run
-    from pipeline.runner import StageStopped
-    from storage.status import Status
+    from pipeline.runner import run_in_session
 
     folder, config = _open(args)
     _say(f"run folder {folder.path}")
-    with folder.session() as stop:
-        try:
-            summary = compare_run(folder, config, say=_say, stop=stop).run()
-        except StageStopped:
-            folder.set_status(Status.INTERRUPTED)
-            summary = None
+    summary = run_in_session(folder, lambda stop: compare_run(folder, config, say=_say, stop=stop))
     if summary is None:
         _say(f"stopped; finished work is saved: mobilenas platforms compare --resume {folder.path}")
         return 130

@@ -121,18 +121,12 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
-    from pipeline.runner import StageStopped
+    from pipeline.runner import run_in_session
     from pipeline.stages import pipeline_for
-    from storage.status import Status
 
     folder, config = _open(args)
     _say(f"run folder {folder.path}")
-    with folder.session() as stop:
-        try:
-            summary = pipeline_for(folder, config, say=_say, stop=stop).run()
-        except StageStopped:
-            folder.set_status(Status.INTERRUPTED)
-            summary = None
+    summary = run_in_session(folder, lambda stop: pipeline_for(folder, config, say=_say, stop=stop))
     if summary is None:
         _say(f"stopped; finished work is saved: mobilenas run --resume {folder.path}")
         return 130

@@ -26,14 +26,15 @@ from netadapt.floor import floor_spec
 from netadapt.job import JobSetup, calibrate_for, check_target, execute, read_setup
 from netadapt.loop import NetAdaptConfig
 from pipeline.runner import Pipeline, StageStopped
+from pipeline.stages import adapted
+from pipeline.stages import data_of as dataset
 from search_spaces.encoding import format_spec, parse_spec
-from search_spaces.resolve import resolve_spec
 from search_spaces.spec import ArchSpec
 from storage.runfolder import RunFolder, child_run
 from storage.settings import check_settings, setting, settings_from_dict
 from storage.status import Status
 from training.config import TrainConfig
-from training.datasets import DEFAULT_SEARCH_DATA, Dataset, default_resolution, load_dataset
+from training.datasets import DEFAULT_SEARCH_DATA
 from training.job import WEIGHTS, train_in
 
 @dataclass(frozen=True)
@@ -85,15 +86,6 @@ class CompareConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CompareConfig":
         return settings_from_dict(cls, {k: v for k, v in data.items() if k != "names"}, "platform comparison config")
-
-
-def dataset(run: Pipeline) -> Dataset:
-    return load_dataset(run.config.data, resolution=default_resolution(run.config.data), split_seed=0)
-
-
-def adapted(name: str, width: float, data: Dataset) -> ArchSpec:
-    return resolve_spec(name, width=width, resolution=data.resolution, num_classes=data.num_classes,
-                        in_channels=data.in_channels)
 
 
 def stage_start(run: Pipeline) -> dict[str, Any]:

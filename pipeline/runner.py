@@ -120,3 +120,14 @@ class Pipeline:
     def check_stop(self) -> None:
         if self.stop():
             raise StageStopped()
+
+
+def run_in_session(folder: RunFolder, make: Callable[[Callable[[], bool]], Pipeline]) -> dict[str, Any] | None:
+    """Run the pipeline ``make(stop)`` builds inside ``folder``'s session (this process its owner,
+    Ctrl-C/SIGTERM setting ``stop``); its summary, or None when it stopped with its work saved."""
+    with folder.session() as stop:
+        try:
+            return make(stop).run()
+        except StageStopped:
+            folder.set_status(Status.INTERRUPTED)
+            return None
