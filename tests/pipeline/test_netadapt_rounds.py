@@ -1,5 +1,8 @@
-"""The NetAdapt stage closed on measured latency: further rounds while the final model measures
-over budget, each from the previous round's model and weights at a target scaled by the ratio."""
+"""The NetAdapt stage closed on measured latency: the first round aims at the start model's
+prediction scaled by its measured ratio to the budget, further rounds run while the final model
+measures over budget, each from the previous round's model and weights at a target scaled by the
+ratio. In the fakes the start model is predicted at 1.0 ms, so the first ratio measured (the
+start's) sets the first target to 1 / ratio."""
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,7 @@ def fake_rounds(monkeypatch, ratios, reachable=True):
     monkeypatch.setattr(stage, "measured_check", check)
     monkeypatch.setattr(stage, "parse_spec", lambda text: text)
     monkeypatch.setattr(stage, "_reachable", lambda p, spec, target_ms: reachable)
+    monkeypatch.setattr(stage, "_predict", lambda p, spec: 1.0)
     return calls
 
 
@@ -50,7 +54,7 @@ def pipeline(path: Path) -> FakePipeline:
 
 
 def test_rounds_continue_from_the_previous_model_until_within_budget(monkeypatch, tmp_path):
-    calls = fake_rounds(monkeypatch, [1.10, 1.02, 0.99])
+    calls = fake_rounds(monkeypatch, [1.0, 1.10, 1.02, 0.99])
     result = stage.stage_netadapt(pipeline(tmp_path))
     assert calls == [(0, "best", None, 1.0), (1, "spec0", "/runs/0/final.pt", round(1 / 1.10, 4)),
                      (2, "spec1", "/runs/1/final.pt", round(1 / 1.10 / 1.02, 4))]
@@ -59,25 +63,54 @@ def test_rounds_continue_from_the_previous_model_until_within_budget(monkeypatch
 
 
 def test_a_model_within_budget_ends_after_one_round(monkeypatch, tmp_path):
-    calls = fake_rounds(monkeypatch, [0.97])
+    calls = fake_rounds(monkeypatch, [1.0, 0.97])
     result = stage.stage_netadapt(pipeline(tmp_path))
     assert len(calls) == 1 and result["within_budget"] and len(result["latency_rounds"]) == 1
 
 
 @pytest.mark.parametrize("reachable, rounds", [(True, stage.MAX_ROUNDS), (False, 1)])
 def test_over_budget_after_the_last_possible_round_is_reported(monkeypatch, tmp_path, reachable, rounds):
-    fake_rounds(monkeypatch, [1.2] * stage.MAX_ROUNDS, reachable=reachable)
+    fake_rounds(monkeypatch, [1.0] + [1.2] * stage.MAX_ROUNDS, reachable=reachable)
     result = stage.stage_netadapt(pipeline(tmp_path))
     assert not result["within_budget"] and len(result["latency_rounds"]) == rounds
 
 
 def test_a_resumed_stage_decides_on_the_recorded_measurements(monkeypatch, tmp_path):
-    calls = fake_rounds(monkeypatch, [1.10, 0.99, 0.5, 0.5])
+    calls = fake_rounds(monkeypatch, [1.0, 1.10, 0.99, 0.5, 0.5])
     first = stage.stage_netadapt(pipeline(tmp_path))
     again = stage.stage_netadapt(pipeline(tmp_path))  # e.g. killed before the stage was recorded
     assert [c[0] for c in calls] == [0, 1, 0, 1]  # the same rounds; 0.5 (a new measurement) never read
     assert again["latency_rounds"] == first["latency_rounds"]
     assert (tmp_path / "netadapt-2" / stage.CHECK_FILE).is_file()
+    assert (tmp_path / "netadapt" / stage.START_FILE).is_file()
+
+
+@pytest.mark.parametrize("start_ratio, target", [(1.25, 0.8), (0.8, 1.25), (1.0, 1.0)])
+def test_the_first_round_aims_at_the_start_prediction_scaled_by_its_measured_ratio(monkeypatch, tmp_path,
+                                                                                   start_ratio, target):
+    calls = fake_rounds(monkeypatch, [start_ratio, 0.99])
+    p = pipeline(tmp_path)
+    p.results["table"]["target_ms"] = 0.5  # the table's own target is not what the round aims at
+    result = stage.stage_netadapt(p)
+    assert calls[0][3] == pytest.approx(target) and result["latency_rounds"][0]["target_ms"] == pytest.approx(target)
+    assert any("aiming at" in line for line in p.said)
+
+
+def test_an_anchored_target_out_of_reach_falls_back_to_the_tables_target(monkeypatch, tmp_path):
+    calls = fake_rounds(monkeypatch, [1.25, 0.99], reachable=False)
+    p = pipeline(tmp_path)
+    p.results["table"]["target_ms"] = 0.9
+    stage.stage_netadapt(p)
+    assert calls[0][3] == 0.9
+
+
+def test_a_round_begun_before_anchoring_keeps_the_tables_target(monkeypatch, tmp_path):
+    calls = fake_rounds(monkeypatch, [0.99])  # no start measurement is taken
+    monkeypatch.setattr(stage, "child_run", lambda path, job: object())
+    p = pipeline(tmp_path)
+    p.results["table"]["target_ms"] = 0.9
+    stage.stage_netadapt(p)
+    assert calls[0][3] == 0.9 and not (tmp_path / "netadapt" / stage.START_FILE).exists()
 
 
 def test_round_folders_keep_the_first_round_where_it_was(tmp_path):
@@ -112,10 +145,11 @@ def test_only_an_interval_wholly_above_the_budget_asks_for_another_round(low, ra
 
 
 def test_a_ratio_whose_interval_reaches_the_budget_ends_the_rounds(monkeypatch, tmp_path):
-    calls = fake_rounds(monkeypatch, [1.03])
+    calls = fake_rounds(monkeypatch, [])
     monkeypatch.setattr(stage, "measured_check",
                         lambda p, final: {"final_ms": 1.03, "budget_ms": 1.0, "ratio": 1.03, "ratio_low": 0.99,
                                           "ratio_high": 1.07})
+    monkeypatch.setattr(stage, "_predict", lambda p, spec: 1.03)
     result = stage.stage_netadapt(pipeline(tmp_path))
     assert len(calls) == 1 and result["within_budget"]
 
