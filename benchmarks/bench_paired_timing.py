@@ -11,9 +11,10 @@
    (probe ratios x 1.3), opened 20 times: refusals counted.
 
 Both with the load injector on (``latency.noise``: one busy/idle process per core) unless
-``--quiet-machine``. Writes ``results/latency/paired_timing.json``::
+``--quiet-machine``. Writes ``results/latency/paired_timing.json`` (``--parts drift``: only
+part 2, merged into the figures already there)::
 
-    .venv/bin/python benchmarks/bench_paired_timing.py [--quiet-machine]
+    .venv/bin/python benchmarks/bench_paired_timing.py [--quiet-machine] [--parts test_retest drift]
 """
 from __future__ import annotations
 
@@ -79,14 +80,18 @@ def test_retest(resolution: int, gap_s: float) -> dict:
 
 
 def openings(folder: Path, count: int) -> dict:
-    refused, factors = 0, []
+    refused, factors, errors = 0, [], []
     for _ in range(count):
         try:
-            factors.append(open_table(folder)[1].ratio)
+            report = open_table(folder)[1]
+            factors.append(report.ratio)
+            errors.append(report.signature_error)
         except DriftError:
             refused += 1
     return {"openings": count, "refused": refused,
-            "speed_factor_range": [min(factors), max(factors)] if factors else None}
+            "speed_factor_range": [min(factors), max(factors)] if factors else None,
+            "accepted_signature_error_range": [min(errors), max(errors)] if errors else None,
+            "signature_resolution": json.loads((folder / "manifest.json").read_text())["signature"].get("resolution")}
 
 
 def drift_check(work: Path, count: int) -> dict:
@@ -107,17 +112,23 @@ def main() -> None:
     parser.add_argument("--openings", type=int, default=20)
     parser.add_argument("--work", default="results/runs/bench-paired-timing")
     parser.add_argument("--out", default="results/latency/paired_timing.json")
+    parser.add_argument("--parts", nargs="+", choices=("test_retest", "drift"), default=["test_retest", "drift"])
     args = parser.parse_args()
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     noise = contextlib.nullcontext() if args.quiet_machine else LoadInjector(seed=0)
     start = time.perf_counter()
+    out = Path(args.out)
+    result = json.loads(out.read_text()) if out.is_file() and len(args.parts) < 2 else {}
     with noise:
-        result = {"injector": not args.quiet_machine, "targets": TARGETS,
-                  "test_retest": {f"r{r}": test_retest(r, args.gap_s) for r in (32, 224)},
-                  "drift": drift_check(work, args.openings)}
-    result["seconds"] = round(time.perf_counter() - start, 1)
-    result["load_average_at_end"] = list(os.getloadavg())  # other work on the machine (the injector adds ~1-2)
+        result.update({"injector": not args.quiet_machine, "targets": TARGETS})
+        if "test_retest" in args.parts:
+            result["test_retest"] = {f"r{r}": test_retest(r, args.gap_s) for r in (32, 224)}
+        if "drift" in args.parts:
+            result["drift"] = drift_check(work, args.openings)
+    part = "seconds" if len(args.parts) == 2 else f"seconds_{args.parts[0]}"
+    result[part] = round(time.perf_counter() - start, 1)
+    result[f"load_average_at_end{'' if len(args.parts) == 2 else '_' + args.parts[0]}"] = list(os.getloadavg())
     write_json(Path(args.out), result)
     print(json.dumps(result, indent=2))
 

@@ -29,7 +29,7 @@ from latency.calibration import TIME_EXPONENT
 from latency.fingerprint import device_fingerprint, fingerprint_differences
 from latency.measurers import Measurer
 from latency.registry import measurer_from_recorded
-from latency.signature import measure_signature, signature_error
+from latency.signature import SIGNATURE_RESOLUTION, measure_signature, signature_error
 from latency.table import SCHEMA_VERSION, LatencyTable, TableMismatchError, load_table, read_manifest
 from search_spaces.encoding import parse_spec
 from search_spaces.spec import ArchSpec
@@ -166,12 +166,13 @@ def _check_signature(folder: Path, manifest: dict, baseline_ms: float, tolerance
     measurer = measurer_from_recorded(manifest["measurer"])
     reference = parse_spec(manifest["reference"]["spec"])
     recorded = manifest.get("signature", {}).get("ratios")
-    now, reference_ms = measure_signature(measurer, reference)
+    resolution = manifest.get("signature", {}).get("resolution")  # None: recorded at the reference's own
+    now, reference_ms = measure_signature(measurer, reference, resolution=resolution)
     error = signature_error(recorded, now) if recorded else None
     for _ in range(SIGNATURE_ATTEMPTS - 1):
         if error is None or error <= tolerance or trusted:
             break
-        again, again_ms = measure_signature(measurer, reference)
+        again, again_ms = measure_signature(measurer, reference, resolution=resolution)
         if signature_error(recorded, again) < error:
             now, reference_ms, error = again, again_ms, signature_error(recorded, again)
     mismatch = bool(differences) or (error is not None and error > tolerance and not trusted)
@@ -187,7 +188,8 @@ def _signature_line(recorded: dict[str, float], now: dict[str, float]) -> str:
     return ", ".join(f"{name} {recorded[name]:.3f} at build vs {now[name]:.3f} here" for name in recorded if name in now)
 
 
-def record_signature(measurer: Measurer, reference: ArchSpec) -> dict:
-    """The signature a build stores in its manifest (``signature``)."""
-    ratios, reference_ms = measure_signature(measurer, reference)
-    return {"ratios": ratios, "reference_ms": reference_ms}
+def record_signature(measurer: Measurer, reference: ArchSpec, *, resolution: int = SIGNATURE_RESOLUTION) -> dict:
+    """The signature a build stores in its manifest (``signature``): probe ratios at
+    ``resolution`` and ``reference``'s own time (ms)."""
+    ratios, reference_ms = measure_signature(measurer, reference, resolution=resolution)
+    return {"ratios": ratios, "reference_ms": reference_ms, "resolution": resolution}

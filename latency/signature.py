@@ -8,6 +8,13 @@ Large's wide squeeze-excite and hard-swish stages, MobileNetV2's wide ReLU6 expa
 SE), so cache sizes, vector units and kernels weigh differently on each. A table records its
 signature at build; opening it compares (MobileNetV3 section 4: a table is only valid for the
 hardware it was measured on).
+
+The probes run at :data:`SIGNATURE_RESOLUTION` whatever the table's input size: runs of a few
+tenths of a millisecond (32x32) are dominated by what a neighbouring process left in the caches,
+and their ratios swing by tens of percent on a loaded machine, while at 224x224 they repeat
+within a few percent (``results/latency/README.md``). The table's own reference is timed in the
+same session, at its own shape, for the speed factor. Tables recorded before the resolution was
+fixed are probed at their reference's resolution, as they were recorded.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ from search_spaces.spec import ArchSpec
 
 PROBES = ("mobilenetv3-large", "mobilenetv2")
 SIGNATURE_PAIRS = 24
+SIGNATURE_RESOLUTION = 224
 
 
 def probe_specs(like: ArchSpec) -> dict[str, ArchSpec]:
@@ -30,13 +38,19 @@ def probe_specs(like: ArchSpec) -> dict[str, ArchSpec]:
                                  in_channels=like.in_channels) for name in PROBES}
 
 
-def measure_signature(measurer: Measurer, reference: ArchSpec, *, pairs: int = SIGNATURE_PAIRS
-                      ) -> tuple[dict[str, float], float]:
-    """Each probe's paired ratio to ``reference`` and the reference's median (ms) meanwhile."""
-    probes = probe_specs(reference)
-    models = [cached_model(measurer, spec) for spec in probes.values()]
-    results: list[PairedRatio] = measure_specs(measurer, list(probes.values()), reference, pairs=pairs, models=models)
-    reference_ms = float(sorted(r.reference_ms for r in results)[len(results) // 2])
+def measure_signature(measurer: Measurer, reference: ArchSpec, *, resolution: int | None = None,
+                      pairs: int = SIGNATURE_PAIRS) -> tuple[dict[str, float], float]:
+    """Each probe's paired ratio to ``reference`` at ``resolution`` (None: the reference's own),
+    and ``reference``'s own time (ms, at its own shape) meanwhile."""
+    anchor = reference if resolution in (None, reference.resolution) else reference.replace(resolution=resolution)
+    probes = probe_specs(anchor)
+    specs = list(probes.values()) + ([] if anchor is reference else [reference])
+    models = [cached_model(measurer, spec) for spec in specs]
+    results: list[PairedRatio] = measure_specs(measurer, specs, anchor, pairs=pairs, models=models)
+    if anchor is reference:
+        reference_ms = float(sorted(r.reference_ms for r in results)[len(results) // 2])
+    else:
+        reference_ms = float(results[-1].latency_ms)
     return {name: r.ratio for name, r in zip(probes, results)}, reference_ms
 
 

@@ -53,7 +53,7 @@ def make_probed_table(folder):
     manifest["calibration"] = {"32": {"features": ["sum_ms", "cold_sum_ms"], "coef": [0.3, 0.8], "intercept_ms": 0.05,
                                       "n_specs": 0, "loo": {}}}
     manifest["measurer"] = ort.settings_dict()
-    manifest["signature"] = record_signature(ort, reference)
+    manifest["signature"] = record_signature(ort, reference, resolution=reference.resolution)  # fast probes
     manifest["reference"]["baseline_ms"] = manifest["signature"]["reference_ms"]
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
     return folder
