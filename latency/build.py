@@ -237,7 +237,8 @@ class TableBuilder:
     def measure_calibration(self, specs: Sequence[ArchSpec]) -> None:
         """Measure end to end the calibration specs not measured yet (and their layers)."""
         self.ensure_specs(specs)
-        done = set(read_csv(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS)["spec"])
+        recorded = read_csv(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS)["spec"]
+        done = {format_spec(parse_spec(s)) for s in recorded}  # earlier spellings of a spec count
         todo = [s for s in specs if format_spec(s) not in done]
         baseline = self.baseline_ms()
         self.progress("calibration", 0, len(todo))

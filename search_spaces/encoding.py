@@ -2,13 +2,13 @@
 
 String grammar (fields always present, fixed order, ``|`` between parts)::
 
-    r224_i3_n1000|stem_k3_s2_c16_hs|ir_k3_s1_e16_c16_se0_re_sk1|cn_k3_s2_c24_se1_hs_sk0|head_c960_h1280_hs_d0.2
+    r224_i3_n1000|stem_k3_s2_c16_hs|ir_k3_s1_h16_c16_se0_re_sk1|cn_k3_s2_c24_se1_hs_sk0|head_c960_h1280_hs_d0.2
 
-``ir`` is the bottleneck (``e`` = absolute expansion width), ``cn`` a regular conv;
-activations ``re`` (ReLU), ``r6`` (ReLU6), ``hs`` (h-swish); ``h0`` = no hidden head conv.
-``parse_spec(format_spec(s)) == s`` for every valid spec. The parser also reads a bottleneck's
-expansion width spelt ``h`` (``ir_k3_s1_h16_c16_...``, hidden channels like the head's ``h``),
-the spelling that cannot be mistaken for timm's expansion *ratio* ``e``.
+``ir`` is the bottleneck (``h`` = its hidden, i.e. expanded, channels as an absolute count,
+like the head's ``h``), ``cn`` a regular conv; activations ``re`` (ReLU), ``r6`` (ReLU6),
+``hs`` (h-swish); ``h0`` = no hidden head conv. ``parse_spec(format_spec(s)) == s`` for every
+valid spec. Strings written before spelt the bottleneck's width ``e`` (``ir_k3_s1_e16_...``),
+which reads as timm's expansion *ratio*; the parser still reads them.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def format_block(block: BlockSpec) -> str:
     act, se, sk = _ACT_TOKENS[block.act], int(block.se), int(block.skip)
     if block.op == "conv":
         return f"cn_k{block.kernel}_s{block.stride}_c{block.out_channels}_se{se}_{act}_sk{sk}"
-    return f"ir_k{block.kernel}_s{block.stride}_e{block.exp_channels}_c{block.out_channels}_se{se}_{act}_sk{sk}"
+    return f"ir_k{block.kernel}_s{block.stride}_h{block.exp_channels}_c{block.out_channels}_se{se}_{act}_sk{sk}"
 
 
 def format_spec(spec: ArchSpec) -> str:

@@ -93,4 +93,4 @@ def test_spec_strings_in_committed_results_still_parse():
     found = {m.group(0) for p in files for m in SPEC_STRING.finditer(p.read_text(errors="replace"))}
     assert len(found) > 100
     for text in found:
-        assert format_spec(parse_spec(text)) == respelt(text, "e"), text
+        assert format_spec(parse_spec(text)) == respelt(text, "h"), text
