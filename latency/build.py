@@ -40,7 +40,7 @@ from latency.measurers import Measurer, OrtMeasurer, TorchMeasurer, full_input_s
 from latency.paired import block_runner
 from latency.table import (CALIBRATION_COLUMNS, CALIBRATION_FILE, ENTRIES_FILE, ENTRY_COLUMNS, MANIFEST_FILE,
                            REFERENCE_FILE, SCHEMA_VERSION, LatencyTable, TableMismatchError, append_rows, check_manifest, entry_baseline, finalize_entries,
-                           check_calibration_rows, check_entries, read_csv, read_manifest, write_json)
+                           calibration_specs, check_calibration_rows, check_entries, read_csv, read_manifest, write_json)
 from storage.statefiles import StateFileError
 from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.onnx_export import export_module_onnx
@@ -272,8 +272,8 @@ class TableBuilder:
     def measure_calibration(self, specs: Sequence[ArchSpec]) -> None:
         """Measure end to end the calibration specs not measured yet (and their layers)."""
         self.ensure_specs(specs)
-        done = set(read_csv(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS)["spec"])
-        todo = [s for s in specs if format_spec(s) not in done]
+        done = calibration_specs(self.folder)
+        todo = [s for s in specs if s not in done]
         with self._resumable():
             baseline = self.baseline_ms()
         self.progress("calibration", 0, len(todo))

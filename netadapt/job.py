@@ -103,12 +103,11 @@ def calibrate_for(table: Path, spec: ArchSpec, floor: ArchSpec, say: Say) -> Non
     are calibrated over the latency range NetAdapt walks; a no-op when already there."""
     from latency.build import BuildConfig, TableBuilder
     from latency.registry import measurer_from_recorded
-    from latency.table import CALIBRATION_COLUMNS, CALIBRATION_FILE, read_csv, read_manifest
+    from latency.table import calibration_specs, read_manifest
     from search_spaces.spec import scale_width
 
     specs = [spec, scale_width(spec, 0.75), scale_width(spec, 0.5), floor]
-    done = {parse_spec(s) for s in read_csv(table / CALIBRATION_FILE, CALIBRATION_COLUMNS)["spec"]}
-    if all(s in done for s in specs):  # specs, not strings: a table may hold an older spelling
+    if set(specs) <= calibration_specs(table):
         return
     manifest = read_manifest(table)
     say(f"measuring {len(specs)} whole models between the start and the floor to calibrate {table}")

@@ -116,7 +116,7 @@ def test_a_registered_block_type_builds_and_counts(fused):
 def test_a_registered_block_type_round_trips_every_encoding(fused):
     spec = fused_spec()
     text = format_spec(spec)
-    assert "|fr_k3_s2_e64_c24_se1_hs_sk0|fr_k3_s1_e96_c24_se0_re_sk1|" in text
+    assert "|fr_k3_s2_h64_c24_se1_hs_sk0|fr_k3_s1_h96_c24_se0_re_sk1|" in text
     assert parse_spec(text) == spec and spec_from_json(spec_to_json(spec)) == spec
     assert blocks_from_arch_def(to_arch_def(spec), spec) == spec
     assert to_arch_def(spec)[0][0] == "er_r1_k3_s2_e4_c24_se0.25"
