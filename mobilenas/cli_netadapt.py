@@ -19,13 +19,14 @@ from typing import Any
 from latency.platforms import Platform, file_table, resolve_table, table_key
 from mobilenas.measurer_args import add_platform_argument, platform_from_args
 from mobilenas.progress import ProgressBar
-from netadapt.job import (TABLE_SPACE, JobSetup, check_target, default_table_folder, execute, open_predictor,
+from netadapt.job import (DEFAULT_TABLE_SPACE, JobSetup, check_target, default_table_folder, execute, open_predictor,
                           read_setup)
 from mobilenas.spec_args import resolve_spec
 from netadapt.floor import floor_spec
 from netadapt.loop import LoopEvent, NetAdaptConfig
 from netadapt.selection import SELECTIONS
 from search_spaces.encoding import format_spec
+from search_spaces.registry import SPACES
 from search_spaces.spec import ArchSpec
 from storage.runfolder import DEFAULT_OUT, RunFolder
 from training.config import DEVICES, TrainConfig
@@ -58,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"channel step and minimum width (default {DEFAULTS.granularity})")
     p.add_argument("--table", type=Path, default=None, metavar="DIR",
                    help="latency table folder (default: a lazy table for this machine under --out, built if absent)")
+    p.add_argument("--table-space", choices=sorted(SPACES), default=DEFAULT_TABLE_SPACE,
+                   help="registered space whose latency table prices the models when none is given: the table's "
+                        f"reference and calibration samples come from it (default {DEFAULT_TABLE_SPACE})")
     add_platform_argument(p, "the start model and every proposal")
     _add_drift_flags(p)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
@@ -112,12 +116,13 @@ def prepare(args: argparse.Namespace, say) -> JobSetup:
     setup = JobSetup(config, format_spec(spec), args.spec, args.data, args.split_seed, str(table), on_drift,
                      args.workers, args.address, None if args.weights is None else str(args.weights.resolve()),
                      args.pretrain_epochs, table_trusted=own,
-                     platform=None if platform is None else platform.record())
+                     platform=None if platform is None else platform.record(), table_space=args.table_space)
     floor = floor_spec(spec, config.proposal_config())
     measurer = None if platform is None else platform.make_measurer()
-    predictor = open_predictor(table, spec, on_drift, say, create=own, calibrate=floor, trusted=own, measurer=measurer)
+    predictor = open_predictor(table, spec, on_drift, say, create=own, calibrate=floor, trusted=own, measurer=measurer,
+                               space=setup.table_space)
     if platform is not None and own:
-        say(file_table(platform, table_key(TABLE_SPACE, spec.resolution, spec.in_channels, spec.num_classes), table))
+        say(file_table(platform, table_key(args.table_space, spec.resolution, spec.in_channels, spec.num_classes), table))
     l0_ms, floor_ms = check_target(setup, predictor.predict_ms)
     say(f"start {l0_ms:.4f} ms predicted, target {config.target_ms:.4f} ms ({config.target_ms / l0_ms:.0%}), "
         f"floor {floor_ms:.4f} ms")
@@ -127,7 +132,7 @@ def prepare(args: argparse.Namespace, say) -> JobSetup:
 def _choose_table(args: argparse.Namespace, spec: ArchSpec, platform: Platform | None) -> tuple[Path, bool]:
     """``--table`` as given (checked against the platform), else the platform's table for this
     shape, else this job's own lazy table under ``--out`` (per platform); True for the last."""
-    key = table_key(TABLE_SPACE, spec.resolution, spec.in_channels, spec.num_classes)
+    key = table_key(args.table_space, spec.resolution, spec.in_channels, spec.num_classes)
     chosen = resolve_table(platform, None if args.table is None else str(args.table), key)
     if chosen is not None:
         return Path(chosen), False
