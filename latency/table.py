@@ -205,8 +205,12 @@ def check_calibration_rows(frame: pd.DataFrame, path: Path) -> None:
 
 def calibration_specs(folder: Path) -> set[ArchSpec]:
     """The specs the table in ``folder`` measured whole for its calibration, parsed: a row written
-    in an earlier spelling of the canonical string names the same spec as one written now."""
-    return {parse_spec(s) for s in read_csv(Path(folder) / CALIBRATION_FILE, CALIBRATION_COLUMNS)["spec"]}
+    in an earlier spelling of the canonical string names the same spec as one written now. A row
+    that does not parse is a :class:`StateFileError` naming the file and the line."""
+    path = Path(folder) / CALIBRATION_FILE
+    frame = read_csv(path, CALIBRATION_COLUMNS)
+    check_calibration_rows(frame, path)
+    return {parse_spec(s) for s in frame["spec"]}
 
 
 def _check_complete(table: "LatencyTable", manifest: dict, path: Path) -> None:
