@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from search_spaces.onnx_export import export_module_onnx
+from storage.settings import check_settings, setting
 
 ModelLike = Union[nn.Module, bytes, str, Path]
 """A torch module, ONNX bytes, or the path of an ONNX file."""
@@ -93,11 +94,6 @@ def timed_runs(call: Callable[[], object], repeats: int, clock: str) -> np.ndarr
     return samples / 1e6
 
 
-def _check_positive(owner: str, name: str, value: object, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{owner}.{name} = {value!r} is not allowed; expected an integer >= {low}")
-
-
 def full_input_shape(input_shape: tuple[int, ...], batch: int) -> tuple[int, ...]:
     """``(C, H, W)`` gets ``batch`` prepended; ``(N, C, H, W)`` must have ``N == batch``."""
     shape = tuple(int(v) for v in input_shape)
@@ -127,22 +123,20 @@ class OrtSettings:
     """ONNX Runtime CPU settings; 1 intra-op thread by default (2 threads were no faster and
     noisier on a 2-core x86 VM)."""
 
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
+    intra_op_threads: int = setting(1, low=1)
+    inter_op_threads: int = setting(1, low=1)
     execution_mode: str = "sequential"
     graph_optimization_level: str = "all"
     provider: str = "CPUExecutionProvider"
-    batch: int = 1
-    warmup: int = 10
-    repeats: int = 50
+    batch: int = setting(1, low=1)
+    warmup: int = setting(10, low=0)
+    repeats: int = setting(50, low=1)
     clock: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("intra_op_threads", "inter_op_threads", "batch", "repeats"):
-            _check_positive("ort", name, getattr(self, name))
+        check_settings(self, "ort.{name}")
         threads = self.intra_op_threads * (self.inter_op_threads if self.execution_mode == "parallel" else 1)
         object.__setattr__(self, "clock", resolve_clock("ort", self.clock, threads))
-        _check_positive("ort", "warmup", self.warmup, 0)
         if self.execution_mode not in EXECUTION_MODES:
             raise ValueError(f"ort.execution_mode = {self.execution_mode!r} is not allowed; expected one of {tuple(EXECUTION_MODES)}")
         if self.graph_optimization_level not in OPT_LEVELS:
@@ -202,16 +196,14 @@ class OrtMeasurer:
 class TorchSettings:
     """torch eager CPU settings (comparison only: 3-6x slower than ORT here, measured on a 2-core x86 VM)."""
 
-    threads: int = 1
-    batch: int = 1
-    warmup: int = 5
-    repeats: int = 30
+    threads: int = setting(1, low=1)
+    batch: int = setting(1, low=1)
+    warmup: int = setting(5, low=0)
+    repeats: int = setting(30, low=1)
     clock: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("threads", "batch", "repeats"):
-            _check_positive("torch", name, getattr(self, name))
-        _check_positive("torch", "warmup", self.warmup, 0)
+        check_settings(self, "torch.{name}")
         object.__setattr__(self, "clock", resolve_clock("torch", self.clock, self.threads))
 
 
