@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Union, runtime_checkable
+from typing import Any, Callable, Protocol, Union, runtime_checkable
 
 import numpy as np
 import onnxruntime as ort
@@ -168,16 +168,38 @@ class OrtRunner:
         return timed_runs(lambda: run(None, feed), repeats, self.clock)
 
 
-class OrtMeasurer:
+class RunnerMeasurer:
+    """A measurer that times through its ``runner`` (``warmup`` untimed runs, then ``repeats``
+    timed ones) with settings of ``settings_class`` (its defaults when none are given),
+    recorded with the runtime's ``versions()``."""
+
+    name: str
+    settings_class: type
+
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = self.settings_class() if settings is None else settings
+
+    def versions(self) -> dict[str, object]:
+        return {}
+
+    def settings_dict(self) -> dict[str, object]:
+        return {"measurer": self.name, **self.versions(), **asdict(self.settings)}
+
+    def runner(self, model: ModelLike, input_shape: tuple[int, ...]) -> Any:
+        raise NotImplementedError
+
+    def measure(self, model: ModelLike, input_shape: tuple[int, ...]) -> np.ndarray:
+        return self.runner(model, input_shape).run(self.settings.repeats, self.settings.warmup)
+
+
+class OrtMeasurer(RunnerMeasurer):
     """ONNX Runtime CPU measurer (the source of the lookup tables)."""
 
     name = "ort-cpu"
+    settings_class = OrtSettings
 
-    def __init__(self, settings: OrtSettings | None = None) -> None:
-        self.settings = OrtSettings() if settings is None else settings
-
-    def settings_dict(self) -> dict[str, object]:
-        return {"measurer": self.name, "onnxruntime": ort.__version__, **asdict(self.settings)}
+    def versions(self) -> dict[str, object]:
+        return {"onnxruntime": ort.__version__}
 
     def prepare_onnx(self, data: bytes, input_shape: tuple[int, ...]) -> bytes:
         """The model this measurer times for the float ONNX ``data`` (itself here; quantized
@@ -187,9 +209,6 @@ class OrtMeasurer:
     def runner(self, model: ModelLike, input_shape: tuple[int, ...]) -> OrtRunner:
         shape = full_input_shape(input_shape, self.settings.batch)
         return OrtRunner(self.prepare_onnx(onnx_bytes_of(model, shape), shape), shape, self.settings)
-
-    def measure(self, model: ModelLike, input_shape: tuple[int, ...]) -> np.ndarray:
-        return self.runner(model, input_shape).run(self.settings.repeats, self.settings.warmup)
 
 
 @dataclass(frozen=True)
@@ -207,25 +226,20 @@ class TorchSettings:
         object.__setattr__(self, "clock", resolve_clock("torch", self.clock, self.threads))
 
 
-class TorchMeasurer:
+class TorchMeasurer(RunnerMeasurer):
     """torch eager CPU measurer under ``torch.inference_mode`` with pinned threads."""
 
     name = "torch-cpu"
+    settings_class = TorchSettings
 
-    def __init__(self, settings: TorchSettings | None = None) -> None:
-        self.settings = TorchSettings() if settings is None else settings
-
-    def settings_dict(self) -> dict[str, object]:
-        return {"measurer": self.name, "torch": torch.__version__, **asdict(self.settings)}
+    def versions(self) -> dict[str, object]:
+        return {"torch": torch.__version__}
 
     def runner(self, model: ModelLike, input_shape: tuple[int, ...]) -> "TorchRunner":
         if not isinstance(model, nn.Module):
             raise ValueError(f"the {self.name} measurer needs a torch module, got {type(model).__name__}")
         return TorchRunner(model, full_input_shape(input_shape, self.settings.batch), self.settings.threads,
                            self.settings.clock)
-
-    def measure(self, model: ModelLike, input_shape: tuple[int, ...]) -> np.ndarray:
-        return self.runner(model, input_shape).run(self.settings.repeats, self.settings.warmup)
 
 
 class TorchRunner:
