@@ -11,12 +11,12 @@ iteration; a SIGKILL loses at most the iteration in progress; ``--resume RUN_DIR
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from latency.platforms import Platform, file_table, resolve_table, table_key
+from mobilenas.job_args import add_data_argument, add_optional_spec, finish
 from mobilenas.measurer_args import add_platform_argument, platform_from_args
 from mobilenas.progress import ProgressBar
 from netadapt.job import (DEFAULT_TABLE_SPACE, JobSetup, check_target, default_table_folder, execute, open_predictor,
@@ -30,7 +30,7 @@ from search_spaces.registry import SPACES
 from search_spaces.spec import ArchSpec
 from storage.runfolder import DEFAULT_OUT, RunFolder
 from training.config import DEVICES, TrainConfig
-from training.datasets import DEFAULT_SEARCH_DATA, default_resolution, load_dataset
+from training.datasets import default_resolution, load_dataset
 
 DEFAULTS = NetAdaptConfig(target_ms=1.0)
 
@@ -41,11 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Shrink SPEC one layer (or residual group) at a time, each step the proposal with the best "
                     "accuracy change per millisecond saved, until the predicted latency reaches --target-ms; "
                     "then fine-tune. Without --weights SPEC is first trained with the default recipe.")
-    p.add_argument("spec", nargs="?", metavar="SPEC", help="a registered name, a spec JSON file or a canonical spec string")
+    add_optional_spec(p)
     p.add_argument("--weights", type=Path, default=None, metavar="CKPT_OR_RUN_DIR",
                    help="a mobilenas train checkpoint.pt or run folder, or a state-dict .pt")
     p.add_argument("--target-ms", type=float, default=None, help="latency target in ms (predicted by the table)")
-    p.add_argument("--data", default=DEFAULT_SEARCH_DATA, help=f"data set (default {DEFAULT_SEARCH_DATA})")
+    add_data_argument(p)
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
     p.add_argument("--short-steps", type=int, default=DEFAULTS.short_steps,
                    help=f"fine-tune steps per proposal (default {DEFAULTS.short_steps}; paper 10000)")
@@ -188,10 +188,7 @@ def _open_or_create(args: argparse.Namespace, say) -> tuple[RunFolder, JobSetup]
     return folder, setup
 
 
-def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(summary))
-        return
+def _show(summary: dict[str, Any]) -> None:
     print(f"{summary['iterations']} iterations | predicted {summary['start_predicted_ms']:.4f} -> "
           f"{summary['predicted_latency_ms']:.4f} ms (target {summary['target_ms']:.4f}) | measured "
           f"{summary['measured_latency_ms']:.4f} ms (table units, paired) | test top-1 {summary['final_top1']:.4f} | run {summary['run_dir']}")
@@ -206,8 +203,5 @@ def run_netadapt(args: argparse.Namespace) -> int:
             summary = execute(folder, setup, stop, say, progress)
         finally:
             progress.close()
-    if summary is None:
-        say(f"stopped; every finished iteration is saved: mobilenas netadapt --resume {folder.path}")
-        return 130
-    _print_summary(summary, args.json)
-    return 0
+    return finish(summary, as_json=args.json, show=_show, say=say,
+                  stopped=f"stopped; every finished iteration is saved: mobilenas netadapt --resume {folder.path}")
