@@ -30,6 +30,7 @@ from latency.learned import TreeEnsemble, dump_tree, residual_targets
 from latency.validation import error_metrics
 from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.spec import ArchSpec
+from storage.settings import check_settings, setting
 from storage.statefiles import CsvLog, StateFileError
 
 log = logging.getLogger(__name__)
@@ -50,24 +51,18 @@ class SamplingConfig:
     candidates; stop early once the out-of-bag share within 5% and 10% meets the targets
     (with at least ``min_measured`` models)."""
 
-    budget: int = 150
-    initial: int = 30
-    batch: int = 10
-    pool_factor: int = 4
-    target_within_5pct: float = 0.85
-    target_within_10pct: float = 0.97
-    min_measured: int = 60
-    trees: int = 100
+    budget: int = setting(150, low=1)
+    initial: int = setting(30, low=1)
+    batch: int = setting(10, low=1)
+    pool_factor: int = setting(4, low=1)
+    target_within_5pct: float = setting(0.85, kind=float, low=0, high=1)
+    target_within_10pct: float = setting(0.97, kind=float, low=0, high=1)
+    min_measured: int = setting(60, low=1)
+    trees: int = setting(100, low=1)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("budget", "initial", "batch", "pool_factor", "min_measured", "trees"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"sampling.{name} = {value!r} is not allowed; expected an integer >= 1")
-        for name in ("target_within_5pct", "target_within_10pct"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"sampling.{name} = {getattr(self, name)!r} is not allowed; expected a share in [0, 1]")
+        check_settings(self, "sampling.{name}")
 
 
 def read_measurements(folder: str | Path) -> pd.DataFrame:

@@ -40,7 +40,8 @@ from latency.measurers import Measurer, OrtMeasurer, TorchMeasurer, full_input_s
 from latency.paired import block_runner
 from latency.table import (CALIBRATION_COLUMNS, CALIBRATION_FILE, ENTRIES_FILE, ENTRY_COLUMNS, MANIFEST_FILE,
                            REFERENCE_FILE, SCHEMA_VERSION, LatencyTable, TableMismatchError, append_rows, check_manifest, entry_baseline, finalize_entries,
-                           check_calibration_rows, check_entries, read_csv, read_manifest, write_json)
+                           calibration_specs, check_calibration_rows, check_entries, read_csv, read_manifest, write_json)
+from storage.settings import check_settings, setting
 from storage.statefiles import StateFileError
 from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.onnx_export import export_module_onnx
@@ -56,27 +57,21 @@ class BuildConfig:
     """Build knobs. ``max_spread`` is the relative interquartile range above which a key is
     measured again (up to ``max_passes`` times) and its samples pooled."""
 
-    batch_keys: int = 100
-    max_spread: float = 0.08
-    max_passes: int = 3
-    calibration_group: int = 10
-    calibration_rounds: int = 3
+    batch_keys: int = setting(100, low=1)
+    max_spread: float = setting(0.08, kind=float, low=0, low_open=True)
+    max_passes: int = setting(3, low=1)
+    calibration_group: int = setting(10, low=1)
+    calibration_rounds: int = setting(3, low=1)
     l2_bytes: int = field(default_factory=l2_cache_bytes)
     timing: str = "paired"  # recorded: every figure is a paired ratio to the reference (latency.paired)
     # each entry divided by the reference measured just before and after it (paired timing); tables built
     # before paired timing record False and keep raw entries
     normalise_entries: bool = True
-    reference_block: int = 5  # reference runs before and after each key
-    calibration_pairs: int = 24  # pairs of 3-run blocks per calibration spec (latency.paired)
+    reference_block: int = setting(5, low=1)  # reference runs before and after each key
+    calibration_pairs: int = setting(24, low=1)  # pairs of 3-run blocks per calibration spec (latency.paired)
 
     def __post_init__(self) -> None:
-        for name in ("batch_keys", "max_passes", "calibration_group", "calibration_rounds", "reference_block",
-                     "calibration_pairs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"build.{name} = {value!r} is not allowed; expected an integer >= 1")
-        if not self.max_spread > 0:
-            raise ValueError(f"build.max_spread = {self.max_spread!r} is not allowed; expected a number > 0")
+        check_settings(self, "build.{name}")
 
 
 def relative_spread(samples: np.ndarray) -> float:
@@ -272,8 +267,8 @@ class TableBuilder:
     def measure_calibration(self, specs: Sequence[ArchSpec]) -> None:
         """Measure end to end the calibration specs not measured yet (and their layers)."""
         self.ensure_specs(specs)
-        done = set(read_csv(self.folder / CALIBRATION_FILE, CALIBRATION_COLUMNS)["spec"])
-        todo = [s for s in specs if format_spec(s) not in done]
+        done = calibration_specs(self.folder)
+        todo = [s for s in specs if s not in done]
         with self._resumable():
             baseline = self.baseline_ms()
         self.progress("calibration", 0, len(todo))

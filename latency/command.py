@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from latency.measurers import ModelLike, full_input_shape, onnx_bytes_of
+from storage.settings import check_settings, setting
 
 log = logging.getLogger(__name__)
 UNITS_MS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3}
@@ -42,8 +43,8 @@ class CommandSettings:
     template: str
     pattern: str = DEFAULT_PATTERN
     unit: str = "ms"
-    batch: int = 1
-    runs: int = 1
+    batch: int = setting(1, low=1)
+    runs: int = setting(1, low=1)
     timeout_s: float = 600.0
     device_id: str | None = None
 
@@ -65,10 +66,7 @@ class CommandSettings:
             raise ValueError(f"command unit = {self.unit!r} is not allowed; expected one of {tuple(UNITS_MS)}")
         if self.device_id is not None and not str(self.device_id).strip():
             raise ValueError(f"command device_id = {self.device_id!r} is not allowed; expected a non-empty name or None")
-        for name in ("batch", "runs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"command.{name} = {value!r} is not allowed; expected an integer >= 1")
+        check_settings(self, "command.{name}")
 
 
 class MeasureCommandError(RuntimeError, ValueError):

@@ -22,6 +22,7 @@ from latency.measurers import Measurer, OrtMeasurer, OrtSettings
 from latency.paired import block_runner, paired_ratios, summarise
 from search_spaces.reference import reference_spec
 from search_spaces.spec import ArchSpec
+from storage.settings import check_settings, setting
 
 QUIET_SWING = 1.10
 STEADY_PAIRED = 1.10
@@ -32,23 +33,17 @@ class DoctorConfig:
     """``windows`` windows of ``runs`` runs, ``gap_s`` apart; ``probes`` paired probes of
     ``pairs`` pairs; models at ``resolution`` (``in_channels``, ``num_classes``)."""
 
-    windows: int = 20
-    runs: int = 30
-    gap_s: float = 0.25
-    probes: int = 10
-    pairs: int = 24
-    resolution: int = 224
-    in_channels: int = 3
-    num_classes: int = 1000
+    windows: int = setting(20, low=2)
+    runs: int = setting(30, low=1)
+    gap_s: float = setting(0.25, kind=float, low=0, high=10)
+    probes: int = setting(10, low=2)
+    pairs: int = setting(24, low=1)
+    resolution: int = setting(224, low=8)
+    in_channels: int = setting(3, low=1)
+    num_classes: int = setting(1000, low=2)
 
     def __post_init__(self) -> None:
-        for name, low in (("windows", 2), ("runs", 1), ("probes", 2), ("pairs", 1), ("resolution", 8),
-                          ("in_channels", 1), ("num_classes", 2)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"doctor.{name} = {value!r} is not allowed; expected an integer >= {low}")
-        if not 0 <= self.gap_s <= 10:
-            raise ValueError(f"doctor.gap_s = {self.gap_s!r} is not allowed; expected 0 to 10 seconds")
+        check_settings(self, "doctor.{name}")
 
 
 QUICK = DoctorConfig(windows=6, runs=20, gap_s=0.05, probes=4, pairs=20, resolution=32, in_channels=1, num_classes=10)

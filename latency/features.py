@@ -29,6 +29,7 @@ import numpy as np
 
 from latency.calibration import apply_calibration
 from latency.keys import LayerKey, key_activations, key_cost, spec_keys
+from search_spaces.blocks.registry import block_type
 from search_spaces.spec import ArchSpec
 
 FEATURES_VERSION = 1
@@ -41,6 +42,9 @@ DEFAULT_CACHE_KIB = {"l1d": 32, "l2": 1024, "l3": 32768}
 GLOBAL = ("calibrated_ms", "sum_ms", "cold_sum_ms", "n_layers", "params_m", "madds_m", "act_m", "stem_ms", "head_ms",
           "stem_cold_ms", "head_cold_ms", "resolution", "in_channels", "num_classes", "head_in_channels",
           "head_feature_channels", "head_hidden_channels", "max_channels", "final_side")
+# By block type (search_spaces.blocks): n_bneck counts the blocks with a hidden width (the types
+# that expand), n_conv the others, n_dwsep the expanding ones without an expansion conv; the
+# names are the built-in types', kept so that fitted models stay valid.
 COUNTS = ("n_bneck", "n_conv", "n_dwsep", "n_se", "n_relu", "n_relu6", "n_hswish", "n_residual", "n_stride2", "n_k3",
           "n_k5", "n_k7")
 CACHE = ("weight_over_l2", "weight_over_l3", "max_weight_over_l1d", "max_weight_over_l2", "n_weight_over_l1d",
@@ -91,8 +95,9 @@ def _counts(spec: ArchSpec) -> dict[str, float]:
     blocks = spec.blocks
     in_channels = [spec.in_channels_of(i) for i in range(len(blocks))]
     acts = [spec.stem.act, spec.head.act, *(b.act for b in blocks)]
-    return {"n_bneck": sum(b.op == "bneck" for b in blocks), "n_conv": sum(b.op == "conv" for b in blocks),
-            "n_dwsep": sum(b.op == "bneck" and b.exp_channels == c for b, c in zip(blocks, in_channels)),
+    kinds = [block_type(b.op) for b in blocks]
+    return {"n_bneck": sum(k.expands for k in kinds), "n_conv": sum(not k.expands for k in kinds),
+            "n_dwsep": sum(k.expands and not k.expansion_conv(b, c) for k, b, c in zip(kinds, blocks, in_channels)),
             "n_se": sum(bool(b.se) for b in blocks), "n_relu": acts.count("relu"), "n_relu6": acts.count("relu6"),
             "n_hswish": acts.count("hswish"), "n_residual": sum(bool(b.skip) for b in blocks),
             "n_stride2": sum(b.stride == 2 for b in blocks) + (spec.stem.stride == 2),

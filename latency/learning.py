@@ -29,7 +29,7 @@ from latency.learned import CANDIDATE_FILE, PREDICTOR_FILE, save_model
 from latency.registry import measurer_from_recorded
 from latency.table import CALIBRATION_FILE, VALIDATION_FILE
 from latency.validation import sample_specs
-from search_spaces.encoding import parse_spec
+from search_spaces.encoding import canonical, parse_spec
 from search_spaces.spec import ArchSpec
 
 log = logging.getLogger(__name__)
@@ -56,12 +56,13 @@ def table_measure(lazy: LazyPredictor, pairs: int = DEFAULT_PAIRS) -> MeasureOne
 
 
 def table_specs(folder: Path) -> set[str]:
-    """Canonical specs the table already measured whole for other purposes (calibration, validation)."""
+    """Canonical strings of the specs the table already measured whole for other purposes
+    (calibration, validation), whatever spelling wrote them."""
     found: set[str] = set()
     for name in (CALIBRATION_FILE, VALIDATION_FILE.replace(".json", ".csv")):
         path = folder / name
         if path.exists():
-            found |= set(pd.read_csv(path)["spec"].astype(str))
+            found |= {canonical(s) for s in pd.read_csv(path)["spec"].astype(str)}
     return found
 
 

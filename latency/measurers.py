@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Union, runtime_checkable
+from typing import Any, Callable, Protocol, Union, runtime_checkable
 
 import numpy as np
 import onnxruntime as ort
@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from search_spaces.onnx_export import export_module_onnx
+from storage.settings import check_settings, setting
 
 ModelLike = Union[nn.Module, bytes, str, Path]
 """A torch module, ONNX bytes, or the path of an ONNX file."""
@@ -93,11 +94,6 @@ def timed_runs(call: Callable[[], object], repeats: int, clock: str) -> np.ndarr
     return samples / 1e6
 
 
-def _check_positive(owner: str, name: str, value: object, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{owner}.{name} = {value!r} is not allowed; expected an integer >= {low}")
-
-
 def full_input_shape(input_shape: tuple[int, ...], batch: int) -> tuple[int, ...]:
     """``(C, H, W)`` gets ``batch`` prepended; ``(N, C, H, W)`` must have ``N == batch``."""
     shape = tuple(int(v) for v in input_shape)
@@ -127,22 +123,20 @@ class OrtSettings:
     """ONNX Runtime CPU settings; 1 intra-op thread by default (2 threads were no faster and
     noisier on a 2-core x86 VM)."""
 
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
+    intra_op_threads: int = setting(1, low=1)
+    inter_op_threads: int = setting(1, low=1)
     execution_mode: str = "sequential"
     graph_optimization_level: str = "all"
     provider: str = "CPUExecutionProvider"
-    batch: int = 1
-    warmup: int = 10
-    repeats: int = 50
+    batch: int = setting(1, low=1)
+    warmup: int = setting(10, low=0)
+    repeats: int = setting(50, low=1)
     clock: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("intra_op_threads", "inter_op_threads", "batch", "repeats"):
-            _check_positive("ort", name, getattr(self, name))
+        check_settings(self, "ort.{name}")
         threads = self.intra_op_threads * (self.inter_op_threads if self.execution_mode == "parallel" else 1)
         object.__setattr__(self, "clock", resolve_clock("ort", self.clock, threads))
-        _check_positive("ort", "warmup", self.warmup, 0)
         if self.execution_mode not in EXECUTION_MODES:
             raise ValueError(f"ort.execution_mode = {self.execution_mode!r} is not allowed; expected one of {tuple(EXECUTION_MODES)}")
         if self.graph_optimization_level not in OPT_LEVELS:
@@ -174,16 +168,38 @@ class OrtRunner:
         return timed_runs(lambda: run(None, feed), repeats, self.clock)
 
 
-class OrtMeasurer:
+class RunnerMeasurer:
+    """A measurer that times through its ``runner`` (``warmup`` untimed runs, then ``repeats``
+    timed ones) with settings of ``settings_class`` (its defaults when none are given),
+    recorded with the runtime's ``versions()``."""
+
+    name: str
+    settings_class: type
+
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = self.settings_class() if settings is None else settings
+
+    def versions(self) -> dict[str, object]:
+        return {}
+
+    def settings_dict(self) -> dict[str, object]:
+        return {"measurer": self.name, **self.versions(), **asdict(self.settings)}
+
+    def runner(self, model: ModelLike, input_shape: tuple[int, ...]) -> Any:
+        raise NotImplementedError
+
+    def measure(self, model: ModelLike, input_shape: tuple[int, ...]) -> np.ndarray:
+        return self.runner(model, input_shape).run(self.settings.repeats, self.settings.warmup)
+
+
+class OrtMeasurer(RunnerMeasurer):
     """ONNX Runtime CPU measurer (the source of the lookup tables)."""
 
     name = "ort-cpu"
+    settings_class = OrtSettings
 
-    def __init__(self, settings: OrtSettings | None = None) -> None:
-        self.settings = OrtSettings() if settings is None else settings
-
-    def settings_dict(self) -> dict[str, object]:
-        return {"measurer": self.name, "onnxruntime": ort.__version__, **asdict(self.settings)}
+    def versions(self) -> dict[str, object]:
+        return {"onnxruntime": ort.__version__}
 
     def prepare_onnx(self, data: bytes, input_shape: tuple[int, ...]) -> bytes:
         """The model this measurer times for the float ONNX ``data`` (itself here; quantized
@@ -194,46 +210,36 @@ class OrtMeasurer:
         shape = full_input_shape(input_shape, self.settings.batch)
         return OrtRunner(self.prepare_onnx(onnx_bytes_of(model, shape), shape), shape, self.settings)
 
-    def measure(self, model: ModelLike, input_shape: tuple[int, ...]) -> np.ndarray:
-        return self.runner(model, input_shape).run(self.settings.repeats, self.settings.warmup)
-
 
 @dataclass(frozen=True)
 class TorchSettings:
     """torch eager CPU settings (comparison only: 3-6x slower than ORT here, measured on a 2-core x86 VM)."""
 
-    threads: int = 1
-    batch: int = 1
-    warmup: int = 5
-    repeats: int = 30
+    threads: int = setting(1, low=1)
+    batch: int = setting(1, low=1)
+    warmup: int = setting(5, low=0)
+    repeats: int = setting(30, low=1)
     clock: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("threads", "batch", "repeats"):
-            _check_positive("torch", name, getattr(self, name))
-        _check_positive("torch", "warmup", self.warmup, 0)
+        check_settings(self, "torch.{name}")
         object.__setattr__(self, "clock", resolve_clock("torch", self.clock, self.threads))
 
 
-class TorchMeasurer:
+class TorchMeasurer(RunnerMeasurer):
     """torch eager CPU measurer under ``torch.inference_mode`` with pinned threads."""
 
     name = "torch-cpu"
+    settings_class = TorchSettings
 
-    def __init__(self, settings: TorchSettings | None = None) -> None:
-        self.settings = TorchSettings() if settings is None else settings
-
-    def settings_dict(self) -> dict[str, object]:
-        return {"measurer": self.name, "torch": torch.__version__, **asdict(self.settings)}
+    def versions(self) -> dict[str, object]:
+        return {"torch": torch.__version__}
 
     def runner(self, model: ModelLike, input_shape: tuple[int, ...]) -> "TorchRunner":
         if not isinstance(model, nn.Module):
             raise ValueError(f"the {self.name} measurer needs a torch module, got {type(model).__name__}")
         return TorchRunner(model, full_input_shape(input_shape, self.settings.batch), self.settings.threads,
                            self.settings.clock)
-
-    def measure(self, model: ModelLike, input_shape: tuple[int, ...]) -> np.ndarray:
-        return self.runner(model, input_shape).run(self.settings.repeats, self.settings.warmup)
 
 
 class TorchRunner:

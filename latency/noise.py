@@ -25,19 +25,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from storage.settings import check_settings, setting
+
 
 @dataclass(frozen=True)
 class NoiseSettings:
     """``cores`` worker processes; busy and idle periods drawn uniformly from the ranges (ms)."""
 
-    cores: int = os.cpu_count() or 1
+    cores: int = setting(os.cpu_count() or 1, low=1)
     busy_ms: tuple[float, float] = (100.0, 500.0)
     idle_ms: tuple[float, float] = (100.0, 500.0)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.cores, bool) or not isinstance(self.cores, int) or self.cores < 1:
-            raise ValueError(f"noise.cores = {self.cores!r} is not allowed; expected an integer >= 1")
+        check_settings(self, "noise.{name}")
         for name in ("busy_ms", "idle_ms"):
             low, high = getattr(self, name)
             if not 0 <= low <= high:

@@ -23,6 +23,7 @@ from latency.calibration import FEATURES
 from latency.fingerprint import device_fingerprint, fingerprint_differences
 from latency.keys import KEY_COLUMNS, LayerKey, key_from_row
 from search_spaces.encoding import parse_spec
+from search_spaces.spec import ArchSpec
 from storage.statefiles import CsvLog, StateFileError, check_fields, read_json
 from storage.statefiles import write_json as _write_json
 
@@ -200,6 +201,16 @@ def check_calibration_rows(frame: pd.DataFrame, path: Path) -> None:
         _check_spec(str(spec), f"{path}: line {number}: spec")
         if not measured > 0:
             raise StateFileError(f"{path}: line {number}: measured_ms = {measured!r} is not allowed; expected > 0 ms")
+
+
+def calibration_specs(folder: Path) -> set[ArchSpec]:
+    """The specs the table in ``folder`` measured whole for its calibration, parsed: a row written
+    in an earlier spelling of the canonical string names the same spec as one written now. A row
+    that does not parse is a :class:`StateFileError` naming the file and the line."""
+    path = Path(folder) / CALIBRATION_FILE
+    frame = read_csv(path, CALIBRATION_COLUMNS)
+    check_calibration_rows(frame, path)
+    return {parse_spec(s) for s in frame["spec"]}
 
 
 def _check_complete(table: "LatencyTable", manifest: dict, path: Path) -> None:

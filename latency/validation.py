@@ -27,6 +27,7 @@ from latency.predictor import LatencyPredictor
 from latency.table import VALIDATION_FILE, write_json
 from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.spec import ArchSpec
+from storage.settings import check_settings, setting
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -37,16 +38,13 @@ class ValidationConfig:
     """``passes`` independent passes over every spec, ``pairs`` run-by-run pairs with the
     reference per spec and pass (>= 2 passes give the test-retest noise floor)."""
 
-    n: int = 100
+    n: int = setting(100, low=1)
     seed: int = 1
-    pairs: int = 24
-    passes: int = 2
+    pairs: int = setting(24, low=1)
+    passes: int = setting(2, low=1)
 
     def __post_init__(self) -> None:
-        for name in ("n", "pairs", "passes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"validation.{name} = {value!r} is not allowed; expected an integer >= 1")
+        check_settings(self, "validation.{name}")
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:

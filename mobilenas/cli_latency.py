@@ -27,7 +27,7 @@ from mobilenas.measurer_args import (add_measurer_arguments, add_platform_argume
                                      platform_from_args)
 from mobilenas.spec_args import add_spec_arguments, spec_from_args
 from storage.statefiles import check_fields, read_json
-from search_spaces.encoding import format_spec
+from search_spaces.encoding import canonical, format_spec
 from search_spaces.registry import SPACES, make_space
 from search_spaces.mnasnet_space import MnasNetSpace
 
@@ -159,7 +159,7 @@ def parse_csv_specs(folder: Path, name: str = "calibration.csv") -> list[str]:
         return []
     import pandas as pd
 
-    return pd.read_csv(path)["spec"].astype(str).tolist()
+    return [canonical(s) for s in pd.read_csv(path)["spec"].astype(str)]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -11,25 +11,26 @@ iteration; a SIGKILL loses at most the iteration in progress; ``--resume RUN_DIR
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from latency.platforms import Platform, file_table, resolve_table, table_key
+from mobilenas.job_args import add_data_argument, add_optional_spec, finish
 from mobilenas.measurer_args import add_platform_argument, platform_from_args
 from mobilenas.progress import ProgressBar
-from netadapt.job import (TABLE_SPACE, JobSetup, check_target, default_table_folder, execute, open_predictor,
+from netadapt.job import (DEFAULT_TABLE_SPACE, JobSetup, check_target, default_table_folder, execute, open_predictor,
                           read_setup)
 from mobilenas.spec_args import resolve_spec
 from netadapt.floor import floor_spec
 from netadapt.loop import LoopEvent, NetAdaptConfig
 from netadapt.selection import SELECTIONS
 from search_spaces.encoding import format_spec
+from search_spaces.registry import SPACES
 from search_spaces.spec import ArchSpec
 from storage.runfolder import DEFAULT_OUT, RunFolder
 from training.config import DEVICES, TrainConfig
-from training.datasets import DEFAULT_SEARCH_DATA, default_resolution, load_dataset
+from training.datasets import default_resolution, load_dataset
 
 DEFAULTS = NetAdaptConfig(target_ms=1.0)
 
@@ -40,11 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Shrink SPEC one layer (or residual group) at a time, each step the proposal with the best "
                     "accuracy change per millisecond saved, until the predicted latency reaches --target-ms; "
                     "then fine-tune. Without --weights SPEC is first trained with the default recipe.")
-    p.add_argument("spec", nargs="?", metavar="SPEC", help="a registered name, a spec JSON file or a canonical spec string")
+    add_optional_spec(p)
     p.add_argument("--weights", type=Path, default=None, metavar="CKPT_OR_RUN_DIR",
                    help="a mobilenas train checkpoint.pt or run folder, or a state-dict .pt")
     p.add_argument("--target-ms", type=float, default=None, help="latency target in ms (predicted by the table)")
-    p.add_argument("--data", default=DEFAULT_SEARCH_DATA, help=f"data set (default {DEFAULT_SEARCH_DATA})")
+    add_data_argument(p)
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
     p.add_argument("--short-steps", type=int, default=DEFAULTS.short_steps,
                    help=f"fine-tune steps per proposal (default {DEFAULTS.short_steps}; paper 10000)")
@@ -58,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"channel step and minimum width (default {DEFAULTS.granularity})")
     p.add_argument("--table", type=Path, default=None, metavar="DIR",
                    help="latency table folder (default: a lazy table for this machine under --out, built if absent)")
+    p.add_argument("--table-space", choices=sorted(SPACES), default=DEFAULT_TABLE_SPACE,
+                   help="registered space whose latency table prices the models when none is given: the table's "
+                        f"reference and calibration samples come from it (default {DEFAULT_TABLE_SPACE})")
     add_platform_argument(p, "the start model and every proposal")
     _add_drift_flags(p)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
@@ -112,12 +116,13 @@ def prepare(args: argparse.Namespace, say) -> JobSetup:
     setup = JobSetup(config, format_spec(spec), args.spec, args.data, args.split_seed, str(table), on_drift,
                      args.workers, args.address, None if args.weights is None else str(args.weights.resolve()),
                      args.pretrain_epochs, table_trusted=own,
-                     platform=None if platform is None else platform.record())
+                     platform=None if platform is None else platform.record(), table_space=args.table_space)
     floor = floor_spec(spec, config.proposal_config())
     measurer = None if platform is None else platform.make_measurer()
-    predictor = open_predictor(table, spec, on_drift, say, create=own, calibrate=floor, trusted=own, measurer=measurer)
+    predictor = open_predictor(table, spec, on_drift, say, create=own, calibrate=floor, trusted=own, measurer=measurer,
+                               space=setup.table_space)
     if platform is not None and own:
-        say(file_table(platform, table_key(TABLE_SPACE, spec.resolution, spec.in_channels, spec.num_classes), table))
+        say(file_table(platform, table_key(args.table_space, spec.resolution, spec.in_channels, spec.num_classes), table))
     l0_ms, floor_ms = check_target(setup, predictor.predict_ms)
     say(f"start {l0_ms:.4f} ms predicted, target {config.target_ms:.4f} ms ({config.target_ms / l0_ms:.0%}), "
         f"floor {floor_ms:.4f} ms")
@@ -127,7 +132,7 @@ def prepare(args: argparse.Namespace, say) -> JobSetup:
 def _choose_table(args: argparse.Namespace, spec: ArchSpec, platform: Platform | None) -> tuple[Path, bool]:
     """``--table`` as given (checked against the platform), else the platform's table for this
     shape, else this job's own lazy table under ``--out`` (per platform); True for the last."""
-    key = table_key(TABLE_SPACE, spec.resolution, spec.in_channels, spec.num_classes)
+    key = table_key(args.table_space, spec.resolution, spec.in_channels, spec.num_classes)
     chosen = resolve_table(platform, None if args.table is None else str(args.table), key)
     if chosen is not None:
         return Path(chosen), False
@@ -183,10 +188,7 @@ def _open_or_create(args: argparse.Namespace, say) -> tuple[RunFolder, JobSetup]
     return folder, setup
 
 
-def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(summary))
-        return
+def _show(summary: dict[str, Any]) -> None:
     print(f"{summary['iterations']} iterations | predicted {summary['start_predicted_ms']:.4f} -> "
           f"{summary['predicted_latency_ms']:.4f} ms (target {summary['target_ms']:.4f}) | measured "
           f"{summary['measured_latency_ms']:.4f} ms (table units, paired) | test top-1 {summary['final_top1']:.4f} | run {summary['run_dir']}")
@@ -201,8 +203,5 @@ def run_netadapt(args: argparse.Namespace) -> int:
             summary = execute(folder, setup, stop, say, progress)
         finally:
             progress.close()
-    if summary is None:
-        say(f"stopped; every finished iteration is saved: mobilenas netadapt --resume {folder.path}")
-        return 130
-    _print_summary(summary, args.json)
-    return 0
+    return finish(summary, as_json=args.json, show=_show, say=say,
+                  stopped=f"stopped; every finished iteration is saved: mobilenas netadapt --resume {folder.path}")

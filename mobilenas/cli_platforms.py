@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from mobilenas.job_args import add_data_argument, run_in_folder
 from storage.runfolder import DEFAULT_OUT, RunFolder
-from training.datasets import DEFAULT_SEARCH_DATA
 
 JOB = "platforms"
 NUMBERS = {"start_width": float, "target_width": float, "target_scale": float, "seed": int, "pretrain_epochs": int,
@@ -22,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="NetAdapt one start model to each platform's target, then time every found "
                                        "model on every platform (matrix.json, matrix.png, architectures.md)")
     p.add_argument("--platforms", nargs="+", default=None, metavar="NAME", help="two or more platform names")
-    p.add_argument("--data", default=None, help=f"data set (default {DEFAULT_SEARCH_DATA})")
+    add_data_argument(p, default=None)
     p.add_argument("--start", default=None, help="start model NetAdapt shrinks (default mobilenetv3-large)")
     p.add_argument("--target-like", default=None, help="each platform's target is this model's latency there "
                                                         "(default mobilenetv3-small)")
@@ -60,20 +59,15 @@ def _say(message: str) -> None:
 
 def run_compare(args: argparse.Namespace) -> int:
     from pipeline.compare_job import compare_run
-    from pipeline.runner import run_in_session
 
     folder, config = _open(args)
-    _say(f"run folder {folder.path}")
-    summary = run_in_session(folder, lambda stop: compare_run(folder, config, say=_say, stop=stop))
-    if summary is None:
-        _say(f"stopped; finished work is saved: mobilenas platforms compare --resume {folder.path}")
-        return 130
-    if args.json:
-        print(json.dumps(summary))
-        return 0
+    return run_in_folder(folder, lambda stop: compare_run(folder, config, say=_say, stop=stop),
+                         command="mobilenas platforms compare", say=_say, as_json=args.json, show=_show)
+
+
+def _show(summary: dict[str, Any]) -> None:
     for name, verdict in summary["verdicts"].items():
         print(f"{name}: own model at {verdict['latency_ratio']:.3f}x its target "
               f"({'meets' if verdict['meets_target'] else 'misses'} it), test top-1 {100 * verdict['top1']:.2f}%, "
               f"{'on' if verdict['on_own_front'] else 'off'} its platform's Pareto front")
     print(f"matrix: {summary['matrix_json']} (and matrix.csv, matrix.png, architectures.md beside it)")
-    return 0

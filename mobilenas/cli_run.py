@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from mobilenas.job_args import add_data_argument, run_in_folder
 from mobilenas.measurer_args import add_platform_argument, check_platform_table, platform_from_args
 from pipeline.config import BUDGETS, PipelineConfig
 from storage.runfolder import DEFAULT_OUT, RunFolder
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Search the MnasNet space for the latency target on this machine, refine the best model with "
                     "NetAdapt down to the target, train it and MobileNetV3 references with the same recipe, measure "
                     "them end to end, export the final model and write report.md/report.html.")
-    p.add_argument("--data", default=DEFAULT_SEARCH_DATA, help=f"data set (default {DEFAULT_SEARCH_DATA})")
+    add_data_argument(p)
     target = p.add_mutually_exclusive_group()
     target.add_argument("--target-ms", type=float, default=None, help="latency target in ms (ORT CPU, batch 1)")
     target.add_argument("--target-like", default=None, metavar="SPEC",
@@ -107,10 +107,7 @@ def _say(message: str) -> None:
     print(f"mobilenas run: {message}", file=sys.stderr, flush=True)
 
 
-def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(summary))
-        return
+def _show(summary: dict[str, Any]) -> None:
     print(f"final model: test top-1 {100 * summary['top1']:.2f}% | {summary['latency_ms']:.4f} ms measured "
           f"(target {summary['target_ms']:.4f} ms in the latency table's units) | params {summary['params']:,} | "
           f"MAdds {summary['madds'] / 1e6:.2f} M")
@@ -121,14 +118,8 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
-    from pipeline.runner import run_in_session
     from pipeline.stages import pipeline_for
 
     folder, config = _open(args)
-    _say(f"run folder {folder.path}")
-    summary = run_in_session(folder, lambda stop: pipeline_for(folder, config, say=_say, stop=stop))
-    if summary is None:
-        _say(f"stopped; finished work is saved: mobilenas run --resume {folder.path}")
-        return 130
-    _print_summary(summary, args.json)
-    return 0
+    return run_in_folder(folder, lambda stop: pipeline_for(folder, config, say=_say, stop=stop),
+                         command="mobilenas run", say=_say, as_json=args.json, show=_show)

@@ -4,10 +4,10 @@ continues a stopped or killed run from its last checkpoint."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from mobilenas.job_args import finish
 from nas.supernet import SUPERNET_SPACES
 from nas.supernet_train import RULES, SupernetConfig
 from storage.runfolder import DEFAULT_OUT
@@ -81,14 +81,11 @@ def run_supernet_train(args: argparse.Namespace) -> int:
         folder, config = None, config_from_args(args)
     job = SupernetJob(config, out=args.out, folder=folder,
                       say=lambda message: print(f"supernet: {message}", file=sys.stderr, flush=True), progress=_progress)
-    result = job.run()
-    if result is None:
-        print(f"mobilenas supernet train: interrupted; checkpoint saved, continue with: "
-              f"mobilenas supernet train --resume {job.folder.path}", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"supernet trained: val top-1 largest {100 * result['val_top1_largest']:.2f}%, smallest "
-              f"{100 * result['val_top1_smallest']:.2f}% | run {result['run_dir']}")
-    return 0
+    return finish(job.run(), as_json=args.json, show=_show,
+                  stopped=f"mobilenas supernet train: interrupted; checkpoint saved, continue with: "
+                          f"mobilenas supernet train --resume {job.folder.path}")
+
+
+def _show(result: dict) -> None:
+    print(f"supernet trained: val top-1 largest {100 * result['val_top1_largest']:.2f}%, smallest "
+          f"{100 * result['val_top1_smallest']:.2f}% | run {result['run_dir']}")

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from mobilenas.job_args import add_optional_spec, finish
 from mobilenas.spec_args import resolve_spec
 from storage.runfolder import DEFAULT_OUT
 from training.job import DEFAULT_LATENCY_REPEATS, TrainJob, create_job, execute, open_job, slug_for
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train SPEC on --data and write a run folder (manifest, per-epoch metrics, checkpoint, ONNX). "
                     "The spec's input channels and classes come from the data; its resolution from --resolution, "
                     "else 32 for mnist5k/digits/cifar10, else the data's native size. Defaults are TrainConfig's.")
-    p.add_argument("spec", nargs="?", metavar="SPEC", help="a registered name, a spec JSON file or a canonical spec string")
+    add_optional_spec(p)
     p.add_argument("--data", default=None, help=f"mnist5k, digits, cifar10:DIR, imagefolder:DIR or npz:FILE "
                                                 f"(default {DEFAULT_DATA})")
     p.add_argument("--resolution", type=int, default=None, help="input side in pixels")
@@ -199,15 +200,11 @@ def run_job(job: TrainJob, show_bar: bool, say: Callable[[str], None]) -> dict[s
 def run_train(args: argparse.Namespace) -> int:
     job = prepare_resume(args) if args.resume is not None else prepare_new(args)
     summary = run_job(job, show_bar=not args.json, say=lambda line: print(line, file=sys.stderr))
-    if summary is None:
-        print(f"mobilenas train: interrupted; checkpoint saved, continue with: mobilenas train --resume {job.run.path}",
-              file=sys.stderr)
-        return 130
-    if args.json:
-        import json
+    return finish(summary, as_json=args.json, show=lambda s: _show(s, job),
+                  stopped=f"mobilenas train: interrupted; checkpoint saved, continue with: mobilenas train --resume "
+                          f"{job.run.path}")
 
-        print(json.dumps(summary))
-    else:
-        print(f"test top-1 {summary['top1']:.4f} | params {summary['params']:,} | MAdds {summary['madds'] / 1e6:.2f} M | "
+
+def _show(summary: dict[str, Any], job: TrainJob) -> None:
+    print(f"test top-1 {summary['top1']:.4f} | params {summary['params']:,} | MAdds {summary['madds'] / 1e6:.2f} M | "
               f"ORT CPU latency {summary['latency_ms']:.3f} ms (batch 1, 1 thread, median) | run {job.run.path}")
-    return 0

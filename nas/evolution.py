@@ -22,10 +22,10 @@ sample holds only such members proposes a random unseen point instead of mutatin
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from nas.ledger import ProposalLedger, new_rng, rng_state, set_rng_state
+from nas.ledger import LedgerStrategy
 from nas.strategy import Outcome, Proposal
 from search_spaces.registry import SearchSpace
 
@@ -48,17 +48,14 @@ class EvolutionConfig:
             raise ValueError(f"max_mutation_tries={self.max_mutation_tries!r}; expected an integer >= 1")
 
 
-class RegularizedEvolution:
+class RegularizedEvolution(LedgerStrategy):
     """Aging evolution over canonical index vectors; see the module docstring for the rules."""
 
     config_class = EvolutionConfig
+    name = "evolution"
 
     def __init__(self, *, space: SearchSpace, seed: int, config: EvolutionConfig | None = None) -> None:
-        self.space = space
-        self.seed = seed
-        self.config = config or EvolutionConfig()
-        self.rng = new_rng(seed)
-        self.ledger = ProposalLedger(space, "evolution")
+        super().__init__(space=space, seed=seed, config=config)
         # (indices, reward or None for an unusable outcome), oldest first
         self.population: deque[tuple[tuple[int, ...], float | None]] = deque()
 
@@ -96,14 +93,9 @@ class RegularizedEvolution:
         return None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"strategy": "evolution", "seed": self.seed, "config": asdict(self.config),
-                "rng": rng_state(self.rng), "ledger": self.ledger.state_dict(),
+        return {**self.common_state(),
                 "population": [[list(indices), reward] for indices, reward in self.population]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("strategy") != "evolution":
-            raise ValueError(f"state of strategy {state.get('strategy')!r} cannot be loaded into 'evolution'")
-        self.seed = int(state["seed"])
-        set_rng_state(self.rng, state["rng"])
-        self.ledger.load_state_dict(state["ledger"])
+        self.load_common_state(state)
         self.population = deque((tuple(indices), reward) for indices, reward in state["population"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -108,3 +109,29 @@ class ProposalLedger:
         self.issued = int(state["issued"])
         self.pending = {pid: (tuple(indices), dict(data)) for pid, indices, data in state["pending"]}
         self.seen = {tuple(p) for p in state["seen"]}
+
+
+class LedgerStrategy:
+    """What every built-in strategy keeps: its space, seed and config (``config_class``'s
+    defaults when none), its own RNG and :class:`ProposalLedger`, and their part of the state
+    (tagged with the strategy's ``name``, refused when loaded into another strategy)."""
+
+    name: str
+    config_class: type
+
+    def __init__(self, *, space: SearchSpace, seed: int, config: Any = None) -> None:
+        self.space, self.seed = space, seed
+        self.config = config or self.config_class()
+        self.rng = new_rng(seed)
+        self.ledger = ProposalLedger(space, self.name)
+
+    def common_state(self) -> dict[str, Any]:
+        return {"strategy": self.name, "seed": self.seed, "config": asdict(self.config), "rng": rng_state(self.rng),
+                "ledger": self.ledger.state_dict()}
+
+    def load_common_state(self, state: dict[str, Any]) -> None:
+        if state.get("strategy") != self.name:
+            raise ValueError(f"state of strategy {state.get('strategy')!r} cannot be loaded into {self.name!r}")
+        self.seed = int(state["seed"])
+        set_rng_state(self.rng, state["rng"])
+        self.ledger.load_state_dict(state["ledger"])

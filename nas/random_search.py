@@ -9,10 +9,10 @@ or not, only retire the pending proposal: random search learns nothing.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from nas.ledger import ProposalLedger, new_rng, rng_state, set_rng_state
+from nas.ledger import LedgerStrategy
 from nas.strategy import Outcome, Proposal
 from search_spaces.registry import SearchSpace
 
@@ -22,20 +22,17 @@ class RandomSearchConfig:
     """Random search has no settings; the class exists so every strategy takes a config."""
 
 
-class RandomSearch:
+class RandomSearch(LedgerStrategy):
     """Uniform random sampling of unseen canonical points.
 
     Raises ``nas.strategy.SpaceExhausted`` from :meth:`ask` once every architecture was proposed.
     """
 
     config_class = RandomSearchConfig
+    name = "random"
 
     def __init__(self, *, space: SearchSpace, seed: int, config: RandomSearchConfig | None = None) -> None:
-        self.space = space
-        self.seed = seed
-        self.config = config or RandomSearchConfig()
-        self.rng = new_rng(seed)
-        self.ledger = ProposalLedger(space, "random")
+        super().__init__(space=space, seed=seed, config=config)
         self.told = 0
 
     def ask(self) -> Proposal | None:
@@ -46,13 +43,8 @@ class RandomSearch:
         self.told += 1
 
     def state_dict(self) -> dict[str, Any]:
-        return {"strategy": "random", "seed": self.seed, "config": asdict(self.config), "told": self.told,
-                "rng": rng_state(self.rng), "ledger": self.ledger.state_dict()}
+        return {**self.common_state(), "told": self.told}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("strategy") != "random":
-            raise ValueError(f"state of strategy {state.get('strategy')!r} cannot be loaded into 'random'")
+        self.load_common_state(state)
         self.told = int(state["told"])
-        self.seed = int(state["seed"])
-        set_rng_state(self.rng, state["rng"])
-        self.ledger.load_state_dict(state["ledger"])

@@ -32,13 +32,13 @@ of 32 on the 49-decision MnasNet space the controller has 16,670 parameters; the
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from nas.controller import Controller, load_module_state, load_optimizer_state, module_state, optimizer_state
-from nas.ledger import ProposalLedger, new_rng, rng_state, set_rng_state
+from nas.ledger import LedgerStrategy
 from nas.strategy import Outcome, Proposal
 from search_spaces.registry import SearchSpace
 from storage.settings import check_settings, setting
@@ -68,20 +68,16 @@ class RLConfig:
         check_settings(self)
 
 
-class RLController:
+class RLController(LedgerStrategy):
     """LSTM controller trained by PPO or REINFORCE; see the module docstring for every rule."""
 
     config_class = RLConfig
     name = "rl"
 
     def __init__(self, *, space: SearchSpace, seed: int, config: RLConfig | None = None) -> None:
-        self.space = space
-        self.seed = seed
-        self.config = config or self.config_class()
+        super().__init__(space=space, seed=seed, config=config)
         self._check_method()
-        self.rng = new_rng(seed)
         self.torch_rng = torch.Generator().manual_seed(int(seed))
-        self.ledger = ProposalLedger(space, self.name)
         self.controller = Controller(space.cardinalities, self.config.hidden_size, self.torch_rng)
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.config.learning_rate)
         self.rewards: dict[tuple[int, ...], float] = {}  # canonical -> reward learned from
@@ -163,9 +159,7 @@ class RLController:
 
     # -- state ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"strategy": self.name, "seed": self.seed, "config": asdict(self.config),
-                "rng": rng_state(self.rng), "torch_rng": self.torch_rng.get_state().tolist(),
-                "ledger": self.ledger.state_dict(), "controller": module_state(self.controller),
+        return {**self.common_state(), "torch_rng": self.torch_rng.get_state().tolist(), "controller": module_state(self.controller),
                 "optimizer": optimizer_state(self.optimizer),
                 "rewards": [[list(k), v] for k, v in self.rewards.items()],
                 "batch": [[list(t), lp, r] for t, lp, r in self.batch],
@@ -173,12 +167,8 @@ class RLController:
                 "worst_seen": self.worst_seen, "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("strategy") != self.name:
-            raise ValueError(f"state of strategy {state.get('strategy')!r} cannot be loaded into {self.name!r}")
-        self.seed = int(state["seed"])
-        set_rng_state(self.rng, state["rng"])
+        self.load_common_state(state)
         self.torch_rng.set_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
-        self.ledger.load_state_dict(state["ledger"])
         load_module_state(self.controller, state["controller"])
         load_optimizer_state(self.optimizer, state["optimizer"])
         self.rewards = {tuple(k): float(v) for k, v in state["rewards"]}

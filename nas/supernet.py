@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from search_spaces.blocks.registry import block_type
 from search_spaces.builder import ConvBNAct, batch_norm, build_model, init_weights
 from search_spaces.mnasnet_space import FILTER_CHOICES, LAYER_CHOICES, OP_CHOICES, MnasNetSpace
 from search_spaces.registry import make_space
@@ -42,6 +43,9 @@ from search_spaces.spec import ArchSpec, BlockSpec, se_channels
 MAX_KERNEL = 5
 MAX_EXPANSION = 6
 SUPERNET_SPACES = ("mnasnet", "mnasnet-small")
+BRANCH_TYPES = ("bneck", "conv")
+"""The block types with an elastic branch here (the MnasNet space's operators); another
+registered type needs its own branch class in :class:`SuperBlock` before a supernet holds it."""
 Layout = tuple[tuple[BlockSpec, ...], ...]
 """A sub-network as the blocks of each stage (its depth is the length of each tuple)."""
 
@@ -154,9 +158,14 @@ class SuperBlock(nn.Module):
 
     @staticmethod
     def branch_name(block: BlockSpec, in_channels: int) -> str:
-        if block.op == "conv":
+        """The branch running ``block``, by its block type: a type without a hidden width is the
+        regular conv, one with it the bottleneck (``dsconv`` without an expansion conv)."""
+        if block.op not in BRANCH_TYPES:
+            raise ValueError(f"block type {block.op!r} has no supernet branch; expected one of {BRANCH_TYPES}")
+        kind = block_type(block.op)
+        if not kind.expands:
             return "regular"
-        return "dsconv" if block.exp_channels == in_channels else "mbconv"
+        return "mbconv" if kind.expansion_conv(block, in_channels) else "dsconv"
 
     def forward(self, x: torch.Tensor, block: BlockSpec) -> torch.Tensor:
         out = getattr(self, self.branch_name(block, x.shape[1]))(x, block)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from nas.supernet import SUPERNET_SPACES, Layout, Supernet, extreme_indices, make_supernet
 from nas.supernet_eval import CALIBRATION_IMAGES, calibration_images, evaluate_layout, recalibrate
+from storage.settings import check_settings, setting
 from training.checkpoint import FORMAT_VERSION, save_checkpoint
 from training.config import DEVICES, TrainConfig
 from training.datasets import DEFAULT_SEARCH_DATA, Dataset
@@ -55,21 +56,21 @@ class SupernetConfig:
 
     space: str = "mnasnet"
     data: str = DEFAULT_SEARCH_DATA
-    epochs: int = 10
+    epochs: int = setting(10, low=1)
     rule: str = "sandwich"
-    subnets_per_step: int = 4
-    batch_size: int = 64
-    lr: float = 0.1
+    subnets_per_step: int = setting(4, low=2)
+    batch_size: int = setting(64, low=2)
+    lr: float = setting(0.1, kind=float, low=0)
     momentum: float = 0.9
-    weight_decay: float = 3e-5
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
+    weight_decay: float = setting(3e-5, kind=float, low=0)
+    warmup_epochs: float = setting(1.0, kind=float, low=0)
+    label_smoothing: float = setting(0.1, kind=float, low=0)
     sort_channels: bool = True
-    calibration_images: int = CALIBRATION_IMAGES
-    eval_every_epochs: int = 1
-    resolution: int | None = None
-    seed: int = 0
-    threads: int = 1
+    calibration_images: int = setting(CALIBRATION_IMAGES, low=2)
+    eval_every_epochs: int = setting(1, low=1)
+    resolution: int | None = setting(None, low=8, optional=True)
+    seed: int = setting(0, low=0)
+    threads: int = setting(1, low=1)
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -79,18 +80,7 @@ class SupernetConfig:
             raise ValueError(f"--rule {self.rule!r} is not known; expected one of {list(RULES)}")
         if self.device not in DEVICES:
             raise ValueError(f"--device {self.device!r} is not allowed; expected one of {list(DEVICES)}")
-        minimum = {"epochs": 1, "subnets_per_step": 2, "batch_size": 2, "calibration_images": 2, "eval_every_epochs": 1, "seed": 0,
-                   "threads": 1, "resolution": 8}
-        for name, low in minimum.items():
-            value = getattr(self, name)
-            if name == "resolution" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"--{name.replace('_', '-')} = {value!r} is not allowed; expected an integer >= {low}")
-        for name in ("lr", "weight_decay", "warmup_epochs", "label_smoothing"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-                raise ValueError(f"--{name.replace('_', '-')} = {value!r} is not allowed; expected a number >= 0")
+        check_settings(self, "{flag}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

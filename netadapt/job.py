@@ -27,6 +27,7 @@ from netadapt.loop import LoopEvent, LoopResult, NetAdapt, NetAdaptConfig
 from netadapt.report import plot_trajectories, write_final
 from netadapt.state import LoopStore, load_weights, save_weights
 from search_spaces.encoding import format_spec, parse_spec, spec_from_dict
+from search_spaces.registry import SPACES
 from search_spaces.spec import ArchSpec
 from storage.runfolder import RunFolder
 from storage.status import Status
@@ -38,8 +39,10 @@ from training.inference import evaluate_model
 from training.job import WEIGHTS, train_in
 
 START_WEIGHTS, PRETRAIN_DIR, RAY_DIR = "start.pt", "pretrain", "ray"
-TABLE_SPACE = "mnasnet"
-"""The space NetAdapt's tables are keyed by (its rewrites stay inside the MnasNet space's blocks)."""
+DEFAULT_TABLE_SPACE = "mnasnet"
+"""The registered space (:data:`search_spaces.registry.SPACES`) whose table prices a job when
+none is given: the table's reference and calibration samples come from it, and its key under a
+platform names it. Width rewrites keep a spec's block types, so a space holding them serves."""
 PRETRAIN_CHECKPOINT = "pretrain.ckpt"
 """Where an earlier version trained the start model (no run folder); such a run is refused."""
 Say = Callable[[str], None]
@@ -62,6 +65,11 @@ class JobSetup:
     pretrain_epochs: int
     table_trusted: bool = False  # made by this job or its pipeline on this machine: latency.drift.open_table
     platform: dict | None = None  # latency.platforms.Platform.record() of --platform; None: the default measurer
+    table_space: str = DEFAULT_TABLE_SPACE  # runs recorded before this field priced with the MnasNet space's tables
+
+    def __post_init__(self) -> None:
+        if self.table_space not in SPACES:
+            raise ValueError(f"--table-space {self.table_space!r} is not known; expected one of {sorted(SPACES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "netadapt": self.netadapt.to_dict()}
@@ -80,12 +88,12 @@ def default_table_folder(out: Path, spec: ArchSpec, platform: str | None = None)
 
 
 def open_predictor(table: Path, spec: ArchSpec, on_drift: str, say: Say, *, create: bool,
-                   calibrate: ArchSpec | None = None, trusted: bool = False,
-                   measurer: Measurer | None = None) -> LazyPredictor:
-    """The lazily measuring predictor of ``table`` (built first with ``measurer`` when ``create``
-    and absent; calibrated down to the floor spec ``calibrate`` when given, see :func:`calibrate_for`)."""
+                   calibrate: ArchSpec | None = None, trusted: bool = False, measurer: Measurer | None = None,
+                   space: str = DEFAULT_TABLE_SPACE) -> LazyPredictor:
+    """The lazily measuring predictor of ``table`` (built first for the registered ``space`` with
+    ``measurer`` when ``create`` and absent; calibrated down to the floor spec ``calibrate`` when given, see :func:`calibrate_for`)."""
     if create:
-        _, message = ensure_table(table, space=TABLE_SPACE, resolution=spec.resolution, in_channels=spec.in_channels,
+        _, message = ensure_table(table, space=space, resolution=spec.resolution, in_channels=spec.in_channels,
                                   num_classes=spec.num_classes, measurer=measurer)
         say(message)
     elif not (table / "manifest.json").is_file():
@@ -103,12 +111,11 @@ def calibrate_for(table: Path, spec: ArchSpec, floor: ArchSpec, say: Say) -> Non
     are calibrated over the latency range NetAdapt walks; a no-op when already there."""
     from latency.build import BuildConfig, TableBuilder
     from latency.registry import measurer_from_recorded
-    from latency.table import CALIBRATION_COLUMNS, CALIBRATION_FILE, read_csv, read_manifest
+    from latency.table import calibration_specs, read_manifest
     from search_spaces.spec import scale_width
 
     specs = [spec, scale_width(spec, 0.75), scale_width(spec, 0.5), floor]
-    done = {parse_spec(s) for s in read_csv(table / CALIBRATION_FILE, CALIBRATION_COLUMNS)["spec"]}
-    if all(s in done for s in specs):  # specs, not strings: a table may hold an older spelling
+    if set(specs) <= calibration_specs(table):
         return
     manifest = read_manifest(table)
     say(f"measuring {len(specs)} whole models between the start and the floor to calibrate {table}")

@@ -23,6 +23,10 @@ there (proposals never create this case either, keeping exp == in blocks tied).
 Result: with the dropped channels' producing filters and batch norms zeroed in the old
 model (each dropped channel exactly 0 into the next layer), the old and the new model
 compute the same function in eval mode (tests/netadapt/test_transfer.py).
+
+Which weighted parts a block has, and which channel sets each reads and writes, is its block
+type's ``parts`` (:class:`search_spaces.blocks.base.Part`): a newly registered block type is
+carried without a change here (tests/test_extension_points.py).
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from search_spaces.blocks.base import Part
 from search_spaces.blocks.registry import block_type
 from search_spaces.builder import BN_EPS, build_model
 from search_spaces.rewrite import STEM, expansion_convs, residual_groups, same_layout, se_squeeze_widths
@@ -55,6 +60,10 @@ class ChannelSelection:
         """Kept input channels of block ``index``."""
         return self.stem if index == 0 else self.outputs[index - 1]
 
+    def channel_sets(self, index: int) -> dict[str, Tensor | None]:
+        """Block ``index``'s kept channels by the names a :class:`Part` gives them."""
+        return {"in": self.inputs_of(index), "exp": self.expansions[index], "out": self.outputs[index]}
+
 
 def _filter_norms(weight: Tensor) -> Tensor:
     """L2 norm of each output filter (row) of a conv or linear weight."""
@@ -67,11 +76,22 @@ def _top(norms: Tensor, keep: int) -> Tensor:
     return torch.sort(order).values
 
 
+def _parts(spec: ArchSpec, index: int) -> tuple[Part, ...]:
+    """Block ``index``'s weighted parts, as its block type declares them."""
+    block = spec.blocks[index]
+    return block_type(block.op).parts_of(block, expansion_convs(spec)[index])
+
+
+def _writer(spec: ArchSpec, index: int, rows: str) -> Part:
+    """The last conv part of block ``index`` writing the channel set ``rows``."""
+    return next(p for p in reversed(_parts(spec, index)) if p.kind == "conv" and p.rows == rows)
+
+
 def _producer(spec: ArchSpec, index: int) -> str:
     """State-dict key of the conv weight producing the output of block ``index`` (or stem)."""
     if index == STEM:
         return "stem.conv.weight"
-    return f"blocks.{index}.{block_type(spec.blocks[index].op).output_part}.conv.weight"
+    return f"blocks.{index}.{_writer(spec, index, 'out').name}.conv.weight"
 
 
 def _check_shrink(old: ArchSpec, new: ArchSpec) -> None:
@@ -108,23 +128,21 @@ def _group_selection(old: ArchSpec, state: dict[str, Tensor], new: ArchSpec) -> 
 
 def _expansion_selection(old: ArchSpec, state: dict[str, Tensor], new: ArchSpec, index: int,
                          inputs: Tensor) -> Tensor | None:
-    """Kept depthwise channels of block ``index``: by expansion-filter norm, the block's kept
-    inputs when it has no expansion conv, by depthwise-filter norm when one appears."""
+    """Kept hidden (expanded) channels of block ``index``, by the norms of the old block's first
+    part writing them (its expansion conv; the depthwise conv when an expansion conv appears),
+    or the block's kept inputs when a depthwise conv runs on its input in both."""
     block = new.blocks[index]
     if not block_type(block.op).expands:
         return None
-    if expansion_convs(old)[index]:
-        return _top(_filter_norms(state[f"blocks.{index}.conv_pw.conv.weight"]), block.exp_channels)
-    if not expansion_convs(new)[index]:
+    writer = next(p for p in _parts(old, index) if p.kind == "conv" and p.rows == "exp")
+    if writer.cols is None and not expansion_convs(new)[index]:
         return inputs
-    return _top(_filter_norms(state[f"blocks.{index}.conv_dw.conv.weight"]), block.exp_channels)
+    return _top(_filter_norms(state[f"blocks.{index}.{writer.name}.conv.weight"]), block.exp_channels)
 
 
-def _se_selection(state: dict[str, Tensor], index: int, channels: Tensor, squeeze: int | None) -> Tensor | None:
-    """Kept SE hidden units of block ``index``: all, or the largest reduce filters over the kept channels."""
-    if squeeze is None:
-        return None
-    reduce = state[f"blocks.{index}.se.conv_reduce.weight"]
+def _se_selection(state: dict[str, Tensor], prefix: str, channels: Tensor, squeeze: int) -> Tensor:
+    """Kept hidden units of the SE at ``prefix``: all, or the largest reduce filters over the kept channels."""
+    reduce = state[f"{prefix}.conv_reduce.weight"]
     if squeeze == reduce.shape[0]:
         return torch.arange(squeeze)
     return _top(_filter_norms(reduce[:, channels]), squeeze)
@@ -141,11 +159,13 @@ def select_channels(old_spec: ArchSpec, state: dict[str, Tensor], new_spec: Arch
     stem, outputs = _group_selection(old_spec, state, new_spec)
     expansions, se_hidden = [], []
     squeezes = se_squeeze_widths(new_spec)
-    for index, block in enumerate(new_spec.blocks):
+    for index in range(len(new_spec.blocks)):
         inputs = stem if index == 0 else outputs[index - 1]
         expansions.append(_expansion_selection(old_spec, state, new_spec, index, inputs))
-        se_channels_kept = expansions[-1] if block_type(block.op).expands else outputs[index]
-        se_hidden.append(_se_selection(state, index, se_channels_kept, squeezes[index]))
+        kept = {"in": inputs, "exp": expansions[-1], "out": outputs[index]}
+        se = next((p for p in _parts(new_spec, index) if p.kind == "se"), None)
+        se_hidden.append(None if se is None else
+                         _se_selection(state, f"blocks.{index}.{se.name}", kept[se.rows], squeezes[index]))
     features = _top(_filter_norms(state["head.conv_features.conv.weight"]), new_spec.head.feature_channels)
     return ChannelSelection(stem, tuple(outputs), tuple(expansions), tuple(se_hidden), features)
 
@@ -190,22 +210,17 @@ def _selection_conv(out: dict[str, Tensor], like: Tensor, prefix: str, inputs: T
 
 
 def _block(out: dict[str, Tensor], state: dict[str, Tensor], new: ArchSpec, index: int, sel: ChannelSelection) -> None:
-    block, prefix = new.blocks[index], f"blocks.{index}"
-    inputs, outputs, exp = sel.inputs_of(index), sel.outputs[index], sel.expansions[index]
-    if block.op == "conv":
-        _conv_bn(out, state, f"{prefix}.conv", outputs, inputs)
-        if block.se:
-            _se(out, state, f"{prefix}.se", outputs, sel.se_hidden[index])
-        return
-    if expansion_convs(new)[index]:
-        if f"{prefix}.conv_pw.conv.weight" in state:
-            _conv_bn(out, state, f"{prefix}.conv_pw", exp, inputs)
-        else:
-            _selection_conv(out, state[f"{prefix}.conv_dw.conv.weight"], f"{prefix}.conv_pw", inputs, exp)
-    _conv_bn(out, state, f"{prefix}.conv_dw", exp, None)
-    if block.se:
-        _se(out, state, f"{prefix}.se", exp, sel.se_hidden[index])
-    _conv_bn(out, state, f"{prefix}.conv_pwl", outputs, exp)
+    """Slice every part of block ``index`` as its block type declares it (:class:`Part`)."""
+    kept = sel.channel_sets(index)
+    for part in _parts(new, index):
+        prefix, rows = f"blocks.{index}.{part.name}", kept[part.rows]
+        cols = None if part.cols is None else kept[part.cols]
+        if part.kind == "se":
+            _se(out, state, prefix, rows, sel.se_hidden[index])
+        elif f"{prefix}.conv.weight" in state:
+            _conv_bn(out, state, prefix, rows, cols)
+        else:  # an expansion conv the old block did not have
+            _selection_conv(out, state["stem.conv.weight"], prefix, cols, rows)
 
 
 def _head(out: dict[str, Tensor], state: dict[str, Tensor], new: ArchSpec, sel: ChannelSelection) -> None:

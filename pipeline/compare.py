@@ -23,7 +23,7 @@ from typing import Any
 from latency.lazy import LazyPredictor, ensure_table
 from latency.platforms import Platform, get_platform
 from netadapt.floor import floor_spec
-from netadapt.job import JobSetup, calibrate_for, check_target, execute, read_setup
+from netadapt.job import DEFAULT_TABLE_SPACE, JobSetup, calibrate_for, check_target, execute, read_setup
 from netadapt.loop import NetAdaptConfig
 from pipeline.runner import Pipeline, StageStopped
 from pipeline.stages import adapted
@@ -107,7 +107,7 @@ def stage_table(name: str):
     def run_stage(run: Pipeline) -> dict[str, Any]:
         config, data, began = run.config, dataset(run), time.perf_counter()
         start = parse_spec(run.result("start")["arch"])
-        folder, message = ensure_table(run.path / "tables" / name, space="mnasnet", resolution=data.resolution,
+        folder, message = ensure_table(run.path / "tables" / name, space=DEFAULT_TABLE_SPACE, resolution=data.resolution,
                                        in_channels=data.in_channels, num_classes=data.num_classes,
                                        measurer=config.platform(name).make_measurer(), seed=config.seed)
         run.say(f"{name}: {message}")

@@ -198,4 +198,5 @@ def _setup(run: Pipeline, spec: str, weights: str | None, target_ms: float) -> J
                             include_stem=True, include_head=True, seed=run.config.seed, long_threads=run.config.threads)
     return JobSetup(config, spec, "search-best" if weights is None else "previous-round", run.config.data, 0,
                     table["folder"], run.config.on_drift, run.config.workers, run.config.address, weights,
-                    budget.pretrain_epochs, table_trusted=table_trusted(run.config, table), platform=run.config.platform)
+                    budget.pretrain_epochs, table_trusted=table_trusted(run.config, table), platform=run.config.platform,
+                    table_space=run.config.space)

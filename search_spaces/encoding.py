@@ -2,16 +2,15 @@
 
 String grammar (fields always present, fixed order, ``|`` between parts)::
 
-    r224_i3_n1000|stem_k3_s2_c16_hs|ir_k3_s1_e16_c16_se0_re_sk1|cn_k3_s2_c24_se1_hs_sk0|head_c960_h1280_hs_d0.2
+    r224_i3_n1000|stem_k3_s2_c16_hs|ir_k3_s1_h16_c16_se0_re_sk1|cn_k3_s2_c24_se1_hs_sk0|head_c960_h1280_hs_d0.2
 
-Each block type (:mod:`search_spaces.blocks`) has its token: ``ir`` is the bottleneck
-(``e`` = absolute expansion width), ``cn`` a regular conv; a block type that expands writes
-``e``, one that does not leaves it out;
-activations ``re`` (ReLU), ``r6`` (ReLU6), ``hs`` (h-swish); ``h0`` = no hidden head conv.
-``parse_spec(format_spec(s)) == s`` for every valid spec. The parser also reads a bottleneck's
-expansion width spelt ``h`` (``ir_k3_s1_h16_c16_...``, hidden channels like the head's ``h``),
-the spelling that cannot be mistaken for timm's expansion *ratio* ``e`` (so does every
-expanding block type).
+Each block type (:mod:`search_spaces.blocks`) has its token: ``ir`` is the bottleneck, ``cn``
+a regular conv. A block type that expands writes ``h``, its hidden (expanded) channels as an
+absolute count like the head's ``h``; one that does not leaves it out. Activations ``re``
+(ReLU), ``r6`` (ReLU6), ``hs`` (h-swish); ``h0`` = no hidden head conv.
+``parse_spec(format_spec(s)) == s`` for every valid spec. Strings written before spelt the
+width ``e`` (``ir_k3_s1_e16_...``), which reads as timm's expansion *ratio*; the parser still
+reads them, for every expanding block type.
 """
 from __future__ import annotations
 
@@ -33,10 +32,10 @@ _HEAD = re.compile(r"head_c(\d+)_h(\d+)_(re|r6|hs)_d([0-9.e-]+)")
 
 
 def format_block(block: BlockSpec) -> str:
-    """The canonical token of one block (``<token>_k3_s1[_e16]_c16_se0_re_sk1``)."""
+    """The canonical token of one block (``<token>_k3_s1[_h16]_c16_se0_re_sk1``)."""
     act, se, sk = _ACT_TOKENS[block.act], int(block.se), int(block.skip)
     kind = block_type(block.op)
-    exp = f"_e{block.exp_channels}" if kind.expands else ""
+    exp = f"_h{block.exp_channels}" if kind.expands else ""
     return f"{kind.token}_k{block.kernel}_s{block.stride}{exp}_c{block.out_channels}_se{se}_{act}_sk{sk}"
 
 
@@ -73,6 +72,12 @@ def _parse_block(token: str) -> BlockSpec:
     exp = int(groups.pop(2)) if kind.expands else None
     k, s, c, se, act, sk = groups
     return BlockSpec(kind.op, int(k), int(s), exp, int(c), se == "1", _TOKEN_ACTS[act], sk == "1")
+
+
+def canonical(text: str) -> str:
+    """The canonical string of a spec string in any spelling the parser reads (``e`` or ``h``
+    for a block's width): what to compare when strings from files meet strings written now."""
+    return format_spec(parse_spec(text))
 
 
 def parse_spec(text: str) -> ArchSpec:

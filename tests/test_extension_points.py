@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from latency.endtoend import measure_specs, prepared_model
+from latency.features import model_features
 from latency.keys import key_activations, key_cost, key_module, space_keys, spec_keys
 from latency.measurers import onnx_bytes_of
 from latency.registry import MEASURERS, make_measurer, measurer_from_recorded
@@ -22,8 +23,10 @@ from nas.candidate import CandidateResult
 from nas.evaluator import EVALUATORS, make_evaluator, request_fn
 from nas.registry import STRATEGIES, make_strategy
 from nas.search import SearchConfig, SearchDriver, run_serial
+from nas.supernet import SuperBlock
 from nas.strategy import Outcome, Proposal, SpaceExhausted, Strategy
-from search_spaces.blocks.base import BlockType, TimmForm
+from netadapt.transfer import select_channels, shrink_state_dict
+from search_spaces.blocks.base import BlockType, Part, TimmForm
 from search_spaces.blocks.registry import BLOCK_TYPES
 from search_spaces.builder import build_model
 from search_spaces.costs import Cost, conv_cost, out_side, se_cost
@@ -35,6 +38,7 @@ from search_spaces.registry import SPACES, SearchSpace, make_space
 from search_spaces.rewrite import se_squeeze_widths, with_widths
 from search_spaces.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec
 from search_spaces.timm_arch import blocks_from_arch_def, to_arch_def
+from tests.netadapt.test_transfer import _complement, _randomized_model
 
 
 # -- a block type: Fused-MBConv (EfficientNetV2): k x k expansion conv, SE, linear 1x1 projection --
@@ -65,9 +69,14 @@ def _fused_activations(block, in_channels, in_side):
     return inputs + (block.exp_channels + block.out_channels) * side * side + (inputs if block.skip else 0)
 
 
+def _fused_parts(block, has_expansion_conv):
+    se = (Part("se", "exp", kind="se"),) if block.se else ()
+    return (Part("conv_exp", "exp", "in"), *se, Part("conv_pwl", "out", "exp"))
+
+
 FUSED = BlockType(
     op="fused", token="fr", table_name="fused", expands=True, cost=_fused_cost, activations=_fused_activations,
-    build=FusedMBConv, output_part="conv_pwl", expansion_conv=lambda block, in_channels: True,
+    build=FusedMBConv, parts=_fused_parts, expansion_conv=lambda block, in_channels: True,
     timm=TimmForm(("er",), lambda b, c: f"er_r1_k{b.kernel}_s{b.stride}_e{b.exp_channels / c:.6g}_c{b.out_channels}",
                   lambda op, ratio, c: round(c * float(ratio))),
 )
@@ -116,7 +125,7 @@ def test_a_registered_block_type_builds_and_counts(fused):
 def test_a_registered_block_type_round_trips_every_encoding(fused):
     spec = fused_spec()
     text = format_spec(spec)
-    assert "|fr_k3_s2_e64_c24_se1_hs_sk0|fr_k3_s1_e96_c24_se0_re_sk1|" in text
+    assert "|fr_k3_s2_h64_c24_se1_hs_sk0|fr_k3_s1_h96_c24_se0_re_sk1|" in text
     assert parse_spec(text) == spec and spec_from_json(spec_to_json(spec)) == spec
     assert blocks_from_arch_def(to_arch_def(spec), spec) == spec
     assert to_arch_def(spec)[0][0] == "er_r1_k3_s2_e4_c24_se0.25"
@@ -137,6 +146,65 @@ def test_a_registered_block_type_has_a_paper_table_row_and_widths(fused):
     assert "| 16²x16 | fused 3x3 | 64 | 24 | yes | HS | 2 |" in render_markdown(spec)
     assert se_squeeze_widths(spec)[0] == 16  # SE on the expanded map: make_divisible(64 / 4)
     assert with_widths(spec, {0: {"exp_channels": 48}}).blocks[0].exp_channels == 48
+
+
+def test_netadapt_carries_a_registered_block_types_weights(fused):
+    """Shrinking a fused block's hidden width keeps its largest filters; with the dropped
+    channels zeroed in the old model, old and new compute the same (as for the built-in types)."""
+    old = fused_spec()
+    new = with_widths(old, {0: {"exp_channels": 48}, 1: {"exp_channels": 64}, 2: {"out_channels": 32},
+                             3: {"out_channels": 32}})
+    model = _randomized_model(old)
+    state = model.state_dict()
+    sel = select_channels(old, state, new)
+    shrunk = build_model(new).eval()
+    shrunk.load_state_dict(shrink_state_dict(old, state, new))  # strict: every key and shape
+    zeroed = {k: v.clone() for k, v in state.items()}
+    for index, width in ((0, 64), (1, 96)):
+        dropped = _complement(sel.expansions[index], width)
+        for name in ("conv.weight", "bn.weight", "bn.bias"):
+            zeroed[f"blocks.{index}.conv_exp.{name}"][dropped] = 0
+    squeeze = zeroed["blocks.0.se.conv_reduce.weight"].shape[0]
+    for name in ("weight", "bias"):
+        zeroed[f"blocks.0.se.conv_reduce.{name}"][_complement(sel.se_hidden[0], squeeze)] = 0
+    dropped = _complement(sel.outputs[2], 40)
+    for prefix in ("blocks.2.conv_pwl", "blocks.3.conv"):
+        for name in ("conv.weight", "bn.weight", "bn.bias"):
+            zeroed[f"{prefix}.{name}"][dropped] = 0
+    model.load_state_dict(zeroed)
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), shrunk(x), atol=1e-5)
+
+
+class MaddsTable:
+    """A latency table that prices every layer by its MAdds (what the features read of a table)."""
+
+    manifest: dict = {}
+
+    def lookup(self, key):
+        return key_cost(key)[1] / 1e6
+
+    lookup_cold = lookup
+
+    def keys_sum_ms(self, keys, *, cold=False):
+        return sum(self.lookup(k) for k in keys)
+
+    def calibration(self, resolution):
+        return {"features": ["sum_ms"], "coef": [1.0], "intercept_ms": 0.0}
+
+
+def test_a_registered_block_type_has_learned_predictor_features(fused):
+    spec = fused_spec()
+    features = model_features(MaddsTable(), spec)
+    assert (features["n_bneck"], features["n_conv"], features["n_dwsep"]) == (3, 1, 0)  # 2 fused + 1 bneck expand
+    assert features["calibrated_ms"] == pytest.approx(count_madds(spec) / 1e6)
+
+
+def test_the_supernet_refuses_a_block_type_it_has_no_branch_for(fused):
+    with pytest.raises(ValueError, match="block type 'fused' has no supernet branch"):
+        SuperBlock.branch_name(fused_spec().blocks[0], 16)
+    assert SuperBlock.branch_name(fused_spec().blocks[2], 24) == "mbconv"
 
 
 # -- a search space: a chain of three blocks, each choosing its operator and kernel ---------------

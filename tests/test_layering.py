@@ -1,6 +1,7 @@
 """Imports point down the layers only (mobilenas -> pipeline -> nas/netadapt -> latency/training
 -> search_spaces/storage; nas and netadapt never import each other), ray only in trial drivers,
-and no import cycle between any two modules (function-level imports included)."""
+no import cycle between any two modules (function-level imports included), and modules and
+functions short enough to read."""
 import ast
 from pathlib import Path
 
@@ -182,3 +183,22 @@ def test_function_level_and_relative_imports_are_edges(tmp_path):
     (package / "a.py").write_text("def f():\n    from pkg import b\n    from .c import thing\n    import os\n")
     modules = {"pkg", "pkg.a", "pkg.b", "pkg.c"}
     assert imported_modules(package / "a.py", modules, root=tmp_path) == {"pkg", "pkg.b", "pkg.c"}
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
+
+
+def test_modules_and_functions_stay_short():
+    """No package module over 400 lines, no function over 60 (orchestration calls named steps)."""
+    long = []
+    for _, path in python_files():
+        source = path.read_text()
+        rel = path.relative_to(ROOT)
+        if len(source.splitlines()) > MAX_MODULE_LINES:
+            long.append(f"{rel}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source, filename=str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{rel}:{node.lineno} {node.name}: {lines} lines")
+    assert not long, "too long: " + "; ".join(long)

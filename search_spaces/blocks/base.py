@@ -16,7 +16,8 @@ field / hook                      used by
 ``activations``                   activation traffic of a latency key (``latency/keys.py``)
 ``build``                         the torch module (``builder.py``; imports torch only when called)
 ``timm``                          timm ``arch_def`` strings (``timm_arch.py``), ``None``: no form
-``output_part``                   the part producing the block's output (``netadapt/transfer.py``)
+``parts``                         the weighted parts and the channels each reads and writes
+                                  (``netadapt/transfer.py``: NetAdapt's weight transfer)
 ``expansion_conv``                whether the block has a 1x1 expansion conv (``rewrite.py``)
 ================================  ===========================================================
 
@@ -55,6 +56,20 @@ class TimmForm:
 
 
 @dataclass(frozen=True)
+class Part:
+    """One weighted part of a block's module, named as the module names it: a conv with batch
+    norm (``kind`` ``"conv"``, a ``search_spaces.layers.ConvBNAct``) writing the channel set
+    ``rows`` from ``cols``, or a squeeze-excite (``kind`` ``"se"``) on ``rows``. Channel sets:
+    ``"in"`` (the block's input), ``"exp"`` (its hidden, expanded width), ``"out"``; ``cols``
+    None is a depthwise conv, which reads the channels it writes."""
+
+    name: str
+    rows: str
+    cols: str | None = None
+    kind: str = "conv"
+
+
+@dataclass(frozen=True)
 class BlockType:
     """One operator: see the module docstring for who uses each field."""
 
@@ -66,13 +81,21 @@ class BlockType:
     activations: Callable[[Block, int, int], int]
     build: Callable[..., Any]
     timm: TimmForm | None = None
-    output_part: str = "conv"
+    parts: Callable[[Block, bool], tuple[Part, ...]] | None = None
+    """``parts(block, has_expansion_conv)``: the block's weighted parts in forward order;
+    ``None``: NetAdapt cannot carry its weights to a narrower spec."""
     expansion_conv: Callable[[Block, int], bool] = exp_differs
 
     def __post_init__(self) -> None:
         if not self.token.isalnum() or not self.token.islower() or self.token in ("stem", "head"):
             raise ValueError(f"block type {self.op!r}: token {self.token!r} is not allowed; expected lowercase "
                              "letters/digits other than 'stem' and 'head'")
+
+    def parts_of(self, block: Block, has_expansion_conv: bool) -> tuple[Part, ...]:
+        """:attr:`parts`, or ``ValueError`` naming the block type that declares none."""
+        if self.parts is None:
+            raise ValueError(f"block type {self.op!r} declares no parts; NetAdapt cannot carry its weights")
+        return self.parts(block, has_expansion_conv)
 
     def se_input(self, block: Block) -> int:
         """Width of the map the block's SE runs on (its expansion width, else its output)."""

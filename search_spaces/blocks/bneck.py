@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.blocks.base import Block, BlockType, TimmForm
+from search_spaces.blocks.base import Block, BlockType, Part, TimmForm
 from search_spaces.costs import Cost, conv_cost, out_side, se_cost
 
 
@@ -46,5 +46,11 @@ def _timm_exp(op: str, ratio: str, in_channels: int) -> int:
     return in_channels if op == "ds" else round(in_channels * float(ratio))
 
 
+def _parts(block: Block, has_expansion_conv: bool) -> tuple[Part, ...]:
+    pw = (Part("conv_pw", "exp", "in"),) if has_expansion_conv else ()
+    se = (Part("se", "exp", kind="se"),) if block.se else ()
+    return (*pw, Part("conv_dw", "exp"), *se, Part("conv_pwl", "out", "exp"))
+
+
 BNECK = BlockType(op="bneck", token="ir", table_name="bneck", expands=True, cost=_cost, activations=_activations,
-                  build=_build, timm=TimmForm(("ds", "ir"), _timm_export, _timm_exp), output_part="conv_pwl")
+                  build=_build, timm=TimmForm(("ds", "ir"), _timm_export, _timm_exp), parts=_parts)

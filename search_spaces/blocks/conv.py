@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.blocks.base import Block, BlockType, TimmForm
+from search_spaces.blocks.base import Block, BlockType, Part, TimmForm
 from search_spaces.costs import Cost, conv_cost, out_side, se_cost
 
 
@@ -31,6 +31,10 @@ def _timm_export(block: Block, in_channels: int) -> str:
     return f"cn_r1_k{block.kernel}_s{block.stride}_c{block.out_channels}"
 
 
+def _parts(block: Block, has_expansion_conv: bool) -> tuple[Part, ...]:
+    return (Part("conv", "out", "in"), *((Part("se", "out", kind="se"),) if block.se else ()))
+
+
 CONV = BlockType(op="conv", token="cn", table_name="conv2d", expands=False, cost=_cost, activations=_activations,
                  build=_build, timm=TimmForm(("cn",), _timm_export, lambda op, ratio, in_channels: None),
-                 output_part="conv")
+                 parts=_parts)

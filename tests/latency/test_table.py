@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -10,9 +11,12 @@ import pytest
 from latency.build import BuildConfig, TableBuilder
 from latency.calibration import apply_calibration, spec_features
 from latency.keys import space_keys, spec_keys
+from latency.learning import table_specs
 from latency.predictor import LatencyPredictor
-from latency.table import ENTRIES_FILE, MANIFEST_FILE, MissingKeyError, TableMismatchError, load_table
+from latency.table import (CALIBRATION_COLUMNS, CALIBRATION_FILE, ENTRIES_FILE, MANIFEST_FILE, MissingKeyError,
+                           TableMismatchError, calibration_specs, load_table)
 from latency.validation import sample_specs
+from search_spaces.encoding import format_spec
 from search_spaces.mnasnet_space import MnasNetSpace
 
 SPACE = MnasNetSpace(resolution=32)
@@ -135,3 +139,16 @@ def test_raw_entries_when_the_build_does_not_normalise(tmp_path, fake_measurer):
     table = builder.finish()
     assert np.allclose(table.entries["median_ms"], table.entries["raw_median_ms"])
     assert np.allclose(load_table(tmp_path).entries["median_ms"], raw["raw_median_ms"])
+
+
+def test_calibration_rows_are_recognised_in_either_spelling(tmp_path):
+    space = MnasNetSpace(resolution=32, num_classes=10, in_channels=1)
+    specs = sample_specs(space, 4, seed=0)
+    texts = [format_spec(s) for s in specs]
+    texts[:2] = [re.sub(r"(ir_k\d+_s\d+_)h(\d+_c)", r"\g<1>e\2", t) for t in texts[:2]]
+    assert any("_e" in t for t in texts[:2])
+    rows = [{"resolution": 32, "spec": t, "measured_ms": 1.0, "raw_ms": 1.0, "ref_ratio": 1.0, "rounds": 2,
+             "baseline_ms": 1.0} for t in texts]
+    pd.DataFrame(rows, columns=list(CALIBRATION_COLUMNS)).to_csv(tmp_path / CALIBRATION_FILE, index=False)
+    assert calibration_specs(tmp_path) == set(specs)
+    assert table_specs(tmp_path) == {format_spec(s) for s in specs}

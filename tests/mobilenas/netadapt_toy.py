@@ -12,7 +12,8 @@ from mobilenas.cli import main
 from tests.netadapt.loop_helpers import toy_predict_ms
 
 
-def toy_open_predictor(table, spec, on_drift, say, *, create, calibrate=None, trusted=False, measurer=None):
+def toy_open_predictor(table, spec, on_drift, say, *, create, calibrate=None, trusted=False, measurer=None,
+                       space="mnasnet"):
     return SimpleNamespace(predict_ms=toy_predict_ms, measure_ms=lambda specs: [toy_predict_ms(s) for s in specs])
 
 

@@ -15,6 +15,7 @@ from nas.search import SearchConfig
 from netadapt.job import JobSetup
 from pipeline.config import PipelineConfig
 from search_spaces.encoding import spec_to_dict
+from search_spaces.registry import SPACES
 from tests.netadapt.loop_helpers import loop_spec
 from tests.fast_tables import build_small_table
 from tests.platform_fakes import FAKE_SETTINGS, small_lazy_tables, use_fake_measurer
@@ -128,3 +129,12 @@ def test_the_pipeline_table_stage_builds_with_the_platform_and_files_the_table(t
     assert get_platform(platform.name).tables == {table_key("mnasnet", 32, 1, 10): str(Path(result["folder"]).resolve())}
     later = stages.stage_table(SimpleNamespace(path=tmp_path / "later", config=config, say=lambda message: None))
     assert Path(later["folder"]) == Path(result["folder"]).resolve() and not table_trusted(config, later)
+
+
+def test_netadapt_table_space_is_a_registered_space(monkeypatch):
+    base = _setup().to_dict()
+    assert JobSetup.from_dict({k: v for k, v in base.items() if k != "table_space"}).table_space == "mnasnet"
+    with pytest.raises(ValueError, match=r"--table-space 'toy' is not known; expected one of \['mnasnet'"):
+        JobSetup.from_dict({**base, "table_space": "toy"})
+    monkeypatch.setitem(SPACES, "toy", SPACES["mnasnet"])
+    assert JobSetup.from_dict({**base, "table_space": "toy"}).table_space == "toy"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from search_spaces.encoding import format_spec, parse_spec, spec_from_dict, spec_from_json, spec_to_dict, spec_to_json
+from search_spaces.encoding import canonical, format_spec, parse_spec, spec_from_dict, spec_from_json, spec_to_dict, spec_to_json
 from search_spaces.reference import REFERENCE_SPECS, reference_spec
 from tests.helpers import sampled_specs
 
@@ -93,4 +93,9 @@ def test_spec_strings_in_committed_results_still_parse():
     found = {m.group(0) for p in files for m in SPEC_STRING.finditer(p.read_text(errors="replace"))}
     assert len(found) > 100
     for text in found:
-        assert format_spec(parse_spec(text)) == respelt(text, "e"), text
+        assert format_spec(parse_spec(text)) == respelt(text, "h"), text
+
+
+def test_canonical_respells_an_older_string_as_written_now():
+    for spec in SAMPLED[:50]:
+        assert canonical(respelt(format_spec(spec), "e")) == format_spec(spec)
