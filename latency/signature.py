@@ -44,13 +44,12 @@ def measure_signature(measurer: Measurer, reference: ArchSpec, *, resolution: in
     and ``reference``'s own time (ms, at its own shape) meanwhile."""
     anchor = reference if resolution in (None, reference.resolution) else reference.replace(resolution=resolution)
     probes = probe_specs(anchor)
-    specs = list(probes.values()) + ([] if anchor is reference else [reference])
-    models = [cached_model(measurer, spec) for spec in specs]
-    results: list[PairedRatio] = measure_specs(measurer, specs, anchor, pairs=pairs, models=models)
-    if anchor is reference:
-        reference_ms = float(sorted(r.reference_ms for r in results)[len(results) // 2])
-    else:
-        reference_ms = float(results[-1].latency_ms)
+    models = [cached_model(measurer, spec) for spec in probes.values()]
+    results: list[PairedRatio] = measure_specs(measurer, list(probes.values()), anchor, pairs=pairs, models=models)
+    timed = results
+    if anchor is not reference:  # the reference's own statistic, as its baseline was taken at build
+        timed = measure_specs(measurer, [reference], reference, pairs=pairs, models=[cached_model(measurer, reference)])
+    reference_ms = float(sorted(r.reference_ms for r in timed)[len(timed) // 2])
     return {name: r.ratio for name, r in zip(probes, results)}, reference_ms
 
 
