@@ -32,19 +32,21 @@ BAND = (0.95, 1.00)
 def one_run(out: Path, seed: int, table: str | None) -> dict:
     config = PipelineConfig(data="mnist-rot-back-image", target_like="mobilenetv3-small", budget="small", seed=seed,
                             table=table)
-    folder = RunFolder.create(out, job="run", slug=f"netadapt-noise-s{seed}", seed=seed, config=config.to_dict())
+    done = sorted(out.glob(f"*-netadapt-noise-s{seed}-s{seed}")) if out.is_dir() else []
+    folder = (RunFolder.open(done[-1], job="run") if done else  # a killed benchmark resumes its runs
+              RunFolder.create(out, job="run", slug=f"netadapt-noise-s{seed}", seed=seed, config=config.to_dict()))
     start = time.perf_counter()
     with folder.session() as stop:
         result = Pipeline(folder, config, STAGES, lambda run: run.result("netadapt"), say=print, stop=stop).run()
     last = result["latency_rounds"][-1]
-    start = folder.path / "netadapt" / "start_check.json"
-    start_ratio = json.loads(start.read_text())["ratio"] if start.is_file() else None
+    check = folder.path / "netadapt" / "start_check.json"
+    start_ratio = json.loads(check.read_text())["ratio"] if check.is_file() else None
     return {"seed": seed, "rounds": len(result["latency_rounds"]), "ratio": last["ratio"], "start_ratio": start_ratio,
             "first_round_ratio": result["latency_rounds"][0]["ratio"],
             "ratio_low": last.get("ratio_low"), "ratio_high": last.get("ratio_high"),
             "in_band": BAND[0] <= last["ratio"] <= BAND[1], "within_budget": result["within_budget"],
             "run_dir": str(folder.path), "seconds": round(time.perf_counter() - start, 1),
-            "table": str(folder.path / "table") if table is None else table}
+            "table": table or json.loads((folder.path / "manifest.json").read_text())["stages"]["table"]["result"]["folder"]}
 
 
 def main() -> None:
