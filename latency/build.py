@@ -1,8 +1,10 @@
 """Building latency tables: for a whole search space or lazily for the specs a search asks about.
 
 Every figure is in *reference units* (paired timing, :mod:`latency.paired`): each layer key is
-measured between two short blocks of runs of the table's reference model, and its medians are
-divided by theirs; whole models are paired run by run with the reference. Stored values are
+timed in short blocks alternating with blocks of the table's reference model (ONNX Runtime; a
+measurer without a session held open, such as a device command, brackets the key between two
+reference blocks instead), and its figure is the median of the per-pair ratios; whole models
+are paired run by run with the reference. Stored values are
 those ratios times the baseline (the reference's median over the build), i.e. milliseconds at
 the build's speed, so a slow minute during the build leaves no mark. Layer keys are measured in
 batches appended to ``entries.csv`` as soon as each is done, so a build killed mid-way resumes
@@ -17,16 +19,14 @@ and whole models measured only for the calibration specs.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
 
 from latency.calibration import fit_calibration, spec_features
 from latency.command import MeasureCommandError
@@ -34,92 +34,20 @@ from latency.doctor import quick_doctor
 from latency.drift import record_signature
 from latency.endtoend import cached_model, measure_specs, spec_input_shape
 from latency.fingerprint import device_fingerprint
-from latency.keys import KEY_COLUMNS, LayerKey, key_cost, key_from_row, key_module, spec_keys
-from latency.incontext import RoundRobinRunner, copies_for, l2_cache_bytes
-from latency.measurers import Measurer, OrtMeasurer, TorchMeasurer, full_input_shape
-from latency.paired import block_runner
+from latency.key_timing import BuildConfig, measure_key
+from latency.keys import KEY_COLUMNS, LayerKey, key_from_row, spec_keys
+from latency.measurers import Measurer, OrtMeasurer
+from latency.paired import BlockRunner, block_runner
 from latency.table import (CALIBRATION_COLUMNS, CALIBRATION_FILE, ENTRIES_FILE, ENTRY_COLUMNS, MANIFEST_FILE,
                            REFERENCE_FILE, SCHEMA_VERSION, LatencyTable, TableMismatchError, append_rows, check_manifest, entry_baseline, finalize_entries,
                            calibration_specs, check_calibration_rows, check_entries, read_csv, read_manifest, write_json)
-from storage.settings import check_settings, setting
 from storage.statefiles import StateFileError
 from search_spaces.encoding import format_spec, parse_spec
-from search_spaces.onnx_export import export_module_onnx
 from search_spaces.spec import ArchSpec
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``; phases ``layers`` and ``calibration``."""
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """Build knobs. ``max_spread`` is the relative interquartile range above which a key is
-    measured again (up to ``max_passes`` times) and its samples pooled."""
-
-    batch_keys: int = setting(100, low=1)
-    max_spread: float = setting(0.08, kind=float, low=0, low_open=True)
-    max_passes: int = setting(3, low=1)
-    calibration_group: int = setting(10, low=1)
-    calibration_rounds: int = setting(3, low=1)
-    l2_bytes: int = field(default_factory=l2_cache_bytes)
-    timing: str = "paired"  # recorded: every figure is a paired ratio to the reference (latency.paired)
-    # each entry divided by the reference measured just before and after it (paired timing); tables built
-    # before paired timing record False and keep raw entries
-    normalise_entries: bool = True
-    reference_block: int = setting(5, low=1)  # reference runs before and after each key
-    calibration_pairs: int = setting(24, low=1)  # pairs of 3-run blocks per calibration spec (latency.paired)
-
-    def __post_init__(self) -> None:
-        check_settings(self, "build.{name}")
-
-
-def relative_spread(samples: np.ndarray) -> float:
-    q25, q50, q75 = np.percentile(samples, [25, 50, 75])
-    return float((q75 - q25) / q50)
-
-
-def _adaptive(sample: Callable[[], np.ndarray], config: BuildConfig) -> np.ndarray:
-    """One pass, then more (pooled) while the relative spread exceeds ``config.max_spread``."""
-    samples = sample()
-    for _ in range(config.max_passes - 1):
-        if relative_spread(samples) <= config.max_spread:
-            break
-        samples = np.concatenate([samples, sample()])
-    return samples
-
-
-def _key_samples(measurer: Measurer, key: LayerKey, config: BuildConfig) -> tuple[np.ndarray, np.ndarray, int]:
-    """Warm samples, cold (in-context) samples and the copies used; see :mod:`latency.incontext`.
-    Measurers other than ONNX Runtime give warm samples only (cold = warm, copies = 1)."""
-    torch.manual_seed(0)
-    module = key_module(key).eval()
-    if isinstance(measurer, TorchMeasurer):
-        warm = _adaptive(lambda: measurer.measure(module, key.input_shape()), config)
-        return warm, warm, 1
-    shape = full_input_shape(key.input_shape(), int(measurer.settings_dict()["batch"]))
-    data = export_module_onnx(module, shape)
-    if not isinstance(measurer, OrtMeasurer):
-        warm = _adaptive(lambda: measurer.measure(data, key.input_shape()), config)
-        return warm, warm, 1
-    settings = measurer.settings
-    copies = copies_for(4 * key_cost(key)[0], config.l2_bytes)
-    runner = RoundRobinRunner(measurer.prepare_onnx(data, shape), shape, settings, copies)
-    runner.run_warm(0, settings.warmup)
-    warm = _adaptive(lambda: runner.run_warm(settings.repeats), config)
-    cold = _adaptive(lambda: runner.run_cold(max(2, math.ceil(settings.repeats / copies))), config)
-    return warm, cold, copies
-
-
-def measure_key(measurer: Measurer, key: LayerKey, config: BuildConfig) -> dict[str, object]:
-    """One layer's warm and in-context (cold) samples summarised as a table row."""
-    warm, cold, copies = _key_samples(measurer, key, config)
-    params, madds = key_cost(key)
-    median, cold_median = float(np.median(warm)), float(np.median(cold))
-    return {**key.as_row(), "median_ms": median, "raw_median_ms": median, "p90_ms": float(np.percentile(warm, 90)),
-            "std_ms": float(np.std(warm)), "n": int(warm.size), "cold_median_ms": cold_median,
-            "raw_cold_median_ms": cold_median, "cold_n": int(cold.size), "copies": copies, "ref_ms": float("nan"),
-            "params": params, "madds": madds}
 
 
 def _check_fresh_folder(folder: Path) -> None:
@@ -163,11 +91,19 @@ class TableBuilder:
         _check_fresh_folder(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         manifest = {"schema_version": SCHEMA_VERSION, "space": space, "measurer": self.measurer.settings_dict(),
-                    "fingerprint": device_fingerprint(self.measurer.settings_dict().get("device_id")), "build": asdict(self.config),
+                    "fingerprint": device_fingerprint(self.measurer.settings_dict().get("device_id")), "build": self._build_record(),
                     "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "reference": {"spec": format_spec(reference_spec), "baseline_ms": None}, "calibration": {}}
         write_json(self.folder / MANIFEST_FILE, manifest)
         return manifest
+
+    def _build_record(self) -> dict[str, object]:
+        """The build settings as recorded; keys are interleaved only where the measurer holds a
+        session open between blocks (ONNX Runtime), else bracketed."""
+        record = asdict(self.config)
+        if not isinstance(self.measurer, OrtMeasurer):
+            record["key_timing"] = "bracketed"
+        return record
 
     def _record_input(self, space_input: tuple[int, int] | None, force: bool) -> None:
         if space_input is None:
@@ -181,13 +117,16 @@ class TableBuilder:
             self.manifest["input"] = given
             write_json(self.folder / MANIFEST_FILE, self.manifest)
 
-    def _reference_block(self) -> float:
-        """The reference's fastest run of one short block (ms; a preempted run is dropped, as in
-        :mod:`latency.paired`)."""
+    def _reference_runner(self) -> BlockRunner:
         if self._run_reference is None:
             model = cached_model(self.measurer, self.reference_spec)
             self._run_reference = block_runner(self.measurer, model, spec_input_shape(self.reference_spec))
-        value = float(np.min(self._run_reference(self.config.reference_block)))
+        return self._run_reference
+
+    def _reference_block(self) -> float:
+        """The reference's fastest run of one short block (ms; a preempted run is dropped, as in
+        :mod:`latency.paired`)."""
+        value = float(np.min(self._reference_runner()(self.config.reference_block)))
         self.history_ms.append(value)
         return value
 
@@ -195,10 +134,16 @@ class TableBuilder:
         now = time.time()
         append_rows(self.folder / REFERENCE_FILE, ("time", "ref_ms"), [{"time": now, "ref_ms": v} for v in values])
 
-    def _measure_paired_key(self, key: LayerKey, before: float | None) -> tuple[dict[str, object], float]:
-        """One key between two reference blocks; ``ref_ms`` is their mean (paired timing).
-        ``before``: the block that ended the previous key, measured just now (each block sits
-        between two keys, so a device command is called once per block, not twice)."""
+    def _measure_paired_key(self, key: LayerKey, before: float | None) -> tuple[dict[str, object], float | None]:
+        """One key in reference units (paired timing). Interleaved: the key's blocks alternate
+        with the reference's and ``ref_ms`` is the reference's median among them. Bracketed: the
+        key between two reference blocks, ``ref_ms`` their mean; ``before`` is the block that
+        ended the previous key (a device command is called once per block, not twice)."""
+        if self.manifest["build"].get("key_timing", "bracketed") == "interleaved":
+            row = measure_key(self.measurer, key, self.config, self._reference_runner())
+            self.history_ms.append(row["ref_ms"])
+            self._record_reference([row["ref_ms"]])
+            return row, None
         measured = [] if before is not None else [before := self._reference_block()]
         row = measure_key(self.measurer, key, self.config)
         after = self._reference_block()

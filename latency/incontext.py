@@ -10,19 +10,20 @@ are run round-robin, so each run finds its weights evicted. The sessions share o
 and one output buffer (io_binding) and the environment's arena allocator, so activations and
 scratch buffers stay warm, as the previous layer leaves them inside a network. Both the
 warm (single session) and the cold round-robin medians are returned; the calibration decides
-how much of each to use.
+how much of each to use. Runs are timed on the settings' clock (the thread's CPU time for one
+thread), the clock the table's reference model is timed on, so a layer's ratio to it compares
+like with like.
 """
 from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from latency.measurers import OrtSettings, session_options
+from latency.measurers import CLOCK_FUNCTIONS, OrtSettings, session_options
 
 log = logging.getLogger(__name__)
 _ENV_ALLOCATOR = {"registered": False}
@@ -63,6 +64,7 @@ class RoundRobinRunner:
 
     def __init__(self, onnx_bytes: bytes, input_shape: tuple[int, ...], settings: OrtSettings, copies: int) -> None:
         _register_env_allocator()
+        self.now = CLOCK_FUNCTIONS[settings.clock]  # the clock every other runner of these settings reads
         self.sessions = [_session(onnx_bytes, settings) for _ in range(copies)]
         first = self.sessions[0]
         data = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
@@ -75,6 +77,10 @@ class RoundRobinRunner:
             binding.bind_ortvalue_input(session.get_inputs()[0].name, self.input)
             binding.bind_ortvalue_output(session.get_outputs()[0].name, self.output)
             self.bindings.append(binding)
+
+    @property
+    def copies(self) -> int:
+        return len(self.sessions)
 
     def run_warm(self, repeats: int, warmup: int = 0) -> np.ndarray:
         """The first session alone: ``repeats`` samples in ms."""
@@ -89,12 +95,12 @@ class RoundRobinRunner:
         for _ in range(warmup_rounds):
             for run, binding in pairs:
                 run(binding)
-        samples = np.empty(rounds * len(pairs))
+        samples, now = np.empty(rounds * len(pairs)), self.now
         index = 0
         for _ in range(rounds):
             for run, binding in pairs:
-                start = time.perf_counter_ns()
+                start = now()
                 run(binding)
-                samples[index] = time.perf_counter_ns() - start
+                samples[index] = now() - start
                 index += 1
         return samples / 1e6
