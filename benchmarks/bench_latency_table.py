@@ -4,7 +4,8 @@ For each resolution: ``mobilenas latency build --space mnasnet --resolution R`` 
 ``results/latency/mnasnet-rR`` (resumable: rerun after a kill and it continues), then
 ``mobilenas latency validate ... -n N`` (100 random specs of the default space, disjoint from
 the calibration specs; every spec measured alike in two independent passes, whose test-retest
-agreement is the noise floor). Writes ``results/latency/summary.json`` with every figure next
+agreement is the noise floor). ``--inject build`` runs the load injector (``latency.noise``)
+during the build only, ``--inject validate`` during the validation only. Writes ``results/latency/summary.json`` with every figure next
 to its target and the noise floor. ``--int8`` adds the int8 (QDQ) table at 32x32 and
 ``compare-r32-float-int8.json`` (``mobilenas latency compare``). Run it under the shared
 benchmark lock::
@@ -21,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from latency.noise import LoadInjector
 from mobilenas.cli import main as cli
 
 TARGETS = {"within_10pct": 0.99, "within_5pct": 0.90, "spearman": 0.98, "float_build_minutes_total": 15.0,
@@ -34,21 +36,28 @@ def run(argv: list[str]) -> None:
         sys.exit(f"command failed with exit code {code}: mobilenas {' '.join(argv)}")
 
 
+def injected(phase: str, args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """The load injector (``latency.noise``) around ``phase`` (build or validate) when ``--inject`` names it."""
+    return LoadInjector(seed=0) if args.inject in (phase, "both") else contextlib.nullcontext()
+
+
 def build_and_validate(table: Path, resolution: int, args: argparse.Namespace, extra: list[str]) -> dict:
     """Build (resumable) and validate one table; returns its summary entry."""
     start = time.perf_counter()
-    run(["-v", "latency", "build", "--space", "mnasnet", "--resolution", str(resolution), "--out", str(table),
-         "--calibration-specs", str(args.calibration_specs), "--quiet", *extra])
+    with injected("build", args):
+        run(["-v", "latency", "build", "--space", "mnasnet", "--resolution", str(resolution), "--out", str(table),
+             "--calibration-specs", str(args.calibration_specs), "--quiet", *extra])
     manifest = json.loads((table / "manifest.json").read_text())
     entry = {"entries": manifest["entries"], "build_timings_s": manifest.get("build_timings"),
              "this_invocation_build_s": round(time.perf_counter() - start, 1), "measurer": manifest["measurer"],
-             "calibration": manifest["calibration"][str(resolution)]}
+             "calibration": manifest["calibration"][str(resolution)], "injector": args.inject}
     if args.rescore:  # the build above only refitted the calibration: score the stored measurements
         run(["latency", "validate", str(table), "--rescore"])
         entry["validation"] = json.loads((table / "validation.json").read_text())
     elif not args.skip_validate:
-        run(["-v", "latency", "validate", str(table), "-n", str(args.n), "--pairs", str(args.pairs), "--quiet",
-             "--drift-tolerance", str(args.drift_tolerance)])
+        with injected("validate", args):
+            run(["-v", "latency", "validate", str(table), "-n", str(args.n), "--pairs", str(args.pairs), "--quiet",
+                 "--drift-tolerance", str(args.drift_tolerance)])
         entry["validation"] = json.loads((table / "validation.json").read_text())
     return entry
 
@@ -72,6 +81,8 @@ def main() -> None:
     parser.add_argument("--drift-tolerance", type=float, default=0.5)
     parser.add_argument("--int8", action="store_true", help="also the int8 (QDQ) table at 32x32 and compare it with float")
     parser.add_argument("--skip-validate", action="store_true")
+    parser.add_argument("--inject", choices=("none", "build", "validate", "both"), default="none",
+                        help="run the load injector (latency.noise) during the build, the validation or both")
     parser.add_argument("--rescore", action="store_true",
                         help="on finished tables: refit the calibrations and rescore the stored validations (measures nothing)")
     args = parser.parse_args()
