@@ -9,6 +9,10 @@ it took. Target: the ratio within [0.95, 1.00] in >= 9 of 10 runs. Writes
 ``results/netadapt/noise.json``::
 
     .venv/bin/python benchmarks/bench_netadapt_noise.py --seeds 0 1 2 3 4 5 6 7 8 9
+
+``--searches-from DIR`` starts each seed's NetAdapt from the finished search of the same seed in
+an earlier benchmark's runs (``DIR``, its ``--out``) where there is one, so that a rerun measures
+NetAdapt alone (the search, 8 proxy trainings, is most of a run's time under load).
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from latency.noise import LoadInjector
 from pipeline.config import PipelineConfig
-from pipeline.runner import Pipeline
+from pipeline.runner import Pipeline, Stage
 from pipeline.stages import RECIPE
 from storage.runfolder import RunFolder
 from storage.statefiles import write_json
@@ -29,7 +33,24 @@ STAGES = tuple(stage for stage in RECIPE if stage.name in ("table", "search", "n
 BAND = (0.95, 1.00)
 
 
-def one_run(out: Path, seed: int, table: str | None) -> dict:
+def finished_search(earlier: Path | None, seed: int) -> dict | None:
+    """The search stage's result in the earlier benchmark run of ``seed`` under ``earlier``, if finished."""
+    for manifest in sorted(earlier.glob(f"*-netadapt-noise-s{seed}-s{seed}/manifest.json")) if earlier else []:
+        record = json.loads(manifest.read_text()).get("stages", {}).get("search", {})
+        if record.get("status") == "finished":
+            return {**record["result"], "reused_from": str(manifest.parent)}
+    return None
+
+
+def stages_for(earlier: Path | None, seed: int) -> tuple[Stage, ...]:
+    """Table, search and NetAdapt; the search replaced by an earlier run's finished one where there is one."""
+    search = finished_search(earlier, seed)
+    if search is None:
+        return STAGES
+    return tuple(Stage("search", lambda run: search) if stage.name == "search" else stage for stage in STAGES)
+
+
+def one_run(out: Path, seed: int, table: str | None, earlier: Path | None = None) -> dict:
     config = PipelineConfig(data="mnist-rot-back-image", target_like="mobilenetv3-small", budget="small", seed=seed,
                             table=table)
     done = sorted(out.glob(f"*-netadapt-noise-s{seed}-s{seed}")) if out.is_dir() else []
@@ -37,7 +58,8 @@ def one_run(out: Path, seed: int, table: str | None) -> dict:
               RunFolder.create(out, job="run", slug=f"netadapt-noise-s{seed}", seed=seed, config=config.to_dict()))
     start = time.perf_counter()
     with folder.session() as stop:
-        result = Pipeline(folder, config, STAGES, lambda run: run.result("netadapt"), say=print, stop=stop).run()
+        stages = stages_for(earlier, seed)
+        result = Pipeline(folder, config, stages, lambda run: run.result("netadapt"), say=print, stop=stop).run()
     last = result["latency_rounds"][-1]
     check = folder.path / "netadapt" / "start_check.json"
     start_ratio = json.loads(check.read_text())["ratio"] if check.is_file() else None
@@ -46,6 +68,8 @@ def one_run(out: Path, seed: int, table: str | None) -> dict:
             "ratio_low": last.get("ratio_low"), "ratio_high": last.get("ratio_high"),
             "in_band": BAND[0] <= last["ratio"] <= BAND[1], "within_budget": result["within_budget"],
             "run_dir": str(folder.path), "seconds": round(time.perf_counter() - start, 1),
+            "search_reused_from": json.loads((folder.path / "manifest.json").read_text())["stages"]["search"]["result"].get(
+                "reused_from"),
             "table": table or json.loads((folder.path / "manifest.json").read_text())["stages"]["table"]["result"]["folder"]}
 
 
@@ -55,12 +79,14 @@ def main() -> None:
     parser.add_argument("--quiet-machine", action="store_true")
     parser.add_argument("--out", default="results/runs/bench-netadapt-noise")
     parser.add_argument("--json", default="results/netadapt/noise.json")
+    parser.add_argument("--searches-from", type=Path, default=None,
+                        help="an earlier benchmark's --out: reuse its finished search of each seed")
     args = parser.parse_args()
     rows, table = [], None
     noise = contextlib.nullcontext() if args.quiet_machine else LoadInjector(seed=0)
     with noise:
         for seed in args.seeds:
-            rows.append(one_run(Path(args.out), seed, table))
+            rows.append(one_run(Path(args.out), seed, table, args.searches_from))
             table = table or json.loads((Path(rows[0]["run_dir"]) / "manifest.json").read_text())[
                 "stages"]["table"]["result"]["folder"]  # later seeds reuse the first run's table
             print(json.dumps(rows[-1]), flush=True)
