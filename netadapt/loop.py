@@ -12,7 +12,10 @@ From a trained model with predicted latency L0, each iteration
    accurate one (``"accuracy"``, the original NetAdapt) (:mod:`netadapt.selection`);
 
 until the predicted latency reaches ``target_ms``; then the final model is fine-tuned for
-``long_epochs``. Every finished iteration is committed to a :class:`netadapt.state.LoopStore`
+``long_epochs``. With ``close_on="measured"`` the loop steers by the end-to-end measurement of
+each kept model instead (:mod:`netadapt.steering`): the target is re-anchored on the measurements
+and each step is sized by the cut the previous step was measured to make, which a table that
+mispredicts cuts (as per-layer sums do at small inputs) cannot overshoot by much. Every finished iteration is committed to a :class:`netadapt.state.LoopStore`
 before the next starts, so a run killed at any moment resumes without losing it. The loop
 never prints: it reports :class:`LoopEvent` s to a callback.
 """
@@ -29,6 +32,7 @@ from netadapt.evaluation import Evaluator, ProposalTask, TaskOutcome
 from netadapt.proposals import ProposalConfig, ShrinkProposal, propose_reductions
 from netadapt.selection import Scored, check_selection, choose, proposal_seed
 from netadapt.state import LoopState, LoopStore
+from netadapt.steering import check_close_on, measured_gap
 from search_spaces.spec import ArchSpec
 from storage.settings import check_settings, setting, settings_from_dict
 from training.datasets import Dataset
@@ -65,9 +69,11 @@ class NetAdaptConfig:
     long_threads: int = setting(1, low=1)
     device: str = "cpu"
     max_iterations: int = setting(1000, low=1)
+    close_on: str = "predicted"
 
     def __post_init__(self) -> None:
         check_settings(self, "netadapt.{name}")
+        check_close_on(self.close_on)
         check_selection(self.select)
         self.proposal_config()  # validates delta_fraction, granularity, include_*
 
@@ -146,7 +152,14 @@ class NetAdapt:
         return state
 
     def reached(self, state: LoopState) -> bool:
-        return state.predicted_ms <= self.config.target_ms
+        gap = self._measured_gap(state)
+        return state.predicted_ms <= self.config.target_ms if gap is None else gap <= 0
+
+    def _measured_gap(self, state: LoopState) -> float | None:
+        """What is left to cut in table units as the measurements read it (``close_on="measured"``)."""
+        if self.config.close_on != "measured":
+            return None
+        return measured_gap([row for row in state.history if row["chosen"]], self.config.target_ms)
 
     def run(self) -> LoopResult:
         """Iterate from the store's last commit until the target (or a stop), then fine-tune."""
@@ -172,7 +185,9 @@ class NetAdapt:
         """This iteration's proposals: those meeting the cut, else (near the floor) those predicted
         to save anything at all; a narrower layer can run slower (e.g. channels below the
         runtime's vector block), and such a proposal is never kept."""
-        delta_ms = min(self.config.delta_fraction * state.l0_ms, state.predicted_ms - self.config.target_ms)
+        gap = self._measured_gap(state)
+        gap = state.predicted_ms - self.config.target_ms if gap is None else gap
+        delta_ms = min(self.config.delta_fraction * state.l0_ms, gap)
         found = propose_reductions(spec, self.predict_ms, max(delta_ms, 0.0), self.config.proposal_config())
         pool = [p for p in found if p.meets_cut] or [p for p in found if p.cut_ms > 0]
         if not pool:

@@ -1,0 +1,61 @@
+"""NetAdapt closed on measured latency: a table that misjudges cuts does not make it overshoot."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from netadapt.evaluation import FinetuneJob, SequentialEvaluator
+from netadapt.loop import NetAdapt, NetAdaptConfig
+from netadapt.state import LoopStore
+from netadapt.steering import measured_gap, step_slope
+from search_spaces.builder import build_model
+from tests.netadapt.loop_helpers import digits8, loop_spec, toy_predict_ms  # noqa: F401 (fixture)
+from training.evaluate import Budget
+
+
+def _row(predicted: float, measured: float) -> dict:
+    return {"predicted_ms": predicted, "measured_ms": measured, "chosen": True}
+
+
+def test_gap_is_read_in_table_units_from_the_start_ratio_and_the_last_steps_slope():
+    start = _row(1.0, 2.0)  # measurements read twice the table
+    assert measured_gap([start], 0.8) == pytest.approx(0.5 * 0.2)  # no slope yet: half of what is left
+    rows = [start, _row(0.9, 1.6)]  # predicted to cut 0.1, measured to cut 0.4 = 2x the start ratio
+    assert step_slope(rows) == pytest.approx(2.0)
+    assert measured_gap(rows, 0.7) == pytest.approx((1.6 - 1.4) / 2.0 / 2.0)
+    assert measured_gap([start, _row(0.9, 1.5)], 0.8) < 0  # measured under the goal: reached
+
+
+def test_no_measurement_means_no_measured_gap():
+    assert measured_gap([_row(1.0, float("nan"))], 0.8) is None
+
+
+def test_unknown_close_on_is_refused_naming_the_setting():
+    with pytest.raises(ValueError, match="netadapt.close_on = 'sometimes'"):
+        NetAdaptConfig(target_ms=1.0, close_on="sometimes")
+
+
+def _final_over_goal(folder, data, close_on: str) -> float:
+    """NetAdapt from the toy spec to 70% of its table latency, measured by a 'device' on which
+    every cut saves 2.5x what the table says (relative to the whole model)."""
+    spec = loop_spec()
+    start_ms = toy_predict_ms(spec)
+
+    def measured(s, weights=None):
+        return toy_predict_ms(s) - 0.6 * start_ms
+
+    config = NetAdaptConfig(target_ms=0.7 * start_ms, delta_fraction=0.1, short_steps=2, long_epochs=0,
+                            close_on=close_on)
+    loop = NetAdapt(config, data, toy_predict_ms, SequentialEvaluator(data, FinetuneJob(Budget(steps=2))),
+                    LoopStore(folder), measure_ms=measured)
+    torch.manual_seed(0)
+    loop.start(spec, {k: v.clone() for k, v in build_model(spec).state_dict().items()}, top1=0.1, top1_stderr=0.02)
+    result = loop.run()
+    return measured(result.spec) / (0.7 * measured(spec))
+
+
+def test_closed_on_measurements_it_lands_near_the_goal_where_the_table_overshoots(tmp_path, digits8):
+    by_table = _final_over_goal(tmp_path / "predicted", digits8, "predicted")
+    by_measurement = _final_over_goal(tmp_path / "measured", digits8, "measured")
+    assert by_table < 0.6  # the table's 30% cut is 75% on the device
+    assert 0.85 <= by_measurement <= 1.0
