@@ -182,3 +182,21 @@ def test_recalibration_of_a_slice_equals_recalibrating_the_standalone_model():
         for name, value in standalone.state_dict().items():
             if "running" in name:
                 torch.testing.assert_close(sliced[name], value, rtol=1e-4, atol=1e-4)
+
+
+def test_a_deeper_subnet_starts_as_its_shallower_one():
+    """BigNAS's initialization (section 3.2): at initialization every block that is residual in
+    the largest sub-network adds zero, so the largest (+1 layer per stage) computes what the same
+    sub-network with -1 layer per stage computes. Without it the largest sub-network stays at
+    chance on mnist-rot-back-image."""
+    torch.manual_seed(0)
+    net = make_supernet("mnasnet", resolution=16, num_classes=10, in_channels=1).train()
+    deep = extreme_indices(net.space, True)
+    shallow = net.space.canonicalize(tuple(0 if i % 7 == 5 else v for i, v in enumerate(deep)))
+    assert len(net.space.decode(shallow).blocks) < len(net.space.decode(deep).blocks)
+    x = torch.randn(8, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    outputs = []
+    for indices in (deep, shallow):
+        torch.manual_seed(2)  # the same dropout mask in the head
+        outputs.append(net(x, net.layout(indices)))
+    torch.testing.assert_close(outputs[0], outputs[1])
