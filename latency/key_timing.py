@@ -40,7 +40,7 @@ class BuildConfig:
     calibration_rounds: int = setting(3, low=1)
     l2_bytes: int = field(default_factory=l2_cache_bytes)
     timing: str = "paired"  # recorded: every figure is a paired ratio to the reference (latency.paired)
-    # each entry divided by the reference measured just before and after it (paired timing); tables built
+    # each entry divided by the reference measured alongside it (paired timing); tables built
     # before paired timing record False and keep raw entries
     normalise_entries: bool = True
     reference_block: int = setting(5, low=1)  # reference runs per block (min of the block)
@@ -87,7 +87,7 @@ def _round_robin(measurer: OrtMeasurer, key: LayerKey, config: BuildConfig) -> R
 def _key_samples(measurer: Measurer, key: LayerKey, config: BuildConfig) -> tuple[np.ndarray, np.ndarray, int]:
     """Warm samples, cold (in-context) samples and the copies used; see :mod:`latency.incontext`.
     Measurers other than ONNX Runtime give warm samples only (cold = warm, copies = 1)."""
-    if isinstance(measurer, TorchMeasurer) or not isinstance(measurer, OrtMeasurer):
+    if not isinstance(measurer, OrtMeasurer):
         torch.manual_seed(0)
         module = key_module(key).eval()
         if not isinstance(measurer, TorchMeasurer):
