@@ -50,9 +50,10 @@ def stages_for(earlier: Path | None, seed: int) -> tuple[Stage, ...]:
     return tuple(Stage("search", lambda run: search) if stage.name == "search" else stage for stage in STAGES)
 
 
-def one_run(out: Path, seed: int, table: str | None, earlier: Path | None = None) -> dict:
+def one_run(out: Path, seed: int, table: str | None, earlier: Path | None = None,
+            close_on: str = "predicted") -> dict:
     config = PipelineConfig(data="mnist-rot-back-image", target_like="mobilenetv3-small", budget="small", seed=seed,
-                            table=table)
+                            table=table, netadapt_close_on=close_on)
     done = sorted(out.glob(f"*-netadapt-noise-s{seed}-s{seed}")) if out.is_dir() else []
     folder = (RunFolder.open(done[-1], job="run") if done else  # a killed benchmark resumes its runs
               RunFolder.create(out, job="run", slug=f"netadapt-noise-s{seed}", seed=seed, config=config.to_dict()))
@@ -79,14 +80,17 @@ def main() -> None:
     parser.add_argument("--quiet-machine", action="store_true")
     parser.add_argument("--out", default="results/runs/bench-netadapt-noise")
     parser.add_argument("--json", default="results/netadapt/noise.json")
+    parser.add_argument("--table", default=None, help="a latency table to use (default: the first run builds one)")
+    parser.add_argument("--close-on", choices=("predicted", "measured"), default="predicted",
+                        help="what NetAdapt's iterations steer by (netadapt.steering)")
     parser.add_argument("--searches-from", type=Path, default=None,
                         help="an earlier benchmark's --out: reuse its finished search of each seed")
     args = parser.parse_args()
-    rows, table = [], None
+    rows, table = [], args.table
     noise = contextlib.nullcontext() if args.quiet_machine else LoadInjector(seed=0)
     with noise:
         for seed in args.seeds:
-            rows.append(one_run(Path(args.out), seed, table, args.searches_from))
+            rows.append(one_run(Path(args.out), seed, table, args.searches_from, args.close_on))
             table = table or json.loads((Path(rows[0]["run_dir"]) / "manifest.json").read_text())[
                 "stages"]["table"]["result"]["folder"]  # later seeds reuse the first run's table
             print(json.dumps(rows[-1]), flush=True)

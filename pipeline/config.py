@@ -53,7 +53,9 @@ class PipelineConfig:
     MnasNet space with MobileNetV3-Small's last stage and ``w`` to -0.15, the exponent
     MobileNetV3 section 4.1 used for small models. ``platform``: the named platform's record
     (:meth:`latency.platforms.Platform.record`) whose measurer the table is built with (None:
-    the default ONNX Runtime CPU settings); a platform's own table is used when it has one."""
+    the default ONNX Runtime CPU settings); a platform's own table is used when it has one.
+    ``netadapt_close_on``: what NetAdapt's iterations steer by inside a round, the table's
+    predictions or the measurement of each kept model (:mod:`netadapt.steering`)."""
 
     data: str
     target_ms: float | None = setting(None, kind=float, low=0, low_open=True, optional=True)
@@ -71,6 +73,7 @@ class PipelineConfig:
     workers: int = setting(2, low=1)
     threads: int = setting(2, low=1)
     platform: dict | None = None
+    netadapt_close_on: str = "predicted"
 
     def __post_init__(self) -> None:
         if (self.target_ms is None) == (self.target_like is None):
@@ -89,6 +92,9 @@ class PipelineConfig:
         if not (isinstance(self.w, (int, float)) and math.isfinite(self.w) and self.w < 0):
             raise ValueError(f"--w = {self.w!r} is not allowed; expected a negative number (MnasNet -0.07, "
                              "MobileNetV3-Small -0.15)")
+        from netadapt.steering import check_close_on
+
+        check_close_on(self.netadapt_close_on)
         if self.on_drift not in ("error", "rescale", "force"):
             raise ValueError(f"on_drift {self.on_drift!r} is not allowed; expected error, rescale or force")
 

@@ -195,7 +195,8 @@ def _setup(run: Pipeline, spec: str, weights: str | None, target_ms: float) -> J
     budget, table = run.config.stage_budget, run.result("table")
     config = NetAdaptConfig(target_ms=target_ms, short_steps=budget.short_steps,
                             delta_fraction=budget.netadapt_delta, long_epochs=budget.long_epochs,
-                            include_stem=True, include_head=True, seed=run.config.seed, long_threads=run.config.threads)
+                            include_stem=True, include_head=True, seed=run.config.seed, long_threads=run.config.threads,
+                            close_on=run.config.netadapt_close_on)
     return JobSetup(config, spec, "search-best" if weights is None else "previous-round", run.config.data, 0,
                     table["folder"], run.config.on_drift, run.config.workers, run.config.address, weights,
                     budget.pretrain_epochs, table_trusted=table_trusted(run.config, table), platform=run.config.platform,

@@ -188,3 +188,15 @@ def test_a_second_round_starts_from_the_first_rounds_model_and_weights(tmp_path,
     assert second["start_val_top1"] == pytest.approx(first["final_val_top1"])  # the same weights, not retrained
     assert second["predicted_latency_ms"] <= second_target
     assert stage._run_round(p, 1, "ignored", None, 0.0) == second  # a finished round is read back
+
+
+@pytest.mark.parametrize("close_on", ["predicted", "measured"])
+def test_the_run_setting_decides_what_netadapts_iterations_steer_by(tmp_path, close_on):
+    config = PipelineConfig(data="digits", target_ms=1.0, netadapt_close_on=close_on)
+    run = FakePipeline({"table": {"folder": str(tmp_path), "target_ms": 1.0}}, path=tmp_path, config=config)
+    assert stage._setup(run, "spec", None, 0.8).netadapt.close_on == close_on
+
+
+def test_an_unknown_steering_is_refused_naming_the_setting():
+    with pytest.raises(ValueError, match="netadapt.close_on = 'sometimes'"):
+        PipelineConfig(data="digits", target_ms=1.0, netadapt_close_on="sometimes")
