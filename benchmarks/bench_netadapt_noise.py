@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--out", default="results/runs/bench-netadapt-noise")
     parser.add_argument("--json", default="results/netadapt/noise.json")
     parser.add_argument("--table", default=None, help="a latency table to use (default: the first run builds one)")
-    parser.add_argument("--close-on", choices=("predicted", "measured"), default="predicted",
+    parser.add_argument("--close-on", choices=("predicted", "measured"), default="measured",
                         help="what NetAdapt's iterations steer by (netadapt.steering)")
     parser.add_argument("--searches-from", type=Path, default=None,
                         help="an earlier benchmark's --out: reuse its finished search of each seed")

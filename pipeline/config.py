@@ -73,7 +73,7 @@ class PipelineConfig:
     workers: int = setting(2, low=1)
     threads: int = setting(2, low=1)
     platform: dict | None = None
-    netadapt_close_on: str = "predicted"
+    netadapt_close_on: str = "measured"
 
     def __post_init__(self) -> None:
         if (self.target_ms is None) == (self.target_like is None):
