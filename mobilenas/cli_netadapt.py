@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from latency.platforms import Platform, file_table, resolve_table, table_key
-from mobilenas.job_args import add_data_argument, add_optional_spec, finish
+from mobilenas.job_args import add_data_argument, add_optional_spec, check_resume, finish, refuse_with_resume
 from mobilenas.measurer_args import add_platform_argument, platform_from_args
 from mobilenas.progress import ProgressBar
 from netadapt.job import (DEFAULT_TABLE_SPACE, JobSetup, check_target, default_table_folder, execute, open_predictor,
@@ -74,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for run folders (default {DEFAULT_OUT})")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue an interrupted or killed run")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results")
-    p.set_defaults(handler=run_netadapt, parser_defaults={a.dest: a.default for a in p._actions})
+    refuse_with_resume(p)
+    p.set_defaults(handler=run_netadapt)
 
 
 def _add_drift_flags(p: argparse.ArgumentParser) -> None:
@@ -175,10 +176,7 @@ def say(message: str) -> None:
 
 def _open_or_create(args: argparse.Namespace, say) -> tuple[RunFolder, JobSetup]:
     if args.resume is not None:
-        changed = [f"--{k.replace('_', '-')}" if k != "spec" else "SPEC" for k, v in args.parser_defaults.items()
-                   if k not in ("resume", "json", "help") and getattr(args, k) != v]
-        if changed:
-            raise ValueError(f"--resume continues a run with its recorded settings; drop {', '.join(changed)}")
+        check_resume(args)
         folder = RunFolder.open(args.resume, job="netadapt")
         folder.check_resumable()
         return folder, read_setup(folder)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mobilenas.job_args import add_data_argument, run_in_folder
+from mobilenas.job_args import add_data_argument, check_resume, refuse_with_resume, run_in_folder
 from storage.runfolder import DEFAULT_OUT, RunFolder
 
 JOB = "platforms"
@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for run folders (default {DEFAULT_OUT})")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a stopped or killed comparison")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results")
+    refuse_with_resume(p, "out")
     p.set_defaults(handler=run_compare)
 
 
@@ -38,9 +39,7 @@ def _open(args: argparse.Namespace) -> tuple[RunFolder, Any]:
 
     given = {k: getattr(args, k) for k in ("data", "start", "target_like", *NUMBERS) if getattr(args, k) is not None}
     if args.resume is not None:
-        if given or args.platforms:
-            flags = [f"--{k.replace('_', '-')}" for k in given] + (["--platforms"] if args.platforms else [])
-            raise ValueError(f"--resume continues the comparison with its recorded settings; drop {', '.join(flags)}")
+        check_resume(args)
         folder = RunFolder.open(args.resume, job=JOB)
         folder.check_resumable()
         return folder, CompareConfig.from_dict(folder.manifest["config"])

@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mobilenas.job_args import add_data_argument, run_in_folder
+from mobilenas.job_args import add_data_argument, check_resume, refuse_with_resume, run_in_folder
 from mobilenas.measurer_args import add_platform_argument, check_platform_table, platform_from_args
 from pipeline.config import BUDGETS, PipelineConfig
 from storage.runfolder import DEFAULT_OUT, RunFolder
-from training.datasets import DEFAULT_SEARCH_DATA
 
 ADDRESS = re.compile(r"^(auto|ray://[^\s]+|[A-Za-z0-9.\-]+:\d{1,5})$")
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(PipelineConfig)}
+"""PipelineConfig's defaults: the one copy the options' defaults (and so ``--resume``'s check) come from."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,25 +30,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     target.add_argument("--target-ms", type=float, default=None, help="latency target in ms (ORT CPU, batch 1)")
     target.add_argument("--target-like", default=None, metavar="SPEC",
                         help="target = this spec's measured latency here (e.g. mobilenetv3-small), times --target-scale")
-    p.add_argument("--target-width", type=float, default=1.0, help="width multiplier of --target-like (default 1)")
-    p.add_argument("--target-scale", type=float, default=1.0, help="factor on --target-like's latency (default 1)")
-    p.add_argument("--budget", choices=sorted(BUDGETS), default="small", help="work per stage (default small)")
-    p.add_argument("--strategy", default="rl", help="search strategy: rl, evolution, random, reinforce (default rl)")
-    p.add_argument("--space", default="mnasnet-small",
-                   help="search space (default mnasnet-small: MnasNet space with MobileNetV3-Small's last stage)")
-    p.add_argument("--w", type=float, default=-0.15, help="MnasNet reward exponent (default -0.15, MobileNetV3-Small)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target-width", type=float, default=DEFAULTS["target_width"],
+                   help=f"width multiplier of --target-like (default {DEFAULTS['target_width']:g})")
+    p.add_argument("--target-scale", type=float, default=DEFAULTS["target_scale"],
+                   help=f"factor on --target-like's latency (default {DEFAULTS['target_scale']:g})")
+    p.add_argument("--budget", choices=sorted(BUDGETS), default=DEFAULTS["budget"],
+                   help=f"work per stage (default {DEFAULTS['budget']})")
+    p.add_argument("--strategy", default=DEFAULTS["strategy"],
+                   help=f"search strategy: rl, evolution, random, reinforce (default {DEFAULTS['strategy']})")
+    p.add_argument("--space", default=DEFAULTS["space"],
+                   help=f"search space (default {DEFAULTS['space']}: MnasNet space with MobileNetV3-Small's last stage)")
+    p.add_argument("--w", type=float, default=DEFAULTS["w"],
+                   help=f"MnasNet reward exponent (default {DEFAULTS['w']:g}, MobileNetV3-Small)")
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     p.add_argument("--table", default=None, metavar="DIR", help="latency table folder (default: create or reuse one)")
     add_platform_argument(p, "the table")
     drift = p.add_mutually_exclusive_group()
     drift.add_argument("--rescale", action="store_true", help="a table from other hardware: scale it by the speed measured here (also with --resume)")
     drift.add_argument("--force", action="store_true", help="use a table from other hardware as it is (also with --resume)")
     p.add_argument("--address", default=None, help="join this Ray cluster (host:port or auto) instead of starting one")
-    p.add_argument("--workers", type=int, default=2, help="parallel trials / proposals (default 2, one CPU each)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads for the final trainings (default 2)")
+    p.add_argument("--workers", type=int, default=DEFAULTS["workers"],
+                   help=f"parallel trials / proposals (default {DEFAULTS['workers']}, one CPU each)")
+    p.add_argument("--threads", type=int, default=DEFAULTS["threads"],
+                   help=f"torch threads for the final trainings (default {DEFAULTS['threads']})")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a stopped or killed run")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for run folders (default {DEFAULT_OUT})")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results")
+    refuse_with_resume(p, "rescale", "force", "out")  # how to open a table: the user's call, also on resume
     p.set_defaults(handler=run_pipeline)
 
 
@@ -78,19 +87,9 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
                           threads=args.threads, platform=None if platform is None else platform.record())
 
 
-def _given_with_resume(args: argparse.Namespace) -> list[str]:
-    defaults = {"data": DEFAULT_SEARCH_DATA, "target_ms": None, "target_like": None, "target_width": 1.0,
-                "target_scale": 1.0,
-                "budget": "small", "strategy": "rl", "space": "mnasnet-small", "w": -0.15, "seed": 0, "table": None, "address": None, "workers": 2,
-                "threads": 2, "platform": None}
-    return [f"--{k.replace('_', '-')}" for k, v in defaults.items() if getattr(args, k) != v]
-
-
 def _open(args: argparse.Namespace) -> tuple[RunFolder, PipelineConfig]:
     if args.resume is not None:
-        given = _given_with_resume(args)
-        if given:
-            raise ValueError(f"--resume continues the run with its recorded settings; drop {', '.join(given)}")
+        check_resume(args)
         folder = RunFolder.open(args.resume, job="run")
         folder.check_resumable()
         config = PipelineConfig.from_dict(folder.manifest["config"])

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.search import EVALUATOR_NAMES, STRATEGY_NAMES, ProgressInfo, SearchConfig
+from mobilenas.job_args import check_resume, refuse_with_resume
 from mobilenas.measurer_args import add_platform_argument, check_platform_table, platform_from_args
 from mobilenas.progress import ProgressBar
 from nas.rewards import REWARD_KINDS
@@ -62,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a stopped or killed search")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for run folders (default {DEFAULT_OUT})")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results")
+    refuse_with_resume(p, "address", "out")  # where Ray runs: the user's call, also on resume
     p.set_defaults(handler=run_search)
 
 
@@ -121,9 +123,7 @@ def check_options(args: argparse.Namespace, config: SearchConfig) -> None:
 
 
 def open_resumed(args: argparse.Namespace) -> tuple[RunFolder, SearchConfig]:
-    given = [f"--{n.replace('_', '-')}" for n in SEARCH_OPTIONS if getattr(args, n) is not None]
-    if given:
-        raise ValueError(f"{', '.join(given)} cannot be combined with --resume: the run's recorded settings are used")
+    check_resume(args)
     folder = RunFolder.open(args.resume, job="search")
     folder.check_resumable()
     return folder, SearchConfig.from_dict(folder.manifest["config"], f"{folder.path / 'manifest.json'}: config")

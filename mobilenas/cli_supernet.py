@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mobilenas.job_args import finish
+from mobilenas.job_args import check_resume, finish, refuse_with_resume
 from nas.supernet import SUPERNET_SPACES
 from nas.supernet_train import RULES, SupernetConfig
 from storage.runfolder import DEFAULT_OUT
@@ -47,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a stopped or killed run")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for run folders (default {DEFAULT_OUT})")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results")
+    refuse_with_resume(p, "out")
     p.set_defaults(handler=run_supernet_train)
 
 
@@ -70,12 +71,10 @@ def _progress(row: dict[str, float]) -> None:
 
 
 def run_supernet_train(args: argparse.Namespace) -> int:
-    from nas.supernet_job import SupernetJob, open_supernet_run  # heavy imports after the options are checked
+    from nas.supernet_job import SupernetJob, open_supernet_run
 
     if args.resume is not None:
-        given = [f"--{n.replace('_', '-')}" for n in OPTIONS if getattr(args, n) is not None]
-        if given:
-            raise ValueError(f"{', '.join(given)} cannot be combined with --resume: the run's recorded settings are used")
+        check_resume(args)
         folder, config = open_supernet_run(args.resume)
     else:
         folder, config = None, config_from_args(args)

@@ -17,19 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from mobilenas.job_args import add_optional_spec, finish
+from mobilenas.job_args import add_optional_spec, check_resume, finish, refuse_with_resume
 from mobilenas.spec_args import resolve_spec
 from storage.runfolder import DEFAULT_OUT
 from training.job import DEFAULT_LATENCY_REPEATS, TrainJob, create_job, execute, open_job, slug_for
 
 DEFAULT_DATA = "mnist5k"
-RUN_OPTIONS = {"spec": "SPEC", "data": "--data", "resolution": "--resolution", "width": "--width",
-               "epochs": "--epochs", "batch_size": "--batch-size", "optimizer": "--optimizer", "lr": "--lr",
-               "schedule": "--schedule", "weight_decay": "--weight-decay", "label_smoothing": "--label-smoothing",
-               "ema_decay": "--ema-decay", "no_augment": "--no-augment", "seed": "--seed",
-               "split_seed": "--split-seed", "device": "--device", "threads": "--threads",
-               "latency_repeats": "--latency-repeats", "out": "--out"}
-"""Options that define a run: given with ``--resume`` they are refused (the run keeps its own)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="continue an interrupted, killed or failed run with its recorded settings")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results")
+    refuse_with_resume(p)  # every option defines the run: the run keeps its own
     p.set_defaults(handler=run_train)
 
 
@@ -126,16 +120,9 @@ def prepare_new(args: argparse.Namespace) -> TrainJob:
                       extra={"machine": _machine()})
 
 
-def _refuse_run_options(args: argparse.Namespace) -> None:
-    given = [flag for dest, flag in RUN_OPTIONS.items() if getattr(args, dest) not in (None, False)]
-    if given:
-        raise ValueError(f"--resume continues a run with its recorded spec, data, config and settings; "
-                         f"{', '.join(given)} cannot be changed (start a new run instead)")
-
-
 def prepare_resume(args: argparse.Namespace) -> TrainJob:
     """Refuse options that would change the run; open it with its recorded settings, each checked."""
-    _refuse_run_options(args)
+    check_resume(args)
     return open_job(args.resume)
 
 

@@ -617,12 +617,12 @@ def _(ctx):
     return _resume(ctx)
 
 
-@case("resume-with-spec", "SPEC", "cannot be changed")
+@case("resume-with-spec", "drop SPEC")
 def _(ctx):
     return ["train", "mobilenetv3-large", "--resume", str(ctx.run())]
 
 
-@case("resume-with-epochs", "--epochs", "cannot be changed")
+@case("resume-with-epochs", "drop --epochs")
 def _(ctx):
     return ["train", "--epochs", "9", "--resume", str(ctx.run())]
 

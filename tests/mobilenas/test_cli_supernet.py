@@ -67,7 +67,7 @@ def test_a_supernet_folder_that_does_not_fit_is_refused(tmp_path, capsys, job, s
     (["--data", "mnist9k"], "unknown data set 'mnist9k'"),
     (["--subnets-per-step", "1"], "--subnets-per-step = 1"),
     (["--resume", "no/such/run"], "is not a folder"),
-    (["--resume", ".", "--epochs", "3"], "--epochs cannot be combined with --resume"),
+    (["--resume", ".", "--epochs", "3"], "drop --epochs"),
 ])
 def test_bad_supernet_train_options_fail_in_one_line_without_a_run_folder(tmp_path, capsys, argv, message):
     code, out, err = run_cli(capsys, "supernet", "train", *argv, "--out", str(tmp_path / "runs"))

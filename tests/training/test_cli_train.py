@@ -147,7 +147,7 @@ def test_finished_run_is_not_resumed_and_options_with_resume_are_refused(tmp_pat
     for extra in (["mobilenetv3-large"], ["--epochs", "9"], ["--lr", "0.5"], ["--no-augment"], ["--out", "x"]):
         assert main(["train", *extra, "--resume", str(run_dir)]) == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and "cannot be changed" in err
+        assert len(err.splitlines()) == 1 and "--resume continues the run with its recorded settings; drop" in err
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
 
 

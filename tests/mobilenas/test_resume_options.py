@@ -1,0 +1,73 @@
+"""``--resume`` in every command: an option that would change the run is refused in one line,
+the same way, before any run folder is opened; the options a command allows pass the check."""
+import argparse
+import dataclasses
+
+import pytest
+
+from mobilenas.cli import build_parser, main
+from pipeline.config import PipelineConfig
+
+REFUSED = {  # command words -> a cheap option that would change the run
+    ("train",): ["--epochs", "9"],
+    ("search",): ["--trials", "3"],
+    ("supernet", "train"): ["--epochs", "3"],
+    ("netadapt",): ["--seed", "5"],
+    ("run",): ["--seed", "5"],
+    ("platforms", "compare"): ["--seed", "5"],
+}
+ALLOWED = {  # options a command takes with --resume (how to open a table, where Ray runs, --out, --json)
+    ("run",): [["--rescale"], ["--force"], ["--out", "elsewhere"], ["--json"]],
+    ("search",): [["--address", "auto"], ["--out", "elsewhere"]],
+    ("supernet", "train"): [["--out", "elsewhere"]],
+    ("platforms", "compare"): [["--out", "elsewhere"]],
+    ("netadapt",): [["--json"]],
+    ("train",): [["--json"]],
+}
+
+
+def _commands_with_resume(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    found = {words} if any("--resume" in a.option_strings for a in parser._actions) else set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found |= _commands_with_resume(sub, (*words, name))
+    return found
+
+
+def test_every_command_with_resume_is_covered():
+    assert _commands_with_resume(build_parser()) == set(REFUSED) == set(ALLOWED)
+
+
+def _run(capsys, argv):
+    code = main(argv)
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("command", sorted(REFUSED), ids=" ".join)
+def test_an_option_given_with_resume_is_refused_before_the_folder_is_opened(tmp_path, capsys, command):
+    option = REFUSED[command]
+    code, err = _run(capsys, [*command, "--resume", str(tmp_path / "missing"), *option])
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"--resume continues the run with its recorded settings; drop {option[0]}" in err
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("command", [("train",), ("netadapt",)], ids=" ".join)
+def test_a_spec_given_with_resume_is_refused_naming_spec(tmp_path, capsys, command):
+    code, err = _run(capsys, [*command, "mobilenetv3-small", "--resume", str(tmp_path / "missing"), "--seed", "5"])
+    assert code == 2 and "drop SPEC, --seed" in err
+
+
+@pytest.mark.parametrize("command, option", [(c, o) for c, options in sorted(ALLOWED.items()) for o in options],
+                         ids=lambda v: " ".join(v) if isinstance(v, tuple) else " ".join(v))
+def test_an_option_allowed_with_resume_reaches_the_folder(tmp_path, capsys, command, option):
+    code, err = _run(capsys, [*command, "--resume", str(tmp_path / "missing"), *option])
+    assert code == 2 and "drop" not in err and "missing" in err, err
+
+
+def test_run_defaults_are_pipeline_config_defaults():
+    defaults = {f.name: f.default for f in dataclasses.fields(PipelineConfig)}
+    args = build_parser().parse_args(["run"])
+    for name in ("budget", "strategy", "space", "w", "seed", "workers", "threads", "target_width", "target_scale"):
+        assert getattr(args, name) == defaults[name], name
