@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilenas.job_args import add_data_argument, check_resume, refuse_with_resume, run_in_folder
+from netadapt.steering import CLOSE_ON
 from storage.runfolder import DEFAULT_OUT, RunFolder
 
 JOB = "platforms"
@@ -27,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                         "(default mobilenetv3-small)")
     for name, kind in NUMBERS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+    p.add_argument("--close-on", choices=CLOSE_ON, default=None,
+                   help="what each platform's NetAdapt steers by: the found model's paired measurement on the platform "
+                        "(default: measured) or the platform's table alone (predicted)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for run folders (default {DEFAULT_OUT})")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a stopped or killed comparison")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results")
@@ -37,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _open(args: argparse.Namespace) -> tuple[RunFolder, Any]:
     from pipeline.compare import CompareConfig
 
-    given = {k: getattr(args, k) for k in ("data", "start", "target_like", *NUMBERS) if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in ("data", "start", "target_like", "close_on", *NUMBERS) if getattr(args, k) is not None}
     if args.resume is not None:
         check_resume(args)
         folder = RunFolder.open(args.resume, job=JOB)

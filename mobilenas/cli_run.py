@@ -11,6 +11,7 @@ from typing import Any
 
 from mobilenas.job_args import add_data_argument, check_resume, refuse_with_resume, run_in_folder
 from mobilenas.measurer_args import add_platform_argument, check_platform_table, platform_from_args
+from netadapt.steering import CLOSE_ON
 from pipeline.config import BUDGETS, PipelineConfig
 from storage.runfolder import DEFAULT_OUT, RunFolder
 
@@ -43,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--w", type=float, default=DEFAULTS["w"],
                    help=f"MnasNet reward exponent (default {DEFAULTS['w']:g}, MobileNetV3-Small)")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    p.add_argument("--netadapt-close-on", choices=CLOSE_ON, default=DEFAULTS["netadapt_close_on"],
+                   help="what NetAdapt's iterations steer by: each kept model's paired measurement, or the table's "
+                        f"prediction alone (default {DEFAULTS['netadapt_close_on']})")
     p.add_argument("--table", default=None, metavar="DIR", help="latency table folder (default: create or reuse one)")
     add_platform_argument(p, "the table")
     drift = p.add_mutually_exclusive_group()
@@ -84,7 +88,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
                           target_width=args.target_width, target_scale=args.target_scale, budget=args.budget, seed=args.seed, strategy=args.strategy,
                           space=args.space, w=args.w,
                           table=args.table, on_drift=on_drift, address=args.address, workers=args.workers,
-                          threads=args.threads, platform=None if platform is None else platform.record())
+                          threads=args.threads, platform=None if platform is None else platform.record(),
+                          netadapt_close_on=args.netadapt_close_on)
 
 
 def _open(args: argparse.Namespace) -> tuple[RunFolder, PipelineConfig]:

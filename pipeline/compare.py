@@ -25,6 +25,7 @@ from latency.platforms import Platform, get_platform
 from netadapt.floor import floor_spec
 from netadapt.job import DEFAULT_TABLE_SPACE, JobSetup, calibrate_for, check_target, execute, read_setup
 from netadapt.loop import NetAdaptConfig
+from netadapt.steering import check_close_on
 from pipeline.runner import Pipeline, StageStopped
 from pipeline.stages import adapted
 from pipeline.stages import data_of as dataset
@@ -40,7 +41,9 @@ from training.job import WEIGHTS, train_in
 @dataclass(frozen=True)
 class CompareConfig:
     """One comparison. ``platforms``: every platform's full record (``Platform.to_dict()``),
-    fixed at creation. NetAdapt settings default to ``mobilenas run``'s small budget."""
+    fixed at creation. NetAdapt settings default to ``mobilenas run``'s small budget; ``close_on``
+    "measured" steers each NetAdapt iteration by the found model's paired measurement on the
+    platform, "predicted" by the platform's table alone."""
 
     platforms: tuple[dict[str, Any], ...]
     data: str = DEFAULT_SEARCH_DATA
@@ -56,6 +59,7 @@ class CompareConfig:
     long_epochs: int = setting(1, low=0)
     threads: int = setting(2, low=1)
     pairs: int = setting(24, low=4)
+    close_on: str = "measured"  # what NetAdapt steers by inside a run (netadapt.steering.CLOSE_ON)
     names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -64,6 +68,7 @@ class CompareConfig:
         names = tuple(str(p.get("name")) for p in records)
         object.__setattr__(self, "names", names)
         check_settings(self, "{flag}")
+        check_close_on(self.close_on)
         if len(names) < 2 or len(set(names)) != len(names):
             raise ValueError(f"--platforms {' '.join(names)}: expected at least two different platforms")
         for record in records:
@@ -85,7 +90,8 @@ class CompareConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CompareConfig":
-        return settings_from_dict(cls, {k: v for k, v in data.items() if k != "names"}, "platform comparison config")
+        recorded = {"close_on": "predicted", **data}  # comparisons recorded before the setting steered by the table
+        return settings_from_dict(cls, {k: v for k, v in recorded.items() if k != "names"}, "platform comparison config")
 
 
 def stage_start(run: Pipeline) -> dict[str, Any]:
@@ -127,7 +133,7 @@ def stage_table(name: str):
 def netadapt_config(config: CompareConfig, target_ms: float) -> NetAdaptConfig:
     return NetAdaptConfig(target_ms=target_ms, short_steps=config.short_steps, delta_fraction=config.delta_fraction,
                           long_epochs=config.long_epochs, include_stem=True, include_head=True, seed=config.seed,
-                          long_threads=config.threads, threads=config.threads)
+                          long_threads=config.threads, threads=config.threads, close_on=config.close_on)
 
 
 def stage_netadapt(name: str):

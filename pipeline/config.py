@@ -115,7 +115,8 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
-        return settings_from_dict(cls, data, "pipeline config")
+        recorded = {"netadapt_close_on": "predicted", **data}  # runs recorded before the setting steered by the table
+        return settings_from_dict(cls, recorded, "pipeline config")
 
 
 def table_trusted(config: PipelineConfig, table: dict[str, Any]) -> bool:

@@ -200,3 +200,18 @@ def test_the_run_setting_decides_what_netadapts_iterations_steer_by(tmp_path, cl
 def test_an_unknown_steering_is_refused_naming_the_setting():
     with pytest.raises(ValueError, match="netadapt.close_on = 'sometimes'"):
         PipelineConfig(data="digits", target_ms=1.0, netadapt_close_on="sometimes")
+
+
+def test_runs_recorded_before_the_setting_keep_steering_by_the_table():
+    recorded = PipelineConfig(data="digits", target_ms=1.0).to_dict()
+    del recorded["netadapt_close_on"]
+    assert PipelineConfig.from_dict(recorded).netadapt_close_on == "predicted"
+
+
+@pytest.mark.parametrize("flag, expected", [([], "measured"), (["--netadapt-close-on", "predicted"], "predicted")])
+def test_run_command_passes_the_steering(flag, expected):
+    from mobilenas.cli import build_parser
+    from mobilenas.cli_run import config_from_args
+
+    args = build_parser().parse_args(["run", "--data", "digits", "--target-ms", "1.0", *flag])
+    assert config_from_args(args).netadapt_close_on == expected

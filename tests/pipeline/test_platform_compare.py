@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from latency.platforms import Platform, save_platform
-from pipeline.compare import CompareConfig
+from pipeline.compare import CompareConfig, netadapt_config
 from pipeline.platform_matrix import mark_fronts, read_matrix, verdicts
 from pipeline.platform_report import describe_architecture, plot_matrix
 from search_spaces.reference import reference_spec
@@ -121,3 +121,28 @@ def test_small_comparison_end_to_end(tmp_path):
     assert (run_dir / "matrix" / "ort-cpu-1t.json").read_text() == kept
     assert (run_dir / "matrix" / "ort-cpu-2t.json").is_file()
     assert "netadapt-ort-cpu-1t] done earlier, kept" in again.stderr
+
+
+@pytest.mark.parametrize("close_on", ["predicted", "measured"])
+def test_the_comparison_setting_decides_what_each_netadapt_steers_by(close_on):
+    config = CompareConfig.for_names(["ort-cpu-1t", "ort-cpu-2t"], close_on=close_on)
+    assert netadapt_config(config, 1.0).close_on == close_on
+
+
+def test_comparisons_recorded_before_the_setting_keep_steering_by_the_table():
+    config = CompareConfig.for_names(["ort-cpu-1t", "ort-cpu-2t"])
+    assert config.close_on == "measured"
+    recorded = {k: v for k, v in config.to_dict().items() if k != "close_on"}
+    assert CompareConfig.from_dict(recorded).close_on == "predicted"
+    with pytest.raises(ValueError, match="close_on = 'sometimes'"):
+        CompareConfig.for_names(["ort-cpu-1t", "ort-cpu-2t"], close_on="sometimes")
+
+
+def test_cli_passes_the_steering_to_the_comparison(tmp_path):
+    from mobilenas.cli import build_parser
+    from mobilenas.cli_platforms import _open
+
+    args = build_parser().parse_args(["platforms", "compare", "--platforms", "ort-cpu-1t", "ort-cpu-2t",
+                                      "--close-on", "predicted", "--out", str(tmp_path)])
+    folder, config = _open(args)
+    assert config.close_on == "predicted" and folder.manifest["config"]["close_on"] == "predicted"
