@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from latency.build import BuildConfig, TableBuilder
-from latency.drift import DEFAULT_TOLERANCE, DriftReport
+from latency.drift import DriftReport
 from latency.keys import space_keys
 from latency.lazy import LazyPredictor
 from latency.measurers import Measurer
@@ -22,6 +22,7 @@ from latency.validation import ValidationConfig, sample_specs, score_predictors,
 from mobilenas.cli_doctor import add_doctor
 from mobilenas.cli_fit import add_fit
 from mobilenas.latency_args import Bars as _Bars
+from mobilenas.latency_args import add_drift_flags, on_drift_of
 from mobilenas.latency_args import lazy_predictor as _lazy_predictor
 from mobilenas.measurer_args import (add_measurer_arguments, add_platform_argument, given_options, measurer_from_args,
                                      platform_from_args)
@@ -185,8 +186,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from latency.compare import compare, ratio_summary, table_label
     from search_spaces.reference import REFERENCE_SPECS, reference_spec
 
-    on_drift = "rescale" if args.rescale else "force" if args.force else "error"
-    a, b = (LazyPredictor(t, tolerance=args.drift_tolerance, on_drift=on_drift) for t in (args.table_a, args.table_b))
+    a, b = (LazyPredictor(t, tolerance=args.drift_tolerance, on_drift=on_drift_of(args)) for t in (args.table_a, args.table_b))
     common = sorted(set(a.table.manifest["calibration"]) & set(b.table.manifest["calibration"]), key=int)
     if not common:
         raise ValueError(f"tables {args.table_a} and {args.table_b} share no calibrated resolution")
@@ -279,14 +279,7 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_drift_arguments(p: argparse.ArgumentParser) -> None:
-    """--rescale / --force / --drift-tolerance (latency.drift.open_table)."""
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--rescale", action="store_true",
-                       help="table from other hardware: scale its predictions by the reference model's speed here")
-    group.add_argument("--force", action="store_true", help="use a table from other hardware as it is")
-    p.add_argument("--drift-tolerance", type=float, default=DEFAULT_TOLERANCE,
-                   help="largest allowed change of the signature's paired probe ratios before a table counts as "
-                        "measured on other hardware (0.15 = 15%%); a change of speed alone is never refused")
+    add_drift_flags(p, tolerance=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,12 +11,14 @@ iteration; a SIGKILL loses at most the iteration in progress; ``--resume RUN_DIR
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
 from latency.platforms import Platform, file_table, resolve_table, table_key
 from mobilenas.job_args import add_data_argument, add_optional_spec, check_resume, finish, refuse_with_resume
+from mobilenas.latency_args import DRIFT_FLAGS, add_drift_flags, given_on_drift, on_drift_of
 from mobilenas.measurer_args import add_platform_argument, platform_from_args
 from mobilenas.progress import ProgressBar
 from netadapt.job import (DEFAULT_TABLE_SPACE, JobSetup, check_target, default_table_folder, execute, open_predictor,
@@ -63,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="registered space whose latency table prices the models when none is given: the table's "
                         f"reference and calibration samples come from it (default {DEFAULT_TABLE_SPACE})")
     add_platform_argument(p, "the start model and every proposal")
-    _add_drift_flags(p)
+    add_drift_flags(p)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="proposals fine-tuned in parallel as Ray tasks (1 = in-process, no Ray)")
     p.add_argument("--address", default=None, help="an existing Ray cluster to run the proposals on")
@@ -74,15 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for run folders (default {DEFAULT_OUT})")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue an interrupted or killed run")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results")
-    refuse_with_resume(p)
+    refuse_with_resume(p, *DRIFT_FLAGS)  # how to open the table: the user's call, also on resume
     p.set_defaults(handler=run_netadapt)
-
-
-def _add_drift_flags(p: argparse.ArgumentParser) -> None:
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--rescale", action="store_true",
-                       help="this machine drifted from the table: scale predictions by the reference model's ratio")
-    group.add_argument("--force", action="store_true", help="use the table as it is despite drift or other hardware")
 
 
 def _config(args: argparse.Namespace) -> NetAdaptConfig:
@@ -113,7 +108,7 @@ def prepare(args: argparse.Namespace, say) -> JobSetup:
     spec = resolve_spec(args.spec, resolution=data.resolution, num_classes=data.num_classes, in_channels=data.in_channels)
     platform = platform_from_args(args)
     table, own = _choose_table(args, spec, platform)
-    on_drift = "rescale" if args.rescale else "force" if args.force else "error"
+    on_drift = on_drift_of(args)
     setup = JobSetup(config, format_spec(spec), args.spec, args.data, args.split_seed, str(table), on_drift,
                      args.workers, args.address, None if args.weights is None else str(args.weights.resolve()),
                      args.pretrain_epochs, table_trusted=own,
@@ -179,11 +174,19 @@ def _open_or_create(args: argparse.Namespace, say) -> tuple[RunFolder, JobSetup]
         check_resume(args)
         folder = RunFolder.open(args.resume, job="netadapt")
         folder.check_resumable()
-        return folder, read_setup(folder)
+        return folder, resumed_setup(read_setup(folder), given_on_drift(args))
     setup = prepare(args, say)
     slug = f"netadapt-{Path(setup.spec_name).stem[:20]}-{setup.data.split(':')[0]}"
     folder = RunFolder.create(args.out, job="netadapt", slug=slug, seed=setup.netadapt.seed, config=setup.to_dict())
     return folder, setup
+
+
+def resumed_setup(setup: JobSetup, on_drift: str | None) -> JobSetup:
+    """The recorded job, opening its table with ``--rescale``/``--force`` when given on resume."""
+    if on_drift is None or on_drift == setup.on_drift:
+        return setup
+    say(f"resuming with on_drift={on_drift} (recorded: {setup.on_drift})")
+    return dataclasses.replace(setup, on_drift=on_drift)
 
 
 def _show(summary: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilenas.job_args import add_data_argument, check_resume, refuse_with_resume, run_in_folder
+from mobilenas.latency_args import DRIFT_FLAGS, add_drift_flags, given_on_drift, on_drift_of
 from mobilenas.measurer_args import add_platform_argument, check_platform_table, platform_from_args
 from netadapt.steering import CLOSE_ON
 from pipeline.config import BUDGETS, PipelineConfig
@@ -49,9 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"prediction alone (default {DEFAULTS['netadapt_close_on']})")
     p.add_argument("--table", default=None, metavar="DIR", help="latency table folder (default: create or reuse one)")
     add_platform_argument(p, "the table")
-    drift = p.add_mutually_exclusive_group()
-    drift.add_argument("--rescale", action="store_true", help="a table from other hardware: scale it by the speed measured here (also with --resume)")
-    drift.add_argument("--force", action="store_true", help="use a table from other hardware as it is (also with --resume)")
+    add_drift_flags(p)
     p.add_argument("--address", default=None, help="join this Ray cluster (host:port or auto) instead of starting one")
     p.add_argument("--workers", type=int, default=DEFAULTS["workers"],
                    help=f"parallel trials / proposals (default {DEFAULTS['workers']}, one CPU each)")
@@ -60,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a stopped or killed run")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for run folders (default {DEFAULT_OUT})")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results")
-    refuse_with_resume(p, "rescale", "force", "out")  # how to open a table: the user's call, also on resume
+    refuse_with_resume(p, *DRIFT_FLAGS, "out")  # how to open a table: the user's call, also on resume
     p.set_defaults(handler=run_pipeline)
 
 
@@ -83,11 +82,10 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         from mobilenas.spec_args import resolve_spec
 
         resolve_spec(args.target_like)
-    on_drift = "rescale" if args.rescale else "force" if args.force else "error"
     return PipelineConfig(data=args.data, target_ms=args.target_ms, target_like=args.target_like,
                           target_width=args.target_width, target_scale=args.target_scale, budget=args.budget, seed=args.seed, strategy=args.strategy,
                           space=args.space, w=args.w,
-                          table=args.table, on_drift=on_drift, address=args.address, workers=args.workers,
+                          table=args.table, on_drift=on_drift_of(args), address=args.address, workers=args.workers,
                           threads=args.threads, platform=None if platform is None else platform.record(),
                           netadapt_close_on=args.netadapt_close_on)
 
@@ -98,9 +96,10 @@ def _open(args: argparse.Namespace) -> tuple[RunFolder, PipelineConfig]:
         folder = RunFolder.open(args.resume, job="run")
         folder.check_resumable()
         config = PipelineConfig.from_dict(folder.manifest["config"])
-        if args.rescale or args.force:  # how to open a table from other hardware: the user's call, also on resume
-            config = dataclasses.replace(config, on_drift="rescale" if args.rescale else "force")
-            _say(f"resuming with on_drift={config.on_drift} (recorded: {folder.manifest['config'].get('on_drift')})")
+        on_drift = given_on_drift(args)
+        if on_drift is not None and on_drift != config.on_drift:  # the user's call, also on resume
+            _say(f"resuming with on_drift={on_drift} (recorded: {config.on_drift})")
+            config = dataclasses.replace(config, on_drift=on_drift)
         return folder, config
     config = config_from_args(args)
     slug = f"run-{config.budget}-{config.data.split(':')[0]}"

@@ -12,6 +12,7 @@ from typing import Any
 
 from nas.search import EVALUATOR_NAMES, STRATEGY_NAMES, ProgressInfo, SearchConfig
 from mobilenas.job_args import check_resume, refuse_with_resume
+from mobilenas.latency_args import DRIFT_FLAGS, add_drift_flags, given_on_drift
 from mobilenas.measurer_args import add_platform_argument, check_platform_table, platform_from_args
 from mobilenas.progress import ProgressBar
 from nas.rewards import REWARD_KINDS
@@ -58,12 +59,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--table", default=None, metavar="DIR",
                    help="latency table folder (default: a lazy table in the run folder, or a matching one copied)")
     add_platform_argument(p, "candidates")
-    p.add_argument("--on-drift", default=None, choices=ON_DRIFT, help="when the table's reference runs at another speed here")
+    add_drift_flags(p).add_argument("--on-drift", default=None, choices=ON_DRIFT,
+                                    help="the same choice in one option: error (default), rescale or force")
     p.add_argument("--address", default=None, help="join this Ray cluster (host:port or auto) instead of starting one")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a stopped or killed search")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for run folders (default {DEFAULT_OUT})")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results")
-    refuse_with_resume(p, "address", "out")  # where Ray runs: the user's call, also on resume
+    refuse_with_resume(p, *DRIFT_FLAGS, "on_drift", "address", "out")  # the table and Ray: the user's call, also on resume
     p.set_defaults(handler=run_search)
 
 
@@ -161,7 +163,7 @@ def run_search(args: argparse.Namespace) -> int:
         folder = None
     from nas.job import SearchJob  # heavy imports only after the options are checked
 
-    job = SearchJob(config, out=args.out, table=args.table, on_drift=args.on_drift or "error", address=args.address,
+    job = SearchJob(config, out=args.out, table=args.table, on_drift=given_on_drift(args), address=args.address,
                     folder=folder, say=say, progress=ProgressLine())
     try:
         result = job.run()

@@ -43,11 +43,12 @@ def priced_shape(config: SearchConfig, data: Dataset) -> PricedShape:
 class SearchJob:
     """See the module docstring."""
 
-    def __init__(self, config: SearchConfig, *, out: Path, table: str | None = None, on_drift: str = "error",
+    def __init__(self, config: SearchConfig, *, out: Path, table: str | None = None, on_drift: str | None = None,
                  table_trusted: bool | None = None, address: str | None = None, folder: RunFolder | None = None,
                  say: Callable[[str], None] = lambda message: None,
                  progress: Callable[[ProgressInfo], None] = lambda info: None) -> None:
-        self.config, self.out, self.table, self.on_drift = config, Path(out), table, on_drift
+        self.config, self.out, self.table, self.on_drift = config, Path(out), table, on_drift or "error"
+        self.given_on_drift = on_drift  # None: a new run refuses other hardware, a resumed one keeps its choice
         self.table_trusted = table is None if table_trusted is None else table_trusted  # made by this machine's runs
         self.address = address
         self.folder = folder
@@ -73,10 +74,8 @@ class SearchJob:
                                            extra={"request": {"table": self.table, "on_drift": self.on_drift,
                                                                   "table_trusted": self.table_trusted}})
             self.say(f"run folder {self.folder.path}")
-        if resumed:  # the table and drift policy the run started with
-            request = self.folder.manifest.get("request", {})
-            self.table, self.on_drift = request.get("table"), request.get("on_drift", "error")
-            self.table_trusted = request.get("table_trusted", self.table is None)
+        if resumed:
+            self._restore_request()
         table = self.table
         with self.folder.session() as stop:
             driver = self._driver(data, shape, table, resumed)
@@ -86,6 +85,15 @@ class SearchJob:
             if driver.finished:
                 self.folder.set_status(Status.FINISHED, summary=result)
         return result
+
+    def _restore_request(self) -> None:
+        """A resumed run's table and drift policy, as it started; ``on_drift`` given now wins."""
+        request = self.folder.manifest.get("request", {})
+        self.table, self.on_drift = request.get("table"), request.get("on_drift", "error")
+        if self.given_on_drift is not None and self.given_on_drift != self.on_drift:
+            self.say(f"resuming with on_drift={self.given_on_drift} (recorded: {self.on_drift})")
+            self.on_drift = self.given_on_drift
+        self.table_trusted = request.get("table_trusted", self.table is None)
 
     def _driver(self, data: Dataset, shape: PricedShape, table: str | None, resumed: bool) -> SearchDriver:
         folder = self.folder.path

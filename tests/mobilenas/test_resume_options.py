@@ -18,10 +18,10 @@ REFUSED = {  # command words -> a cheap option that would change the run
 }
 ALLOWED = {  # options a command takes with --resume (how to open a table, where Ray runs, --out, --json)
     ("run",): [["--rescale"], ["--force"], ["--out", "elsewhere"], ["--json"]],
-    ("search",): [["--address", "auto"], ["--out", "elsewhere"]],
+    ("search",): [["--rescale"], ["--force"], ["--on-drift", "rescale"], ["--address", "auto"], ["--out", "elsewhere"]],
     ("supernet", "train"): [["--out", "elsewhere"]],
     ("platforms", "compare"): [["--out", "elsewhere"]],
-    ("netadapt",): [["--json"]],
+    ("netadapt",): [["--rescale"], ["--force"], ["--json"]],
     ("train",): [["--json"]],
 }
 
@@ -71,3 +71,44 @@ def test_run_defaults_are_pipeline_config_defaults():
     args = build_parser().parse_args(["run"])
     for name in ("budget", "strategy", "space", "w", "seed", "workers", "threads", "target_width", "target_scale"):
         assert getattr(args, name) == defaults[name], name
+
+
+TABLE_COMMANDS = [("run",), ("search",), ("netadapt",), ("latency", "predict"), ("latency", "validate"),
+                  ("latency", "compare")]
+
+
+@pytest.mark.parametrize("command", TABLE_COMMANDS, ids=" ".join)
+def test_every_command_that_opens_a_table_takes_rescale_and_force_one_at_a_time(command):
+    parser = build_parser()
+    sub = parser
+    for word in command:
+        sub = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction)).choices[word]
+    flags = {s for a in sub._actions for s in a.option_strings}
+    assert {"--rescale", "--force"} <= flags, command
+    with pytest.raises(SystemExit):
+        sub.parse_args(["--rescale", "--force"])  # mutually exclusive
+
+
+@pytest.mark.parametrize("given, expected", [(None, "error"), ("rescale", "rescale"), ("force", "force")])
+def test_a_resumed_search_keeps_its_drift_choice_unless_one_is_given(tmp_path, given, expected):
+    from types import SimpleNamespace
+
+    from nas.job import SearchJob
+    from nas.search import SearchConfig
+
+    said = []
+    job = SearchJob(SearchConfig(target_ms=1.0), out=tmp_path, on_drift=given, say=said.append)
+    job.folder = SimpleNamespace(manifest={"request": {"table": "t", "on_drift": "error", "table_trusted": False}})
+    job._restore_request()
+    assert (job.table, job.on_drift, job.table_trusted) == ("t", expected, False)
+    assert bool(said) == (given is not None), said
+
+
+@pytest.mark.parametrize("given, expected", [(None, "error"), ("rescale", "rescale")])
+def test_a_resumed_netadapt_keeps_its_drift_choice_unless_one_is_given(given, expected):
+    from mobilenas.cli_netadapt import resumed_setup
+    from netadapt.job import JobSetup
+    from netadapt.loop import NetAdaptConfig
+
+    setup = JobSetup(NetAdaptConfig(target_ms=1.0), "spec", "name", "digits", 0, "table", "error", 1, None, None, 1)
+    assert resumed_setup(setup, given).on_drift == expected
