@@ -27,6 +27,7 @@ from search_spaces.encoding import format_spec
 from search_spaces.onnx_export import DEFAULT_OPSET, export_module_onnx
 from search_spaces.reference import reference_spec
 from search_spaces.spec import ArchSpec
+from storage.statefiles import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 DEFAULT_REFERENCE = "mobilenetv3-small"
@@ -66,9 +67,7 @@ def cached_model(measurer: Measurer, spec: ArchSpec) -> nn.Module | bytes:
     data = prepared_model(measurer, spec)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_suffix(f".{os.getpid()}.tmp")
-        temp.write_bytes(data)
-        os.replace(temp, path)
+        write_bytes_atomic(path, data)
     except OSError as exc:  # a read-only home only costs the export next time
         log.debug("cannot cache the reference model in %s: %s", path.parent, exc)
     return data
