@@ -46,10 +46,9 @@ def spec_features(table: SummableTable, keys: Sequence[LayerKey]) -> dict[str, f
     """Per-spec aggregates the calibration may use (warm and in-context table sums, layers,
     params, MAdds, activation elements read and written, the squared warm sum).
 
-    The squared sum lets the calibration bend: on a 2-core machine shared with training
-    jobs, whole models slowed down more than in proportion to their size (a model whose
-    layers sum to 0.55 ms ran 1.9x its sum, one summing to 0.24 ms 1.03x), since a large
-    model's weights and activations compete with the other jobs for the shared caches."""
+    The squared sum lets the calibration bend: on a machine shared with other jobs, whole
+    models can slow down more than in proportion to their size, since a large model's weights
+    and activations compete with the other jobs for the shared caches."""
     params, madds = zip(*(key_cost(k) for k in keys))
     return {"sum_ms": table.keys_sum_ms(keys), "cold_sum_ms": table.keys_sum_ms(keys, cold=True), "n_layers": float(len(keys)),
             "params_m": sum(params) / 1e6, "madds_m": sum(madds) / 1e6, "act_m": sum(map(key_activations, keys)) / 1e6,

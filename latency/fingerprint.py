@@ -3,8 +3,7 @@
 A lookup table is only valid for the hardware, runtime versions and measurer settings it was
 measured with (MobileNetV3 section 4: latency is measured on the target device); using it
 elsewhere must fail loudly (ARCHITECTURE.md). The CPU model *name* does not tell machines
-apart (two "Intel(R) Xeon(R) Processor" hosts differed by 16% on the same model,
-measured on two 2-core VMs), so the fingerprint records the CPU's vendor, family, model number, stepping,
+apart (cloud hosts report one generic name for several CPU generations), so the fingerprint records the CPU's vendor, family, model number, stepping,
 the ISA flags ONNX Runtime's kernels dispatch on, the cache sizes, the core count and the
 ONNX Runtime build and providers. For a table measured on another device through a command
 (:mod:`latency.command`), a user-given ``device_id`` names that device and replaces the

@@ -2,9 +2,9 @@
 
 Timed alone, a layer's weights stay in the L2 cache from one run to the next; inside a
 network every other layer's weights pass through the cache in between, so the layer reloads
-its weights (from L3) each inference. On this machine kind that made the naive sum of
-isolated medians miss whole models by -20% at 32x32 (measured on a 2-core x86 VM), where layers run on
-2x2 and 1x1 maps and are bound by weight loading. Here a layer is loaded into ``copies``
+its weights (from L3) each inference. The naive sum of isolated medians therefore
+underestimates whole models, most at small resolutions, where layers run on 2x2 and 1x1 maps
+and are bound by weight loading (figures in ``results/latency/README.md``). Here a layer is loaded into ``copies``
 sessions (separate weight copies whose total exceeds twice the L2 size, up to a cap) that
 are run round-robin, so each run finds its weights evicted. The sessions share one input
 and one output buffer (io_binding) and the environment's arena allocator, so activations and

@@ -5,11 +5,10 @@ Every knob is an explicit field of a frozen settings dataclass and is recorded w
 results (ARCHITECTURE.md). Samples are per-inference times in milliseconds on the settings'
 ``clock``: ``thread``, the CPU time of the calling thread, for a runtime that computes in the
 calling thread (ONNX Runtime and torch with one thread), else ``wall``. The thread clock leaves
-out the moments the OS gave the core to another process: under a load average of 8 on 2 cores,
-MobileNetV3-Small (224x224, ORT, 1 thread) took 24-38 ms wall (10th-90th percentile) and
-5.6-6.0 ms thread CPU time, while another process's threads do not count at all (with 2 ORT
-threads the calling thread's CPU time is about half the process's, so ``thread`` is refused
-there). ``auto`` (the default) chooses; tables recorded before the clock existed were timed on
+out the moments the OS gave the core to another process, so other jobs on the machine move it
+far less than the wall clock (figures in ``results/latency/README.md``). With several ORT
+threads the calling thread's CPU time is only part of the process's, so ``thread`` is refused
+there. ``auto`` (the default) chooses; tables recorded before the clock existed were timed on
 the wall clock and keep it (:func:`latency.registry.measurer_from_recorded`).
 
 Entry point for other packages: :func:`measure_model_ms`.
@@ -150,8 +149,8 @@ class OrtSettings:
 class OrtRunner:
     """One ONNX Runtime session with a fixed random input, ready to time.
 
-    Reusing a runner avoids the ~2.4 ms session creation per block (measured on a 2-core x86 VM) when a
-    model is measured in several interleaved rounds.
+    Reusing a runner avoids creating a session (an export-sized cost, larger than a block's
+    inference) again in every round when a model is measured in several interleaved rounds.
     """
 
     def __init__(self, onnx_bytes: bytes, input_shape: tuple[int, ...], settings: OrtSettings) -> None:
@@ -213,7 +212,7 @@ class OrtMeasurer(RunnerMeasurer):
 
 @dataclass(frozen=True)
 class TorchSettings:
-    """torch eager CPU settings (comparison only: 3-6x slower than ORT here, measured on a 2-core x86 VM)."""
+    """torch eager CPU settings (a platform of its own: eager pays a per-operator cost ORT fuses away)."""
 
     threads: int = setting(1, low=1)
     batch: int = setting(1, low=1)
