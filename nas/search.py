@@ -51,8 +51,8 @@ class SearchConfig:
     ``price_*`` left None price a candidate exactly as it is trained (the data's resolution,
     channels and classes); set, they price it at that deployment shape instead.
     ``strategy_config``: the strategy's settings (keys of its config dataclass; None: defaults).
-    ``cpus_per_trial`` 1 with ``concurrency`` 2 is the fastest layout on a 2-core host
-    (measured on a 2-core VM: two 1-thread trainings are 1.5x one 2-thread training).
+    ``cpus_per_trial`` 1 with ``concurrency`` 2 is the default layout on a 2-core host: small
+    models train with more throughput as two 1-thread trainings than as one 2-thread one.
     ``evaluator``: ``proxy`` trains each candidate (``epochs``, ``train_subset``, ``asha``);
     ``supernet`` evaluates it with weights inherited from the trained supernet run folder
     ``supernet`` (``mobilenas supernet train``; see :mod:`nas.evaluator`). ``platform``: the

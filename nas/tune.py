@@ -6,8 +6,8 @@ strategy, ``on_trial_complete`` scores, logs and tells it, ``save``/``restore`` 
 strategy's ``state_dict``. Each trial hands one candidate to the search's evaluator
 (:func:`candidate_trainable`; :mod:`nas.evaluator`: proxy training or a weight-sharing supernet)
 and reports its top-1; latency and reward are the driver's. The evaluator (with its data set)
-reaches the workers once through ``tune.with_parameters``; actors are reused (measured on a 2-core VM: 0.26 s per trial instead of
-2.2 s). :func:`ray_cluster` starts a local one-node cluster with its temp folder and results
+reaches the workers once through ``tune.with_parameters``; actors are reused, so a trial does not
+pay a worker's start-up and imports again. :func:`ray_cluster` starts a local one-node cluster with its temp folder and results
 inside the run folder (or joins ``--address``) and always ends what it started.
 """
 from __future__ import annotations

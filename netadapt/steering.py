@@ -1,9 +1,9 @@
 """NetAdapt closed on measured latency: how much is left to cut, read from the measurements.
 
 NetAdapt (Yang et al., 2018, section 3) sizes each step with a latency model and stops when the
-model says the target is reached. A per-layer table can misjudge what a *cut* saves: at 32x32
-(layers of 0.02-0.5 ms bound by loading their weights) a step predicted to save 15% measured
-33% in one run and one predicted at 31% measured 2% in another. The loop already measures
+model says the target is reached. A per-layer table can misjudge what a *cut* saves, most at
+small resolutions where layers are bound by loading their weights (by 2x or more; figures in
+``results/netadapt/README.md``). The loop already measures
 every kept model end to end; here those measurements steer it:
 
 - the goal in measured units is the target scaled by the start model's measured/predicted
