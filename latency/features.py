@@ -87,6 +87,7 @@ def bytes_per_param(manifest: dict) -> int:
     return 1 if "int8" in str(manifest.get("measurer", {}).get("measurer", "")) else 4
 
 
+@lru_cache(maxsize=1024)
 def _level(resolution: int, side: int) -> int:
     return min(LEVELS - 1, max(0, int(round(math.log2(max(resolution, 1) / max(side, 1))))))
 
@@ -118,8 +119,7 @@ def _cache_features(costs: np.ndarray, manifest: dict) -> dict[str, float]:
 
 def _level_features(levels: np.ndarray, columns: np.ndarray) -> dict[str, float]:
     """Per-level sums of ``columns`` (one row per layer, :data:`LEVEL_FIELDS` in order)."""
-    sums = np.zeros((LEVELS, len(LEVEL_FIELDS)))
-    np.add.at(sums, levels, columns)
+    sums = np.eye(LEVELS)[levels].T @ columns
     return {f"L{level}_{name}": float(sums[level, j]) for level in range(LEVELS) for j, name in enumerate(LEVEL_FIELDS)}
 
 

@@ -8,6 +8,7 @@ once-for-all. The head's dropout is left out (it is the identity at inference).
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass, fields
+from functools import lru_cache
 
 from torch import nn
 
@@ -90,8 +91,10 @@ def head_key(head: HeadSpec, in_channels: int, input_side: int, num_classes: int
                     False, head.hidden_channels or 0, num_classes)
 
 
+@lru_cache(maxsize=4096)
 def spec_keys(spec: ArchSpec) -> tuple[LayerKey, ...]:
-    """Every layer of ``spec`` as a key, in network order: stem, blocks, head."""
+    """Every layer of ``spec`` as a key, in network order: stem, blocks, head (cached: a
+    prediction asks for them twice, what the table lacks and the features)."""
     sides = spec.input_resolutions()
     blocks = tuple(block_key(b, spec.in_channels_of(i), sides[i]) for i, b in enumerate(spec.blocks))
     head = head_key(spec.head, spec.blocks[-1].out_channels, spec.final_resolution, spec.num_classes)
@@ -116,8 +119,10 @@ def key_module(key: LayerKey) -> nn.Module:
     return Head(carrier)
 
 
+@lru_cache(maxsize=65536)
 def key_cost(key: LayerKey) -> tuple[int, int]:
-    """``(params, madds)`` of the layer ``key`` (search_spaces.counting, BN folded as there)."""
+    """``(params, madds)`` of the layer ``key`` (search_spaces.counting, BN folded as there;
+    cached: every prediction reads it for each of its layers)."""
     if key.kind == "block":
         cost = block_cost(_key_block(key), key.in_channels, key.input_side)
     elif key.kind == "stem":
@@ -133,6 +138,7 @@ def key_cost(key: LayerKey) -> tuple[int, int]:
     return cost.params, cost.madds
 
 
+@lru_cache(maxsize=65536)
 def key_activations(key: LayerKey) -> int:
     """Activation elements the layer ``key`` reads and writes: its input, its output, the
     head's maps; a block's are its block type's (a bottleneck adds its expanded and depthwise

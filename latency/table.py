@@ -129,8 +129,11 @@ class LatencyTable:
 
     def lookup_cold(self, key: LayerKey) -> float:
         """The in-context (weights cold) median of ``key`` (latency.incontext)."""
-        self.lookup(key)
-        return self._cold[key]
+        value = self._cold.get(key)
+        if value is None:
+            self.lookup(key)  # a key the table lacks: MissingKeyError naming it
+            return self._cold[key]
+        return value
 
     def keys_sum_ms(self, keys: Iterable[LayerKey], *, cold: bool = False) -> float:
         get = self.lookup_cold if cold else self.lookup
