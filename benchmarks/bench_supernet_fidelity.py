@@ -7,13 +7,20 @@ inherited, BatchNorm recalibrated) and the 2-epoch proxy's top-1 are compared wi
 tau and Spearman's rho (scipy.stats); the two stand-alone seeds against each other give the noise
 ceiling (``kendall_ceiling``).
 
-Stand-alone figures: ``--standalone recorded`` (default) reads the 20 specs sampled from the
+Specs: a supernet of ``mnasnet-mbconv`` (the space a supernet trains, see ``nas.supernet``) is
+scored on ``--specs`` architectures sampled from that space with ``--spec-seed``, trained here
+stand-alone (``--standalone-epochs`` x seeds 0 and 1, the proxy recipe at batch 64, two
+processes of one thread) beside the 2-epoch proxy (seed 0):
+
+    python benchmarks/bench_supernet_fidelity.py --supernet results/runs/bench-supernet/<run> \
+        --standalone-epochs 5 --out results/search/supernet_fidelity.json
+
+For the full MnasNet space (a supernet trained before it was restricted to its MBConv part),
+stand-alone figures: ``--standalone recorded`` reads the 20 specs sampled from the
 MnasNet space in ``results/training/proxy_fidelity.csv`` (bench_proxy_fidelity.py: 5 epochs x 2
 seeds of the default recipe at batch 64, and the 2-epoch proxy, measured on this machine kind).
 ``--standalone train --standalone-epochs 30 --specs 20`` trains them here instead (the full
 version: 20 specs x 30 epochs x 2 seeds, about 10 CPU-hours at 1 thread).
-
-    python benchmarks/bench_supernet_fidelity.py --supernet results/runs/bench-supernet/<run>
 
 writes ``results/search/supernet_fidelity.json`` (+ ``supernet_fidelity.csv``, one row per spec).
 """
@@ -33,8 +40,9 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import kendalltau, spearmanr  # noqa: E402
 
-from nas.supernet_eval import SupernetEvaluator  # noqa: E402
-from search_spaces.encoding import parse_spec  # noqa: E402
+from nas.supernet_eval import SupernetEvaluator, trained_space  # noqa: E402
+from search_spaces.encoding import format_spec, parse_spec  # noqa: E402
+from search_spaces.registry import make_space  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.datasets import load_dataset  # noqa: E402
 from training.evaluate import Budget, proxy_evaluate  # noqa: E402
@@ -54,6 +62,42 @@ def recorded_specs(n: int) -> pd.DataFrame:
     table = pd.DataFrame({"arch": proxy["arch"], "standalone_seed0": full[0], "standalone_seed1": full[1],
                           "proxy_top1": proxy["val_top1"], "proxy_recorded_s": proxy["wall_s"]}).sort_index()
     return table.head(n)
+
+
+def sampled_specs(space_name: str, n: int, seed: int, data) -> pd.DataFrame:
+    """``n`` distinct specs drawn from the space at the data's shape (spec ids ``m00``...)."""
+    space = make_space(space_name, resolution=data.resolution, num_classes=data.num_classes,
+                       in_channels=data.in_channels)
+    rng, archs = np.random.default_rng(seed), []
+    while len(archs) < n:
+        arch = format_spec(space.sample(rng))
+        if arch not in archs:
+            archs.append(arch)
+    return pd.DataFrame({"arch": archs}, index=[f"m{i:02d}" for i in range(n)]).rename_axis("spec_id")
+
+
+def _train_one(job: tuple[str, int, int]) -> tuple[float, float]:
+    arch, epochs, seed = job
+    torch.set_num_threads(1)
+    data = load_dataset(DATA, resolution=32, split_seed=0)
+    result = proxy_evaluate(parse_spec(arch), data, Budget(epochs=epochs), seed=seed, threads=1, device="cpu",
+                            config=TrainConfig(batch_size=64))
+    return result.top1, result.wall_s
+
+
+def train_sampled(table: pd.DataFrame, epochs: int, workers: int) -> pd.DataFrame:
+    """Stand-alone ``epochs`` x seeds 0 and 1 and the 2-epoch proxy (seed 0) of every spec."""
+    from multiprocessing import get_context
+
+    jobs = [(arch, epochs, seed) for seed in (0, 1) for arch in table["arch"]]
+    jobs += [(arch, 2, 0) for arch in table["arch"]] if epochs != 2 else []
+    with get_context("spawn").Pool(workers) as pool:
+        done = pool.map(_train_one, jobs, chunksize=1)
+    n = len(table)
+    table["standalone_seed0"], table["standalone_seed1"] = [t for t, _ in done[:n]], [t for t, _ in done[n:2 * n]]
+    proxy = done[2 * n:] if epochs != 2 else done[:n]
+    table["proxy_top1"], table["proxy_s"] = [t for t, _ in proxy], [s for _, s in proxy]
+    return table
 
 
 def train_standalone(table: pd.DataFrame, data, epochs: int) -> pd.DataFrame:
@@ -86,15 +130,22 @@ def main() -> None:
     parser.add_argument("--standalone", choices=("recorded", "train"), default="recorded")
     parser.add_argument("--standalone-epochs", type=int, default=30, help="with --standalone train")
     parser.add_argument("--proxy-timing-specs", type=int, default=3, help="specs whose 2-epoch proxy is timed now")
+    parser.add_argument("--spec-seed", type=int, default=0, help="the draw of sampled specs (mnasnet-mbconv)")
+    parser.add_argument("--workers", type=int, default=2, help="parallel one-thread trainings (sampled specs)")
     parser.add_argument("--out", type=Path, default=RESULTS / "supernet_fidelity.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = load_dataset(DATA, resolution=32, split_seed=0)
-    table = recorded_specs(args.specs)
-    epochs = 5
-    if args.standalone == "train":
-        table, epochs = train_standalone(table, data, args.standalone_epochs), args.standalone_epochs
-    evaluator = SupernetEvaluator.from_run(args.supernet, data, space="mnasnet")
+    space = trained_space(args.supernet) or "mnasnet"
+    if space == "mnasnet":
+        table = recorded_specs(args.specs)
+        epochs = 5
+        if args.standalone == "train":
+            table, epochs = train_standalone(table, data, args.standalone_epochs), args.standalone_epochs
+    else:
+        table = train_sampled(sampled_specs(space, args.specs, args.spec_seed, data), args.standalone_epochs, args.workers)
+        epochs, args.proxy_timing_specs = args.standalone_epochs, 0
+    evaluator = SupernetEvaluator.from_run(args.supernet, data, space=space)
     results = [evaluator.evaluate(parse_spec(arch)) for arch in table["arch"]]
     table["supernet_top1"] = [r.top1 for r in results]
     table["supernet_s"] = [r.wall_s for r in results]
@@ -103,7 +154,7 @@ def main() -> None:
     k_super, s_super = correlations(reference, table["supernet_top1"].to_numpy())
     k_proxy, s_proxy = correlations(reference, table["proxy_top1"].to_numpy())
     k_ceiling, s_ceiling = correlations(table["standalone_seed0"].to_numpy(), table["standalone_seed1"].to_numpy())
-    proxy_s = time_proxy(table, data, args.proxy_timing_specs) if args.proxy_timing_specs else []
+    proxy_s = time_proxy(table, data, args.proxy_timing_specs) if args.proxy_timing_specs else list(table.get("proxy_s", []))
     summary_path = Path(args.supernet) / "summary.json"
     supernet_summary = json.loads(summary_path.read_text())
     result = {
@@ -113,9 +164,11 @@ def main() -> None:
         "supernet_train_s": supernet_summary["train_s"],
         "supernet_eval_s_per_candidate": float(np.median(table["supernet_s"])),
         "proxy_s_per_candidate": float(np.median(proxy_s)) if proxy_s else None,
-        "proxy_s_per_candidate_recorded": float(table["proxy_recorded_s"].median()),
+        "proxy_s_per_candidate_recorded": float(table["proxy_recorded_s"].median()) if "proxy_recorded_s" in table else None,
+        "space": space,
         "reduced": (f"{len(table)} specs x {epochs} stand-alone epochs x 2 seeds "
-                    + ("recorded by bench_proxy_fidelity.py" if args.standalone == "recorded" else "trained here")
+                    + ("recorded by bench_proxy_fidelity.py" if args.standalone == "recorded" and space == "mnasnet"
+                       else "trained here")
                     + "; the issue's full version is 20 specs x 30 epochs x 2 seeds: --standalone train "
                       "--standalone-epochs 30 --specs 20"),
         "supernet": {**evaluator.describe(), "rule": supernet_summary["rule"], "epochs": supernet_summary["epochs"],

@@ -17,11 +17,13 @@ from mobilenas.measurer_args import add_platform_argument, check_platform_table,
 from mobilenas.progress import ProgressBar
 from nas.rewards import REWARD_KINDS
 from storage.runfolder import DEFAULT_OUT, RunFolder
+from search_spaces.registry import SPACES
 from storage.status import Status
 from training.datasets import DEFAULT_SEARCH_DATA
 
 DEFAULTS = SearchConfig(target_ms=1.0)
-SEARCH_OPTIONS = ("data", "target_ms", "strategy", "strategy_config", "trials", "seed", "reward", "w", "epochs", "concurrency",
+SEARCH_OPTIONS = ("space", "data", "target_ms", "strategy", "strategy_config", "trials", "seed", "reward", "w", "epochs",
+                  "concurrency",
                   "cpus_per_trial", "train_subset", "asha", "resolution", "price_resolution", "price_in_channels",
                   "price_classes", "table", "on_drift", "evaluator", "supernet", "platform")
 ON_DRIFT = ("error", "rescale", "force")
@@ -32,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("search", help="platform-aware global search (Ray Tune) for a latency target",
                               description="Search the MnasNet space for the best reward ACC x (LAT/T)^w: each trial "
                                           "proxy-trains one candidate; latency comes from a table for this machine.")
+    p.add_argument("--space", default=None, choices=sorted(SPACES),
+                   help=f"search space (default {DEFAULTS.space}, or the --supernet's space)")
     p.add_argument("--data", default=None, help=f"data set (default {DEFAULT_SEARCH_DATA}; see mobilenas train --help)")
     p.add_argument("--target-ms", type=float, default=None, help="target latency T in ms (required for a new search)")
     p.add_argument("--strategy", default=None, choices=STRATEGY_NAMES, help=f"default {DEFAULTS.strategy}")
@@ -79,6 +83,10 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     if args.supernet is not None:
         given["supernet"] = str(Path(args.supernet).resolve())  # a resumed search may run from another folder
         given.setdefault("evaluator", "supernet")  # --supernet alone means the supernet evaluator
+        if "space" not in given:
+            from nas.supernet_eval import trained_space
+
+            given["space"] = trained_space(args.supernet) or DEFAULTS.space  # the supernet's space unless given
     platform = platform_from_args(args)
     if platform is not None:
         given["platform"] = platform.record()

@@ -15,7 +15,7 @@ from training.config import DEVICES
 from training.datasets import DEFAULT_SEARCH_DATA
 
 DEFAULTS = SupernetConfig()
-OPTIONS = ("space", "data", "epochs", "rule", "subnets_per_step", "batch_size", "lr", "calibration_images",
+OPTIONS = ("space", "data", "epochs", "rule", "subnets_per_step", "spread", "batch_size", "lr", "calibration_images",
            "eval_every_epochs", "resolution", "seed", "threads", "device")
 
 
@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"sandwich (BigNAS: largest, smallest, random, distilled) or uniform (default {DEFAULTS.rule})")
     p.add_argument("--subnets-per-step", type=int, default=None,
                    help=f"sandwich sub-networks per step (default {DEFAULTS.subnets_per_step})")
+    p.add_argument("--spread", type=float, default=None,
+                   help="fraction of the steps over which the sandwich's random sub-networks move from near the "
+                        f"largest and smallest to the whole space (0: uniform throughout; default {DEFAULTS.spread})")
     p.add_argument("--batch-size", type=int, default=None, help=f"default {DEFAULTS.batch_size}")
     p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {DEFAULTS.lr})")
     p.add_argument("--calibration-images", type=int, default=None,

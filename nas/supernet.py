@@ -13,10 +13,12 @@ variant) is a sub-network of one :class:`Supernet`; its weights are slices of th
   and input widths are first-k slices as well.
 - **depth** (once-for-all "elastic depth"): each stage holds its deepest choice; a shallower
   stage runs its first blocks and skips the rest.
-- **op**: MnasNet's operators are three branches per block position (TuNAS, Bender et al.
-  2020, shares weights within an op family only): ``regular`` (k x k conv), ``dsconv``
-  (depthwise-separable; its depthwise channels are the input's, so it cannot share the
-  MBConv's sorted expansion channels) and ``mbconv`` (MBConv3 and MBConv6 share one weight).
+- **op**: the supernet covers the MnasNet space's MBConv part
+  (:class:`search_spaces.mnasnet_space.MnasNetMBConvSpace`: MBConv3 and MBConv6, which share
+  one weight, each with its identity residual), once-for-all's space. The full space's regular
+  conv, depthwise-separable conv and blocks without their residual need weights of their own
+  that only paths through them train; measured, such a supernet leaves every sampled path at
+  chance after minutes of CPU training (``results/search/README.md``).
 - **SE and nonlinearity**: SE on/off selects whether the block's (sliced) SE runs; ReLU or
   h-swish is parameter-free.
 
@@ -39,16 +41,16 @@ from torch import nn
 
 from search_spaces.blocks.registry import block_type
 from search_spaces.builder import ConvBNAct, batch_norm, build_model, init_weights
-from search_spaces.mnasnet_space import FILTER_CHOICES, LAYER_CHOICES, OP_CHOICES, MnasNetSpace
+from search_spaces.mnasnet_space import DECISION_NAMES, DECISIONS_PER_STAGE, MnasNetSpace
 from search_spaces.registry import make_space
 from search_spaces.spec import ArchSpec, BlockSpec, se_channels
 
 MAX_KERNEL = 5
 MAX_EXPANSION = 6
-SUPERNET_SPACES = ("mnasnet", "mnasnet-small")
-BRANCH_TYPES = ("bneck", "conv")
-"""The block types with an elastic branch here (the MnasNet space's operators); another
-registered type needs its own branch class in :class:`SuperBlock` before a supernet holds it."""
+SUPERNET_SPACES = ("mnasnet-mbconv", "mnasnet-small-mbconv")
+BRANCH_TYPES = ("bneck",)
+"""The block types with an elastic branch here (the MBConv); another registered type needs
+its own branch class in :class:`SuperBlock` before a supernet holds it."""
 Layout = tuple[tuple[BlockSpec, ...], ...]
 """A sub-network as the blocks of each stage (its depth is the length of each tuple)."""
 
@@ -106,37 +108,19 @@ class ElasticSqueezeExcite(nn.Module):
         return x * scale
 
 
-class RegularBranch(nn.Module):
-    """MnasNet's regular conv (``conv`` + optional ``se``), the builder's ``RegularConv`` names."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.conv = ElasticConvBN(in_channels, out_channels, MAX_KERNEL)
-        self.se = ElasticSqueezeExcite(out_channels)
-
-    def forward(self, x: torch.Tensor, block: BlockSpec) -> torch.Tensor:
-        x = self.conv(x, block.out_channels, block.kernel, block.stride, block.act)
-        return self.se(x) if block.se else x
-
-    def output_bn(self) -> nn.BatchNorm2d:
-        """The BatchNorm whose scale sets the branch's output (before the residual)."""
-        return self.conv.bn
-
-
 class BottleneckBranch(nn.Module):
-    """An inverted bottleneck with the builder's ``Bottleneck`` names (``conv_pw`` absent when
-    ``expand`` is False: the depthwise-separable op); widths, kernel, SE and act are elastic."""
+    """An inverted bottleneck with the builder's ``Bottleneck`` names; widths, kernel, SE and
+    act are elastic."""
 
-    def __init__(self, in_channels: int, exp_channels: int, out_channels: int, *, expand: bool) -> None:
+    def __init__(self, in_channels: int, exp_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv_pw = ElasticConvBN(in_channels, exp_channels, 1) if expand else None
+        self.conv_pw = ElasticConvBN(in_channels, exp_channels, 1)
         self.conv_dw = ElasticConvBN(exp_channels, exp_channels, MAX_KERNEL, depthwise=True)
         self.se = ElasticSqueezeExcite(exp_channels)
         self.conv_pwl = ElasticConvBN(exp_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, block: BlockSpec) -> torch.Tensor:
-        if self.conv_pw is not None:
-            x = self.conv_pw(x, block.exp_channels, 1, 1, block.act)
+        x = self.conv_pw(x, block.exp_channels, 1, 1, block.act)
         x = self.conv_dw(x, x.shape[1], block.kernel, block.stride, block.act)
         if block.se:
             x = self.se(x)
@@ -144,7 +128,6 @@ class BottleneckBranch(nn.Module):
 
     def expansion_parameters(self) -> Iterator[tuple[torch.Tensor, int]]:
         """Every tensor indexed by the expansion channels, with the dimension they are on."""
-        assert self.conv_pw is not None  # only the MBConv branch has free expansion channels
         for part in (self.conv_pw, self.conv_dw):
             yield part.conv.weight, 0
             yield from ((t, 0) for t in (part.bn.weight, part.bn.bias, part.bn.running_mean, part.bn.running_var))
@@ -159,34 +142,30 @@ class BottleneckBranch(nn.Module):
 
 
 class SuperBlock(nn.Module):
-    """One block position of a stage: the three op branches at their widest shapes."""
+    """One block position of a stage: the MBConv branch at its widest shape."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.regular = RegularBranch(in_channels, out_channels)
-        self.dsconv = BottleneckBranch(in_channels, in_channels, out_channels, expand=False)
-        self.mbconv = BottleneckBranch(in_channels, in_channels * MAX_EXPANSION, out_channels, expand=True)
+        self.mbconv = BottleneckBranch(in_channels, in_channels * MAX_EXPANSION, out_channels)
 
     @staticmethod
     def branch_name(block: BlockSpec, in_channels: int) -> str:
-        """The branch running ``block``, by its block type: a type without a hidden width is the
-        regular conv, one with it the bottleneck (``dsconv`` without an expansion conv)."""
+        """The branch running ``block``: an MBConv (a bottleneck with its expansion conv)."""
         if block.op not in BRANCH_TYPES:
             raise ValueError(f"block type {block.op!r} has no supernet branch; expected one of {BRANCH_TYPES}")
-        kind = block_type(block.op)
-        if not kind.expands:
-            return "regular"
-        return "mbconv" if kind.expansion_conv(block, in_channels) else "dsconv"
+        if not block_type(block.op).expansion_conv(block, in_channels):
+            raise ValueError(f"block {block.op!r} with expansion {block.exp_channels} of {in_channels} inputs is not "
+                             "an MBConv; the supernet holds MBConv blocks only (space mnasnet-mbconv)")
+        return "mbconv"
 
     def forward(self, x: torch.Tensor, block: BlockSpec) -> torch.Tensor:
         out = getattr(self, self.branch_name(block, x.shape[1]))(x, block)
         return out + x if block.skip else out
 
     def zero_init_outputs(self) -> None:
-        """Set the scale of every branch's last BatchNorm to 0, so that as a residual block it
+        """Set the scale of the branch's last BatchNorm to 0, so that as a residual block it
         starts as the identity (BigNAS section 3.2, "modified initialization")."""
-        for branch in (self.regular, self.dsconv, self.mbconv):
-            nn.init.zeros_(branch.output_bn().weight)
+        nn.init.zeros_(self.mbconv.output_bn().weight)
 
 
 class ElasticHead(nn.Module):
@@ -221,14 +200,14 @@ class Supernet(nn.Module):
     def __init__(self, space: MnasNetSpace) -> None:
         super().__init__()
         if space.name not in SUPERNET_SPACES:
-            raise ValueError(f"space {space.name!r} has no supernet; expected one of {list(SUPERNET_SPACES)}")
+            raise ValueError(no_supernet_message(space.name, "space"))
         self.space = space
         stem = space.stem
         self.stem = ConvBNAct(space.in_channels, stem.out_channels, stem.kernel, stem.stride, act=stem.act)
         stages, in_channels = [], stem.out_channels
         for s, (_, repeats, _) in enumerate(space.stages):
-            out = space.stage_out_channels(s, max(FILTER_CHOICES))
-            depth = repeats + max(LAYER_CHOICES)
+            out = space.stage_out_channels(s, max(_choices(space, "filters")))
+            depth = repeats + max(_choices(space, "layers"))
             stages.append(nn.ModuleList(SuperBlock(in_channels if i == 0 else out, out) for i in range(depth)))
             in_channels = out
         self.stages = nn.ModuleList(stages)
@@ -253,7 +232,7 @@ class Supernet(nn.Module):
         spec = self.space.decode(indices)
         layout, start = [], 0
         for s, (_, repeats, _) in enumerate(self.space.stages):
-            depth = max(1, repeats + LAYER_CHOICES[indices[s * 7 + 5]])
+            depth = max(1, repeats + _choices(self.space, "layers")[indices[s * DECISIONS_PER_STAGE + _LAYERS]])
             layout.append(spec.blocks[start:start + depth])
             start += depth
         return tuple(layout)
@@ -294,16 +273,30 @@ class Supernet(nn.Module):
 
 
 def extreme_indices(space: MnasNetSpace, largest: bool) -> tuple[int, ...]:
-    """The largest (MBConv6, 5x5, SE, 1.25x filters, +1 layer, h-swish) or smallest (dsconv,
-    3x3, no SE, 0.75x, -1 layer, ReLU) sub-network: the sandwich rule's ends (BigNAS 3.1)."""
-    stage = (OP_CHOICES.index("mbconv6"), 1, 1, 1, 2, 2, 1) if largest else (OP_CHOICES.index("dsconv"), 0, 0, 0, 0, 0, 0)
+    """The largest (MBConv6, 5x5, SE, 1.25x filters, +1 layer, h-swish) or smallest (MBConv3,
+    3x3, no SE, 0.75x, -1 layer, ReLU) sub-network: the sandwich rule's ends (BigNAS 3.1);
+    each decision's choices run from the smallest to the largest."""
+    stage = tuple(len(c) - 1 if largest else 0 for c in space.choices)
     return space.canonicalize(stage * len(space.stages))
+
+
+def no_supernet_message(space_name: str, what: str = "--space") -> str:
+    """One line saying that ``space_name`` has no supernet and which space to use instead."""
+    hint = f"; its MBConv part is {space_name}-mbconv" if f"{space_name}-mbconv" in SUPERNET_SPACES else ""
+    return f"{what} {space_name!r} has no supernet{hint}; expected one of {list(SUPERNET_SPACES)}"
+
+
+def _choices(space: MnasNetSpace, name: str) -> tuple:
+    return space.choices[DECISION_NAMES.index(name)]
+
+
+_LAYERS = DECISION_NAMES.index("layers")
 
 
 def make_supernet(space_name: str, *, resolution: int, num_classes: int, in_channels: int) -> Supernet:
     """The supernet of space ``space_name`` at an input shape (weights from torch's global RNG)."""
     if space_name not in SUPERNET_SPACES:
-        raise ValueError(f"--space {space_name!r} has no supernet; expected one of {list(SUPERNET_SPACES)}")
+        raise ValueError(no_supernet_message(space_name))
     space = make_space(space_name, resolution=resolution, num_classes=num_classes, in_channels=in_channels)
     return Supernet(space)
 

@@ -9,6 +9,7 @@ proxy training (:class:`SupernetEvaluator`, the ``supernet`` evaluator of :mod:`
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,16 @@ def check_supernet_run(run_dir: str | Path, *, space: str, data: str,
     if not (path / CHECKPOINT).is_file():
         raise FileNotFoundError(f"--supernet {str(path)!r} has no {CHECKPOINT}")
     return folder
+
+
+def trained_space(run_dir: str | Path) -> str | None:
+    """The space a supernet run folder was trained for (None when its manifest cannot be read:
+    :func:`check_supernet_run` says why)."""
+    try:
+        space = json.loads((Path(run_dir) / "manifest.json").read_text())["config"]["space"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return space if isinstance(space, str) else None
 
 
 def load_supernet_run(run_dir: str | Path, *, space: str, data: Dataset) -> tuple[Supernet, dict[str, Any]]:

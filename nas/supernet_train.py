@@ -4,7 +4,11 @@ Each optimizer step trains several sub-networks on the same batch and sums their
 
 - ``sandwich`` (BigNAS 3.1, "sandwich rule" with "in-place distillation"): the largest
   sub-network on the labels (label smoothing), the smallest and ``subnets_per_step - 2``
-  uniformly sampled ones on the largest one's soft predictions of that batch;
+  sampled ones on the largest one's soft predictions of that batch. The sampled ones start
+  near the two ends and spread over the whole space during the first ``spread`` fraction of
+  the steps (each decision keeps its end's choice with a probability falling linearly from 1
+  to 0), a soft form of once-for-all's progressive shrinking (section 3.2): a path far from
+  both ends is trained only after its neighbours have learned;
 - ``uniform`` (single-path uniform sampling, Guo et al. 2020; TuNAS's warm-up): one uniformly
   sampled sub-network per step on the labels.
 
@@ -29,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nas.supernet import SUPERNET_SPACES, Layout, Supernet, extreme_indices, make_supernet
+from nas.supernet import SUPERNET_SPACES, Layout, Supernet, extreme_indices, make_supernet, no_supernet_message
 from nas.supernet_eval import CALIBRATION_IMAGES, calibration_images, evaluate_layout, recalibrate
 from storage.settings import check_settings, setting
 from training.checkpoint import FORMAT_VERSION, save_checkpoint
@@ -51,16 +55,19 @@ SAMPLE_PURPOSE = 7919  # SeedSequence key of the per-step sub-network draws (apa
 @dataclass(frozen=True)
 class SupernetConfig:
     """Settings of one supernet training (the CLI's defaults). ``subnets_per_step``: the
-    sandwich's sub-networks per step (largest + smallest + the rest random; BigNAS uses 4).
+    sandwich's sub-networks per step (largest + smallest + the rest random; BigNAS uses 4);
+    ``spread``: the fraction of the steps over which the random ones move from near the ends
+    to the whole space (0: uniform from the start).
     The optimizer and schedule are :mod:`training.optim`'s (SGD Nesterov, warmup, cosine)."""
 
-    space: str = "mnasnet"
+    space: str = "mnasnet-mbconv"
     data: str = DEFAULT_SEARCH_DATA
-    epochs: int = setting(10, low=1)
+    epochs: int = setting(8, low=1)
     rule: str = "sandwich"
     subnets_per_step: int = setting(4, low=2)
+    spread: float = setting(0.7, kind=float, low=0, high=1)
     batch_size: int = setting(64, low=2)
-    lr: float = setting(0.1, kind=float, low=0)
+    lr: float = setting(0.05, kind=float, low=0)
     momentum: float = 0.9
     weight_decay: float = setting(3e-5, kind=float, low=0)
     warmup_epochs: float = setting(1.0, kind=float, low=0)
@@ -75,7 +82,7 @@ class SupernetConfig:
 
     def __post_init__(self) -> None:
         if self.space not in SUPERNET_SPACES:
-            raise ValueError(f"--space {self.space!r} has no supernet; expected one of {list(SUPERNET_SPACES)}")
+            raise ValueError(no_supernet_message(self.space))
         if self.rule not in RULES:
             raise ValueError(f"--rule {self.rule!r} is not known; expected one of {list(RULES)}")
         if self.device not in DEVICES:
@@ -164,7 +171,13 @@ class SupernetTrainer:
         rng = np.random.default_rng(np.random.SeedSequence([self.config.seed, SAMPLE_PURPOSE, step]))
         if self.config.rule == "uniform":
             return [self.net.layout(space.sample_indices(rng))]
-        randoms = [self.net.layout(space.sample_indices(rng)) for _ in range(self.config.subnets_per_step - 2)]
+        keep = 1.0 - step / (self.config.spread * self.total_steps) if self.config.spread else 0.0
+        randoms = []
+        for k in range(self.config.subnets_per_step - 2):
+            end = self.extremes["largest" if k % 2 == 0 else "smallest"]
+            drawn = space.sample_indices(rng)
+            kept = rng.random(len(drawn)) < keep
+            randoms.append(self.net.layout(space.canonicalize(np.where(kept, end, drawn).tolist())))
         return [self.largest, self.smallest, *randoms]
 
     def _train_step(self, index: torch.Tensor, epoch: int, sums: _EpochSums) -> None:

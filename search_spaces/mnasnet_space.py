@@ -23,7 +23,7 @@ choices give the same blocks (e.g. 0.75 and 1.0 of 16 filters both round to 16, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import numpy as np
 
@@ -80,11 +80,13 @@ class MnasNetSpace:
     head: HeadSpec = field(default_factory=lambda: HeadSpec(960, 1280, "hswish", 0.2))
 
     name = "mnasnet"
+    choices: ClassVar[tuple[tuple, ...]] = _CHOICES
+    """The values of each decision of a stage, in :data:`DECISION_NAMES` order."""
 
     @property
     def decisions(self) -> tuple[Decision, ...]:
         """All decisions in their fixed order (stage-major, then :data:`DECISION_NAMES`)."""
-        return tuple(Decision(s, n, c) for s in range(len(self.stages)) for n, c in zip(DECISION_NAMES, _CHOICES))
+        return tuple(Decision(s, n, c) for s in range(len(self.stages)) for n, c in zip(DECISION_NAMES, self.choices))
 
     @property
     def cardinalities(self) -> tuple[int, ...]:
@@ -143,8 +145,9 @@ class MnasNetSpace:
     def mutate_indices(self, indices: tuple[int, ...], rng: np.random.Generator, max_tries: int = 100) -> tuple[int, ...]:
         """Change one random decision to another value so that the architecture changes."""
         indices = self.canonicalize(indices)
+        free = [p for p, n in enumerate(self.cardinalities) if n > 1]
         for _ in range(max_tries):
-            position = int(rng.integers(len(indices)))
+            position = free[int(rng.integers(len(free)))]
             n = self.cardinalities[position]
             new = list(indices)
             new[position] = (indices[position] + 1 + int(rng.integers(n - 1))) % n
@@ -194,14 +197,12 @@ class MnasNetSpace:
                 raise ValueError(f"decision {position} (stage {d.stage} {d.name}) = {value!r}; expected an index in [0, {n})")
         return tuple(int(v) for v in indices)
 
-    @staticmethod
-    def _stage_choice(stage_indices: tuple[int, ...]) -> StageChoice:
-        return StageChoice(*(choices[i] for choices, i in zip(_CHOICES, stage_indices)))
+    def _stage_choice(self, stage_indices: tuple[int, ...]) -> StageChoice:
+        return StageChoice(*(choices[i] for choices, i in zip(self.choices, stage_indices)))
 
-    @staticmethod
-    def _all_stage_choices() -> Iterator[StageChoice]:
-        for combo in np.ndindex(*(len(c) for c in _CHOICES)):
-            yield MnasNetSpace._stage_choice(tuple(int(i) for i in combo))
+    def _all_stage_choices(self) -> Iterator[StageChoice]:
+        for combo in np.ndindex(*(len(c) for c in self.choices)):
+            yield self._stage_choice(tuple(int(i) for i in combo))
 
     def _distinct_stage_variants(self, stage: int, in_channels: int) -> dict[int, int]:
         variants: dict[int, set] = {}
@@ -227,17 +228,19 @@ class MnasNetSpace:
 
     def _candidate_combos(self, stage: int, first: BlockSpec, in_channels: int) -> list[tuple[int, ...]]:
         """Index tuples that could produce a stage starting with ``first``, in ascending order."""
+        op_choices, kernels, ses, skips, filter_choices, layer_choices, acts = self.choices
         if first.op == "conv":
-            ops = [0]
+            names = ["conv"]
         else:
-            ops = [OP_CHOICES.index(op) for op, ratio in _EXPANSION.items() if first.exp_channels == in_channels * ratio]
-        filters = [i for i, f in enumerate(FILTER_CHOICES) if self.stage_out_channels(stage, f) == first.out_channels]
-        if first.kernel not in KERNEL_CHOICES or first.act not in ACT_CHOICES:
+            names = [op for op, ratio in _EXPANSION.items() if first.exp_channels == in_channels * ratio]
+        ops = [op_choices.index(op) for op in names if op in op_choices]
+        filters = [i for i, f in enumerate(filter_choices) if self.stage_out_channels(stage, f) == first.out_channels]
+        if first.kernel not in kernels or first.se not in ses or first.act not in acts:
             return []
-        fixed = (KERNEL_CHOICES.index(first.kernel), SE_CHOICES.index(first.se))
-        act = ACT_CHOICES.index(first.act)
+        fixed = (kernels.index(first.kernel), ses.index(first.se))
+        act = acts.index(first.act)
         return [(op, *fixed, skip, f, layers, act)
-                for op in ops for skip in range(2) for f in filters for layers in range(3)]
+                for op in ops for skip in range(len(skips)) for f in filters for layers in range(len(layer_choices))]
 
 def _down(side: int, stride: int) -> int:
     return (side + stride - 1) // stride
@@ -253,3 +256,26 @@ class MnasNetSmallHeadSpace(MnasNetSpace):
 
     name = "mnasnet-small"
 
+
+_MBCONV_CHOICES = (("mbconv3", "mbconv6"), KERNEL_CHOICES, SE_CHOICES, ("residual",), FILTER_CHOICES, LAYER_CHOICES,
+                   ACT_CHOICES)
+
+
+@dataclass(frozen=True)
+class MnasNetMBConvSpace(MnasNetSpace):
+    """The MnasNet space's MBConv part: every stage an inverted bottleneck (expansion 3 or 6)
+    with its identity residual wherever the shape allows; kernel, SE, filters, layers and
+    nonlinearity as in the full space. It is once-for-all's space (elastic kernel, expansion,
+    depth and width; Cai et al. 2020, section 3.2) with MobileNetV3's SE and h-swish choices,
+    the part of the space a weight-sharing supernet trains (:mod:`nas.supernet`)."""
+
+    name = "mnasnet-mbconv"
+    choices: ClassVar[tuple[tuple, ...]] = _MBCONV_CHOICES
+
+
+@dataclass(frozen=True)
+class MnasNetSmallMBConvSpace(MnasNetSmallHeadSpace):
+    """:class:`MnasNetMBConvSpace` with MobileNetV3-Small's efficient last stage."""
+
+    name = "mnasnet-small-mbconv"
+    choices: ClassVar[tuple[tuple, ...]] = _MBCONV_CHOICES

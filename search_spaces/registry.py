@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Protocol, runtime_checkable
 
 import numpy as np
 
-from search_spaces.mnasnet_space import MnasNetSmallHeadSpace, MnasNetSpace
+from search_spaces.mnasnet_space import MnasNetMBConvSpace, MnasNetSmallHeadSpace, MnasNetSmallMBConvSpace, MnasNetSpace
 from search_spaces.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec
 
 
@@ -46,6 +46,8 @@ class SearchSpace(Protocol):
 SPACES: dict[str, Callable[..., SearchSpace]] = {
     "mnasnet": MnasNetSpace,
     "mnasnet-small": MnasNetSmallHeadSpace,
+    "mnasnet-mbconv": MnasNetMBConvSpace,
+    "mnasnet-small-mbconv": MnasNetSmallMBConvSpace,
 }
 """name -> factory ``(resolution=, num_classes=, in_channels=)``; a new space is a module
 ``search_spaces/<name>.py`` and a line here (tests/test_extension_points.py)."""

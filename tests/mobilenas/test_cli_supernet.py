@@ -41,7 +41,7 @@ def test_bad_supernet_search_options_fail_in_one_line_without_a_run_folder(tmp_p
 
 def make_folder(tmp_path, job, status="finished", config=None):
     folder = RunFolder.create(tmp_path / "made", job=job, slug=job, seed=0,
-                              config=config or {"space": "mnasnet", "data": "mnist-rot-back-image"})
+                              config=config or {"space": "mnasnet-mbconv", "data": "mnist-rot-back-image"})
     folder.update(status=status)
     return folder.path
 
@@ -49,15 +49,27 @@ def make_folder(tmp_path, job, status="finished", config=None):
 @pytest.mark.parametrize("job, status, config, message", [
     ("train", "finished", None, "is a run folder of mobilenas train, not of mobilenas supernet"),
     ("supernet", "interrupted", None, "is interrupted, not finished"),
-    ("supernet", "finished", {"space": "mnasnet-small", "data": "mnist-rot-back-image"},
-     "trained for another search: space 'mnasnet-small' != 'mnasnet'"),
-    ("supernet", "finished", {"space": "mnasnet", "data": "digits"}, "data 'digits' != 'mnist-rot-back-image'"),
+    ("supernet", "finished", {"space": "mnasnet-small-mbconv", "data": "mnist-rot-back-image"},
+     "trained for another search: space 'mnasnet-small-mbconv' != 'mnasnet-mbconv'"),
+    ("supernet", "finished", {"space": "mnasnet-mbconv", "data": "digits"}, "data 'digits' != 'mnist-rot-back-image'"),
     ("supernet", "finished", None, "has no checkpoint.pt"),
 ])
 def test_a_supernet_folder_that_does_not_fit_is_refused(tmp_path, capsys, job, status, config, message):
     path = make_folder(tmp_path, job, status, config)
-    code, out, err = run_cli(capsys, "search", "--target-ms", "1", "--supernet", str(path), "--out", str(tmp_path / "runs"))
+    code, out, err = run_cli(capsys, "search", "--target-ms", "1", "--space", "mnasnet-mbconv", "--supernet", str(path),
+                             "--out", str(tmp_path / "runs"))
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_search_given_only_a_supernet_searches_the_supernets_space(tmp_path, capsys):
+    """Without --space the search takes the supernet's (here it then stops at the missing
+    checkpoint, past the space check); with another --space it is refused."""
+    path = make_folder(tmp_path, "supernet", config={"space": "mnasnet-small-mbconv", "data": "mnist-rot-back-image"})
+    code, out, err = run_cli(capsys, "search", "--target-ms", "1", "--supernet", str(path), "--out", str(tmp_path / "runs"))
+    assert code == 2 and "has no checkpoint.pt" in err, err
+    code, out, err = run_cli(capsys, "search", "--target-ms", "1", "--space", "mnasnet", "--supernet", str(path),
+                             "--out", str(tmp_path / "runs"))
+    assert code == 2 and "space 'mnasnet-small-mbconv' != 'mnasnet'" in err, err
     assert not (tmp_path / "runs").exists()
 
 

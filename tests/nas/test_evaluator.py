@@ -79,7 +79,7 @@ def test_proxy_evaluator_meets_the_protocol_with_the_search_settings(digits):
 @pytest.fixture(scope="module")
 def supernet_evaluator(digits):
     torch.manual_seed(0)
-    space = make_space("mnasnet", resolution=16, num_classes=10, in_channels=1)
+    space = make_space("mnasnet-mbconv", resolution=16, num_classes=10, in_channels=1)
     return SupernetEvaluator(Supernet(space), digits, calibration_images(digits, 32, seed=0), source={"run_id": "test"})
 
 
@@ -90,7 +90,7 @@ def test_supernet_evaluator_is_deterministic_and_absorbs_foreign_specs(supernet_
     first, second = supernet_evaluator.evaluate(spec), supernet_evaluator.evaluate(spec)
     assert first.status == "finished" and first.epochs == 0 and first.top1 == second.top1
     assert first.top1_stderr == pytest.approx(math.sqrt(first.top1 * (1 - first.top1) / 60))
-    other = make_space("mnasnet-small", resolution=16, num_classes=10, in_channels=1).sample(np.random.default_rng(0))
+    other = make_space("mnasnet-small-mbconv", resolution=16, num_classes=10, in_channels=1).sample(np.random.default_rng(0))
     outside = supernet_evaluator.evaluate(other)
     assert outside.status == "failed" and "not a sub-network" in outside.message
 

@@ -27,7 +27,7 @@ def random_statistics(net: torch.nn.Module, seed: int) -> None:
             module.bias.data.copy_(torch.randn(n, generator=generator))
 
 
-@pytest.fixture(scope="module", params=["mnasnet", "mnasnet-small"])
+@pytest.fixture(scope="module", params=["mnasnet-mbconv", "mnasnet-small-mbconv"])
 def supernet(request) -> Supernet:
     torch.manual_seed(0)
     net = make_supernet(request.param, resolution=16, num_classes=10, in_channels=1)
@@ -63,13 +63,25 @@ def test_a_spec_outside_the_space_is_refused_with_a_value_error(supernet):
 
 
 def test_unknown_space_is_refused_naming_the_choices():
-    with pytest.raises(ValueError, match=r"'mobilenet' has no supernet; expected one of \['mnasnet', 'mnasnet-small'\]"):
+    with pytest.raises(ValueError, match=r"'mobilenet' has no supernet; expected one of \['mnasnet-mbconv', 'mnasnet-small-mbconv'\]"):
         make_supernet("mobilenet", resolution=16, num_classes=10, in_channels=1)
+
+
+def test_a_full_mnasnet_space_is_refused_naming_its_mbconv_part():
+    with pytest.raises(ValueError, match=r"'mnasnet-small' has no supernet; its MBConv part is mnasnet-small-mbconv"):
+        make_supernet("mnasnet-small", resolution=16, num_classes=10, in_channels=1)
+
+
+def test_a_block_without_an_expansion_conv_is_refused_by_the_supernet(supernet):
+    full = make_space("mnasnet", resolution=16, num_classes=10, in_channels=1)
+    dsconv = full.decode(tuple(1 if i % 7 == 0 else 0 for i in range(len(full.cardinalities))))
+    with pytest.raises(ValueError, match="not in this space|not an MBConv"):
+        supernet.layout_of(dsconv)
 
 
 def test_sorting_channels_keeps_the_widest_subnet_and_orders_importance():
     torch.manual_seed(0)
-    net = make_supernet("mnasnet", resolution=16, num_classes=10, in_channels=1)
+    net = make_supernet("mnasnet-mbconv", resolution=16, num_classes=10, in_channels=1)
     random_statistics(net, 5)
     net.eval()
     x = torch.randn(2, 1, 16, 16)
@@ -84,13 +96,13 @@ def test_sorting_channels_keeps_the_widest_subnet_and_orders_importance():
 
 
 def test_kernel_three_is_the_centre_of_the_stored_five_by_five():
-    space = make_space("mnasnet", resolution=16, num_classes=10, in_channels=1)
+    space = make_space("mnasnet-mbconv", resolution=16, num_classes=10, in_channels=1)
     net = Supernet(space)
-    small = extreme_indices(space, False)  # every kernel 3x3
+    small = extreme_indices(space, False)  # every kernel 3x3, MBConv3
     model = extract_subnet(net, space.decode(small))
-    stored = net.stages[0][0].dsconv.conv_dw.conv.weight
+    stored = net.stages[0][0].mbconv.conv_dw.conv.weight
     assert stored.shape[-1] == 5
-    torch.testing.assert_close(model.blocks[0].conv_dw.conv.weight, stored[:16, :, 1:4, 1:4])
+    torch.testing.assert_close(model.blocks[0].conv_dw.conv.weight, stored[:48, :, 1:4, 1:4])
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +126,16 @@ def test_sampled_subnets_are_a_function_of_seed_and_step(tiny_data):
     uniform = SupernetTrainer(tiny_config(rule="uniform"), tiny_data)
     uniform._setup(torch.device("cpu"))
     assert len(uniform.sample_layouts(5)) == 1 and uniform.sample_layouts(5) == uniform.sample_layouts(5)
+
+
+def test_sampled_subnets_start_at_the_ends_and_spread_over_the_space(tiny_data):
+    """The sandwich's random sub-networks: at step 0 each is its end (largest for the first,
+    smallest for the second); after the spread fraction of the steps they are uniform draws."""
+    trainer = SupernetTrainer(tiny_config(subnets_per_step=4, spread=0.5, epochs=20), tiny_data)
+    trainer._setup(torch.device("cpu"))
+    assert trainer.sample_layouts(0)[2:] == [trainer.largest, trainer.smallest]
+    late = [layout for step in range(30, 40) for layout in trainer.sample_layouts(step)[2:]]
+    assert all(layout not in (trainer.largest, trainer.smallest) for layout in late)
 
 
 class Crash(Exception):
@@ -157,6 +179,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_data):
     ({"rule": "greedy"}, "--rule 'greedy' is not known"),
     ({"epochs": 0}, "--epochs = 0"),
     ({"subnets_per_step": 1}, "--subnets-per-step = 1"),
+    ({"spread": 1.5}, "--spread = 1.5"),
     ({"lr": -1.0}, "--lr = -1.0"),
     ({"device": "tpu"}, "--device 'tpu'"),
 ])
@@ -170,7 +193,7 @@ def test_recalibration_of_a_slice_equals_recalibrating_the_standalone_model():
     from training.inference import recalibrate_batchnorm
 
     torch.manual_seed(0)
-    net = make_supernet("mnasnet", resolution=16, num_classes=10, in_channels=1)
+    net = make_supernet("mnasnet-mbconv", resolution=16, num_classes=10, in_channels=1)
     x = torch.randn(32, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     for indices in sampled(net, 1, seed=5):
         spec = net.space.decode(indices)
@@ -190,7 +213,7 @@ def test_a_deeper_subnet_starts_as_its_shallower_one():
     sub-network with -1 layer per stage computes. Without it the largest sub-network stays at
     chance on mnist-rot-back-image."""
     torch.manual_seed(0)
-    net = make_supernet("mnasnet", resolution=16, num_classes=10, in_channels=1).train()
+    net = make_supernet("mnasnet-mbconv", resolution=16, num_classes=10, in_channels=1).train()
     deep = extreme_indices(net.space, True)
     shallow = net.space.canonicalize(tuple(0 if i % 7 == 5 else v for i, v in enumerate(deep)))
     assert len(net.space.decode(shallow).blocks) < len(net.space.decode(deep).blocks)
