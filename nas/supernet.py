@@ -1,7 +1,9 @@
-"""A weight-sharing supernet of the MnasNet space (one-shot search: once-for-all, BigNAS, TuNAS).
+"""A weight-sharing supernet of the MnasNet space's MBConv part (one-shot search: once-for-all,
+BigNAS, TuNAS).
 
-Every architecture of :class:`search_spaces.mnasnet_space.MnasNetSpace` (and its small-head
-variant) is a sub-network of one :class:`Supernet`; its weights are slices of the supernet's:
+Every architecture of :class:`search_spaces.mnasnet_space.MnasNetMBConvSpace` (and its
+small-head variant) is a sub-network of one :class:`Supernet`; its weights are slices of the
+supernet's:
 
 - **kernel** (once-for-all, Cai et al. 2020, section 3.2): every k x k weight is stored at the
   largest kernel (5x5); a 3x3 layer uses the centre 3x3 crop. Once-for-all adds a learned 9x9
@@ -22,8 +24,8 @@ variant) is a sub-network of one :class:`Supernet`; its weights are slices of th
 - **SE and nonlinearity**: SE on/off selects whether the block's (sliced) SE runs; ReLU or
   h-swish is parameter-free.
 
-Initialization is BigNAS's (section 3.2): the last BatchNorm scale of every block that is
-residual in the largest sub-network starts at zero, so each such block starts as the identity.
+Initialization is BigNAS's (section 3.2): the last BatchNorm scale of every residual block
+(all but the first of each stage) starts at zero, so each such block starts as the identity.
 
 BatchNorm layers hold the widest statistics and are sliced too; the statistics of a
 sub-network are only meaningful after recalibration (once-for-all section 3.3), which
@@ -216,13 +218,11 @@ class Supernet(nn.Module):
         self.zero_init_residuals()
 
     def zero_init_residuals(self) -> None:
-        """BigNAS's initialization (Yu et al. 2020, section 3.2): the output of every block
-        that is residual in the largest sub-network (all but the first of each stage) starts
-        at zero, so a deep sub-network starts as its shallow one. Without it the largest
-        sub-network (24 blocks, SE and h-swish in all) stays at chance for 80-100 steps on
-        mnist-rot-back-image (alone as well as in the supernet), which starves the sandwich
-        rule's teacher; a sub-network that runs such a block without its residual gets a
-        constant from it until the scale grows."""
+        """BigNAS's initialization (Yu et al. 2020, section 3.2): the output of every residual
+        block (all but the first of each stage, residual in every sub-network of the MBConv
+        space) starts at zero, so a deep sub-network starts as its shallow one. Without it the
+        largest sub-network stays at chance for its first epochs, which starves the sandwich
+        rule's teacher (``results/search/README.md``)."""
         for stage in self.stages:
             for block in list(stage)[1:]:
                 block.zero_init_outputs()
