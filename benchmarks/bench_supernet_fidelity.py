@@ -50,6 +50,8 @@ from training.evaluate import Budget, proxy_evaluate  # noqa: E402
 RECORDED = ROOT / "results" / "training" / "proxy_fidelity.csv"
 RESULTS = ROOT / "results" / "search"
 DATA = "mnist-rot-back-image"
+TIMING_SAMPLED = ("wall seconds; proxy: one-thread trainings two side by side on the 2 cores; supernet: one thread, "
+                  "alone, after them")
 
 
 def recorded_specs(n: int) -> pd.DataFrame:
@@ -169,16 +171,18 @@ def main() -> None:
         "reduced": (f"{len(table)} specs x {epochs} stand-alone epochs x 2 seeds "
                     + ("recorded by bench_proxy_fidelity.py" if args.standalone == "recorded" and space == "mnasnet"
                        else "trained here")
-                    + "; the issue's full version is 20 specs x 30 epochs x 2 seeds: --standalone train "
-                      "--standalone-epochs 30 --specs 20"),
+                    + "; the issue's full version is 20 specs x 30 epochs x 2 seeds: "
+                    + ("--standalone train --standalone-epochs 30 --specs 20" if space == "mnasnet"
+                       else "--standalone-epochs 30 --specs 20")),
         "supernet": {**evaluator.describe(), "rule": supernet_summary["rule"], "epochs": supernet_summary["epochs"],
                      "val_top1_largest": supernet_summary["val_top1_largest"],
                      "val_top1_smallest": supernet_summary["val_top1_smallest"]},
         "supernet_top1_range": [float(table["supernet_top1"].min()), float(table["supernet_top1"].max())],
         "standalone_top1_range": [float(reference.min()), float(reference.max())],
         "proxy_timing_specs": args.proxy_timing_specs, "threads": 1, "data": f"{DATA} (validation split, 1,500 images)",
-        "timing_note": "wall seconds on a shared 2-core VM under load from other jobs; supernet and proxy timed in the "
-                       "same session",
+        "timing_note": (TIMING_SAMPLED if space != "mnasnet" else
+                        "wall seconds on a shared 2-core VM under load from other jobs; supernet and proxy timed in "
+                        "the same session"),
         "command": "python " + " ".join(sys.argv),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
