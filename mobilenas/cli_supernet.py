@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = group.add_subparsers(dest="supernet_command", metavar="COMMAND", required=True)
     p = commands.add_parser("train", help="train a supernet (sandwich rule + in-place distillation, or uniform)",
                             description="Train the supernet of --space on the training split of --data.")
-    p.add_argument("--space", default=None, choices=SUPERNET_SPACES, help=f"default {DEFAULTS.space}")
+    p.add_argument("--space", default=None, help=f"{', '.join(SUPERNET_SPACES)} (default {DEFAULTS.space})")
     p.add_argument("--data", default=None, help=f"data set (default {DEFAULT_SEARCH_DATA}; the search's data)")
     p.add_argument("--epochs", type=int, default=None, help=f"default {DEFAULTS.epochs}")
     p.add_argument("--rule", default=None, choices=RULES,

@@ -74,7 +74,8 @@ def test_a_search_given_only_a_supernet_searches_the_supernets_space(tmp_path, c
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--space", "darts"], "invalid choice: 'darts'"),
+    (["--space", "darts"], "--space 'darts' has no supernet"),
+    (["--space", "mnasnet"], "its MBConv part is mnasnet-mbconv"),
     (["--epochs", "0"], "--epochs = 0"),
     (["--data", "mnist9k"], "unknown data set 'mnist9k'"),
     (["--subnets-per-step", "1"], "--subnets-per-step = 1"),
