@@ -9,7 +9,6 @@ proxy training (:class:`SupernetEvaluator`, the ``supernet`` evaluator of :mod:`
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -96,7 +95,7 @@ def trained_space(run_dir: str | Path) -> str | None:
     """The space a supernet run folder was trained for (None when its manifest cannot be read:
     :func:`check_supernet_run` says why)."""
     try:
-        space = json.loads((Path(run_dir) / "manifest.json").read_text())["config"]["space"]
+        space = RunFolder.open(Path(run_dir), job=JOB).manifest["config"]["space"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return space if isinstance(space, str) else None
