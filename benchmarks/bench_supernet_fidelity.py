@@ -8,12 +8,14 @@ tau and Spearman's rho (scipy.stats); the two stand-alone seeds against each oth
 ceiling (``kendall_ceiling``).
 
 Specs: a supernet of ``mnasnet-mbconv`` (the space a supernet trains, see ``nas.supernet``) is
-scored on ``--specs`` architectures sampled from that space with ``--spec-seed``, trained here
-stand-alone (``--standalone-epochs`` x seeds 0 and 1, the proxy recipe at batch 64, two
-processes of one thread) beside the 2-epoch proxy (seed 0):
+scored on the architectures sampled from that space whose stand-alone trainings
+``bench_standalone_runs.py train`` recorded (30 epochs of the final training's recipe x seeds 0 and
+1, and the 2-epoch proxy, seed 0; on CPU or, hours faster, on a GPU):
 
+    python benchmarks/bench_standalone_runs.py train --epochs 30 --device cuda --workers 14 \
+        --out results/search/standalone_runs_h200.csv
     python benchmarks/bench_supernet_fidelity.py --supernet results/runs/bench-supernet/<run> \
-        --standalone-epochs 5 --out results/search/supernet_fidelity.json
+        --standalone-runs results/search/standalone_runs_h200.csv
 
 For the full MnasNet space (a supernet trained before it was restricted to its MBConv part),
 stand-alone figures: ``--standalone recorded`` reads the 20 specs sampled from the
@@ -50,8 +52,9 @@ from training.evaluate import Budget, proxy_evaluate  # noqa: E402
 RECORDED = ROOT / "results" / "training" / "proxy_fidelity.csv"
 RESULTS = ROOT / "results" / "search"
 DATA = "mnist-rot-back-image"
-TIMING_SAMPLED = ("wall seconds; proxy: one-thread trainings two side by side on the 2 cores; supernet: one thread, "
-                  "alone, after them")
+TIMING_NOTE = ("wall seconds on this machine at one thread, one job at a time: the supernet evaluations, then the 2-epoch "
+               "proxy of the first --proxy-timing-specs specs; the stand-alone trainings' own seconds are not compared "
+               "(they may have run on another device)")
 
 
 def recorded_specs(n: int) -> pd.DataFrame:
@@ -66,40 +69,30 @@ def recorded_specs(n: int) -> pd.DataFrame:
     return table.head(n)
 
 
-def sampled_specs(space_name: str, n: int, seed: int, data) -> pd.DataFrame:
-    """``n`` distinct specs drawn from the space at the data's shape (spec ids ``m00``...)."""
-    space = make_space(space_name, resolution=data.resolution, num_classes=data.num_classes,
-                       in_channels=data.in_channels)
-    rng, archs = np.random.default_rng(seed), []
-    while len(archs) < n:
-        arch = format_spec(space.sample(rng))
-        if arch not in archs:
-            archs.append(arch)
-    return pd.DataFrame({"arch": archs}, index=[f"m{i:02d}" for i in range(n)]).rename_axis("spec_id")
-
-
-def _train_one(job: tuple[str, int, int]) -> tuple[float, float]:
-    arch, epochs, seed = job
-    torch.set_num_threads(1)
-    data = load_dataset(DATA, resolution=32, split_seed=0)
-    result = proxy_evaluate(parse_spec(arch), data, Budget(epochs=epochs), seed=seed, threads=1, device="cpu",
-                            config=TrainConfig(batch_size=64))
-    return result.top1, result.wall_s
-
-
-def train_sampled(table: pd.DataFrame, epochs: int, workers: int) -> pd.DataFrame:
-    """Stand-alone ``epochs`` x seeds 0 and 1 and the 2-epoch proxy (seed 0) of every spec."""
-    from multiprocessing import get_context
-
-    jobs = [(arch, epochs, seed) for seed in (0, 1) for arch in table["arch"]]
-    jobs += [(arch, 2, 0) for arch in table["arch"]] if epochs != 2 else []
-    with get_context("spawn").Pool(workers) as pool:
-        done = pool.map(_train_one, jobs, chunksize=1)
-    n = len(table)
-    table["standalone_seed0"], table["standalone_seed1"] = [t for t, _ in done[:n]], [t for t, _ in done[n:2 * n]]
-    proxy = done[2 * n:] if epochs != 2 else done[:n]
-    table["proxy_top1"], table["proxy_s"] = [t for t, _ in proxy], [s for _, s in proxy]
+def runs_table(path: Path, n: int) -> pd.DataFrame:
+    """spec_id, arch, standalone seeds 0/1 and proxy top-1 of the sampled specs (``m00``...) from
+    the rows ``bench_standalone_runs.py train`` wrote."""
+    rows = pd.read_csv(path)
+    rows = rows[rows["spec_id"].str.match(r"^m\d+$")]
+    standalone = rows[rows["job"] == "standalone"].pivot(index="spec_id", columns="seed", values="val_top1")
+    proxy = rows[rows["job"] == "proxy"].set_index("spec_id")
+    epochs = rows.loc[rows["job"] == "standalone", "epochs"].unique()
+    if len(epochs) != 1:
+        raise SystemExit(f"{path}: stand-alone rows of several epoch counts {sorted(epochs)}")
+    table = pd.DataFrame({"arch": proxy["arch"], "standalone_seed0": standalone[0], "standalone_seed1": standalone[1],
+                          "proxy_top1": proxy["val_top1"]}).sort_index().head(n)
+    table.attrs["epochs"] = int(epochs[0])
+    table.attrs["device"] = ",".join(sorted(rows["device"].unique()))
     return table
+
+
+def reference_rows(path: Path) -> dict:
+    """Stand-alone (mean of the seeds) and proxy top-1 of the MobileNetV3 references in the rows."""
+    rows = pd.read_csv(path)
+    rows = rows[~rows["spec_id"].str.match(r"^m\d+$")]
+    means = rows.groupby(["spec_id", "job"])["val_top1"].mean().unstack()
+    return {sid: {"standalone_mean": float(r.get("standalone")), "proxy_top1": float(r.get("proxy"))}
+            for sid, r in means.iterrows()}
 
 
 def train_standalone(table: pd.DataFrame, data, epochs: int) -> pd.DataFrame:
@@ -125,28 +118,34 @@ def correlations(reference: np.ndarray, values: np.ndarray) -> tuple[float, floa
     return float(kendalltau(reference, values).statistic), float(spearmanr(reference, values).statistic)
 
 
+def standalone_table(args: argparse.Namespace, space: str, data) -> tuple[pd.DataFrame, int, str]:
+    """The specs with their stand-alone and proxy top-1, the stand-alone epochs and where they ran."""
+    if args.standalone_runs:
+        table = runs_table(args.standalone_runs, args.specs)
+        return table, table.attrs["epochs"], f"trained by bench_standalone_runs.py on {table.attrs['device']}"
+    if space != "mnasnet":
+        raise SystemExit(f"a {space} supernet is scored against --standalone-runs (bench_standalone_runs.py train)")
+    if args.standalone == "train":
+        return train_standalone(recorded_specs(args.specs), data, args.standalone_epochs), args.standalone_epochs, \
+            "trained here"
+    return recorded_specs(args.specs), 5, "recorded by bench_proxy_fidelity.py"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--supernet", required=True, help="a finished mobilenas supernet train run folder")
     parser.add_argument("--specs", type=int, default=20)
-    parser.add_argument("--standalone", choices=("recorded", "train"), default="recorded")
+    parser.add_argument("--standalone-runs", type=Path, help="rows of bench_standalone_runs.py train")
+    parser.add_argument("--standalone", choices=("recorded", "train"), default="recorded",
+                        help="full MnasNet space without --standalone-runs")
     parser.add_argument("--standalone-epochs", type=int, default=30, help="with --standalone train")
     parser.add_argument("--proxy-timing-specs", type=int, default=3, help="specs whose 2-epoch proxy is timed now")
-    parser.add_argument("--spec-seed", type=int, default=0, help="the draw of sampled specs (mnasnet-mbconv)")
-    parser.add_argument("--workers", type=int, default=2, help="parallel one-thread trainings (sampled specs)")
     parser.add_argument("--out", type=Path, default=RESULTS / "supernet_fidelity.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = load_dataset(DATA, resolution=32, split_seed=0)
     space = trained_space(args.supernet) or "mnasnet"
-    if space == "mnasnet":
-        table = recorded_specs(args.specs)
-        epochs = 5
-        if args.standalone == "train":
-            table, epochs = train_standalone(table, data, args.standalone_epochs), args.standalone_epochs
-    else:
-        table = train_sampled(sampled_specs(space, args.specs, args.spec_seed, data), args.standalone_epochs, args.workers)
-        epochs, args.proxy_timing_specs = args.standalone_epochs, 0
+    table, epochs, source = standalone_table(args, space, data)
     evaluator = SupernetEvaluator.from_run(args.supernet, data, space=space)
     results = [evaluator.evaluate(parse_spec(arch)) for arch in table["arch"]]
     table["supernet_top1"] = [r.top1 for r in results]
@@ -156,33 +155,28 @@ def main() -> None:
     k_super, s_super = correlations(reference, table["supernet_top1"].to_numpy())
     k_proxy, s_proxy = correlations(reference, table["proxy_top1"].to_numpy())
     k_ceiling, s_ceiling = correlations(table["standalone_seed0"].to_numpy(), table["standalone_seed1"].to_numpy())
-    proxy_s = time_proxy(table, data, args.proxy_timing_specs) if args.proxy_timing_specs else list(table.get("proxy_s", []))
-    summary_path = Path(args.supernet) / "summary.json"
-    supernet_summary = json.loads(summary_path.read_text())
+    proxy_s = time_proxy(table, data, args.proxy_timing_specs)
+    supernet_summary = json.loads((Path(args.supernet) / "summary.json").read_text())
+    seed_gap = (table["standalone_seed0"] - table["standalone_seed1"]).abs()
     result = {
         "n_specs": len(table), "epochs_standalone": epochs, "seeds_standalone": 2,
         "kendall_supernet": k_super, "kendall_proxy": k_proxy, "spearman_supernet": s_super, "spearman_proxy": s_proxy,
         "kendall_ceiling": k_ceiling, "spearman_ceiling": s_ceiling,
+        "standalone_seed_gap_median": float(seed_gap.median()),
         "supernet_train_s": supernet_summary["train_s"],
         "supernet_eval_s_per_candidate": float(np.median(table["supernet_s"])),
         "proxy_s_per_candidate": float(np.median(proxy_s)) if proxy_s else None,
         "proxy_s_per_candidate_recorded": float(table["proxy_recorded_s"].median()) if "proxy_recorded_s" in table else None,
         "space": space,
-        "reduced": (f"{len(table)} specs x {epochs} stand-alone epochs x 2 seeds "
-                    + ("recorded by bench_proxy_fidelity.py" if args.standalone == "recorded" and space == "mnasnet"
-                       else "trained here")
-                    + "; the issue's full version is 20 specs x 30 epochs x 2 seeds: "
-                    + ("--standalone train --standalone-epochs 30 --specs 20" if space == "mnasnet"
-                       else "--standalone-epochs 30 --specs 20")),
+        "standalone_source": f"{len(table)} specs x {epochs} epochs x 2 seeds, {source}",
+        "references": reference_rows(args.standalone_runs) if args.standalone_runs else {},
         "supernet": {**evaluator.describe(), "rule": supernet_summary["rule"], "epochs": supernet_summary["epochs"],
                      "val_top1_largest": supernet_summary["val_top1_largest"],
                      "val_top1_smallest": supernet_summary["val_top1_smallest"]},
         "supernet_top1_range": [float(table["supernet_top1"].min()), float(table["supernet_top1"].max())],
         "standalone_top1_range": [float(reference.min()), float(reference.max())],
         "proxy_timing_specs": args.proxy_timing_specs, "threads": 1, "data": f"{DATA} (validation split, 1,500 images)",
-        "timing_note": (TIMING_SAMPLED if space != "mnasnet" else
-                        "wall seconds on a shared 2-core VM under load from other jobs; supernet and proxy timed in "
-                        "the same session"),
+        "timing_note": TIMING_NOTE,
         "command": "python " + " ".join(sys.argv),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
