@@ -57,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="ratio: best Δaccuracy/|Δlatency| (MobileNetV3); accuracy: most accurate (NetAdapt)")
     p.add_argument("--delta", type=float, default=DEFAULTS.delta_fraction,
                    help=f"latency cut per iteration as a fraction of the start latency (default {DEFAULTS.delta_fraction})")
+    p.add_argument("--max-cut", type=float, default=DEFAULTS.max_cut_fraction,
+                   help=f"the most of a layer's channels one proposal removes (default {DEFAULTS.max_cut_fraction})")
     p.add_argument("--granularity", type=int, default=DEFAULTS.granularity,
                    help=f"channel step and minimum width (default {DEFAULTS.granularity})")
     p.add_argument("--table", type=Path, default=None, metavar="DIR",
@@ -84,6 +86,7 @@ def _config(args: argparse.Namespace) -> NetAdaptConfig:
     if args.target_ms is None:
         raise ValueError("--target-ms is required (the latency to reach, in ms)")
     return NetAdaptConfig(target_ms=args.target_ms, delta_fraction=args.delta, granularity=args.granularity,
+                          max_cut_fraction=args.max_cut,
                           short_steps=args.short_steps, long_epochs=args.long_epochs, select=args.select,
                           seed=args.seed, device=args.device, long_threads=os.cpu_count() or 1)
 

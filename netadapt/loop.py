@@ -59,6 +59,7 @@ class NetAdaptConfig:
     target_ms: float = setting(kind=float, low=0, low_open=True)
     delta_fraction: float = 0.01
     granularity: int = 8
+    max_cut_fraction: float = 0.5
     include_stem: bool = False
     include_head: bool = False
     short_steps: int = setting(100, low=1)
@@ -75,18 +76,20 @@ class NetAdaptConfig:
         check_settings(self, "netadapt.{name}")
         check_close_on(self.close_on)
         check_selection(self.select)
-        self.proposal_config()  # validates delta_fraction, granularity, include_*
+        self.proposal_config()  # validates delta_fraction, granularity, max_cut_fraction, include_*
 
     def proposal_config(self) -> ProposalConfig:
         return ProposalConfig(delta_fraction=self.delta_fraction, granularity=self.granularity,
-                              include_stem=self.include_stem, include_head=self.include_head)
+                              max_cut_fraction=self.max_cut_fraction, include_stem=self.include_stem,
+                              include_head=self.include_head)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "NetAdaptConfig":
-        return settings_from_dict(cls, data, "netadapt config")
+        recorded = {"max_cut_fraction": 1.0, **data}  # runs recorded before cuts were bounded
+        return settings_from_dict(cls, recorded, "netadapt config")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,11 @@ NetAdapt (Yang et al., 2018, Algorithm 1, "choose # of filters"), each proposal 
 smallest channel reduction, in steps of ``granularity``, whose predicted cut meets delta.
 
 Widths are multiples of ``granularity`` (hardware-friendly, as make_divisible keeps them)
-and never below it. A width at which a 1x1 expansion conv would appear or disappear (an
+and never below it. One proposal removes at most ``max_cut_fraction`` of a width's channels:
+with a large delta (a short budget asks 15% of L0 per iteration) the only proposals meeting
+it can be layers cut to their minimum width, which a short fine-tune cannot recover (a head
+cut from 576 to 8 channels put a trained model at chance); when none meets delta within the
+bound, the loop lets every proposal that saves anything compete, as it does near the floor. A width at which a 1x1 expansion conv would appear or disappear (an
 expansion shrunk to exactly the block's input width, or an input shrunk to exactly a
 block's expansion width) is skipped: removing an expansion conv changes the function class,
 so no subset of the old weights carries over (see :mod:`netadapt.transfer`), and NetAdapt's
@@ -34,6 +38,7 @@ class ProposalConfig:
 
     delta_fraction: float = setting(0.01, kind=float, low=0, high=1, low_open=True, high_open=True)
     granularity: int = setting(8, low=1)
+    max_cut_fraction: float = setting(0.5, kind=float, low=0, high=1, low_open=True)
     include_stem: bool = False
     include_head: bool = False
 
@@ -98,19 +103,21 @@ def _targets(spec: ArchSpec, config: ProposalConfig) -> Iterator[_Target]:
         yield _Target("head", (), spec.head.feature_channels, lambda w: with_widths(spec, {}, feature_channels=w))
 
 
-def candidate_widths(channels: int, granularity: int) -> list[int]:
-    """Multiples of ``granularity`` below ``channels``, largest first, none below it."""
+def candidate_widths(channels: int, granularity: int, max_cut_fraction: float = 1.0) -> list[int]:
+    """Multiples of ``granularity`` below ``channels``, largest first, none below it nor below
+    ``(1 - max_cut_fraction) x channels``."""
     top = (channels - 1) // granularity * granularity
-    return list(range(top, granularity - 1, -granularity))
+    lowest = max(granularity, math.ceil(channels * (1.0 - max_cut_fraction) / granularity - 1e-9) * granularity)
+    return list(range(top, lowest - 1, -granularity))
 
 
 def _size(spec: ArchSpec, target: _Target, predict_ms: Callable[[ArchSpec], float], baseline_ms: float,
-          delta_ms: float, granularity: int) -> ShrinkProposal | None:
+          delta_ms: float, config: ProposalConfig) -> ShrinkProposal | None:
     """The smallest reduction of ``target`` predicted to cut ``delta_ms`` (NetAdapt's
-    "choose # of filters"); the minimum width, flagged, when none does."""
+    "choose # of filters"); the smallest allowed width, flagged, when none does."""
     structure = expansion_convs(spec)
     found = None
-    for width in candidate_widths(target.channels, granularity):
+    for width in candidate_widths(target.channels, config.granularity, config.max_cut_fraction):
         new = target.rewrite(width)
         if expansion_convs(new) != structure:
             continue
@@ -144,7 +151,7 @@ def propose_reductions(spec: ArchSpec, predict_ms: Callable[[ArchSpec], float], 
     baseline_ms = float(predict_ms(spec))
     proposals = []
     for target in _targets(spec, config):
-        proposal = _size(spec, target, predict_ms, baseline_ms, delta_ms, config.granularity)
+        proposal = _size(spec, target, predict_ms, baseline_ms, delta_ms, config)
         if proposal is not None:
             proposals.append(proposal)
     return proposals

@@ -45,7 +45,8 @@ def test_every_proposal_is_valid_meets_its_cut_and_is_the_smallest_such_reductio
         if p.meets_cut:
             assert baseline - p.predicted_latency_ms >= delta
         else:
-            assert p.channels_after == min(w for w in candidate_widths(p.channels_before, granularity)
+            assert p.channels_after == min(w for w in candidate_widths(p.channels_before, granularity,
+                                                                       config.max_cut_fraction)
                                            if w != _input_width(spec, p))
         larger = p.channels_after + granularity
         if larger < p.channels_before and larger != _input_width(spec, p):
@@ -90,7 +91,8 @@ def test_small_gets_a_stem_and_a_head_proposal_only_when_asked():
 
 
 def test_unreachable_cut_gives_the_minimum_width_flagged_and_skips_removing_an_expansion_conv():
-    proposals = propose_reductions(LARGE, madds_ms, 1e9, ALL)
+    unbounded = ProposalConfig(include_stem=True, include_head=True, max_cut_fraction=1.0)
+    proposals = propose_reductions(LARGE, madds_ms, 1e9, unbounded)
     assert proposals and not any(p.meets_cut for p in proposals)
     assert all(p.channels_after == 8 for p in proposals)
     b1 = next(p for p in proposals if p.kind == "expansion" and p.blocks == (1,))
@@ -125,9 +127,37 @@ def test_candidate_widths_are_multiples_of_the_granularity_below_the_width():
     assert candidate_widths(8, 8) == []
 
 
+def test_candidate_widths_stop_at_the_largest_cut_allowed():
+    assert candidate_widths(576, 8, 0.5) == list(range(568, 287, -8))
+    assert candidate_widths(40, 8, 0.5) == [32, 24]  # 20 rounds up to 24
+    assert candidate_widths(16, 8, 0.5) == [8]
+    assert candidate_widths(40, 8, 1.0) == [32, 24, 16, 8]
+
+
+def test_no_proposal_removes_more_than_the_allowed_fraction_even_when_delta_asks_for_it():
+    bounded = propose_reductions(SMALL, madds_ms, 0.5 * madds_ms(SMALL), ALL)  # no single layer saves half
+    assert bounded and not any(p.meets_cut for p in bounded)
+    assert all(p.channels_after >= p.channels_before / 2 for p in bounded)
+    head = next(p for p in bounded if p.kind == "head")
+    assert (head.channels_before, head.channels_after) == (576, 288)
+    unbounded = propose_reductions(SMALL, madds_ms, 0.5 * madds_ms(SMALL), ProposalConfig(
+        include_stem=True, include_head=True, max_cut_fraction=1.0))
+    assert next(p for p in unbounded if p.kind == "head").channels_after == 8
+
+
+def test_netadapt_runs_recorded_before_the_bound_resume_unbounded():
+    from netadapt.loop import NetAdaptConfig
+
+    assert NetAdaptConfig.from_dict({"target_ms": 1.0}).max_cut_fraction == 1.0
+    assert NetAdaptConfig(target_ms=1.0).max_cut_fraction == 0.5
+    with pytest.raises(ValueError, match="max_cut_fraction"):
+        NetAdaptConfig(target_ms=1.0, max_cut_fraction=0.0)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"delta_fraction": 0.0}, "delta_fraction"), ({"delta_fraction": 1.5}, "delta_fraction"),
     ({"granularity": 0}, "granularity"), ({"granularity": 8.0}, "granularity"), ({"include_stem": 1}, "include_stem"),
+    ({"max_cut_fraction": 0.0}, "max_cut_fraction"), ({"max_cut_fraction": 1.5}, "max_cut_fraction"),
 ])
 def test_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
