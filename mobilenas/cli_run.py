@@ -40,8 +40,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"work per stage (default {DEFAULTS['budget']})")
     p.add_argument("--strategy", default=DEFAULTS["strategy"],
                    help=f"search strategy: rl, evolution, random, reinforce (default {DEFAULTS['strategy']})")
-    p.add_argument("--space", default=DEFAULTS["space"],
-                   help=f"search space (default {DEFAULTS['space']}: MnasNet space with MobileNetV3-Small's last stage)")
+    p.add_argument("--space", default=None,
+                   help=f"search space (default {DEFAULTS['space']}: MnasNet space with MobileNetV3-Small's last stage; "
+                        f"with --evaluator supernet its MBConv part, {DEFAULTS['space']}-mbconv, or the --supernet's)")
+    p.add_argument("--evaluator", choices=("proxy", "supernet"), default=None,
+                   help="proxy: train every candidate briefly; supernet: train a weight-sharing supernet once, score "
+                        "candidates with inherited weights and start NetAdapt and the final training from them "
+                        f"(default {DEFAULTS['evaluator']}, or supernet with --supernet)")
+    p.add_argument("--supernet", default=None, metavar="RUN_DIR",
+                   help="a finished mobilenas supernet train run folder to use instead of training one")
     p.add_argument("--w", type=float, default=DEFAULTS["w"],
                    help=f"MnasNet reward exponent (default {DEFAULTS['w']:g}, MobileNetV3-Small)")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
@@ -82,12 +89,31 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         from mobilenas.spec_args import resolve_spec
 
         resolve_spec(args.target_like)
+    evaluator = args.evaluator or ("supernet" if args.supernet is not None else DEFAULTS["evaluator"])
+    supernet = None if args.supernet is None else str(Path(args.supernet).resolve())
+    if supernet is not None:
+        from nas.supernet_eval import check_supernet_run
+
+        check_supernet_run(supernet, space=_space(args, evaluator), data=args.data)  # before any run folder
     return PipelineConfig(data=args.data, target_ms=args.target_ms, target_like=args.target_like,
-                          target_width=args.target_width, target_scale=args.target_scale, budget=args.budget, seed=args.seed, strategy=args.strategy,
-                          space=args.space, w=args.w,
+                          target_width=args.target_width, target_scale=args.target_scale, budget=args.budget,
+                          seed=args.seed, strategy=args.strategy, space=_space(args, evaluator), w=args.w,
+                          evaluator=evaluator, supernet=supernet,
                           table=args.table, on_drift=on_drift_of(args), address=args.address, workers=args.workers,
                           threads=args.threads, platform=None if platform is None else platform.record(),
                           netadapt_close_on=args.netadapt_close_on)
+
+
+def _space(args: argparse.Namespace, evaluator: str) -> str:
+    """``--space``, else the default space (with the supernet evaluator: the ``--supernet``'s space,
+    else the default space's MBConv part, the part a supernet trains)."""
+    if args.space is not None or evaluator != "supernet":
+        return args.space or DEFAULTS["space"]
+    if args.supernet is not None:
+        from nas.supernet_eval import trained_space
+
+        return trained_space(args.supernet) or f"{DEFAULTS['space']}-mbconv"
+    return f"{DEFAULTS['space']}-mbconv"
 
 
 def _open(args: argparse.Namespace) -> tuple[RunFolder, PipelineConfig]:

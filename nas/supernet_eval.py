@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from nas.candidate import CandidateResult, failed
-from nas.supernet import Layout, Supernet, make_supernet
+from nas.supernet import Layout, Supernet, extract_subnet, make_supernet
 from search_spaces.spec import ArchSpec
 from storage.runfolder import RunFolder
 from storage.status import Status
@@ -160,6 +160,18 @@ class SupernetEvaluator:
             recalibrate(self.net, layout, self.calibration)
             top1 = evaluate_layout(self.net, layout, self._x_val, self._y_val)
         return CandidateResult(top1, binomial_stderr(top1, len(self._y_val)), Status.FINISHED, 0, time.perf_counter() - start)
+
+    def subnet_weights(self, spec: ArchSpec) -> dict[str, torch.Tensor]:
+        """The stand-alone model's state dict of ``spec`` (CPU): the supernet's slices with
+        BatchNorm recalibrated as :meth:`evaluate` does, so the model scores what it scored."""
+        spec = adapt_spec(spec, self.data)
+        layout = self.net.layout_of(spec)
+        device = resolve_device(self.device)
+        with job_context(self.threads, device):
+            self._place(device)
+            recalibrate(self.net, layout, self.calibration)
+            model = extract_subnet(self.net, spec)
+        return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
 
     def _place(self, device: torch.device) -> None:
         """Move weights and images once, channels-last (2-3x faster CPU convolutions, measured)."""

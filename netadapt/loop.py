@@ -43,6 +43,13 @@ MeasureMs = Callable[[ArchSpec, dict[str, torch.Tensor]], float]
 """End-to-end latency of a model with its weights (ORT in the CLI; NaN when not measured)."""
 
 
+def substantial_savings(proposals: list[ShrinkProposal], share: float = 0.5) -> list[ShrinkProposal]:
+    """The proposals predicted to save at least ``share`` of the largest saving among them
+    (none when no proposal saves anything)."""
+    largest = max((p.cut_ms for p in proposals), default=0.0)
+    return [p for p in proposals if p.cut_ms > 0 and p.cut_ms >= share * largest]
+
+
 class UnreachableTarget(ValueError):
     """No proposal can shrink the model further and the target latency is not reached."""
 
@@ -185,14 +192,16 @@ class NetAdapt:
         return LoopResult(state, spec, weights, stopped=False)
 
     def proposals(self, state: LoopState, spec: ArchSpec) -> list[ShrinkProposal]:
-        """This iteration's proposals: those meeting the cut, else (near the floor) those predicted
-        to save anything at all; a narrower layer can run slower (e.g. channels below the
-        runtime's vector block), and such a proposal is never kept."""
+        """This iteration's proposals: those meeting the cut, else (near the floor, or when the
+        largest cut a proposal may make saves less than delta) those predicted to save at least
+        half the largest saving on offer. A narrower layer can run slower (e.g. channels below the
+        runtime's vector block), and such a proposal is never kept; one saving almost nothing would
+        win the accuracy-per-ms ratio while the model is still learning, and the loop would crawl."""
         gap = self._measured_gap(state)
         gap = state.predicted_ms - self.config.target_ms if gap is None else gap
         delta_ms = min(self.config.delta_fraction * state.l0_ms, gap)
         found = propose_reductions(spec, self.predict_ms, max(delta_ms, 0.0), self.config.proposal_config())
-        pool = [p for p in found if p.meets_cut] or [p for p in found if p.cut_ms > 0]
+        pool = [p for p in found if p.meets_cut] or substantial_savings(found)
         if not pool:
             raise UnreachableTarget(f"netadapt cannot shrink further: every layer is at the granularity floor "
                                     f"({self.config.granularity}) or no narrower layer is predicted faster, at "

@@ -144,10 +144,18 @@ def stage_netadapt(name: str):
         path = run.path / f"netadapt-{name}"
         folder = child_run(path, "netadapt")
         if folder is None:
+            predictor = LazyPredictor(table["folder"], trusted=True)
+            start_ms = float(predictor.predict_ms(parse_spec(start["arch"])))
+            if start_ms <= table["target_ms"]:
+                run.say(f"{name}: the start model is already at {start_ms:.4f} ms <= target {table['target_ms']:.4f} "
+                        "(predicted); nothing to adapt, it is this platform's model")
+                return {"skipped": True, "final_spec": start["arch"], "final_top1": start["top1"],
+                        "final_top1_stderr": start["top1_stderr"], "predicted_latency_ms": start_ms,
+                        "iterations": 0, "elapsed_s": 0.0}
             setup = JobSetup(netadapt_config(config, table["target_ms"]), start["arch"], config.start, config.data, 0,
                              table["folder"], "error", 1, None, start["weights"], config.pretrain_epochs,
                              table_trusted=True)
-            check_target(setup, LazyPredictor(table["folder"], trusted=True).predict_ms)
+            check_target(setup, predictor.predict_ms)
             folder = RunFolder.create(path, job="netadapt", slug=f"netadapt-{name}", seed=config.seed,
                                       config=setup.to_dict())
         elif folder.status is Status.FINISHED:

@@ -13,7 +13,9 @@ class PipelineBudget:
     """How much work each stage does. The search aims ``search_target_factor`` above the final
     target and NetAdapt trims the found model down to it, as MobileNetV3 section 4.2 does;
     ``netadapt_delta`` is NetAdapt's per-iteration cut as a fraction of the start latency (the
-    paper's 0.01 needs ~30 iterations for a 25% cut: the small budgets take bigger steps)."""
+    paper's 0.01 needs ~30 iterations for a 25% cut: the small budgets take bigger steps).
+    With the supernet evaluator the supernet trains ``supernet_epochs`` and the search scores
+    ``supernet_trials`` candidates (seconds each) instead of ``search_trials`` proxy trainings."""
 
     search_trials: int
     search_epochs: int
@@ -24,6 +26,8 @@ class PipelineBudget:
     long_epochs: int
     final_epochs: int
     references: tuple[tuple[str, float], ...]
+    supernet_epochs: int = 4
+    supernet_trials: int = 48
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "references": [list(r) for r in self.references]}
@@ -36,11 +40,12 @@ BUDGETS = {
     "medium": PipelineBudget(search_trials=32, search_epochs=2, search_target_factor=1.25, pretrain_epochs=10,
                              short_steps=100, netadapt_delta=0.05, long_epochs=3, final_epochs=30,
                              references=(("mobilenetv3-small", 1.0), ("mobilenetv3-small", 0.75),
-                                         ("mobilenetv3-large", 0.5))),
+                                         ("mobilenetv3-large", 0.5)), supernet_epochs=8, supernet_trials=300),
     "large": PipelineBudget(search_trials=100, search_epochs=2, search_target_factor=1.25, pretrain_epochs=20,
                             short_steps=300, netadapt_delta=0.02, long_epochs=5, final_epochs=50,
                             references=(("mobilenetv3-small", 1.0), ("mobilenetv3-small", 0.75),
-                                        ("mobilenetv3-large", 0.5), ("mobilenetv3-large", 0.75))),
+                                        ("mobilenetv3-large", 0.5), ("mobilenetv3-large", 0.75)),
+                            supernet_epochs=15, supernet_trials=1000),
 }
 """``small`` is the README's demo (minutes on 2 cores); ``medium``/``large`` are for real use."""
 
@@ -74,6 +79,8 @@ class PipelineConfig:
     threads: int = setting(2, low=1)
     platform: dict | None = None
     netadapt_close_on: str = "measured"
+    evaluator: str = "proxy"
+    supernet: str | None = None
 
     def __post_init__(self) -> None:
         if (self.target_ms is None) == (self.target_like is None):
@@ -92,11 +99,23 @@ class PipelineConfig:
         if not (isinstance(self.w, (int, float)) and math.isfinite(self.w) and self.w < 0):
             raise ValueError(f"--w = {self.w!r} is not allowed; expected a negative number (MnasNet -0.07, "
                              "MobileNetV3-Small -0.15)")
+        self._check_evaluator()
         from netadapt.steering import check_close_on
 
         check_close_on(self.netadapt_close_on)
         if self.on_drift not in ("error", "rescale", "force"):
             raise ValueError(f"on_drift {self.on_drift!r} is not allowed; expected error, rescale or force")
+
+    def _check_evaluator(self) -> None:
+        if self.evaluator not in ("proxy", "supernet"):
+            raise ValueError(f"--evaluator {self.evaluator!r} is not known; expected proxy or supernet")
+        if self.evaluator == "proxy" and self.supernet is not None:
+            raise ValueError("--supernet applies to --evaluator supernet only")
+        if self.evaluator == "supernet":
+            from nas.supernet import SUPERNET_SPACES, no_supernet_message
+
+            if self.space not in SUPERNET_SPACES:
+                raise ValueError(no_supernet_message(self.space) + " (--evaluator supernet)")
 
     @property
     def stage_budget(self) -> PipelineBudget:

@@ -27,6 +27,7 @@ from netadapt.loop import NetAdaptConfig
 from pipeline.config import table_trusted
 from pipeline.measure import measure_side_by_side, table_measurer
 from pipeline.runner import Pipeline, StageStopped
+from pipeline.supernet_stage import supernet_start
 from search_spaces.encoding import parse_spec
 from search_spaces.resolve import resolve_spec
 from search_spaces.spec import ArchSpec
@@ -49,11 +50,13 @@ def stage_netadapt(run: Pipeline) -> dict[str, Any]:
     """NetAdapt rounds until the final model's measured latency is within budget (or
     ``MAX_ROUNDS``, or the target is out of NetAdapt's reach); the last round's result plus
     ``latency_rounds``, one record per round."""
-    spec, weights = run.result("search")["best_spec"], None
+    spec = run.result("search")["best_spec"]
+    weights = supernet_start(run, spec)  # None: the proxy evaluator's NetAdapt pre-trains its start model
+    name = "search-best" if weights is None else "supernet-subnet"
     target_ms = anchored_target(run, spec, run.result("table")["target_ms"])
     rounds: list[dict[str, Any]] = []
     for index in range(MAX_ROUNDS):
-        result = _run_round(run, index, spec, weights, target_ms)
+        result = _run_round(run, index, spec, weights, target_ms, name)
         check = recorded_check(run, index, parse_spec(result["final_spec"]))
         rounds.append({"round": index + 1, "folder": str(round_folder(run, index)), "target_ms": target_ms,
                        "predicted_ms": result["predicted_latency_ms"], **check})
@@ -62,10 +65,8 @@ def stage_netadapt(run: Pipeline) -> dict[str, Any]:
         if not over_budget(check) or index + 1 == MAX_ROUNDS:
             break
         next_target = result["predicted_latency_ms"] / check["ratio"]
-        if result.get("skipped"):
-            spec, weights = result["final_spec"], None
-        else:
-            spec, weights = result["final_spec"], str(Path(result["run_dir"]) / "final.pt")
+        if not result.get("skipped"):  # a skipped round changed nothing: same spec, same weights
+            spec, weights, name = result["final_spec"], str(Path(result["run_dir"]) / "final.pt"), "previous-round"
         if not _reachable(run, spec, next_target):
             break
         target_ms = next_target
@@ -156,7 +157,8 @@ def _reachable(run: Pipeline, spec: str, target_ms: float) -> bool:
     return True
 
 
-def _run_round(run: Pipeline, index: int, spec: str, weights: str | None, target_ms: float) -> dict[str, Any]:
+def _run_round(run: Pipeline, index: int, spec: str, weights: str | None, target_ms: float,
+               name: str) -> dict[str, Any]:
     """One NetAdapt run folder (created, resumed or read back when finished)."""
     path = round_folder(run, index)
     folder = child_run(path, "netadapt")
@@ -166,7 +168,7 @@ def _run_round(run: Pipeline, index: int, spec: str, weights: str | None, target
         if start_ms <= target_ms:
             run.say(f"netadapt: the start model is already at {start_ms:.4f} ms <= target (predicted); nothing to adapt")
             return {"skipped": True, "final_spec": spec, "predicted_latency_ms": start_ms}
-        setup = _setup(run, spec, weights, target_ms)
+        setup = _setup(run, spec, weights, target_ms, name)
         check_target(setup, predictor.predict_ms)
         folder = RunFolder.create(path, job="netadapt", slug=f"netadapt-round{index + 1}", seed=run.config.seed,
                                   config=setup.to_dict())
@@ -191,13 +193,13 @@ def _netadapt_line(event: Any) -> str:
     return f"netadapt: done, {event.predicted_ms:.4f} ms predicted, val top-1 {event.top1:.4f}"
 
 
-def _setup(run: Pipeline, spec: str, weights: str | None, target_ms: float) -> JobSetup:
+def _setup(run: Pipeline, spec: str, weights: str | None, target_ms: float, name: str = "search-best") -> JobSetup:
     budget, table = run.config.stage_budget, run.result("table")
     config = NetAdaptConfig(target_ms=target_ms, short_steps=budget.short_steps,
                             delta_fraction=budget.netadapt_delta, long_epochs=budget.long_epochs,
                             include_stem=True, include_head=True, seed=run.config.seed, long_threads=run.config.threads,
                             close_on=run.config.netadapt_close_on)
-    return JobSetup(config, spec, "search-best" if weights is None else "previous-round", run.config.data, 0,
+    return JobSetup(config, spec, name, run.config.data, 0,
                     table["folder"], run.config.on_drift, run.config.workers, run.config.address, weights,
                     budget.pretrain_epochs, table_trusted=table_trusted(run.config, table), platform=run.config.platform,
                     table_space=run.config.space)

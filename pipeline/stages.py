@@ -22,6 +22,7 @@ from pipeline.measure import measure_side_by_side, table_measurer
 from pipeline.netadapt_rounds import stage_netadapt
 from pipeline.report import write_pipeline_report
 from pipeline.runner import Pipeline, Stage, StageFailed, StageStopped
+from pipeline.supernet_stage import final_start, stage_supernet, uses_supernet
 from search_spaces.counting import spec_cost
 from search_spaces.encoding import parse_spec, spec_to_dict
 from search_spaces.onnx_export import export_module_onnx
@@ -81,10 +82,12 @@ def stage_table(run: Pipeline) -> dict[str, Any]:
 def stage_search(run: Pipeline) -> dict[str, Any]:
     """The global search (MnasNet reward) aiming above the target; NetAdapt trims afterwards."""
     table, budget = run.result("table"), run.config.stage_budget
+    evaluator = ({"evaluator": "supernet", "supernet": run.result("supernet")["run_dir"],
+                  "trials": budget.supernet_trials} if uses_supernet(run) else
+                 {"trials": budget.search_trials, "epochs": budget.search_epochs})
     config = SearchConfig(target_ms=table["target_ms"] * budget.search_target_factor, data=run.config.data,
-                          strategy=run.config.strategy, trials=budget.search_trials, seed=run.config.seed,
-                          epochs=budget.search_epochs, concurrency=run.config.workers, space=run.config.space,
-                          w=run.config.w, platform=run.config.platform)
+                          strategy=run.config.strategy, seed=run.config.seed, concurrency=run.config.workers,
+                          space=run.config.space, w=run.config.w, platform=run.config.platform, **evaluator)
     existing = child_run(run.path / "search", "search")
     if existing is not None and existing.status is Status.FINISHED:
         return existing.manifest["summary"]
@@ -112,14 +115,16 @@ def final_recipe(run: Pipeline) -> TrainConfig:
     return TrainConfig(epochs=run.config.stage_budget.final_epochs, threads=run.config.threads, seed=run.config.seed)
 
 
-def _train(run: Pipeline, folder_name: str, spec: ArchSpec, data: Dataset) -> dict[str, Any]:
-    """A ``train`` run folder under ``folder_name`` (created, resumed or read back when finished)."""
+def _train(run: Pipeline, folder_name: str, spec: ArchSpec, data: Dataset,
+           init_weights: Path | None = None) -> dict[str, Any]:
+    """A ``train`` run folder under ``folder_name`` (created, resumed or read back when finished),
+    from ``init_weights`` when given."""
     parent = run.path / folder_name
     earlier = _earlier_training(parent)
     if earlier is not None:
         return earlier
     result = train_in(parent, spec, data, final_recipe(run), spec_name=Path(folder_name).name,
-                      data_name=run.config.data, split_seed=0, should_stop=run.stop)
+                      data_name=run.config.data, split_seed=0, should_stop=run.stop, init_weights=init_weights)
     if result is None:
         raise StageStopped()
     return result
@@ -137,9 +142,12 @@ def _earlier_training(folder: Path) -> dict[str, Any] | None:
 
 
 def stage_final(run: Pipeline) -> dict[str, Any]:
-    """The final spec trained from scratch with the full recipe (MobileNetV3 section 6.1)."""
+    """The final spec trained with the full recipe: from scratch (MobileNetV3 section 6.1), or
+    with the supernet evaluator from NetAdapt's weights, inherited from the supernet (once-for-all)."""
     spec = parse_spec(run.result("netadapt")["final_spec"])
-    return _train(run, "final", spec, data_of(run))
+    start = final_start(run)
+    return {**_train(run, "final", spec, data_of(run), init_weights=start),
+            "start": "scratch" if start is None else str(start)}
 
 
 def stage_references(run: Pipeline) -> dict[str, Any]:
@@ -221,7 +229,8 @@ def summary(run: Pipeline) -> dict[str, Any]:
             "export": run.result("export")["folder"]}
 
 
-RECIPE = (Stage("table", stage_table), Stage("search", stage_search), Stage("netadapt", stage_netadapt),
+RECIPE = (Stage("table", stage_table), Stage("supernet", stage_supernet), Stage("search", stage_search),
+          Stage("netadapt", stage_netadapt),
           Stage("final", stage_final), Stage("references", stage_references), Stage("measure", stage_measure),
           Stage("export", stage_export), Stage("report", stage_report))
 """The stages of ``mobilenas run``, in order (each recorded as ``stages.<name>`` in the manifest)."""

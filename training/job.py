@@ -6,7 +6,9 @@ A run folder (:class:`storage.runfolder.RunFolder`) holds ``manifest.json`` (con
 latency settings, status), ``spec.json``, ``metrics.csv`` (one row per epoch, appended as they
 come), ``checkpoint.pt`` (after every epoch: a kill loses at most the epoch in progress), and
 once finished ``model.pt`` (the evaluated weights), ``model.onnx`` and the summary in the
-manifest's ``results``. :func:`create_job` checks spec and data before the folder exists;
+manifest's ``results``; a run started from given weights keeps a copy as ``init.pt`` (its
+manifest's ``init`` names where they came from), so a resume before the first checkpoint starts
+from them again. :func:`create_job` checks spec and data before the folder exists;
 :func:`open_job` reopens one for ``--resume`` with its recorded spec, data and config, each
 checked; :func:`execute` trains (or continues) inside the run's session. This module prints
 nothing; the latency of the ONNX model is measured by a callback of the caller's layer.
@@ -37,6 +39,7 @@ from training.runtime import resolve_device
 from training.trainer import METRIC_COLUMNS, Progress, Trainer, TrainingDiverged, steps_per_epoch
 
 METRICS, CHECKPOINT, ONNX, SPEC, WEIGHTS = "metrics.csv", "checkpoint.pt", "model.onnx", "spec.json", "model.pt"
+INIT = "init.pt"
 DEFAULT_LATENCY_REPEATS = 100
 TRAIN_FIELDS = {"spec_name": str, "arch": str, "data": dict, "latency": dict}
 DATA_FIELDS = {"name": str, "split_seed": int, "resolution": int}
@@ -56,6 +59,8 @@ class TrainJob:
     checkpoint: dict[str, Any] | None
     resumed_from: Status | None = None
     """The status a resumed run had (None for a new run)."""
+    initial_state: dict[str, torch.Tensor] | None = None
+    """The weights training starts from (None: the builder's initialization)."""
 
     @property
     def total_steps(self) -> int:
@@ -74,16 +79,32 @@ def slug_for(spec_name: str, data_name: str) -> str:
 
 def create_job(out: Path, spec: ArchSpec, data: Dataset, config: TrainConfig, *, spec_name: str, data_name: str,
                split_seed: int, slug: str, repeats: int = DEFAULT_LATENCY_REPEATS,
-               extra: Mapping[str, Any] | None = None) -> TrainJob:
-    """A new run folder under ``out`` (spec and data checked first; ``extra`` manifest fields)."""
+               extra: Mapping[str, Any] | None = None, init_weights: Path | None = None) -> TrainJob:
+    """A new run folder under ``out`` (spec, data and ``init_weights`` checked first; ``extra``
+    manifest fields). ``init_weights``: a state-dict file of ``spec`` to start from."""
     resolve_device(config.device)
     Trainer(spec, data, config)  # spec vs data checked now, not after the folder exists
+    initial = None if init_weights is None else _initial_state(spec, Path(init_weights))
+    init = {} if initial is None else {"init": {"weights": INIT, "source": str(init_weights)}}
     run = RunFolder.create(out, job="train", slug=slug, seed=config.seed, config=config.to_dict(),
                            extra={"spec_name": spec_name, "arch": format_spec(spec),
                                   "data": {"name": data_name, "split_seed": split_seed, **data.summary()},
-                                  "latency": {"repeats": repeats}, **dict(extra or {})})
+                                  "latency": {"repeats": repeats}, **init, **dict(extra or {})})
+    if initial is not None:
+        save_torch(run.file(INIT), initial)
     write_json(run.file(SPEC), spec_to_dict(spec))
-    return TrainJob(run, spec, data, config, repeats, None)
+    return TrainJob(run, spec, data, config, repeats, None, initial_state=initial)
+
+
+def _initial_state(spec: ArchSpec, path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in ``path``, refused with one line unless it fits ``spec``'s model."""
+    state = load_torch(path, what="initial weights")
+    try:
+        build_model(spec).load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        reason = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2]) or type(exc).__name__
+        raise ValueError(f"initial weights {str(path)!r} do not fit {format_spec(spec)}: {reason[:300]}") from None
+    return state
 
 
 def _recorded(run: RunFolder) -> tuple[ArchSpec, TrainConfig, int]:
@@ -132,7 +153,8 @@ def open_job(path: Path) -> TrainJob:
     checkpoint = _checkpoint(run, spec, config, data)
     if not run.file(SPEC).is_file():
         write_json(run.file(SPEC), spec_to_dict(spec))
-    return TrainJob(run, spec, data, config, repeats, checkpoint, resumed_from=run.status)
+    initial = _initial_state(spec, run.file(INIT)) if "init" in run.manifest else None
+    return TrainJob(run, spec, data, config, repeats, checkpoint, resumed_from=run.status, initial_state=initial)
 
 
 def _finish(job: TrainJob, result: Any, metrics: CsvLog, measure_ms: MeasureMs | None) -> dict[str, Any]:
@@ -174,7 +196,8 @@ def execute(job: TrainJob, *, should_stop: Callable[[], bool] = lambda: False,
             on_start()
         metrics = CsvLog(run.file(METRICS), METRIC_COLUMNS)
         metrics.rewrite([] if job.checkpoint is None else job.checkpoint["metrics"])  # exactly the saved epochs
-        trainer = Trainer(job.spec, job.data, job.config, should_stop=lambda: stop() or should_stop(),
+        trainer = Trainer(job.spec, job.data, job.config, initial_state=job.initial_state,
+                          should_stop=lambda: stop() or should_stop(),
                           checkpoint_path=run.file(CHECKPOINT), on_progress=_metrics_writer(metrics, on_progress))
         try:
             result = trainer.fit(job.checkpoint)
@@ -191,7 +214,8 @@ def execute(job: TrainJob, *, should_stop: Callable[[], bool] = lambda: False,
 
 def train_in(parent: Path, spec: ArchSpec, data: Dataset, config: TrainConfig, *, spec_name: str, data_name: str,
              split_seed: int, should_stop: Callable[[], bool],
-             on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any] | None:
+             on_progress: Callable[[Progress], None] | None = None,
+             init_weights: Path | None = None) -> dict[str, Any] | None:
     """Train ``spec`` in the one train run folder under ``parent`` (created, resumed, or read back
     when finished), for jobs that train a model as one of their steps; None when stopped.
     ``data`` is ``load_dataset(data_name, split_seed=split_seed, ...)``, as a resume reloads it."""
@@ -200,7 +224,7 @@ def train_in(parent: Path, spec: ArchSpec, data: Dataset, config: TrainConfig, *
         return run.manifest["results"]
     if run is None:
         job = create_job(parent, spec, data, config, spec_name=spec_name, data_name=data_name, split_seed=split_seed,
-                         slug=slug_for(spec_name, data_name))
+                         slug=slug_for(spec_name, data_name), init_weights=init_weights)
     else:
         job = open_job(run.path)
     return execute(job, should_stop=should_stop, on_progress=on_progress)

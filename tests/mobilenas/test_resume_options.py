@@ -69,8 +69,12 @@ def test_an_option_allowed_with_resume_reaches_the_folder(tmp_path, capsys, comm
 def test_run_defaults_are_pipeline_config_defaults():
     defaults = {f.name: f.default for f in dataclasses.fields(PipelineConfig)}
     args = build_parser().parse_args(["run"])
-    for name in ("budget", "strategy", "space", "w", "seed", "workers", "threads", "target_width", "target_scale"):
+    for name in ("budget", "strategy", "w", "seed", "workers", "threads", "target_width", "target_scale"):
         assert getattr(args, name) == defaults[name], name
+    from mobilenas.cli_run import _space
+
+    assert args.space is None and _space(args, "proxy") == defaults["space"]  # the space follows the evaluator
+    assert _space(args, "supernet") == defaults["space"] + "-mbconv" and defaults["evaluator"] == "proxy"
 
 
 TABLE_COMMANDS = [("run",), ("search",), ("netadapt",), ("latency", "predict"), ("latency", "validate"),

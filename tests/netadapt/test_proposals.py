@@ -173,3 +173,16 @@ def test_rejects_bad_delta(delta):
 def test_delta_is_a_fraction_of_the_initial_latency():
     assert ProposalConfig().delta_ms(40.0) == pytest.approx(0.4)
     assert isinstance(propose_reductions(SMALL, madds_ms, 0.1)[0], ShrinkProposal)
+
+
+def test_without_a_proposal_meeting_delta_only_substantial_savings_compete():
+    """A proposal saving almost nothing would win Δaccuracy/|Δlatency| while the model still
+    learns; only those saving at least half the largest saving on offer stay."""
+    from netadapt.loop import substantial_savings
+
+    found = propose_reductions(SMALL, madds_ms, 0.5 * madds_ms(SMALL), ALL)
+    kept = substantial_savings(found)
+    largest = max(p.cut_ms for p in found)
+    assert kept and all(p.cut_ms >= 0.5 * largest for p in kept)
+    assert len(kept) < len(found)  # the small savers are out
+    assert substantial_savings([p for p in found if p.cut_ms <= 0]) == []

@@ -31,7 +31,7 @@ class FakePipeline:
 def fake_rounds(monkeypatch, ratios, reachable=True):
     calls = []
 
-    def run_round(p, index, spec, weights, target_ms):
+    def run_round(p, index, spec, weights, target_ms, name):
         calls.append((index, spec, weights, round(target_ms, 4)))
         return {"final_spec": f"spec{index}", "predicted_latency_ms": target_ms, "run_dir": f"/runs/{index}"}
 

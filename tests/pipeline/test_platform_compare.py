@@ -146,3 +146,31 @@ def test_cli_passes_the_steering_to_the_comparison(tmp_path):
                                       "--close-on", "predicted", "--out", str(tmp_path)])
     folder, config = _open(args)
     assert config.close_on == "predicted" and folder.manifest["config"]["close_on"] == "predicted"
+
+
+def test_a_start_model_already_within_a_platforms_target_is_that_platforms_model(tmp_path, monkeypatch):
+    """Valid input is not refused: when the start model is predicted within a platform's target
+    (a fast platform, or a slow moment while the target was measured), NetAdapt has nothing to
+    cut and the trained start model is the platform's model."""
+    from types import SimpleNamespace
+
+    from pipeline import compare
+    from search_spaces.encoding import format_spec
+
+    class FixedPredictor:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def predict_ms(self, spec) -> float:
+            return 0.1
+
+    monkeypatch.setattr(compare, "LazyPredictor", FixedPredictor)
+    arch = format_spec(reference_spec("mobilenetv3-small", resolution=32, num_classes=10, in_channels=1))
+    results = {"table-ort-cpu-1t": {"target_ms": 0.2, "folder": str(tmp_path / "none")},
+               "start": {"arch": arch, "top1": 0.5, "top1_stderr": 0.01, "weights": str(tmp_path / "none.pt")}}
+    said = []
+    run = SimpleNamespace(config=CompareConfig.for_names(["ort-cpu-1t", "ort-cpu-2t"]), path=tmp_path,
+                          result=results.__getitem__, say=said.append, stop=lambda: False)
+    found = compare.stage_netadapt("ort-cpu-1t")(run)
+    assert found["skipped"] and found["final_spec"] == arch and found["final_top1"] == 0.5
+    assert not (tmp_path / "netadapt-ort-cpu-1t").exists() and "nothing to adapt" in said[-1]

@@ -29,7 +29,7 @@ def finished_results(arch: str) -> dict:
                   "target_like_measured": {"ratio": 1.0, "low": 0.98, "high": 1.02, "latency_ms": 0.12},
                   "target_like_predicted_ms": 0.121,
                   "record": {"entries": 10, "drift": DRIFT, "doctor": DOCTOR, "validation": VALIDATION}},
-        "search": {}, "netadapt": {"skipped": True, "predicted_latency_ms": 0.1},
+        "supernet": {"skipped": True}, "search": {}, "netadapt": {"skipped": True, "predicted_latency_ms": 0.1},
         "final": model, "references": {"models": [{"name": HOSTILE, **model}]},
         "measure": {"models": [{"name": "final", **measured}, {"name": HOSTILE, **measured}]}, "export": {}}
 

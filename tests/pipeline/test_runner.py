@@ -21,6 +21,9 @@ from storage.status import Status
     ({"target_ms": float("nan")}, "--target-ms = nan is not allowed"),
     ({"target_ms": 1.0, "budget": "huge"}, "--budget 'huge' is not known"),
     ({"target_ms": 1.0, "workers": 0}, "--workers = 0 is not allowed"),
+    ({"target_ms": 1.0, "evaluator": "oracle"}, "--evaluator 'oracle' is not known"),
+    ({"target_ms": 1.0, "evaluator": "supernet"}, "'mnasnet-small' has no supernet; its MBConv part is mnasnet-small-mbconv"),
+    ({"target_ms": 1.0, "supernet": "runs/x"}, "--supernet applies to --evaluator supernet only"),
 ])
 def test_config_rejects_bad_settings(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -49,7 +52,7 @@ def fake_pipeline(folder, config, calls, fail_at=None, stop_at=None) -> Pipeline
 
 
 def test_the_recipe_runs_every_stage_once_in_order():
-    assert STAGES == ("table", "search", "netadapt", "final", "references", "measure", "export", "report")
+    assert STAGES == ("table", "supernet", "search", "netadapt", "final", "references", "measure", "export", "report")
     assert len({stage.run for stage in RECIPE}) == len(RECIPE)
 
 
@@ -59,14 +62,14 @@ def test_finished_stages_are_kept_and_a_failure_names_stage_and_resume(tmp_path)
     calls = []
     with pytest.raises(StageFailed, match=r"stage 'final' failed: disk on fire .*mobilenas run --resume"):
         fake_pipeline(folder, config, calls, fail_at="final").run()
-    assert calls == list(STAGES[:4])
+    assert calls == list(STAGES[:STAGES.index("final") + 1])
     reopened = RunFolder.open(folder.path, job="run")
     assert reopened.manifest["stages"]["final"]["status"] == "failed"
     assert reopened.manifest["stages"]["search"] == {"status": "finished", "result": {"stage": "search"},
                                                       "elapsed_s": reopened.manifest["stages"]["search"]["elapsed_s"]}
     calls.clear()
     summary = fake_pipeline(reopened, config, calls).run()
-    assert calls == list(STAGES[3:])
+    assert calls == list(STAGES[STAGES.index("final"):])
     assert summary["done"] == list(STAGES)
     assert RunFolder.open(folder.path, job="run").status is Status.FINISHED
 
@@ -123,7 +126,8 @@ def test_cli_refuses_options_with_resume_and_bad_input(tmp_path, capsys):
 
 
 TINY = dict(search_trials=2, search_epochs=1, search_target_factor=1.25, pretrain_epochs=1, short_steps=2,
-            netadapt_delta=0.3, long_epochs=1, final_epochs=1, references=(("mobilenetv3-small", 0.5),))
+            netadapt_delta=0.3, long_epochs=1, final_epochs=1, references=(("mobilenetv3-small", 0.5),),
+            supernet_epochs=1, supernet_trials=3)
 
 
 @pytest.mark.slow
@@ -150,6 +154,50 @@ def test_pipeline_end_to_end_on_digits(tmp_path, capsys, monkeypatch):
         assert (run.path / name).is_file(), name
     assert main(["run", "--resume", summary["run_dir"]]) == 2
     assert "already finished" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_pipeline_with_the_supernet_evaluator_starts_netadapt_and_the_final_training_from_its_weights(
+        tmp_path, capsys, monkeypatch):
+    """--evaluator supernet: a supernet trained in the run scores the search's candidates; the
+    found sub-network's inherited weights start NetAdapt (no pre-training) and its result starts
+    the final training; a resume of the finished run is refused."""
+    from pathlib import Path
+
+    import torch
+
+    from pipeline import config as pipeline_config
+    from pipeline.supernet_stage import START_WEIGHTS
+
+    monkeypatch.setitem(pipeline_config.BUDGETS, "small", pipeline_config.PipelineBudget(**TINY))
+    code = main(["run", "--data", "digits", "--target-like", "mobilenetv3-small", "--target-scale", "2.5",
+                 "--evaluator", "supernet", "--out", str(tmp_path), "--json", "--workers", "1", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    run = RunFolder.open(json.loads(captured.out.strip().splitlines()[-1])["run_dir"], job="run")
+    assert run.manifest["config"]["space"] == "mnasnet-small-mbconv"
+    assert all(run.manifest["stages"][s]["status"] == "finished" for s in STAGES)
+    assert run.manifest["stages"]["supernet"]["result"]["trained_here"]
+    assert main(["run", "--resume", str(run.path)]) == 2
+    (search,) = run.path.glob("search/*/manifest.json")
+    search_config = json.loads(search.read_text())["config"]
+    assert search_config["evaluator"] == "supernet" and search_config["trials"] == 3
+    assert search_config["supernet"] == str(next(run.path.glob("supernet/*")))
+    start = torch.load(run.path / START_WEIGHTS, weights_only=True)
+    (final,) = run.path.glob("final/*/manifest.json")
+    init = json.loads(final.read_text())["init"]
+    netadapt = sorted(run.path.glob("netadapt*/*/manifest.json"))
+    if not netadapt:  # the search's best was already within the target: nothing to cut
+        assert run.manifest["stages"]["netadapt"]["result"]["skipped"] and init["source"] == str(run.path / START_WEIGHTS)
+        return
+    setup = json.loads(netadapt[0].read_text())["config"]
+    assert setup["spec_name"] == "supernet-subnet" and setup["weights"] == str(run.path / START_WEIGHTS)
+    assert not list(run.path.glob("netadapt/*/pretrain"))  # inherited weights: nothing trained first
+    netadapt_start = torch.load(netadapt[0].parent / "start.pt", weights_only=True)
+    assert all(torch.equal(netadapt_start[k], v) for k, v in start.items())
+    last_round = run.manifest["stages"]["netadapt"]["result"]["run_dir"]
+    assert init["source"] == str(Path(last_round) / "final.pt")
 
 
 @pytest.mark.slow

@@ -1,0 +1,80 @@
+"""The pipeline with the one-shot evaluator (once-for-all, Cai et al. 2020; BigNAS): a
+weight-sharing supernet of the search space is trained once (or a finished one is given), the
+search scores candidates with weights inherited from it, and the found sub-network's weights,
+BatchNorm recalibrated, start NetAdapt and then the final training instead of random ones.
+
+With the proxy evaluator every function here does nothing (MobileNetV3's recipe: the search
+trains candidates briefly, NetAdapt pre-trains its start model, the final model trains from
+scratch).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nas.supernet_eval import SupernetEvaluator, check_supernet_run
+from nas.supernet_job import SupernetJob
+from nas.supernet_train import SupernetConfig
+from pipeline.runner import Pipeline, StageStopped
+from search_spaces.encoding import parse_spec
+from storage.runfolder import child_run
+from storage.status import Status
+from storage.torchfiles import save_torch
+from training.datasets import default_resolution, load_dataset
+
+START_WEIGHTS = "supernet-start.pt"
+"""The search's best sub-network with the supernet's weights, in the pipeline's run folder."""
+
+
+def uses_supernet(run: Pipeline) -> bool:
+    return run.config.evaluator == "supernet"
+
+
+def stage_supernet(run: Pipeline) -> dict[str, Any]:
+    """The supernet the search scores candidates with: ``--supernet`` checked against the run's
+    space and data, else one trained in ``supernet/`` for the budget's epochs (resumable)."""
+    if not uses_supernet(run):
+        return {"skipped": True}
+    config = run.config
+    if config.supernet is not None:
+        check_supernet_run(config.supernet, space=config.space, data=config.data)
+        return {"run_dir": str(Path(config.supernet).resolve()), "trained_here": False}
+    existing = child_run(run.path / "supernet", "supernet")
+    if existing is not None and existing.status is Status.FINISHED:
+        return {**existing.manifest["summary"], "trained_here": True}
+    settings = SupernetConfig(space=config.space, data=config.data, epochs=config.stage_budget.supernet_epochs,
+                              eval_every_epochs=config.stage_budget.supernet_epochs, seed=config.seed,
+                              threads=config.threads)
+    job = SupernetJob(settings, out=run.path / "supernet", folder=existing, say=lambda m: run.say(f"supernet: {m}"),
+                      progress=lambda row: run.say(f"supernet: epoch {row['epoch']} of {settings.epochs}"))
+    summary = job.run()
+    if summary is None:
+        raise StageStopped()
+    run.say(f"supernet: largest sub-network {100 * summary['val_top1_largest']:.1f}%, smallest "
+            f"{100 * summary['val_top1_smallest']:.1f}% (validation), {summary['train_s']:.0f} s")
+    return {**summary, "trained_here": True}
+
+
+def supernet_start(run: Pipeline, spec: str) -> str | None:
+    """NetAdapt's start weights: ``spec`` sliced from the supernet with BatchNorm recalibrated as
+    the search evaluated it (written once, ``START_WEIGHTS``); None with the proxy evaluator."""
+    if not uses_supernet(run):
+        return None
+    path = run.path / START_WEIGHTS
+    if not path.is_file():
+        data = load_dataset(run.config.data, resolution=default_resolution(run.config.data), split_seed=0)
+        evaluator = SupernetEvaluator.from_run(run.result("supernet")["run_dir"], data, space=run.config.space,
+                                               seed=run.config.seed, threads=run.config.threads)
+        save_torch(path, evaluator.subnet_weights(parse_spec(spec)))
+    return str(path)
+
+
+def final_start(run: Pipeline) -> Path | None:
+    """The final training's start weights: NetAdapt's final model (or, when NetAdapt had nothing
+    to cut, the supernet's slice); None with the proxy evaluator (trained from scratch)."""
+    if not uses_supernet(run):
+        return None
+    result = run.result("netadapt")
+    if "run_dir" in result:
+        return Path(result["run_dir"]) / "final.pt"
+    return Path(supernet_start(run, result["final_spec"]))
