@@ -11,7 +11,7 @@ $(BIN)/mobilenas: pyproject.toml
 	touch $@
 
 demo: $(BIN)/mobilenas
-	$(BIN)/mobilenas run --budget small --target-like mobilenetv3-small
+	$(BIN)/mobilenas run --budget small --target-like mobilenetv3-small --evaluator supernet
 
 test: $(BIN)/mobilenas
 	$(BIN)/python -m pytest -q

@@ -12,6 +12,7 @@ from typing import Any
 from mobilenas.job_args import add_data_argument, check_resume, refuse_with_resume, run_in_folder
 from mobilenas.latency_args import DRIFT_FLAGS, add_drift_flags, given_on_drift, on_drift_of
 from mobilenas.measurer_args import add_platform_argument, check_platform_table, platform_from_args
+from nas.rewards import REWARD_KINDS
 from netadapt.steering import CLOSE_ON
 from pipeline.config import BUDGETS, PipelineConfig
 from storage.runfolder import DEFAULT_OUT, RunFolder
@@ -49,6 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"(default {DEFAULTS['evaluator']}, or supernet with --supernet)")
     p.add_argument("--supernet", default=None, metavar="RUN_DIR",
                    help="a finished mobilenas supernet train run folder to use instead of training one")
+    p.add_argument("--reward", default=None, choices=REWARD_KINDS,
+                   help="the search's reward: mnasnet (ACC x (LAT/T)^w), hard (MnasNet's hard constraint) or absolute "
+                        "(TuNAS); default mnasnet, or hard with --evaluator supernet (cheap candidates: the search "
+                        "lands within its target and leaves NetAdapt little to cut)")
     p.add_argument("--w", type=float, default=DEFAULTS["w"],
                    help=f"MnasNet reward exponent (default {DEFAULTS['w']:g}, MobileNetV3-Small)")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
@@ -99,6 +104,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
                           target_width=args.target_width, target_scale=args.target_scale, budget=args.budget,
                           seed=args.seed, strategy=args.strategy, space=_space(args, evaluator), w=args.w,
                           evaluator=evaluator, supernet=supernet,
+                          reward=args.reward or ("hard" if evaluator == "supernet" else DEFAULTS["reward"]),
                           table=args.table, on_drift=on_drift_of(args), address=args.address, workers=args.workers,
                           threads=args.threads, platform=None if platform is None else platform.record(),
                           netadapt_close_on=args.netadapt_close_on)

@@ -60,7 +60,14 @@ class PipelineConfig:
     (:meth:`latency.platforms.Platform.record`) whose measurer the table is built with (None:
     the default ONNX Runtime CPU settings); a platform's own table is used when it has one.
     ``netadapt_close_on``: what NetAdapt's iterations steer by inside a round, the table's
-    predictions or the measurement of each kept model (:mod:`netadapt.steering`)."""
+    predictions or the measurement of each kept model (:mod:`netadapt.steering`).
+    ``evaluator``: ``proxy`` trains every search candidate briefly (MnasNet); ``supernet`` trains
+    a weight-sharing supernet of ``space`` (one of its MBConv spaces) once, or uses the finished
+    ``supernet`` run folder, scores candidates with inherited weights, and starts NetAdapt and
+    the final training from the found sub-network's weights (once-for-all). ``reward``: the
+    search's reward (:mod:`nas.rewards`): ``mnasnet`` with exponent ``w`` (MnasNet, MobileNetV3),
+    ``hard`` (MnasNet's hard constraint, alpha 0 / beta -1: a model over the search's target is
+    scaled by target/latency; ``w`` does not apply) or ``absolute`` (TuNAS, beta ``w``)."""
 
     data: str
     target_ms: float | None = setting(None, kind=float, low=0, low_open=True, optional=True)
@@ -81,6 +88,7 @@ class PipelineConfig:
     netadapt_close_on: str = "measured"
     evaluator: str = "proxy"
     supernet: str | None = None
+    reward: str = "mnasnet"
 
     def __post_init__(self) -> None:
         if (self.target_ms is None) == (self.target_like is None):
@@ -100,6 +108,10 @@ class PipelineConfig:
             raise ValueError(f"--w = {self.w!r} is not allowed; expected a negative number (MnasNet -0.07, "
                              "MobileNetV3-Small -0.15)")
         self._check_evaluator()
+        from nas.rewards import REWARD_KINDS
+
+        if self.reward not in REWARD_KINDS:
+            raise ValueError(f"--reward {self.reward!r} is not known; expected one of {list(REWARD_KINDS)}")
         from netadapt.steering import check_close_on
 
         check_close_on(self.netadapt_close_on)

@@ -87,7 +87,9 @@ def stage_search(run: Pipeline) -> dict[str, Any]:
                  {"trials": budget.search_trials, "epochs": budget.search_epochs})
     config = SearchConfig(target_ms=table["target_ms"] * budget.search_target_factor, data=run.config.data,
                           strategy=run.config.strategy, seed=run.config.seed, concurrency=run.config.workers,
-                          space=run.config.space, w=run.config.w, platform=run.config.platform, **evaluator)
+                          space=run.config.space, reward=run.config.reward,
+                          w=None if run.config.reward == "hard" else run.config.w, platform=run.config.platform,
+                          **evaluator)
     existing = child_run(run.path / "search", "search")
     if existing is not None and existing.status is Status.FINISHED:
         return existing.manifest["summary"]

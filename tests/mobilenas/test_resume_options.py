@@ -75,6 +75,7 @@ def test_run_defaults_are_pipeline_config_defaults():
 
     assert args.space is None and _space(args, "proxy") == defaults["space"]  # the space follows the evaluator
     assert _space(args, "supernet") == defaults["space"] + "-mbconv" and defaults["evaluator"] == "proxy"
+    assert args.reward is None and defaults["reward"] == "mnasnet"  # hard with the supernet evaluator
 
 
 TABLE_COMMANDS = [("run",), ("search",), ("netadapt",), ("latency", "predict"), ("latency", "validate"),

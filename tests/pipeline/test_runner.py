@@ -24,6 +24,7 @@ from storage.status import Status
     ({"target_ms": 1.0, "evaluator": "oracle"}, "--evaluator 'oracle' is not known"),
     ({"target_ms": 1.0, "evaluator": "supernet"}, "'mnasnet-small' has no supernet; its MBConv part is mnasnet-small-mbconv"),
     ({"target_ms": 1.0, "supernet": "runs/x"}, "--supernet applies to --evaluator supernet only"),
+    ({"target_ms": 1.0, "reward": "best"}, "--reward 'best' is not known"),
 ])
 def test_config_rejects_bad_settings(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -183,6 +184,7 @@ def test_pipeline_with_the_supernet_evaluator_starts_netadapt_and_the_final_trai
     (search,) = run.path.glob("search/*/manifest.json")
     search_config = json.loads(search.read_text())["config"]
     assert search_config["evaluator"] == "supernet" and search_config["trials"] == 3
+    assert search_config["reward"] == "hard" and search_config["w"] is None  # MnasNet's hard constraint
     assert search_config["supernet"] == str(next(run.path.glob("supernet/*")))
     start = torch.load(run.path / START_WEIGHTS, weights_only=True)
     (final,) = run.path.glob("final/*/manifest.json")
