@@ -33,6 +33,9 @@ COLUMNS = ("budget", "width", "seed", "run_dir", "final_top1", "final_top1_stder
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", default="small")
+    p.add_argument("--evaluator", default="proxy", choices=("proxy", "supernet"),
+                   help="mobilenas run --evaluator; supernet writes headline_<budget>_supernet*.json and run/ under "
+                        "results/reference/supernet/")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.75])
     p.add_argument("--runs", type=Path, default=ROOT / "results/runs/headline")
@@ -55,7 +58,7 @@ def run_one(args: argparse.Namespace, width: float, seed: int) -> dict:
             command += ["--resume", str(folder.path)]
     else:
         command += ["--budget", args.budget, "--target-like", "mobilenetv3-small", "--target-width", f"{width:g}",
-                    "--seed", str(seed), "--out", str(out)]
+                    "--seed", str(seed), "--out", str(out), "--evaluator", args.evaluator]
     if not existing or RunFolder.open(existing[0].parent, job="run").status is not Status.FINISHED:
         print(" ".join(command), flush=True)
         subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -127,6 +130,8 @@ def publish_reference(frame: pd.DataFrame, results: Path) -> Path | None:
 
 def main() -> None:
     args = parse_args()
+    if args.evaluator != "proxy":
+        args.results, args.runs = args.results / args.evaluator, args.runs.with_name(f"{args.runs.name}-{args.evaluator}")
     args.results.mkdir(parents=True, exist_ok=True)
     ledger = CsvLog(args.results / f"headline_{args.budget}_runs.csv", COLUMNS)
     done = {(float(r.width), int(r.seed)) for r in ledger.read().itertuples()}
@@ -138,7 +143,7 @@ def main() -> None:
     summary = {"budget": args.budget, "data": "mnist-rot-back-image (default)", "summary": summarise(frame),
                "command": "flock /tmp/mobilenas-bench.lock .venv/bin/python benchmarks/bench_pipeline_headline.py "
                           f"--budget {args.budget} --seeds {' '.join(map(str, args.seeds))} "
-                          f"--widths {' '.join(f'{w:g}' for w in args.widths)}"}
+                          f"--widths {' '.join(f'{w:g}' for w in args.widths)} --evaluator {args.evaluator}"}
     write_json(args.results / f"headline_{args.budget}.json", summary)
     publish_reference(frame, args.results)
     print(json.dumps(summary["summary"], indent=2))
