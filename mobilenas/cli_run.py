@@ -96,7 +96,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         resolve_spec(args.target_like)
     evaluator = args.evaluator or ("supernet" if args.supernet is not None else DEFAULTS["evaluator"])
     supernet = None if args.supernet is None else str(Path(args.supernet).resolve())
-    if supernet is not None:
+    if supernet is not None and evaluator == "supernet":
         from nas.supernet_eval import check_supernet_run
 
         check_supernet_run(supernet, space=_space(args, evaluator), data=args.data)  # before any run folder

@@ -123,6 +123,12 @@ def test_cli_refuses_options_with_resume_and_bad_input(tmp_path, capsys):
     assert "exactly one of --target-ms and --target-like" in capsys.readouterr().err
     assert main(["run", "--target-ms", "1", "--data", f"npz:{tmp_path / 'none.npz'}", "--out", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["run", "--target-ms", "1", "--supernet", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+    assert main(["run", "--target-ms", "1", "--evaluator", "proxy", "--supernet", "x", "--out", str(tmp_path)]) == 2
+    assert "--supernet applies to --evaluator supernet only" in capsys.readouterr().err
+    assert main(["run", "--target-ms", "1", "--evaluator", "supernet", "--space", "mnasnet", "--out", str(tmp_path)]) == 2
+    assert "its MBConv part is mnasnet-mbconv" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == [folder.path.name]  # nothing half-written
 
 
