@@ -216,6 +216,14 @@ def ending_status(run: Pipeline) -> str:
     return Status.FINISHED.value if done and names[-1:] == ["report"] else str(run.folder.manifest.get("status"))
 
 
+def _start_sentence(run: Pipeline) -> str:
+    """How the final model's training started (the references always start from scratch)."""
+    if run.config.evaluator != "supernet":
+        return ""
+    return (" The search scored its candidates with weights inherited from a supernet, and the final model's "
+            "training started from them (through NetAdapt), not from scratch as the references' did (once-for-all).")
+
+
 def write_pipeline_report(run: Pipeline) -> tuple[Path, Path]:
     models = models_frame(run)
     final = models.iloc[0]
@@ -227,7 +235,8 @@ def write_pipeline_report(run: Pipeline) -> tuple[Path, Path]:
         f"{final.latency_ms:.4f} ms at this session's speed (the target, {target:.4f} ms, is in the latency "
         f"table's units, i.e. at its build's speed), {final.params:,} parameters, "
         f"{final.madds_m:.2f} M multiply-adds. Every model below was trained with the same recipe and budget and "
-        "measured in one session, each paired with the same reference model, so their latencies compare."],
+        "measured in one session, each paired with the same reference model, so their latencies compare."
+        + _start_sentence(run)],
         tables=[models])
     arch = Section("Final architecture (the paper's table)",
                    tables=[pd.DataFrame(table_rows(spec, str(spec.num_classes)), columns=list(COLUMNS))],

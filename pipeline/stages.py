@@ -80,7 +80,7 @@ def stage_table(run: Pipeline) -> dict[str, Any]:
 
 
 def stage_search(run: Pipeline) -> dict[str, Any]:
-    """The global search (MnasNet reward) aiming above the target; NetAdapt trims afterwards."""
+    """The global search (the run's reward and evaluator) aiming above the target; NetAdapt trims afterwards."""
     table, budget = run.result("table"), run.config.stage_budget
     evaluator = ({"evaluator": "supernet", "supernet": run.result("supernet")["run_dir"],
                   "trials": budget.supernet_trials} if uses_supernet(run) else

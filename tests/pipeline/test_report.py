@@ -34,9 +34,9 @@ def finished_results(arch: str) -> dict:
         "measure": {"models": [{"name": "final", **measured}, {"name": HOSTILE, **measured}]}, "export": {}}
 
 
-def report_run(tmp_path) -> Pipeline:
+def report_run(tmp_path, **settings) -> Pipeline:
     """A run whose stages before the report have finished, as the report stage sees it."""
-    config = PipelineConfig(data="digits", target_ms=1.0)
+    config = PipelineConfig(data="digits", target_ms=1.0, **settings)
     folder = RunFolder.create(tmp_path, job="run", slug="t", seed=0, config=config.to_dict())
     folder.set_status(Status.RUNNING)
     run = Pipeline(folder, config, [Stage(name, lambda run: {}) for name in STAGES], lambda run: {})
@@ -69,3 +69,11 @@ def test_report_reads_an_older_drift_record_as_a_sentence(tmp_path):
     text = html.unescape(write_pipeline_report(run)[1].read_text()).split("<details>", 1)[0]
     assert "took 0.15 ms against 0.12 ms at the build (1.25x, tolerance 25%); action: ok" in text
     assert "has not been validated" in text and '{"' not in text
+
+
+def test_the_report_says_when_the_final_model_started_from_supernet_weights(tmp_path):
+    proxy = html.unescape(write_pipeline_report(report_run(tmp_path / "p"))[1].read_text())
+    supernet = html.unescape(write_pipeline_report(report_run(
+        tmp_path / "s", evaluator="supernet", space="mnasnet-small-mbconv"))[1].read_text())
+    sentence = "training started from them (through NetAdapt), not from scratch"
+    assert sentence in supernet.split("<details>", 1)[0] and sentence not in proxy
