@@ -179,15 +179,16 @@ def test_a_second_round_starts_from_the_first_rounds_model_and_weights(tmp_path,
                      config=PipelineConfig(data="digits", target_ms=1.0, workers=1, threads=1))
     p.stop = lambda: False
     start_ms = toy_predict_ms(spec)
-    first = stage._run_round(p, 0, format_spec(spec), str(weights), 0.9 * start_ms)
+    first = stage._run_round(p, 0, format_spec(spec), str(weights), 0.9 * start_ms, "given-weights")
     assert first["predicted_latency_ms"] <= 0.9 * start_ms
     second_target = 0.85 * first["predicted_latency_ms"]
-    second = stage._run_round(p, 1, first["final_spec"], str(Path(first["run_dir"]) / "final.pt"), second_target)
+    second = stage._run_round(p, 1, first["final_spec"], str(Path(first["run_dir"]) / "final.pt"), second_target,
+                              "previous-round")
     assert Path(second["run_dir"]).parent == tmp_path / "netadapt-2"
     assert second["start_predicted_ms"] == pytest.approx(first["predicted_latency_ms"])
     assert second["start_val_top1"] == pytest.approx(first["final_val_top1"])  # the same weights, not retrained
     assert second["predicted_latency_ms"] <= second_target
-    assert stage._run_round(p, 1, "ignored", None, 0.0) == second  # a finished round is read back
+    assert stage._run_round(p, 1, "ignored", None, 0.0, "ignored") == second  # a finished round is read back
 
 
 @pytest.mark.parametrize("close_on", ["predicted", "measured"])
