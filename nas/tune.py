@@ -70,6 +70,13 @@ class StrategySearcher(Searcher):
             return
         self.driver.complete(request, _candidate_result(result, error, self.driver.config.epochs), trial_id=trial_id)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What a pickle of the searcher keeps: Tune pickles its config into ``tuner.pkl`` (for
+        ``Tuner.restore``, which a search does not use: it resumes from its own trial log), and the
+        live driver and stop callback can reach objects that do not pickle (a lock, once a
+        process has joined a Ray cluster before); they stay with the searcher in this process."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("driver", "should_stop", "requests")}
+
     def save(self, checkpoint_path: str) -> None:
         write_json(checkpoint_path, {"schema_version": 1, "strategy": self.driver.strategy.state_dict()})
 

@@ -77,3 +77,19 @@ def test_save_and_restore_carry_the_strategy_state(tmp_path):
     other, other_driver = searcher_for(tmp_path / "b", trials=4)
     other.restore(str(tmp_path / "searcher.json"))
     assert other_driver.strategy.state_dict() == driver.strategy.state_dict()
+
+
+def test_tune_can_pickle_the_searcher_whatever_its_stop_callback_holds(tmp_path):
+    """Tune pickles its config, searcher included, into tuner.pkl; a stop callback reaching a
+    lock (a pipeline's run folder, once the process has joined a Ray cluster) must not fail the
+    search, and the live driver stays with the searcher in this process."""
+    import threading
+
+    from ray import cloudpickle as pickle  # what Tune pickles with
+
+    lock = threading.Lock()
+    searcher, driver = searcher_for(tmp_path, stop=lambda: lock.locked())
+    searcher.suggest("t1")
+    copy = pickle.loads(pickle.dumps(searcher))
+    assert not hasattr(copy, "driver") and not hasattr(copy, "should_stop")
+    assert searcher.driver is driver and searcher.requests  # the searcher itself is untouched
