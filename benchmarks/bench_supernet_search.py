@@ -16,6 +16,16 @@ a repeated proposal is answered from a cache (counted in ``unique``).
 
 writes ``results/search/supernet_strategies.json`` and ``supernet_strategies.png``. A killed
 benchmark rerun continues: finished searches are read back from their run folders.
+
+At scale (the issue's 1,000 candidates x 5 seeds) run one process per seed, on a GPU where one
+is lent (``--device cuda``), then merge their JSON files::
+
+    python benchmarks/bench_supernet_search.py --supernet RUN --trials 1000 --seeds 3 --device cuda \
+        --out s3.json                      # one per seed, in parallel
+    python benchmarks/bench_supernet_search.py --merge s*.json --out results/search/supernet_strategies_1000.json
+
+The merged file adds the target of the comparison: for each seed, how many candidates evolution
+and RL needed to reach the best reward random search found in all its candidates.
 """
 from __future__ import annotations
 
@@ -67,8 +77,9 @@ def target_ms(predict, space, n: int = 200, seed: int = 123) -> float:
     return float(np.median([predict(space.sample(rng)) for _ in range(n)]))
 
 
-def run_one(strategy: str, seed: int, trials: int, evaluator: CachedEvaluator, predict, target: float) -> dict:
-    folder = WORK / f"{strategy}-s{seed}-n{trials}"
+def run_one(strategy: str, seed: int, trials: int, evaluator: CachedEvaluator, predict, target: float,
+            work: Path = WORK) -> dict:
+    folder = work / f"{strategy}-s{seed}-n{trials}"
     folder.mkdir(parents=True, exist_ok=True)
     config = SearchConfig(target_ms=target, strategy=strategy, trials=trials, seed=seed, evaluator="supernet",
                           supernet=evaluator.evaluator.source.get("run_dir"), price_in_channels=3, price_classes=1000)
@@ -85,7 +96,37 @@ def run_one(strategy: str, seed: int, trials: int, evaluator: CachedEvaluator, p
             "best_reward": float(best.reward), "best_top1": float(best.top1), "best_latency_ms": float(best.latency_ms),
             "best_spec": best.spec, "best_reward_at": {str(n): float(best_so_far[n - 1]) for n in CHECKPOINTS
                                                        if n <= len(frame)},
-            "curve": [float(v) for v in best_so_far]}
+            "curve": [round(float(v), 6) for v in best_so_far]}
+
+
+def candidates_to_reach(curve: list[float], level: float) -> int | None:
+    """The number of candidates after which the best reward so far reached ``level`` (None: never)."""
+    hits = np.flatnonzero(np.asarray(curve) >= level)
+    return int(hits[0]) + 1 if hits.size else None
+
+
+def reach_random_best(runs: list[dict]) -> dict:
+    """Per seed, random search's best reward over all its candidates and the candidates each
+    other strategy of that seed needed to reach it; the median over seeds (a miss counts as
+    more than the strategy's trials)."""
+    per_seed, out = {}, {}
+    for seed in sorted({r["seed"] for r in runs}):
+        of_seed = {r["strategy"]: r for r in runs if r["seed"] == seed}
+        if "random" not in of_seed:
+            continue
+        level = of_seed["random"]["curve"][-1]
+        per_seed[str(seed)] = {"random_trials": len(of_seed["random"]["curve"]), "random_best_reward": level,
+                               **{s: candidates_to_reach(r["curve"], level) for s, r in of_seed.items() if s != "random"}}
+    for strategy in ("evolution", "rl"):
+        counts = [row[strategy] for row in per_seed.values() if strategy in row]
+        trials = [len(r["curve"]) for r in runs if r["strategy"] == strategy]
+        if counts:
+            as_number = [c if c is not None else max(trials) + 1 for c in counts]
+            median = float(np.median(as_number))
+            out[strategy] = {"candidates_to_reach_median": median if median <= max(trials) else None,
+                             "reached_in_seeds": sum(c is not None for c in counts), "seeds": len(counts),
+                             "within_300": sum(c is not None and c <= 300 for c in counts)}
+    return {"per_seed": per_seed, "summary": out}
 
 
 def plot(runs: list[dict], path: Path) -> None:
@@ -114,25 +155,32 @@ def plot(runs: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--supernet", required=True, help="a finished mobilenas supernet train run folder")
+    parser.add_argument("--supernet", help="a finished mobilenas supernet train run folder (required unless --merge)")
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--out", type=Path, default=RESULTS / "supernet_strategies.json")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto: where the supernet scores candidates")
+    parser.add_argument("--work", type=Path, default=WORK, help="folder of the searches' run folders")
+    parser.add_argument("--merge", type=Path, nargs="+", help="merge these per-seed JSON files into --out and stop")
     args = parser.parse_args()
+    if args.merge:
+        return merge(args.merge, args.out)
+    if not args.supernet:
+        parser.error("--supernet is required (a finished mobilenas supernet train run folder)")
     torch.set_num_threads(1)
     from latency.lazy import LazyPredictor
 
     data = load_dataset("mnist-rot-back-image", resolution=32, split_seed=0)
     space = trained_space(args.supernet) or "mnasnet"
-    evaluator = CachedEvaluator(SupernetEvaluator.from_run(args.supernet, data, space=space))
+    evaluator = CachedEvaluator(SupernetEvaluator.from_run(args.supernet, data, space=space, device=args.device))
     predictor = LazyPredictor(TABLE, on_drift="force")
     priced = make_space(space, resolution=32, num_classes=1000, in_channels=3)  # a sub-space of the table's
     target = target_ms(predictor.predict_ms, priced)
     runs = []
     for seed in args.seeds:
         for strategy in args.strategies:  # the JSON is rewritten after every search: a partial run is usable
-            runs.append(run_one(strategy, seed, args.trials, evaluator, predictor.predict_ms, target))
+            runs.append(run_one(strategy, seed, args.trials, evaluator, predictor.predict_ms, target, args.work))
             run = runs[-1]
             print(f"{run['strategy']:>9} seed {run['seed']}: best reward {run['best_reward']:.4f} (top-1 "
                   f"{run['best_top1']:.3f}, {run['best_latency_ms']:.3f} ms) after {run['trials']} trials", flush=True)
@@ -150,11 +198,35 @@ def write_result(args: argparse.Namespace, runs: list[dict], evaluator: CachedEv
               "reward": "mnasnet, w = -0.07", "target_ms": target, "trials": args.trials, "seeds": args.seeds,
               "summary": summary, "unique_specs_evaluated_this_session": n_eval,
               "eval_s_per_candidate": evaluator.eval_s / n_eval if n_eval else None,
-              "runs": [{k: v for k, v in r.items() if k != "curve"} for r in runs],
-              "threads": 1, "command": "python " + " ".join(sys.argv)}
+              "runs": runs, "reach_random_best": reach_random_best(runs),
+              "threads": 1, "device": args.device, "command": "python " + " ".join(sys.argv)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     plot(runs, args.out.with_suffix(".png"))
+
+
+def merge(paths: list[Path], out: Path) -> None:
+    """One result of several per-seed files (same supernet, table and target)."""
+    parts = [json.loads(p.read_text()) for p in paths]
+    targets = {round(p["target_ms"], 9) for p in parts}
+    if len(targets) != 1:
+        raise SystemExit(f"--merge: the files price against different targets {sorted(targets)}; run them alike")
+    runs = [r for p in parts for r in p["runs"]]
+    evals = sum(p["unique_specs_evaluated_this_session"] for p in parts)
+    eval_s = sum((p["eval_s_per_candidate"] or 0) * p["unique_specs_evaluated_this_session"] for p in parts)
+    strategies = sorted({r["strategy"] for r in runs})
+    merged = {**{k: v for k, v in parts[0].items() if k not in ("runs", "seeds", "command")},
+              "seeds": sorted({r["seed"] for r in runs}), "runs": runs, "reach_random_best": reach_random_best(runs),
+              "summary": {s: {"best_reward_median": float(np.median([r["best_reward"] for r in runs if r["strategy"] == s])),
+                              "seeds": sorted(r["seed"] for r in runs if r["strategy"] == s)} for s in strategies},
+              "unique_specs_evaluated_this_session": evals, "eval_s_per_candidate": eval_s / evals if evals else None,
+              "merged_from": [p["command"] for p in parts], "command": "python " + " ".join(sys.argv)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(merged, indent=1) + "\n")
+    plot(runs, out.with_suffix(".png"))
+    for strategy, row in merged["reach_random_best"]["summary"].items():
+        print(f"{strategy}: reached random's best in {row['reached_in_seeds']}/{row['seeds']} seeds, "
+              f"{row['within_300']} within 300; median candidates {row['candidates_to_reach_median']}")
 
 if __name__ == "__main__":
     main()
