@@ -32,7 +32,7 @@ from netadapt.evaluation import Evaluator, ProposalTask, TaskOutcome
 from netadapt.proposals import ProposalConfig, ShrinkProposal, propose_reductions
 from netadapt.selection import Scored, check_selection, choose, proposal_seed
 from netadapt.state import LoopState, LoopStore
-from netadapt.steering import check_close_on, measured_gap
+from netadapt.steering import check_close_on, measured_gap, measurement_follows
 from search_spaces.spec import ArchSpec
 from storage.settings import check_settings, setting, settings_from_dict
 from training.datasets import Dataset
@@ -162,8 +162,14 @@ class NetAdapt:
         return state
 
     def reached(self, state: LoopState) -> bool:
+        """The target is reached: as predicted, or closed on measurements, as measured (past the
+        table's target, also when the last kept step measured no faster: see ``netadapt.steering``)."""
+        predicted_reached = state.predicted_ms <= self.config.target_ms
         gap = self._measured_gap(state)
-        return state.predicted_ms <= self.config.target_ms if gap is None else gap <= 0
+        if gap is None:
+            return predicted_reached
+        kept = [row for row in state.history if row["chosen"]]
+        return gap <= 0 or (predicted_reached and not measurement_follows(kept))
 
     def _measured_gap(self, state: LoopState) -> float | None:
         """What is left to cut in table units as the measurements read it (``close_on="measured"``)."""
@@ -178,9 +184,14 @@ class NetAdapt:
             if self.should_stop():
                 return LoopResult(state, spec, weights, stopped=True)
             if state.iteration >= self.config.max_iterations:
+                if state.predicted_ms <= self.config.target_ms:  # closed on measurements: the table says reached
+                    break
                 raise UnreachableTarget(f"netadapt stopped after max_iterations = {self.config.max_iterations} at "
                                         f"{state.predicted_ms:.4f} ms; target {self.config.target_ms:.4f} ms")
-            state, spec, weights = self.iterate(state, spec, weights)
+            stepped = self.iterate(state, spec, weights)
+            if stepped is None:  # past the table's target with nothing left to cut: the table says reached
+                break
+            state, spec, weights = stepped
         if state.phase == "adapt":
             state = state.advance(phase="long")
             self.store.update(state)
@@ -196,24 +207,29 @@ class NetAdapt:
         largest cut a proposal may make saves less than delta) those predicted to save at least
         half the largest saving on offer. A narrower layer can run slower (e.g. channels below the
         runtime's vector block), and such a proposal is never kept; one saving almost nothing would
-        win the accuracy-per-ms ratio while the model is still learning, and the loop would crawl."""
+        win the accuracy-per-ms ratio while the model is still learning, and the loop would crawl.
+        Empty only past the table's target (closed on measurements); short of it, nothing left to
+        cut raises :class:`UnreachableTarget`."""
         gap = self._measured_gap(state)
         gap = state.predicted_ms - self.config.target_ms if gap is None else gap
         delta_ms = min(self.config.delta_fraction * state.l0_ms, gap)
         found = propose_reductions(spec, self.predict_ms, max(delta_ms, 0.0), self.config.proposal_config())
         pool = [p for p in found if p.meets_cut] or substantial_savings(found)
-        if not pool:
+        if not pool and state.predicted_ms > self.config.target_ms:
             raise UnreachableTarget(f"netadapt cannot shrink further: every layer is at the granularity floor "
                                     f"({self.config.granularity}) or no narrower layer is predicted faster, at "
                                     f"{state.predicted_ms:.4f} ms predicted, above the target {self.config.target_ms:.4f} ms")
         return pool
 
     def iterate(self, state: LoopState, spec: ArchSpec,
-                weights: dict[str, torch.Tensor]) -> tuple[LoopState, ArchSpec, dict[str, torch.Tensor]]:
-        """One NetAdapt iteration, committed before it returns."""
+                weights: dict[str, torch.Tensor]) -> tuple[LoopState, ArchSpec, dict[str, torch.Tensor]] | None:
+        """One NetAdapt iteration, committed before it returns; None when there is nothing left to
+        cut and the table's target is already reached (closed on measurements)."""
         tick = time.perf_counter()
         iteration = state.iteration + 1
         pool = self.proposals(state, spec)
+        if not pool:
+            return None
         self._emit("proposals", state, proposals=len(pool))
         tasks = [ProposalTask(i, p.spec, proposal_seed(self.config.seed, iteration, i)) for i, p in enumerate(pool)]
         outcomes = self.evaluator.evaluate(spec, weights, tasks)

@@ -13,7 +13,10 @@ every kept model end to end; here those measurements steer it:
   unknown, and the first step asks for half of what is left;
 - what is left, in table units, is (measured now - goal) / (slope x start ratio).
 
-The loop stops when nothing is left and sizes its next step as NetAdapt does, by this gap.
+The loop stops when nothing is left and sizes its next step as NetAdapt does, by this gap. Past
+the table's own target it also stops when a kept step measured no faster: there the measurement
+has reached what cuts do not remove (a runtime's fixed cost per inference, or a slow moment of
+the machine), and steering by it would cut the model down to the granularity floor.
 """
 from __future__ import annotations
 
@@ -28,6 +31,17 @@ FIRST_STEP_SHARE = 0.5
 def check_close_on(value: str) -> None:
     if value not in CLOSE_ON:
         raise ValueError(f"netadapt.close_on = {value!r} is not allowed; expected one of {CLOSE_ON}")
+
+
+def measurement_follows(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether the last kept step measured faster than the model before it (True before a step
+    or without measurements: nothing says otherwise)."""
+    if len(rows) < 2:
+        return True
+    before, after = rows[-2]["measured_ms"], rows[-1]["measured_ms"]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (before, after)):
+        return True
+    return after < before
 
 
 def step_slope(rows: Sequence[dict[str, Any]]) -> float | None:

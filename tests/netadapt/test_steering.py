@@ -7,7 +7,7 @@ import torch
 from netadapt.evaluation import FinetuneJob, SequentialEvaluator
 from netadapt.loop import NetAdapt, NetAdaptConfig
 from netadapt.state import LoopStore
-from netadapt.steering import measured_gap, step_slope
+from netadapt.steering import measured_gap, measurement_follows, step_slope
 from search_spaces.builder import build_model
 from tests.netadapt.loop_helpers import digits8, loop_spec, toy_predict_ms  # noqa: F401 (fixture)
 from training.evaluate import Budget
@@ -24,6 +24,13 @@ def test_gap_is_read_in_table_units_from_the_start_ratio_and_the_last_steps_slop
     assert step_slope(rows) == pytest.approx(2.0)
     assert measured_gap(rows, 0.7) == pytest.approx((1.6 - 1.4) / 2.0 / 2.0)
     assert measured_gap([start, _row(0.9, 1.5)], 0.8) < 0  # measured under the goal: reached
+
+
+def test_measurement_follows_only_when_the_last_kept_step_measured_faster():
+    assert measurement_follows([_row(1.0, 2.0)])
+    assert measurement_follows([_row(1.0, 2.0), _row(0.9, 1.9)])
+    assert not measurement_follows([_row(1.0, 2.0), _row(0.9, 2.0)])
+    assert measurement_follows([_row(1.0, 2.0), _row(0.9, float("nan"))])
 
 
 def test_no_measurement_means_no_measured_gap():
@@ -59,3 +66,34 @@ def test_closed_on_measurements_it_lands_near_the_goal_where_the_table_overshoot
     by_measurement = _final_over_goal(tmp_path / "measured", digits8, "measured")
     assert by_table < 0.6  # the table's 30% cut is 75% on the device
     assert 0.85 <= by_measurement <= 1.0
+
+
+def _adapt_with_measurement(folder, data, measured, max_iterations: int = 30) -> tuple[float, float]:
+    """NetAdapt closed on measurements from the toy spec to 70% of its table latency; the final
+    model's predicted latency and the target."""
+    spec = loop_spec()
+    target = 0.7 * toy_predict_ms(spec)
+    config = NetAdaptConfig(target_ms=target, delta_fraction=0.1, short_steps=2, long_epochs=0, close_on="measured",
+                            max_iterations=max_iterations)
+    loop = NetAdapt(config, data, toy_predict_ms, SequentialEvaluator(data, FinetuneJob(Budget(steps=2))),
+                    LoopStore(folder), measure_ms=measured)
+    torch.manual_seed(0)
+    loop.start(spec, {k: v.clone() for k, v in build_model(spec).state_dict().items()}, top1=0.1, top1_stderr=0.02)
+    return toy_predict_ms(loop.run().spec), target
+
+
+def test_a_measurement_that_stops_falling_past_the_tables_target_ends_the_loop_there(tmp_path, digits8):
+    """A runtime's fixed cost per inference: every model measures the same. The loop stops at the
+    first kept step past the table's target instead of cutting on to the floor."""
+    start_ms = toy_predict_ms(loop_spec())
+    final, target = _adapt_with_measurement(tmp_path, digits8, lambda s, weights=None: start_ms)
+    assert 0.5 * target < final <= target
+
+
+def test_a_measured_goal_out_of_reach_past_the_tables_target_is_not_an_error(tmp_path, digits8):
+    """Measurements that fall a little with every cut but never reach their goal: the loop ends
+    (at the iteration limit or when nothing is left to cut) with the table's target reached."""
+    start_ms = toy_predict_ms(loop_spec())
+    final, target = _adapt_with_measurement(tmp_path, digits8, lambda s, weights=None: 10 * start_ms + toy_predict_ms(s),
+                                            max_iterations=8)
+    assert final <= target
