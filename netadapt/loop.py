@@ -138,6 +138,11 @@ def history_row(iteration: int, proposal: ShrinkProposal | None, outcome: EvalRe
             "score": score, "chosen": chosen}
 
 
+def _kept_rows(state: LoopState) -> list[dict[str, Any]]:
+    """The history rows of the kept models, the start model first."""
+    return [row for row in state.history if row["chosen"]]
+
+
 class NetAdapt:
     """Runs (or resumes) the loop over a store; see the module docstring."""
 
@@ -168,14 +173,13 @@ class NetAdapt:
         gap = self._measured_gap(state)
         if gap is None:
             return predicted_reached
-        kept = [row for row in state.history if row["chosen"]]
-        return gap <= 0 or (predicted_reached and not measurement_follows(kept))
+        return gap <= 0 or (predicted_reached and not measurement_follows(_kept_rows(state)))
 
     def _measured_gap(self, state: LoopState) -> float | None:
         """What is left to cut in table units as the measurements read it (``close_on="measured"``)."""
         if self.config.close_on != "measured":
             return None
-        return measured_gap([row for row in state.history if row["chosen"]], self.config.target_ms)
+        return measured_gap(_kept_rows(state), self.config.target_ms)
 
     def run(self) -> LoopResult:
         """Iterate from the store's last commit until the target (or a stop), then fine-tune."""
