@@ -187,11 +187,16 @@ def main() -> None:
             write_result(args, runs, evaluator, target)
 
 
+def summarise(runs: list[dict]) -> dict:
+    """Per strategy: the median over seeds of the best reward and its top-1, and the seeds."""
+    of = {s: [r for r in runs if r["strategy"] == s] for s in sorted({r["strategy"] for r in runs})}
+    return {s: {"best_reward_median": float(np.median([r["best_reward"] for r in rs])),
+                "best_top1_median": float(np.median([r["best_top1"] for r in rs])),
+                "seeds": sorted(r["seed"] for r in rs)} for s, rs in of.items()}
+
+
 def write_result(args: argparse.Namespace, runs: list[dict], evaluator: CachedEvaluator, target: float) -> None:
-    strategies = sorted({r["strategy"] for r in runs})
-    summary = {s: {"best_reward_mean": float(np.mean([r["best_reward"] for r in runs if r["strategy"] == s])),
-                   "best_top1_mean": float(np.mean([r["best_top1"] for r in runs if r["strategy"] == s])),
-                   "seeds": [r["seed"] for r in runs if r["strategy"] == s]} for s in strategies}
+    summary = summarise(runs)
     n_eval = len(evaluator.cache)
     result = {"supernet": evaluator.evaluator.describe(), "data": "mnist-rot-back-image (validation split)",
               "latency_table": str(TABLE.relative_to(ROOT)), "priced_shape": "3x32x32, 1000 classes (table figures)",
@@ -214,11 +219,9 @@ def merge(paths: list[Path], out: Path) -> None:
     runs = [r for p in parts for r in p["runs"]]
     evals = sum(p["unique_specs_evaluated_this_session"] for p in parts)
     eval_s = sum((p["eval_s_per_candidate"] or 0) * p["unique_specs_evaluated_this_session"] for p in parts)
-    strategies = sorted({r["strategy"] for r in runs})
     merged = {**{k: v for k, v in parts[0].items() if k not in ("runs", "seeds", "command")},
               "seeds": sorted({r["seed"] for r in runs}), "runs": runs, "reach_random_best": reach_random_best(runs),
-              "summary": {s: {"best_reward_median": float(np.median([r["best_reward"] for r in runs if r["strategy"] == s])),
-                              "seeds": sorted(r["seed"] for r in runs if r["strategy"] == s)} for s in strategies},
+              "summary": summarise(runs),
               "unique_specs_evaluated_this_session": evals, "eval_s_per_candidate": eval_s / evals if evals else None,
               "merged_from": [p["command"] for p in parts], "command": "python " + " ".join(sys.argv)}
     out.parent.mkdir(parents=True, exist_ok=True)
