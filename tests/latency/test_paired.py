@@ -84,3 +84,34 @@ def test_measure_paired_checks_its_inputs_and_reports_json_safe_figures():
         paired_ratios(lambda k: np.ones(k), lambda k: np.ones(k), pairs=0)
     figures = PairedRatio(1.5, 1.4, 1.6, 2.0, 10).to_dict()
     assert figures["latency_ms"] == 3.0 and figures["pairs"] == 10
+
+
+class NoisyModels:
+    """A measurer whose runs of model ``b"noisy"`` scatter +/-30% and of any other model not at all."""
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
+
+    def runner(self, model: bytes, shape: tuple[int, ...]):
+        scatter = 0.3 if model == b"noisy" else 0.0
+        rng = self.rng
+
+        class Run:
+            def run(self, k: int, warmup: int = 0) -> np.ndarray:
+                return 2.0 * (1 + rng.uniform(-scatter, scatter, k))
+        return Run()
+
+
+def test_precision_adds_pairs_only_where_the_interval_is_wide_and_stops_at_the_cap():
+    steady, noisy = measure_paired(NoisyModels(), [b"steady", b"noisy"], [(1, 8, 8)] * 2, b"ref", (1, 8, 8),
+                                   pairs=24, block=1, precision=0.015, max_pairs=200)
+    assert steady.pairs == 24 and steady.relative_halfwidth == 0.0
+    assert noisy.pairs == 200 and noisy.ratio == pytest.approx(1.0, rel=0.1)
+    plain = measure_paired(NoisyModels(), [b"noisy"], [(1, 8, 8)], b"ref", (1, 8, 8), pairs=24, block=1)[0]
+    assert plain.pairs == 24 and plain.relative_halfwidth > noisy.relative_halfwidth
+
+
+def test_precision_is_met_before_the_cap_when_the_scatter_allows():
+    result = measure_paired(NoisyModels(), [b"noisy"], [(1, 8, 8)], b"ref", (1, 8, 8), pairs=24, block=1,
+                            precision=0.1, max_pairs=2000)[0]
+    assert result.relative_halfwidth <= 0.1 and 24 < result.pairs < 2000 and result.pairs % 24 == 0

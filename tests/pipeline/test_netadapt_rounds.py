@@ -1,8 +1,8 @@
 """The NetAdapt stage closed on measured latency: the first round aims at the start model's
-prediction scaled by its measured ratio to the budget, further rounds run while the final model
-measures over budget, each from the previous round's model and weights at a target scaled by the
-ratio. In the fakes the start model is predicted at 1.0 ms, so the first ratio measured (the
-start's) sets the first target to 1 / ratio."""
+prediction scaled by AIM over its measured ratio to the budget, further rounds run while the final
+model measures over budget, each from the previous round's model and weights at a target scaled
+by AIM over the ratio. In the fakes the start model is predicted at 1.0 ms, so the first ratio
+measured (the start's) sets the first target to AIM / ratio."""
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,8 +56,9 @@ def pipeline(path: Path) -> FakePipeline:
 def test_rounds_continue_from_the_previous_model_until_within_budget(monkeypatch, tmp_path):
     calls = fake_rounds(monkeypatch, [1.0, 1.10, 1.02, 0.99])
     result = stage.stage_netadapt(pipeline(tmp_path))
-    assert calls == [(0, "best", None, 1.0), (1, "spec0", "/runs/0/final.pt", round(1 / 1.10, 4)),
-                     (2, "spec1", "/runs/1/final.pt", round(1 / 1.10 / 1.02, 4))]
+    aim = stage.AIM
+    assert calls == [(0, "best", None, round(aim, 4)), (1, "spec0", "/runs/0/final.pt", round(aim ** 2 / 1.10, 4)),
+                     (2, "spec1", "/runs/1/final.pt", round(aim ** 3 / 1.10 / 1.02, 4))]
     assert result["final_spec"] == "spec2" and result["within_budget"]
     assert [r["ratio"] for r in result["latency_rounds"]] == [1.10, 1.02, 0.99]
 
@@ -85,14 +86,14 @@ def test_a_resumed_stage_decides_on_the_recorded_measurements(monkeypatch, tmp_p
     assert (tmp_path / "netadapt" / stage.START_FILE).is_file()
 
 
-@pytest.mark.parametrize("start_ratio, target", [(1.25, 0.8), (0.8, 1.25), (1.0, 1.0)])
+@pytest.mark.parametrize("start_ratio, target", [(1.25, 0.8 * stage.AIM), (0.8, 1.25 * stage.AIM), (1.0, stage.AIM)])
 def test_the_first_round_aims_at_the_start_prediction_scaled_by_its_measured_ratio(monkeypatch, tmp_path,
                                                                                    start_ratio, target):
     calls = fake_rounds(monkeypatch, [start_ratio, 0.99])
     p = pipeline(tmp_path)
     p.results["table"]["target_ms"] = 0.5  # the table's own target is not what the round aims at
     result = stage.stage_netadapt(p)
-    assert calls[0][3] == pytest.approx(target) and result["latency_rounds"][0]["target_ms"] == pytest.approx(target)
+    assert calls[0][3] == pytest.approx(target, abs=1e-4) and result["latency_rounds"][0]["target_ms"] == pytest.approx(target)
     assert any("aiming at" in line for line in p.said)
 
 
@@ -138,20 +139,25 @@ def test_measured_check_pairs_the_final_model_with_the_target_like_model(tmp_pat
     assert check["budget_ms"] == pytest.approx(0.18) and check["final_ms"] == pytest.approx(0.36)
 
 
-@pytest.mark.parametrize("low, ratio, over", [(1.01, 1.05, True), (0.98, 1.03, False), (0.9, 0.95, False)])
-def test_only_an_interval_wholly_above_the_budget_asks_for_another_round(low, ratio, over):
+@pytest.mark.parametrize("low, ratio, over", [(1.01, 1.05, True), (0.99, 1.01, True), (0.98, 1.0, False),
+                                              (0.9, 0.95, False)])
+def test_a_measured_ratio_above_the_budget_asks_for_another_round(low, ratio, over):
     assert stage.over_budget({"ratio": ratio, "ratio_low": low, "ratio_high": ratio + 0.02}) is over
-    assert stage.over_budget({"ratio": 1.01}) is True  # a check from before paired timing: its ratio decides
+    assert stage.over_budget({"ratio": ratio}) is over  # a check from before paired timing: the same rule
 
 
-def test_a_ratio_whose_interval_reaches_the_budget_ends_the_rounds(monkeypatch, tmp_path):
-    calls = fake_rounds(monkeypatch, [])
-    monkeypatch.setattr(stage, "measured_check",
-                        lambda p, final: {"final_ms": 1.03, "budget_ms": 1.0, "ratio": 1.03, "ratio_low": 0.99,
-                                          "ratio_high": 1.07})
-    monkeypatch.setattr(stage, "_predict", lambda p, spec: 1.03)
+def test_a_ratio_over_budget_whose_interval_reaches_it_still_gets_another_round(monkeypatch, tmp_path):
+    calls = fake_rounds(monkeypatch, [1.0])
+    checks = iter([(1.0, 0.99, 1.01), (1.03, 0.99, 1.07), (0.98, 0.97, 0.99)])  # start, round 1, round 2
+
+    def check(p, final):
+        ratio, low, high = next(checks)
+        return {"final_ms": ratio, "budget_ms": 1.0, "ratio": ratio, "ratio_low": low, "ratio_high": high}
+
+    monkeypatch.setattr(stage, "measured_check", check)
     result = stage.stage_netadapt(pipeline(tmp_path))
-    assert len(calls) == 1 and result["within_budget"]
+    assert len(calls) == 2 and result["within_budget"]
+    assert calls[1][3] == pytest.approx(round(stage.AIM * stage.AIM / 1.03, 4), abs=1e-4)
 
 
 @pytest.mark.slow
