@@ -19,6 +19,7 @@ by call, each call a block of runs.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
@@ -41,6 +42,9 @@ ratios spread 1.51-1.86 (5th-95th percentile) and an interval of +/- 2%, blocks 
 and +/- 0.1% (the first runs after switching models find cold caches, and 3 runs leave too few
 warm ones); with blocks of 3, 24 pairs left +/- 6.5% and repeats 7% apart."""
 MAX_PAIRS = 480
+MAX_SECONDS = 15.0
+"""Pairs are added to one model only while its pairs have taken less than this (wall seconds): a
+224x224 model's block of 10 runs lasts 0.1-0.2 s, and 480 pairs of it would be minutes."""
 
 
 @dataclass(frozen=True)
@@ -131,14 +135,15 @@ def summarise(ratios: np.ndarray, reference_samples: np.ndarray) -> PairedRatio:
 def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequence[tuple[int, ...]],
                    reference: ModelLike, reference_shape: tuple[int, ...], *, pairs: int = DEFAULT_PAIRS,
                    block: int = DEFAULT_BLOCK, passes: int = 1, precision: float | None = None,
-                   max_pairs: int = MAX_PAIRS) -> list[PairedRatio]:
+                   max_pairs: int = MAX_PAIRS, max_seconds: float = MAX_SECONDS) -> list[PairedRatio]:
     """Each model's :class:`PairedRatio` to ``reference``, all through ``measurer``.
 
     ``passes`` > 1 cycles over the models that many times (``pairs / passes`` pairs each time)
     and pools the pairs, so a slow minute is spread over every model rather than falling on one.
     ``precision`` (e.g. 0.015): then the models whose interval is wider than +/- that share of
-    their ratio get more pairs, ``pairs`` at a time, until it is met or ``max_pairs`` are spent;
-    the pairs go where the machine was noisy, and a quiet machine pays nothing extra.
+    their ratio get more pairs, ``pairs`` at a time, until it is met or ``max_pairs`` pairs or
+    ``max_seconds`` of that model's pairing are spent; the pairs go where the machine was noisy,
+    and a quiet machine pays nothing extra.
     """
     if len(models) != len(shapes):
         raise ValueError(f"{len(models)} models but {len(shapes)} input shapes")
@@ -147,9 +152,12 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
     per_pass = max(1, math.ceil(pairs / passes))
     ratios: list[list[np.ndarray]] = [[] for _ in models]
     refs: list[list[np.ndarray]] = [[] for _ in models]
+    seconds = [0.0 for _ in models]
 
     def add(index: int, count: int) -> None:
+        tick = time.perf_counter()
         r, ref = paired_ratios(runners[index], ref_runner, pairs=count, block=block)
+        seconds[index] += time.perf_counter() - tick
         ratios[index].append(r)
         refs[index].append(ref)
 
@@ -158,8 +166,8 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
             add(index, per_pass)
     results = [summarise(np.concatenate(r), np.concatenate(f)) for r, f in zip(ratios, refs)]
     while precision is not None:
-        wide = [i for i, result in enumerate(results)
-                if result.relative_halfwidth > precision and sum(map(len, ratios[i])) < max_pairs]
+        wide = [i for i, result in enumerate(results) if result.relative_halfwidth > precision
+                and sum(map(len, ratios[i])) < max_pairs and seconds[i] < max_seconds]
         if not wide:
             break
         for index in wide:

@@ -115,3 +115,9 @@ def test_precision_is_met_before_the_cap_when_the_scatter_allows():
     result = measure_paired(NoisyModels(), [b"noisy"], [(1, 8, 8)], b"ref", (1, 8, 8), pairs=24, block=1,
                             precision=0.1, max_pairs=2000)[0]
     assert result.relative_halfwidth <= 0.1 and 24 < result.pairs < 2000 and result.pairs % 24 == 0
+
+
+def test_precision_stops_adding_pairs_after_the_time_budget():
+    result = measure_paired(NoisyModels(), [b"noisy"], [(1, 8, 8)], b"ref", (1, 8, 8), pairs=24, block=1,
+                            precision=0.001, max_pairs=10**6, max_seconds=0.0)[0]
+    assert result.pairs == 24  # the first pairs are always taken; none added past the budget
