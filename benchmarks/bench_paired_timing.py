@@ -2,10 +2,10 @@
 
 1. Test-retest: 20 sampled specs of the MnasNet space at 32x32 (1 channel, 10 classes, as the
    demo trains) and at 224x224, each measured in two passes minutes apart, every spec alike:
-   the paired ratio to a reference (``latency.paired``, 24 pairs of 3-run blocks) on the measurer's
-   clock (thread CPU time for 1-thread ONNX Runtime) and on the wall clock; the whole-model check
-   NetAdapt and the pipeline use (blocks of 10 runs, pairs added until +/- 1.5%, measurer's clock);
-   and, beside them, the
+   the paired ratio to a reference (``latency.paired``, 24 pairs, blocks sized by the run time) on
+   the measurer's clock (thread CPU time for 1-thread ONNX Runtime), the same with 3-run blocks
+   (as before block sizing), and on the wall clock; the whole-model check NetAdapt and the
+   pipeline use (pairs added until +/- 1.5%, measurer's clock); and, beside them, the
    unpaired statistic used before (10th percentile of 3 rounds x 20 runs, wall clock, in ms). Figures:
    median |pass 2 / pass 1 - 1| and the share of specs within 5%.
 2. Table openings: a lazy table built here, opened 20 times (``latency.drift.open_table``):
@@ -35,7 +35,7 @@ from latency.endtoend import measure_specs, prepared_model, spec_input_shape
 from latency.lazy import ensure_table
 from latency.measurers import OrtMeasurer, OrtSettings
 from latency.noise import LoadInjector
-from latency.paired import WHOLE_MODEL_BLOCK, WHOLE_MODEL_PRECISION
+from latency.paired import WHOLE_MODEL_PRECISION
 from latency.validation import sample_specs
 from search_spaces.mnasnet_space import MnasNetSpace
 from search_spaces.reference import reference_spec
@@ -59,10 +59,12 @@ def one_pass(measurer: OrtMeasurer, specs: list, models: list, reference) -> dic
     """Every spec alike: paired on the measurer's clock, the whole-model check, paired on the wall
     clock, unpaired (``_whole_s``: the whole-model check's seconds for all specs)."""
     tick = time.perf_counter()
-    whole = measure_specs(measurer, specs, reference, pairs=24, passes=2, models=models, block=WHOLE_MODEL_BLOCK,
+    whole = measure_specs(measurer, specs, reference, pairs=24, passes=2, models=models,
                           precision=WHOLE_MODEL_PRECISION)
     whole_s = time.perf_counter() - tick
     return {"paired": [r.ratio for r in measure_specs(measurer, specs, reference, pairs=24, models=models)],
+            "paired_3run_blocks": [r.ratio for r in measure_specs(measurer, specs, reference, pairs=24, models=models,
+                                                                  block=3)],
             "paired_whole_model_check": [r.ratio for r in whole],
             "paired_wall_clock": [r.ratio for r in measure_specs(WALL, specs, reference, pairs=24, models=models)],
             "unpaired_p10_ms": [unpaired_ms(m, s) for m, s in zip(models, specs)], "_whole_s": whole_s}

@@ -21,8 +21,7 @@ import torch
 from torch import nn
 
 from latency.measurers import Measurer, TorchMeasurer
-from latency.paired import (DEFAULT_BLOCK, DEFAULT_PAIRS, WHOLE_MODEL_BLOCK, WHOLE_MODEL_PRECISION, PairedRatio,
-                            measure_paired)
+from latency.paired import DEFAULT_PAIRS, WHOLE_MODEL_PRECISION, PairedRatio, measure_paired
 from search_spaces.builder import build_model
 from search_spaces.encoding import format_spec
 from search_spaces.onnx_export import DEFAULT_OPSET, export_module_onnx
@@ -82,12 +81,12 @@ def default_reference(like: ArchSpec) -> ArchSpec:
 
 def measure_specs(measurer: Measurer, specs: Sequence[ArchSpec], reference: ArchSpec, *, pairs: int = DEFAULT_PAIRS,
                   passes: int = 1, models: Sequence[nn.Module | bytes] | None = None,
-                  precision: float | None = None, block: int = DEFAULT_BLOCK) -> list[PairedRatio]:
+                  precision: float | None = None, block: int | None = None) -> list[PairedRatio]:
     """Each spec's :class:`PairedRatio` to ``reference`` (see the module docstring).
 
     ``models``: prepared models to reuse (exported once); ``passes``: cycles over the specs;
-    ``precision``: more pairs until each interval is that tight, ``block``: runs per block
-    (:func:`latency.paired.measure_paired`).
+    ``precision``: more pairs until each interval is that tight, ``block``: runs per block (None:
+    sized by the run time) (:func:`latency.paired.measure_paired`).
     """
     models = [prepared_model(measurer, spec) for spec in specs] if models is None else models
     return measure_paired(measurer, models, [spec_input_shape(s) for s in specs], cached_model(measurer, reference),
@@ -97,7 +96,7 @@ def measure_specs(measurer: Measurer, specs: Sequence[ArchSpec], reference: Arch
 def measure_specs_ms(specs: Sequence[ArchSpec], measurer: Measurer | None = None, *, reference: ArchSpec | None = None,
                      pairs: int = DEFAULT_PAIRS, passes: int = 2,
                      precision: float | None = WHOLE_MODEL_PRECISION,
-                     block: int = WHOLE_MODEL_BLOCK) -> list[dict[str, float]]:
+                     block: int | None = None) -> list[dict[str, float]]:
     """Figures of each spec for reports: ``latency_ms`` (ratio x the reference's median over the
     session, one speed for every spec so that they compare), ``ratio`` with ``ratio_low``/``ratio_high`` to ``reference`` (default:
     :func:`default_reference` of the first spec), ``reference_ms``, ``pairs``. ONNX Runtime CPU,

@@ -23,7 +23,7 @@ from latency.endtoend import measure_specs
 from latency.keys import spec_keys
 from latency.learned import LearnedModel, load_model
 from latency.measurers import Measurer, OrtMeasurer, OrtSettings
-from latency.paired import WHOLE_MODEL_BLOCK, WHOLE_MODEL_PRECISION, PairedRatio
+from latency.paired import WHOLE_MODEL_PRECISION, PairedRatio
 from latency.predictor import LatencyPredictor, Prediction
 from latency.predictors import LEARNED, LearnedPredictor, table_predictors
 from latency.registry import measurer_from_recorded
@@ -133,7 +133,7 @@ class LazyPredictor:
         added until each ratio is within +/- ``precision``."""
         manifest = self.table.manifest
         return measure_specs(measurer_from_recorded(manifest["measurer"]), specs, parse_spec(manifest["reference"]["spec"]),
-                             passes=passes, precision=precision, block=WHOLE_MODEL_BLOCK)
+                             passes=passes, precision=precision)
 
     def measure_ms(self, specs: Sequence[ArchSpec], *, passes: int = 2) -> list[float]:
         """:meth:`measure` in the table's units (the ratio times its baseline), comparable with

@@ -33,14 +33,18 @@ BlockRunner = Callable[[int], np.ndarray]
 CONFIDENCE = 0.95
 DEFAULT_PAIRS = 24
 DEFAULT_BLOCK = 3
-WHOLE_MODEL_BLOCK = 10
+BLOCK_MS = 2.0
+BLOCK_RANGE = (3, 10)
+"""Runs per block when none is given: enough for a block to last :data:`BLOCK_MS`, within
+:data:`BLOCK_RANGE`. Under the load injector, a 32x32 model against MobileNetV3-Small (0.17 ms a
+run) over 400 pairs: blocks of 3 gave per-pair ratios spread 1.51-1.86 (5th-95th percentile) and
+an interval of +/- 2%, blocks of 10 1.66-1.70 and +/- 0.1% (the first runs after switching
+models find cold caches, and 3 short runs leave too few warm ones); runs of 5-20 ms (224x224)
+repeated within 2% with blocks of 3 and keep them."""
 WHOLE_MODEL_PRECISION = 0.015
-"""Whole-model checks (NetAdapt's, the pipeline's, ``compare``) time blocks of 10 runs and
-extend their pairs until the ratio's interval is within +/- 1.5%. Under the load injector, a
-32x32 model against MobileNetV3-Small (0.17 ms a run) over 400 pairs: blocks of 3 gave per-pair
-ratios spread 1.51-1.86 (5th-95th percentile) and an interval of +/- 2%, blocks of 10 1.66-1.70
-and +/- 0.1% (the first runs after switching models find cold caches, and 3 runs leave too few
-warm ones); with blocks of 3, 24 pairs left +/- 6.5% and repeats 7% apart."""
+"""Whole-model checks (NetAdapt's, the pipeline's, ``compare``, ``train``) extend their pairs
+until the ratio's interval is within +/- 1.5%: with blocks of 3, 24 pairs of a 32x32 model left
++/- 6.5% under the injector and repeats 7% apart."""
 MAX_PAIRS = 480
 MAX_SECONDS = 15.0
 """Pairs are added to one model only while its pairs have taken less than this (wall seconds): a
@@ -105,6 +109,13 @@ def block_runner(measurer: Measurer, model: ModelLike, input_shape: tuple[int, .
     return lambda k: runner.run(k)
 
 
+def block_for(run_ms: float) -> int:
+    """Runs per block for runs of ``run_ms`` (see :data:`BLOCK_MS`)."""
+    if not math.isfinite(run_ms) or run_ms <= 0:
+        return BLOCK_RANGE[1]
+    return int(min(max(math.ceil(BLOCK_MS / run_ms), BLOCK_RANGE[0]), BLOCK_RANGE[1]))
+
+
 def paired_ratios(run_model: BlockRunner, run_reference: BlockRunner, *, pairs: int = DEFAULT_PAIRS,
                   block: int = DEFAULT_BLOCK) -> tuple[np.ndarray, np.ndarray]:
     """Per-pair ratios model/reference over ``pairs`` pairs of ``block`` runs each (the fastest
@@ -134,11 +145,13 @@ def summarise(ratios: np.ndarray, reference_samples: np.ndarray) -> PairedRatio:
 
 def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequence[tuple[int, ...]],
                    reference: ModelLike, reference_shape: tuple[int, ...], *, pairs: int = DEFAULT_PAIRS,
-                   block: int = DEFAULT_BLOCK, passes: int = 1, precision: float | None = None,
+                   block: int | None = None, passes: int = 1, precision: float | None = None,
                    max_pairs: int = MAX_PAIRS, max_seconds: float = MAX_SECONDS) -> list[PairedRatio]:
     """Each model's :class:`PairedRatio` to ``reference``, all through ``measurer``.
 
-    ``passes`` > 1 cycles over the models that many times (``pairs / passes`` pairs each time)
+    ``block``: runs per block, None to size each model's blocks by its and the reference's run
+    time (:func:`block_for`; :data:`DEFAULT_BLOCK` for a measurer without a runner, whose call is
+    a block of its own). ``passes`` > 1 cycles over the models that many times (``pairs / passes`` pairs each time)
     and pools the pairs, so a slow minute is spread over every model rather than falling on one.
     ``precision`` (e.g. 0.015): then the models whose interval is wider than +/- that share of
     their ratio get more pairs, ``pairs`` at a time, until it is met or ``max_pairs`` pairs or
@@ -149,6 +162,7 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
         raise ValueError(f"{len(models)} models but {len(shapes)} input shapes")
     ref_runner = block_runner(measurer, reference, reference_shape)
     runners = [block_runner(measurer, model, shape) for model, shape in zip(models, shapes)]
+    blocks = _blocks(measurer, runners, ref_runner) if block is None else [block] * len(runners)
     per_pass = max(1, math.ceil(pairs / passes))
     ratios: list[list[np.ndarray]] = [[] for _ in models]
     refs: list[list[np.ndarray]] = [[] for _ in models]
@@ -156,7 +170,7 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
 
     def add(index: int, count: int) -> None:
         tick = time.perf_counter()
-        r, ref = paired_ratios(runners[index], ref_runner, pairs=count, block=block)
+        r, ref = paired_ratios(runners[index], ref_runner, pairs=count, block=blocks[index])
         seconds[index] += time.perf_counter() - tick
         ratios[index].append(r)
         refs[index].append(ref)
@@ -174,6 +188,14 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
             add(index, min(pairs, max_pairs - sum(map(len, ratios[index]))))
             results[index] = summarise(np.concatenate(ratios[index]), np.concatenate(refs[index]))
     return results
+
+
+def _blocks(measurer: Measurer, runners: Sequence[BlockRunner], ref_runner: BlockRunner) -> list[int]:
+    """Runs per block for each model, from the fastest of 3 runs of it and of the reference."""
+    if getattr(measurer, "runner", None) is None:
+        return [DEFAULT_BLOCK] * len(runners)
+    reference_ms = float(np.min(ref_runner(3)))
+    return [block_for(max(reference_ms, float(np.min(run(3))))) for run in runners]
 
 
 def ratio_of_ratios(a: PairedRatio, b: PairedRatio) -> float:

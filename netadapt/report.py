@@ -17,7 +17,7 @@ import torch
 
 from latency.endtoend import default_reference, measure_specs
 from latency.measurers import OrtMeasurer, OrtSettings
-from latency.paired import WHOLE_MODEL_BLOCK, WHOLE_MODEL_PRECISION
+from latency.paired import WHOLE_MODEL_PRECISION
 from netadapt.state import save_weights
 from search_spaces.builder import build_model
 from search_spaces.encoding import format_spec, spec_to_dict
@@ -48,7 +48,7 @@ def end_to_end_ms(spec: ArchSpec, weights: dict[str, torch.Tensor], settings: Or
     reference's median meanwhile."""
     data = export_module_onnx(model_of(spec, weights), input_shape(spec))
     paired = measure_specs(OrtMeasurer(settings), [spec], default_reference(spec), models=[data], passes=2,
-                           precision=WHOLE_MODEL_PRECISION, block=WHOLE_MODEL_BLOCK)[0]
+                           precision=WHOLE_MODEL_PRECISION)[0]
     return paired.latency_ms
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from latency.endtoend import measure_specs
 from latency.fingerprint import device_fingerprint
-from latency.paired import WHOLE_MODEL_BLOCK, WHOLE_MODEL_PRECISION
+from latency.paired import WHOLE_MODEL_PRECISION
 from nas.pareto import pareto_front
 from pipeline.compare import adapted, dataset, found_specs
 from pipeline.runner import Pipeline
@@ -38,7 +38,7 @@ def measure_column(run: Pipeline, name: str) -> list[dict[str, Any]]:
     like = adapted(config.target_like, config.target_width, dataset(run))
     run.say(f"matrix: timing {len(found)} found models on {name}")
     ratios = measure_specs(config.platform(name).make_measurer(), list(found.values()), like, pairs=config.pairs,
-                           passes=2, precision=WHOLE_MODEL_PRECISION, block=WHOLE_MODEL_BLOCK)
+                           passes=2, precision=WHOLE_MODEL_PRECISION)
     scale = config.target_scale
     return [{"found_for": row, "measured_on": name, "latency_ratio": r.ratio / scale,
              "latency_ratio_low": r.low / scale, "latency_ratio_high": r.high / scale,

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latency.paired import PairedRatio, block_runner, measure_paired, median_interval, paired_ratios, summarise
+from latency.paired import (PairedRatio, block_for, block_runner, measure_paired, median_interval, paired_ratios,
+                            summarise)
 from tests.latency.fakes import FakeMeasurer
 
 
@@ -121,3 +122,35 @@ def test_precision_stops_adding_pairs_after_the_time_budget():
     result = measure_paired(NoisyModels(), [b"noisy"], [(1, 8, 8)], b"ref", (1, 8, 8), pairs=24, block=1,
                             precision=0.001, max_pairs=10**6, max_seconds=0.0)[0]
     assert result.pairs == 24  # the first pairs are always taken; none added past the budget
+
+
+@pytest.mark.parametrize("run_ms, block", [(0.17, 10), (0.5, 4), (2.0, 3), (15.0, 3), (0.0, 10), (float("nan"), 10)])
+def test_blocks_last_about_two_milliseconds_within_the_range(run_ms, block):
+    assert block_for(run_ms) == block
+
+
+class TimedModels:
+    """Runs of models named ``b"short..."`` take 0.1 ms, of any other 5 ms; records every block's length."""
+
+    def __init__(self) -> None:
+        self.blocks: dict[bytes, list[int]] = {}
+
+    def runner(self, model: bytes, shape: tuple[int, ...]):
+        blocks = self.blocks.setdefault(model, [])
+
+        class Run:
+            def run(self, k: int, warmup: int = 0) -> np.ndarray:
+                blocks.append(k)
+                return np.full(k, 0.1 if model.startswith(b"short") else 5.0)
+        return Run()
+
+
+def test_unset_block_is_sized_by_the_slower_of_model_and_reference():
+    machine = TimedModels()
+    short, long = measure_paired(machine, [b"short", b"long"], [(1, 8, 8)] * 2, b"short-ref", (1, 8, 8), pairs=4)
+    assert short.ratio == 1.0 and long.ratio == 50.0
+    assert set(machine.blocks[b"long"][2:]) == {3}  # after the warm-up call and the 3-run estimate
+    assert set(machine.blocks[b"short"][2:]) == {10}
+    fixed = TimedModels()
+    measure_paired(fixed, [b"short"], [(1, 8, 8)], b"ref", (1, 8, 8), pairs=4, block=5)
+    assert set(fixed.blocks[b"short"][1:]) == {5}  # an explicit block: no estimate
