@@ -83,9 +83,10 @@ def _netadapt_section(run: Pipeline) -> Section:
     rounds = result.get("latency_rounds", [])
     if rounds:
         section.paragraphs.append("First table: each NetAdapt round's final model measured end to end, paired "
-                                  "run by run with the budget's model: the ratio to the budget with its 95% "
-                                  "interval (a further round starts from it only while the whole interval lies "
-                                  "above 1). Second table: the last round's iterations.")
+                                  "block by block with the budget's model: the ratio to the budget with its 95% "
+                                  "interval (pairs are added until it is +/- 1.5% or the time allowed is spent; "
+                                  "each round aims at 0.975 x the budget, and a further round starts from its "
+                                  "model when the ratio is above 1). Second table: the last round's iterations.")
         frame = pd.DataFrame(rounds)
         columns = [c for c in ("round", "target_ms", "predicted_ms", "final_ms", "budget_ms", "ratio", "ratio_low",
                                "ratio_high") if c in frame.columns]
