@@ -66,10 +66,15 @@ class JobSetup:
     table_trusted: bool = False  # made by this job or its pipeline on this machine: latency.drift.open_table
     platform: dict | None = None  # latency.platforms.Platform.record() of --platform; None: the default measurer
     table_space: str = DEFAULT_TABLE_SPACE  # runs recorded before this field priced with the MnasNet space's tables
+    measure_like: str | None = None  # the budget's model: kept models are timed paired with it (see measured_with)
+    measure_like_ms: float | None = None  # its latency in the table's units
 
     def __post_init__(self) -> None:
         if self.table_space not in SPACES:
             raise ValueError(f"--table-space {self.table_space!r} is not known; expected one of {sorted(SPACES)}")
+        if (self.measure_like is None) != (self.measure_like_ms is None):
+            raise ValueError("measure_like and measure_like_ms go together: the budget's model and its latency "
+                             "in the table's units")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "netadapt": self.netadapt.to_dict()}
@@ -223,11 +228,27 @@ def _model(spec: ArchSpec, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
     return model_of(spec, weights)
 
 
-def measured_with(predictor: LazyPredictor) -> Callable[[ArchSpec, dict[str, torch.Tensor]], float]:
+def measured_with(predictor: LazyPredictor,
+                  setup: JobSetup | None = None) -> Callable[[ArchSpec, dict[str, torch.Tensor]], float]:
     """NetAdapt's end-to-end check: the whole model timed through the table's own measurer (the
     platform it was built for, a device command included), paired with the table's reference
-    and given in the table's units, comparable with its predictions and the target."""
-    return lambda spec, weights: predictor.measure_ms([spec])[0]
+    and given in the table's units, comparable with its predictions and the target.
+
+    With ``setup.measure_like`` (a pipeline with a ``--target-like`` budget) it is paired with
+    that model instead and given as the ratio times ``measure_like_ms``: a model and its budget's
+    model, alike in size, keep their ratio when the machine's load changes, where a small model
+    and the table's larger reference did not (under the load injector MobileNetV3-Small read
+    0.34x to 0.45x the reference in four runs of the same pipeline)."""
+    if setup is None or setup.measure_like is None:
+        return lambda spec, weights: predictor.measure_ms([spec])[0]
+    from latency.endtoend import measure_specs
+    from latency.paired import WHOLE_MODEL_PRECISION
+    from latency.registry import measurer_from_recorded
+
+    like, like_ms = parse_spec(setup.measure_like), float(setup.measure_like_ms)
+    measurer = measurer_from_recorded(predictor.table.manifest["measurer"])
+    return lambda spec, weights: like_ms * measure_specs(measurer, [spec], like, passes=2,
+                                                         precision=WHOLE_MODEL_PRECISION)[0].ratio
 
 
 def finish(folder: RunFolder, setup: JobSetup, result: LoopResult, data: Dataset,
@@ -270,14 +291,14 @@ def execute(folder: RunFolder, setup: JobSetup, stop: Callable[[], bool], say: S
         if weights is None:
             return None
     with make_evaluator(folder, setup, data) as evaluator:
-        loop = NetAdapt(setup.netadapt, data, predictor.predict_ms, evaluator, store, measure_ms=measured_with(predictor),
-                        on_event=on_event, should_stop=stop)
+        loop = NetAdapt(setup.netadapt, data, predictor.predict_ms, evaluator, store,
+                        measure_ms=measured_with(predictor, setup), on_event=on_event, should_stop=stop)
         if not store.exists():
             begin(loop, spec, weights, data)
         result = loop.run()
     if result.stopped:
         return None
-    return finish(folder, setup, result, data, measured_with(predictor))
+    return finish(folder, setup, result, data, measured_with(predictor, setup))
 
 
 def read_setup(folder: RunFolder) -> JobSetup:

@@ -29,7 +29,7 @@ from pipeline.config import table_trusted
 from pipeline.measure import measure_side_by_side, table_measurer
 from pipeline.runner import Pipeline, StageStopped
 from pipeline.supernet_stage import supernet_start
-from search_spaces.encoding import parse_spec
+from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.resolve import resolve_spec
 from search_spaces.spec import ArchSpec
 from storage.runfolder import RunFolder, child_run
@@ -206,4 +206,17 @@ def _setup(run: Pipeline, spec: str, weights: str | None, target_ms: float, name
     return JobSetup(config, spec, name, run.config.data, 0,
                     table["folder"], run.config.on_drift, run.config.workers, run.config.address, weights,
                     budget.pretrain_epochs, table_trusted=table_trusted(run.config, table), platform=run.config.platform,
-                    table_space=run.config.space)
+                    table_space=run.config.space, **budget_model(run, spec))
+
+
+def budget_model(run: Pipeline, spec: str) -> dict[str, Any]:
+    """With a ``--target-like`` budget, NetAdapt times the models it keeps paired with the budget's
+    own model (``measure_like``; its latency in the table's units ``measure_like_ms``), as the
+    rounds' checks do: see :func:`netadapt.job.measured_with`. Nothing without one."""
+    config, table = run.config, run.result("table")
+    if config.target_like is None:
+        return {}
+    shape = parse_spec(spec)
+    like = resolve_spec(config.target_like, width=config.target_width, resolution=shape.resolution,
+                        num_classes=shape.num_classes, in_channels=shape.in_channels)
+    return {"measure_like": format_spec(like), "measure_like_ms": float(table["target_ms"]) / config.target_scale}
