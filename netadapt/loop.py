@@ -168,7 +168,7 @@ class NetAdapt:
 
     def reached(self, state: LoopState) -> bool:
         """The target is reached: as predicted, or closed on measurements, as measured (past the
-        table's target, also when the last kept step measured no faster: see ``netadapt.steering``)."""
+        table's target, also when its last two kept steps measured no faster: see ``netadapt.steering``)."""
         predicted_reached = state.predicted_ms <= self.config.target_ms
         gap = self._measured_gap(state)
         if gap is None:

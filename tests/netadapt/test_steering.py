@@ -26,11 +26,13 @@ def test_gap_is_read_in_table_units_from_the_start_ratio_and_the_last_steps_slop
     assert measured_gap([start, _row(0.9, 1.5)], 0.8) < 0  # measured under the goal: reached
 
 
-def test_measurement_follows_only_when_the_last_kept_step_measured_faster():
+def test_measurement_stops_following_only_after_two_kept_steps_in_a_row_measured_no_faster():
     assert measurement_follows([_row(1.0, 2.0)])
-    assert measurement_follows([_row(1.0, 2.0), _row(0.9, 1.9)])
-    assert not measurement_follows([_row(1.0, 2.0), _row(0.9, 2.0)])
-    assert measurement_follows([_row(1.0, 2.0), _row(0.9, float("nan"))])
+    assert measurement_follows([_row(1.0, 2.0), _row(0.9, 2.0)])  # one step: too early to say
+    assert measurement_follows([_row(1.0, 2.0), _row(0.9, 1.9), _row(0.8, 1.9)])  # one stall after a fall
+    assert not measurement_follows([_row(1.0, 2.0), _row(0.9, 2.0), _row(0.8, 2.0)])
+    assert not measurement_follows([_row(1.0, 2.0), _row(0.9, 1.8), _row(0.8, 1.8), _row(0.7, 1.85)])
+    assert measurement_follows([_row(1.0, 2.0), _row(0.9, 2.0), _row(0.8, float("nan"))])
 
 
 def test_no_measurement_means_no_measured_gap():
@@ -84,7 +86,8 @@ def _adapt_with_measurement(folder, data, measured, max_iterations: int = 30) ->
 
 def test_a_measurement_that_stops_falling_past_the_tables_target_ends_the_loop_there(tmp_path, digits8):
     """A runtime's fixed cost per inference: every model measures the same. The loop stops at the
-    first kept step past the table's target instead of cutting on to the floor."""
+    first kept step past the table's target (two stalled steps by then) instead of cutting on to
+    the floor."""
     start_ms = toy_predict_ms(loop_spec())
     final, target = _adapt_with_measurement(tmp_path, digits8, lambda s, weights=None: start_ms)
     assert 0.5 * target < final <= target
