@@ -24,7 +24,7 @@ from typing import Any, Callable
 from latency.lazy import LazyPredictor
 from latency.paired import PairedRatio
 from netadapt.job import JobSetup, check_target, execute, read_setup
-from netadapt.loop import NetAdaptConfig
+from netadapt.loop import NetAdaptConfig, UnreachableTarget
 from pipeline.config import table_trusted
 from pipeline.measure import measure_side_by_side, table_measurer
 from pipeline.runner import Pipeline, StageStopped
@@ -52,15 +52,22 @@ def round_folder(run: Pipeline, index: int) -> Path:
 
 def stage_netadapt(run: Pipeline) -> dict[str, Any]:
     """NetAdapt rounds until the final model's measured latency is within budget (or
-    ``MAX_ROUNDS``, or the target is out of NetAdapt's reach); the last round's result plus
-    ``latency_rounds``, one record per round."""
+    ``MAX_ROUNDS``, or the target is out of NetAdapt's reach: a correction round that runs out of
+    cuts ends the rounds with the previous round's model); the last finished round's result
+    plus ``latency_rounds``, one record per round."""
     spec = run.result("search")["best_spec"]
     weights = supernet_start(run, spec)  # None: the proxy evaluator's NetAdapt pre-trains its start model
     name = "search-best" if weights is None else "supernet-subnet"
     target_ms = anchored_target(run, spec, run.result("table")["target_ms"])
     rounds: list[dict[str, Any]] = []
     for index in range(MAX_ROUNDS):
-        result = _run_round(run, index, spec, weights, target_ms, name)
+        try:
+            result = _run_round(run, index, spec, weights, target_ms, name)
+        except UnreachableTarget as exc:
+            if not rounds:
+                raise
+            run.say(f"netadapt: round {index + 1} stopped short of its target ({exc}); keeping round {index}'s model")
+            break
         check = recorded_check(run, index, parse_spec(result["final_spec"]))
         rounds.append({"round": index + 1, "folder": str(round_folder(run, index)), "target_ms": target_ms,
                        "predicted_ms": result["predicted_latency_ms"], **check})

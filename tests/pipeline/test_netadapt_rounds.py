@@ -222,3 +222,26 @@ def test_run_command_passes_the_steering(flag, expected):
 
     args = build_parser().parse_args(["run", "--data", "digits", "--target-ms", "1.0", *flag])
     assert config_from_args(args).netadapt_close_on == expected
+
+
+def test_a_correction_round_that_runs_out_of_cuts_keeps_the_previous_rounds_model(monkeypatch, tmp_path):
+    calls = fake_rounds(monkeypatch, [1.0, 1.02])
+
+    def run_round(p, index, spec, weights, target_ms, name):
+        calls.append(index)
+        if index == 1:
+            raise stage.UnreachableTarget("netadapt cannot shrink further")
+        return {"final_spec": f"spec{index}", "predicted_latency_ms": target_ms, "run_dir": f"/runs/{index}"}
+
+    monkeypatch.setattr(stage, "_run_round", run_round)
+    p = pipeline(tmp_path)
+    result = stage.stage_netadapt(p)
+    assert calls == [0, 1] and result["final_spec"] == "spec0" and not result["within_budget"]
+    assert len(result["latency_rounds"]) == 1 and any("keeping round 1's model" in line for line in p.said)
+
+
+def test_a_first_round_that_runs_out_of_cuts_fails_the_stage(monkeypatch, tmp_path):
+    fake_rounds(monkeypatch, [1.0])
+    monkeypatch.setattr(stage, "_run_round", lambda *args: (_ for _ in ()).throw(stage.UnreachableTarget("no cuts")))
+    with pytest.raises(stage.UnreachableTarget, match="no cuts"):
+        stage.stage_netadapt(pipeline(tmp_path))
