@@ -50,7 +50,7 @@ until the ratio's interval is within +/- 1.5%: with blocks of 3, 24 pairs of a 3
 MAX_PAIRS = 480
 MAX_SECONDS = 15.0
 """Pairs are added to one model only while its pairs have taken less than this (wall seconds): a
-224x224 model's block of 10 runs lasts 0.1-0.2 s, and 480 pairs of it would be minutes."""
+pair of 224x224 models lasts 30-120 ms, and 480 pairs of them would be minutes."""
 
 
 @dataclass(frozen=True)
@@ -152,9 +152,10 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
     """Each model's :class:`PairedRatio` to ``reference``, all through ``measurer``.
 
     ``block``: runs per block, None to size each model's blocks by the shorter run time of it
-    and the reference (:func:`block_for`; :data:`DEFAULT_BLOCK` for a measurer without a runner, whose call is
-    a block of its own). ``passes`` > 1 cycles over the models that many times (``pairs / passes`` pairs each time)
-    and pools the pairs, so a slow minute is spread over every model rather than falling on one.
+    and the reference (:func:`block_for`; :data:`DEFAULT_BLOCK` for a measurer without a
+    runner, whose call is a block of its own). ``passes`` > 1 cycles over the models that many
+    times (``pairs / passes`` pairs each time) and pools the pairs, so a slow minute is spread
+    over every model rather than falling on one.
     ``precision`` (e.g. 0.015): then the models whose interval is wider than +/- that share of
     their ratio get more pairs, ``pairs`` at a time, until it is met or ``max_pairs`` pairs or
     ``max_seconds`` of that model's pairing are spent; the pairs go where the machine was noisy,
