@@ -34,9 +34,9 @@ class PipelineBudget:
 
 
 BUDGETS = {
-    "small": PipelineBudget(search_trials=8, search_epochs=2, search_target_factor=1.25, pretrain_epochs=3,
+    "small": PipelineBudget(search_trials=8, search_epochs=2, search_target_factor=1.1, pretrain_epochs=3,
                             short_steps=10, netadapt_delta=0.15, long_epochs=1, final_epochs=8,
-                            references=(("mobilenetv3-small", 1.0),)),
+                            references=(("mobilenetv3-small", 1.0),), supernet_epochs=3, supernet_trials=32),
     "medium": PipelineBudget(search_trials=32, search_epochs=2, search_target_factor=1.25, pretrain_epochs=10,
                              short_steps=100, netadapt_delta=0.05, long_epochs=3, final_epochs=30,
                              references=(("mobilenetv3-small", 1.0), ("mobilenetv3-small", 0.75),
