@@ -141,6 +141,18 @@ class LazyPredictor:
         baseline = float(self.table.reference_baseline_ms)
         return [r.in_units_of(baseline) for r in self.measure(specs, passes=passes)]
 
+    def measure_like_ms(self, specs: Sequence[ArchSpec], like: ArchSpec, like_ms: float, *,
+                        passes: int = 2) -> list[float]:
+        """Whole ``specs`` timed through the table's measurer paired with ``like`` (a model alike
+        in size, e.g. a pipeline's budget model) and given as the ratio times ``like_ms``, its
+        latency in the table's units. A small model and the table's larger reference do not keep
+        their ratio when the machine's load changes (under the load injector MobileNetV3-Small
+        read 0.34x to 0.45x the reference in four runs of the same pipeline); two models alike
+        do."""
+        measurer = measurer_from_recorded(self.table.manifest["measurer"])
+        results = measure_specs(measurer, specs, like, passes=passes, precision=WHOLE_MODEL_PRECISION)
+        return [float(like_ms) * r.ratio for r in results]
+
     def missing_keys(self, specs: Iterable[ArchSpec]) -> set:
         return {key for spec in specs for key in spec_keys(spec) if key not in self.table}
 

@@ -13,6 +13,7 @@ from mobilenas.job_args import add_data_argument, check_resume, refuse_with_resu
 from mobilenas.latency_args import DRIFT_FLAGS, add_drift_flags, given_on_drift, on_drift_of
 from mobilenas.measurer_args import add_platform_argument, check_platform_table, platform_from_args
 from nas.rewards import REWARD_KINDS
+from nas.search import PRICE_BY
 from netadapt.steering import CLOSE_ON
 from pipeline.config import BUDGETS, PipelineConfig
 from storage.runfolder import DEFAULT_OUT, RunFolder
@@ -60,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--netadapt-close-on", choices=CLOSE_ON, default=DEFAULTS["netadapt_close_on"],
                    help="what NetAdapt's iterations steer by: each kept model's paired measurement, or the table's "
                         f"prediction alone (default {DEFAULTS['netadapt_close_on']})")
+    p.add_argument("--price-by", choices=PRICE_BY, default=DEFAULTS["price_by"],
+                   help="how the search prices candidates: each measured end to end, paired with the --target-like "
+                        f"model, or the table's prediction (default {DEFAULTS['price_by']})")
     p.add_argument("--table", default=None, metavar="DIR", help="latency table folder (default: create or reuse one)")
     add_platform_argument(p, "the table")
     add_drift_flags(p)
@@ -107,7 +111,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
                           reward=args.reward or ("hard" if evaluator == "supernet" else DEFAULTS["reward"]),
                           table=args.table, on_drift=on_drift_of(args), address=args.address, workers=args.workers,
                           threads=args.threads, platform=None if platform is None else platform.record(),
-                          netadapt_close_on=args.netadapt_close_on)
+                          netadapt_close_on=args.netadapt_close_on, price_by=args.price_by)
 
 
 def _space(args: argparse.Namespace, evaluator: str) -> str:

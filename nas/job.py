@@ -17,7 +17,7 @@ from typing import Any, Callable
 from latency.fingerprint import device_fingerprint
 from latency.platforms import Platform, file_table, resolve_table, table_key
 from nas.evaluator import Evaluator, make_evaluator
-from nas.pricing import PricedShape, open_pricing, prepare_table
+from nas.pricing import PricedShape, open_pricing, prepare_table, price_function
 from nas.registry import make_strategy
 from nas.report import write_outputs
 from nas.search import ProgressInfo, SearchConfig, SearchDriver
@@ -107,7 +107,8 @@ class SearchJob:
         space = make_space(self.config.space, resolution=data.resolution, num_classes=data.num_classes,
                            in_channels=data.in_channels)
         strategy = make_strategy(self.config.strategy, space, seed=self.config.seed, config=self.config.strategy_config)
-        driver = SearchDriver(folder, self.config, space, strategy, predictor.predict_ms, on_progress=self.progress)
+        price = price_function(predictor, self.config.price_by, self.config.measure_like, self.config.measure_like_ms)
+        driver = SearchDriver(folder, self.config, space, strategy, price, on_progress=self.progress)
         if resumed:
             counts = driver.resume()
             self.say(f"resumed: {counts['logged']} trials kept, {counts['retold']} re-told to the strategy, "

@@ -15,11 +15,13 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from latency.lazy import LazyPredictor, default_measurer, ensure_table
 from latency.measurers import Measurer
 from latency.table import MANIFEST_FILE, TableMismatchError, check_manifest, read_manifest
+from search_spaces.encoding import format_spec, parse_spec
+from search_spaces.spec import ArchSpec
 
 log = logging.getLogger(__name__)
 RUN_TABLE = "latency"
@@ -107,3 +109,26 @@ def open_pricing(folder: Path, *, on_drift: str = "error", trusted: bool = False
               "measurer": manifest.get("measurer"), "drift": predictor.drift.to_dict(),
               "validation": validation_figures(folder)}
     return predictor, record
+
+
+def price_function(predictor: LazyPredictor, price_by: str = "table", measure_like: str | None = None,
+                   measure_like_ms: float | None = None) -> Callable[[ArchSpec], float]:
+    """How the search prices a candidate, in the table's units. ``table``: the table's prediction.
+    ``measured`` (MnasNet section 3): the whole model timed end to end through the table's
+    measurer, paired with ``measure_like`` (a canonical spec string; its latency in the table's
+    units ``measure_like_ms``) or, without it, with the table's reference; each spec once."""
+    if price_by == "table":
+        return predictor.predict_ms
+    if price_by != "measured":
+        raise ValueError(f"price_by {price_by!r} is not known; expected table or measured")
+    like = None if measure_like is None else parse_spec(measure_like)
+    measured: dict[str, float] = {}
+
+    def price(spec: ArchSpec) -> float:
+        key = format_spec(spec)
+        if key not in measured:
+            measured[key] = (predictor.measure_ms([spec])[0] if like is None else
+                             predictor.measure_like_ms([spec], like, float(measure_like_ms))[0])
+        return measured[key]
+
+    return price

@@ -42,6 +42,11 @@ STRATEGY_NAMES = tuple(STRATEGIES)
 """The registered strategies when this module was imported (``--strategy`` choices)."""
 EVALUATOR_NAMES = tuple(EVALUATORS)
 """The registered evaluators when this module was imported (``--evaluator`` choices)."""
+PRICE_BY = ("table", "measured")
+"""How a candidate's latency is found: ``table``, the latency table's prediction (MobileNetV3
+section 4: per-layer tables); ``measured``, the whole model timed end to end on the table's
+measurer, paired with a reference model (MnasNet section 3: real latency measured on the target),
+about 0.5 s a 32x32 candidate and 10 s a 224x224 one on 2 cores."""
 
 
 @dataclass(frozen=True)
@@ -81,9 +86,13 @@ class SearchConfig:
     evaluator: str = "proxy"
     supernet: str | None = None
     platform: dict | None = None
+    price_by: str = "table"
+    measure_like: str | None = None
+    measure_like_ms: float | None = setting(None, kind=float, low=0, low_open=True, optional=True)
 
     def __post_init__(self) -> None:
         check_settings(self, "{flag}")
+        self._check_pricing()
         if self.platform is not None:
             from latency.platforms import Platform
 
@@ -103,6 +112,15 @@ class SearchConfig:
     def from_dict(cls, data: dict[str, Any], what: str = "search config") -> "SearchConfig":
         """The settings recorded in a manifest; unknown keys are refused."""
         return settings_from_dict(cls, data, what)
+
+    def _check_pricing(self) -> None:
+        if self.price_by not in PRICE_BY:
+            raise ValueError(f"--price-by {self.price_by!r} is not known; expected one of {list(PRICE_BY)}")
+        if (self.measure_like is None) != (self.measure_like_ms is None):
+            raise ValueError("measure_like and measure_like_ms go together: the model candidates are timed "
+                             "against and its latency in the table's units")
+        if self.measure_like is not None and self.price_by != "measured":
+            raise ValueError("measure_like applies to --price-by measured only")
 
     def _check_evaluator(self) -> None:
         if self.evaluator not in EVALUATORS:  # the live registry: one registered later counts

@@ -232,23 +232,13 @@ def measured_with(predictor: LazyPredictor,
                   setup: JobSetup | None = None) -> Callable[[ArchSpec, dict[str, torch.Tensor]], float]:
     """NetAdapt's end-to-end check: the whole model timed through the table's own measurer (the
     platform it was built for, a device command included), paired with the table's reference
-    and given in the table's units, comparable with its predictions and the target.
-
-    With ``setup.measure_like`` (a pipeline with a ``--target-like`` budget) it is paired with
-    that model instead and given as the ratio times ``measure_like_ms``: a model and its budget's
-    model, alike in size, keep their ratio when the machine's load changes, where a small model
-    and the table's larger reference did not (under the load injector MobileNetV3-Small read
-    0.34x to 0.45x the reference in four runs of the same pipeline)."""
+    and given in the table's units, comparable with its predictions and the target. With
+    ``setup.measure_like`` (a pipeline with a ``--target-like`` budget) it is paired with that
+    model instead (:meth:`latency.lazy.LazyPredictor.measure_like_ms`)."""
     if setup is None or setup.measure_like is None:
         return lambda spec, weights: predictor.measure_ms([spec])[0]
-    from latency.endtoend import measure_specs
-    from latency.paired import WHOLE_MODEL_PRECISION
-    from latency.registry import measurer_from_recorded
-
     like, like_ms = parse_spec(setup.measure_like), float(setup.measure_like_ms)
-    measurer = measurer_from_recorded(predictor.table.manifest["measurer"])
-    return lambda spec, weights: like_ms * measure_specs(measurer, [spec], like, passes=2,
-                                                         precision=WHOLE_MODEL_PRECISION)[0].ratio
+    return lambda spec, weights: predictor.measure_like_ms([spec], like, like_ms)[0]
 
 
 def finish(folder: RunFolder, setup: JobSetup, result: LoopResult, data: Dataset,

@@ -36,7 +36,7 @@ class PipelineBudget:
 BUDGETS = {
     "small": PipelineBudget(search_trials=8, search_epochs=2, search_target_factor=1.1, pretrain_epochs=3,
                             short_steps=10, netadapt_delta=0.15, long_epochs=1, final_epochs=8,
-                            references=(("mobilenetv3-small", 1.0),), supernet_epochs=3, supernet_trials=32),
+                            references=(("mobilenetv3-small", 1.0),)),
     "medium": PipelineBudget(search_trials=32, search_epochs=2, search_target_factor=1.25, pretrain_epochs=10,
                              short_steps=100, netadapt_delta=0.05, long_epochs=3, final_epochs=30,
                              references=(("mobilenetv3-small", 1.0), ("mobilenetv3-small", 0.75),
@@ -67,7 +67,12 @@ class PipelineConfig:
     the final training from the found sub-network's weights (once-for-all). ``reward``: the
     search's reward (:mod:`nas.rewards`): ``mnasnet`` with exponent ``w`` (MnasNet, MobileNetV3),
     ``hard`` (MnasNet's hard constraint, alpha 0 / beta -1: a model over the search's target is
-    scaled by target/latency; ``w`` does not apply) or ``absolute`` (TuNAS, beta ``w``)."""
+    scaled by target/latency; ``w`` does not apply) or ``absolute`` (TuNAS, beta ``w``).
+    ``price_by``: how the search prices its candidates (:data:`nas.search.PRICE_BY`): ``measured``
+    times each candidate end to end paired with the ``--target-like`` model (or the table's
+    reference), as MnasNet measured real latency, so that the search lands where it aims and
+    NetAdapt starts near its target; ``table`` uses the table's predictions (at 32x32 a table can
+    rank a deep candidate 1.3x MobileNetV3-Small that measures 1.75x)."""
 
     data: str
     target_ms: float | None = setting(None, kind=float, low=0, low_open=True, optional=True)
@@ -89,6 +94,7 @@ class PipelineConfig:
     evaluator: str = "proxy"
     supernet: str | None = None
     reward: str = "mnasnet"
+    price_by: str = "measured"
 
     def __post_init__(self) -> None:
         if (self.target_ms is None) == (self.target_like is None):
@@ -115,6 +121,10 @@ class PipelineConfig:
         from netadapt.steering import check_close_on
 
         check_close_on(self.netadapt_close_on)
+        from nas.search import PRICE_BY
+
+        if self.price_by not in PRICE_BY:
+            raise ValueError(f"--price-by {self.price_by!r} is not known; expected one of {list(PRICE_BY)}")
         if self.on_drift not in ("error", "rescale", "force"):
             raise ValueError(f"on_drift {self.on_drift!r} is not allowed; expected error, rescale or force")
 
@@ -146,7 +156,8 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
-        recorded = {"netadapt_close_on": "predicted", **data}  # runs recorded before the setting steered by the table
+        recorded = {"netadapt_close_on": "predicted", "price_by": "table", **data}  # runs recorded before the
+        # settings steered NetAdapt and priced the search by the table
         return settings_from_dict(cls, recorded, "pipeline config")
 
 

@@ -19,12 +19,12 @@ from nas.pricing import PricedShape, open_pricing, prepare_table
 from nas.search import SearchConfig
 from pipeline.config import PipelineConfig, table_trusted
 from pipeline.measure import measure_side_by_side, table_measurer
-from pipeline.netadapt_rounds import stage_netadapt
+from pipeline.netadapt_rounds import budget_model, stage_netadapt
 from pipeline.report import write_pipeline_report
 from pipeline.runner import Pipeline, Stage, StageFailed, StageStopped
 from pipeline.supernet_stage import final_start, stage_supernet, uses_supernet
 from search_spaces.counting import spec_cost
-from search_spaces.encoding import parse_spec, spec_to_dict
+from search_spaces.encoding import format_spec, parse_spec, spec_to_dict
 from search_spaces.onnx_export import export_module_onnx
 from search_spaces.paper_table import render_markdown
 from search_spaces.resolve import resolve_spec
@@ -79,6 +79,17 @@ def stage_table(run: Pipeline) -> dict[str, Any]:
     return result
 
 
+def search_pricing(run: Pipeline) -> dict[str, Any]:
+    """The search's pricing settings: measured candidates are paired with the budget's own model
+    when there is one (:func:`pipeline.netadapt_rounds.budget_model`), as NetAdapt's are."""
+    if run.config.price_by != "measured":
+        return {"price_by": run.config.price_by}
+    if run.config.target_like is None:
+        return {"price_by": "measured"}
+    data = data_of(run)
+    return {"price_by": "measured", **budget_model(run, format_spec(adapted(run.config.target_like, 1.0, data)))}
+
+
 def stage_search(run: Pipeline) -> dict[str, Any]:
     """The global search (the run's reward and evaluator) aiming above the target; NetAdapt trims afterwards."""
     table, budget = run.result("table"), run.config.stage_budget
@@ -89,7 +100,7 @@ def stage_search(run: Pipeline) -> dict[str, Any]:
                           strategy=run.config.strategy, seed=run.config.seed, concurrency=run.config.workers,
                           space=run.config.space, reward=run.config.reward,
                           w=None if run.config.reward == "hard" else run.config.w, platform=run.config.platform,
-                          **evaluator)
+                          **evaluator, **search_pricing(run))
     existing = child_run(run.path / "search", "search")
     if existing is not None and existing.status is Status.FINISHED:
         return existing.manifest["summary"]
