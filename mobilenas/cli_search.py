@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from nas.search import EVALUATOR_NAMES, STRATEGY_NAMES, ProgressInfo, SearchConfig
+from nas.search import EVALUATOR_NAMES, PRICE_BY, STRATEGY_NAMES, ProgressInfo, SearchConfig
 from mobilenas.job_args import check_resume, refuse_with_resume
 from mobilenas.latency_args import DRIFT_FLAGS, add_drift_flags, given_on_drift
 from mobilenas.measurer_args import add_platform_argument, check_platform_table, platform_from_args
@@ -25,7 +25,7 @@ DEFAULTS = SearchConfig(target_ms=1.0)
 SEARCH_OPTIONS = ("space", "data", "target_ms", "strategy", "strategy_config", "trials", "seed", "reward", "w", "epochs",
                   "concurrency",
                   "cpus_per_trial", "train_subset", "asha", "resolution", "price_resolution", "price_in_channels",
-                  "price_classes", "table", "on_drift", "evaluator", "supernet", "platform")
+                  "price_classes", "price_by", "table", "on_drift", "evaluator", "supernet", "platform")
 ON_DRIFT = ("error", "rescale", "force")
 ADDRESS = re.compile(r"^(auto|ray://[^\s]+|[A-Za-z0-9.\-]+:\d{1,5})$")
 
@@ -60,6 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="price candidates at this resolution instead of the trained one (deployment shape)")
     p.add_argument("--price-in-channels", type=int, default=None, help="price at this many input channels")
     p.add_argument("--price-classes", type=int, default=None, help="price at this many classes")
+    p.add_argument("--price-by", default=None, choices=PRICE_BY,
+                   help="table: the table's prediction; measured: each candidate timed end to end, paired with the "
+                        f"table's reference (MnasNet; about 0.5 s a 32x32 candidate) (default {DEFAULTS.price_by})")
     p.add_argument("--table", default=None, metavar="DIR",
                    help="latency table folder (default: a lazy table in the run folder, or a matching one copied)")
     add_platform_argument(p, "candidates")

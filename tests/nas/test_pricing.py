@@ -82,3 +82,12 @@ def test_pricing_settings_survive_the_manifest():
     older = {k: v for k, v in SearchConfig(target_ms=1.0).to_dict().items()
              if k not in ("price_by", "measure_like", "measure_like_ms")}
     assert SearchConfig.from_dict(older).price_by == "table"  # a search recorded before the setting
+
+
+@pytest.mark.parametrize("flag, expected", [([], "table"), (["--price-by", "measured"], "measured")])
+def test_search_command_passes_the_pricing(flag, expected):
+    from mobilenas.cli import build_parser
+    from mobilenas.cli_search import config_from_args
+
+    args = build_parser().parse_args(["search", "--target-ms", "1.0", *flag])
+    assert config_from_args(args).price_by == expected

@@ -1,5 +1,5 @@
-"""The pipeline's search prices candidates by measurement, paired with the budget's own model
-(pipeline.stages.search_pricing), unless the run says ``--price-by table``."""
+"""The pipeline's search prices candidates by the table, or with ``--price-by measured`` by
+measurement paired with the budget's own model (pipeline.stages.search_pricing)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,7 +24,7 @@ class FakeRun:
 
 
 def test_a_target_like_run_measures_candidates_against_the_budgets_model():
-    run = FakeRun(PipelineConfig(data="digits", target_like="mobilenetv3-small"))
+    run = FakeRun(PipelineConfig(data="digits", target_like="mobilenetv3-small", price_by="measured"))
     pricing = search_pricing(run)
     like = parse_spec(pricing["measure_like"])
     assert pricing["price_by"] == "measured" and pricing["measure_like_ms"] == pytest.approx(0.3)
@@ -33,20 +33,21 @@ def test_a_target_like_run_measures_candidates_against_the_budgets_model():
 
 
 def test_a_target_ms_run_measures_against_the_tables_reference_and_table_pricing_is_kept():
-    assert search_pricing(FakeRun(PipelineConfig(data="digits", target_ms=0.3))) == {"price_by": "measured"}
-    table = FakeRun(PipelineConfig(data="digits", target_like="mobilenetv3-small", price_by="table"))
-    assert search_pricing(table) == {"price_by": "table"}
+    measured = FakeRun(PipelineConfig(data="digits", target_ms=0.3, price_by="measured"))
+    assert search_pricing(measured) == {"price_by": "measured"}
+    table = FakeRun(PipelineConfig(data="digits", target_like="mobilenetv3-small"))
+    assert search_pricing(table) == {"price_by": "table"}  # the default
 
 
 def test_runs_recorded_before_the_setting_keep_pricing_by_the_table():
-    recorded = PipelineConfig(data="digits", target_ms=1.0).to_dict()
+    recorded = PipelineConfig(data="digits", target_ms=1.0, price_by="measured").to_dict()
     del recorded["price_by"]
     assert PipelineConfig.from_dict(recorded).price_by == "table"
     with pytest.raises(ValueError, match="--price-by 'guessed'"):
         PipelineConfig(data="digits", target_ms=1.0, price_by="guessed")
 
 
-@pytest.mark.parametrize("flag, expected", [([], "measured"), (["--price-by", "table"], "table")])
+@pytest.mark.parametrize("flag, expected", [([], "table"), (["--price-by", "measured"], "measured")])
 def test_run_command_passes_the_pricing(flag, expected):
     from mobilenas.cli import build_parser
     from mobilenas.cli_run import config_from_args
