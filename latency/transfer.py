@@ -1,0 +1,166 @@
+"""A latency predictor carried to new hardware from a few measurements there.
+
+LitePred (NSDI'24) adapts a predictor fitted on one device to another from a few hundred
+measurements; nn-Meter refits per device. Here a predictor of the source platform (any
+:class:`latency.predictors` model: calibrated table or learned) prices each spec, and a map
+fitted on ``n`` specs measured on the target turns that figure into the target's: ``scale``
+(one factor, the geometric mean of target/source) or ``loglinear`` (log target = a + b log
+source: a platform whose large models gain more, e.g. 2 threads, or lose more, e.g. int8's
+quantize/dequantize overhead on small convolutions, bends the line), or ``additive``
+(nn-Meter's refit, kept to a few numbers: target = b + w x source + a ridge-regularised
+weight per count of :data:`ADDITIVE_FEATURES`, which carries a cost per layer, per SE block,
+per multiply-add that the new runtime adds or removes; int8's quantize/dequantize pairs are
+such a cost, and they reorder models, which no map of the source figure can follow).
+:func:`choose_transfer` picks by leave-one-out error on the ``n`` specs. Every map is a few
+numbers stored as JSON.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+TRANSFER_METHODS = ("scale", "loglinear", "additive")
+MIN_LOGLINEAR = 4
+"""Fewer specs than this: ``loglinear`` is not tried (two parameters need a check left over)."""
+MIN_ADDITIVE = 8
+"""Fewer specs than this: ``additive`` is not tried."""
+ADDITIVE_FEATURES = ("n_layers", "madds_m", "params_m", "act_m", "n_se", "n_hswish", "n_bneck")
+"""Counts of a spec (:mod:`latency.features`) the ``additive`` map weighs."""
+RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 25))
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """``target = exp(intercept) x source ** slope``; ``slope`` is 1 for ``scale``. ``n``: specs
+    it was fitted on; ``loo_abs_err_pct``: its leave-one-out mean absolute error on them."""
+
+    method: str
+    intercept: float
+    slope: float
+    n: int
+    loo_abs_err_pct: float = math.nan
+    weights: tuple[float, ...] = ()
+    """``additive`` only: one weight per :data:`ADDITIVE_FEATURES` column (target = intercept +
+    slope x source + features . weights)."""
+
+    def predict(self, source: Sequence[float], features: np.ndarray | None = None) -> np.ndarray:
+        """The target's figures for the source predictor's ``source`` figures (``additive``: and
+        the specs' :data:`ADDITIVE_FEATURES` columns, one row per spec)."""
+        values = _positive(source, "source predictions")
+        if self.method != "additive":
+            return np.exp(self.intercept + self.slope * np.log(values))
+        columns = _features(features, values.size, len(self.weights))
+        return self.intercept + self.slope * values + columns @ np.asarray(self.weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "weights": list(self.weights),
+                "features": list(ADDITIVE_FEATURES) if self.method == "additive" else []}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Transfer":
+        if data.get("method") not in TRANSFER_METHODS:
+            raise ValueError(f"transfer method {data.get('method')!r} is not known; expected one of {TRANSFER_METHODS}")
+        if data["method"] == "additive" and list(data.get("features", [])) != list(ADDITIVE_FEATURES):
+            raise ValueError(f"an additive transfer weighs the features {data.get('features')}, this version "
+                             f"{list(ADDITIVE_FEATURES)}: fit it again")
+        return cls(str(data["method"]), float(data["intercept"]), float(data["slope"]), int(data["n"]),
+                   float(data.get("loo_abs_err_pct", math.nan)), tuple(float(w) for w in data.get("weights", ())))
+
+
+def _features(features: np.ndarray | None, rows: int, columns: int) -> np.ndarray:
+    if features is None:
+        raise ValueError("an additive transfer needs the specs' features (transfer_features)")
+    array = np.asarray(features, dtype=float)
+    if array.shape != (rows, columns) or not np.all(np.isfinite(array)):
+        raise ValueError(f"features must be {rows} x {columns} finite numbers, got shape {array.shape}")
+    return array
+
+
+def transfer_features(table: Any, specs: Sequence[Any]) -> np.ndarray:
+    """The :data:`ADDITIVE_FEATURES` columns of ``specs`` (one row each) from ``table``."""
+    from latency.features import FEATURE_NAMES, feature_matrix
+
+    matrix = feature_matrix(table, specs)
+    return matrix[:, [FEATURE_NAMES.index(name) for name in ADDITIVE_FEATURES]]
+
+
+def _ridge(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """Ridge regression of ``y`` on standardised ``z`` (intercept not penalised), the strength
+    chosen by the closed-form leave-one-out error; returns intercept, weights (of raw ``z``)
+    and that error (mean absolute, % of ``y``)."""
+    mean, std = z.mean(axis=0), z.std(axis=0)
+    std[std == 0] = 1.0
+    zs, centred = (z - mean) / std, y - y.mean()
+    best = None
+    for alpha in RIDGE_ALPHAS:
+        inverse = np.linalg.inv(zs.T @ zs + alpha * np.eye(z.shape[1]))
+        w = inverse @ zs.T @ centred
+        hat = 1.0 / len(y) + np.einsum("ij,jk,ik->i", zs, inverse, zs)
+        loo = (centred - zs @ w) / np.maximum(1.0 - hat, 1e-9)
+        error = float(np.mean(np.abs(loo / y)) * 100)
+        if best is None or error < best[0]:
+            best = (error, w)
+    error, w = best
+    weights = w / std
+    return float(y.mean() - mean @ weights), weights, error
+
+
+def _positive(values: Sequence[float], what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)) or not np.all(array > 0):
+        raise ValueError(f"{what} must be a non-empty list of positive finite numbers")
+    return array
+
+
+def fit_transfer(source: Sequence[float], target: Sequence[float], method: str = "scale",
+                 features: np.ndarray | None = None) -> Transfer:
+    """The ``method`` map from the source predictor's figures to the target's measurements
+    (``additive``: with the specs' :data:`ADDITIVE_FEATURES` columns)."""
+    x, y = np.log(_positive(source, "source predictions")), np.log(_positive(target, "target measurements"))
+    if x.size != y.size:
+        raise ValueError(f"{x.size} source predictions but {y.size} target measurements")
+    if method == "additive":
+        columns = _features(features, x.size, len(ADDITIVE_FEATURES))
+        intercept, weights, error = _ridge(np.column_stack([np.exp(x), columns]), np.exp(y))
+        return Transfer("additive", intercept, float(weights[0]), int(x.size), error, tuple(map(float, weights[1:])))
+    if method == "scale":
+        return Transfer("scale", float(np.mean(y - x)), 1.0, int(x.size))
+    if method == "loglinear":
+        if x.size < 2 or np.ptp(x) == 0:
+            raise ValueError("loglinear needs at least two specs the source predictor tells apart")
+        slope, intercept = np.polyfit(x, y, 1)
+        return Transfer("loglinear", float(intercept), float(slope), int(x.size))
+    raise ValueError(f"transfer method {method!r} is not known; expected one of {TRANSFER_METHODS}")
+
+
+def leave_one_out_error(source: Sequence[float], target: Sequence[float], method: str,
+                        features: np.ndarray | None = None) -> float:
+    """Mean absolute error (%) of ``method`` predicting each spec from the others (``additive``:
+    its ridge's closed-form leave-one-out error)."""
+    x, y = _positive(source, "source predictions"), _positive(target, "target measurements")
+    if method == "additive":
+        return fit_transfer(x, y, method, features).loo_abs_err_pct
+    errors = []
+    for i in range(x.size):
+        keep = np.arange(x.size) != i
+        predicted = fit_transfer(x[keep], y[keep], method).predict(x[i:i + 1])[0]
+        errors.append(abs(predicted / y[i] - 1.0) * 100)
+    return float(np.mean(errors))
+
+
+def choose_transfer(source: Sequence[float], target: Sequence[float], features: np.ndarray | None = None) -> Transfer:
+    """The method with the lowest leave-one-out error, fitted on all the specs: ``scale`` alone
+    below :data:`MIN_LOGLINEAR` specs, ``additive`` only with ``features`` and from
+    :data:`MIN_ADDITIVE` specs; ties go to the simpler method."""
+    n = len(target)
+    if n < 2:
+        return fit_transfer(source, target, "scale")
+    methods = [m for m, least in (("scale", 2), ("loglinear", MIN_LOGLINEAR), ("additive", MIN_ADDITIVE))
+               if n >= least and (m != "additive" or features is not None)]
+    errors = {m: leave_one_out_error(source, target, m, features) for m in methods}
+    best = min(methods, key=lambda m: (errors[m], methods.index(m)))
+    fitted = fit_transfer(source, target, best, features)
+    return Transfer(fitted.method, fitted.intercept, fitted.slope, fitted.n, errors[best], fitted.weights)

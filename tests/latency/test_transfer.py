@@ -1,0 +1,90 @@
+"""latency.transfer: a predictor's figures mapped to another platform from a few measurements."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from latency.transfer import MIN_LOGLINEAR, Transfer, choose_transfer, fit_transfer, leave_one_out_error
+
+SOURCE = np.array([0.10, 0.15, 0.22, 0.31, 0.45, 0.60])
+
+
+def test_scale_recovers_a_constant_factor():
+    fitted = fit_transfer(SOURCE, 1.7 * SOURCE, "scale")
+    assert fitted.slope == 1.0 and math.exp(fitted.intercept) == pytest.approx(1.7)
+    assert fitted.predict([0.8]) == pytest.approx([1.36])
+
+
+def test_loglinear_recovers_a_power_law():
+    fitted = fit_transfer(SOURCE, 0.9 * SOURCE ** 0.7, "loglinear")
+    assert fitted.slope == pytest.approx(0.7) and math.exp(fitted.intercept) == pytest.approx(0.9)
+
+
+def test_choice_follows_the_leave_one_out_error():
+    bent = choose_transfer(SOURCE, 0.9 * SOURCE ** 0.6)
+    assert bent.method == "loglinear" and bent.loo_abs_err_pct == pytest.approx(0.0, abs=1e-9)
+    wobble = np.array([1.02, 0.97, 1.01, 0.99, 1.03, 0.98])  # a constant factor with noise
+    flat = choose_transfer(SOURCE, 2.0 * SOURCE * wobble)
+    assert flat.method == "scale"
+    assert flat.loo_abs_err_pct == pytest.approx(leave_one_out_error(SOURCE, 2.0 * SOURCE * wobble, "scale"))
+
+
+def test_too_few_specs_for_two_parameters_take_the_scale():
+    few = SOURCE[:MIN_LOGLINEAR - 1]
+    assert choose_transfer(few, few ** 0.5).method == "scale"
+    assert choose_transfer(SOURCE[:1], [0.3]).predict([0.1]) == pytest.approx([0.3])
+
+
+@pytest.mark.parametrize("source, target, message", [
+    ([0.1, -0.2], [0.1, 0.2], "source predictions must be"),
+    ([0.1, 0.2], [0.1, float("nan")], "target measurements must be"),
+    ([0.1, 0.2], [0.1], "2 source predictions but 1 target"),
+])
+def test_bad_figures_are_refused_naming_them(source, target, message):
+    with pytest.raises(ValueError, match=message):
+        fit_transfer(source, target)
+
+
+def test_a_transfer_round_trips_and_an_unknown_method_is_refused():
+    fitted = choose_transfer(SOURCE, 0.9 * SOURCE ** 0.6)
+    assert Transfer.from_dict(fitted.to_dict()) == fitted
+    with pytest.raises(ValueError, match="transfer method 'cubic' is not known"):
+        Transfer.from_dict({**fitted.to_dict(), "method": "cubic"})
+    with pytest.raises(ValueError, match="transfer method 'cubic' is not known"):
+        fit_transfer(SOURCE, SOURCE, "cubic")
+
+
+def counts(rows: int, seed: int = 0) -> np.ndarray:
+    from latency.transfer import ADDITIVE_FEATURES
+
+    return np.random.default_rng(seed).uniform(1, 20, size=(rows, len(ADDITIVE_FEATURES)))
+
+
+def test_additive_follows_a_cost_per_count_that_reorders_models():
+    from latency.transfer import ADDITIVE_FEATURES
+
+    rng = np.random.default_rng(1)
+    source = rng.uniform(0.1, 0.6, size=40)
+    features = counts(40)
+    target = 0.6 * source + 0.02 * features[:, 0] + 0.005 * features[:, 4]  # a cost per layer and per SE block
+    fitted = choose_transfer(source, target, features)
+    assert fitted.method == "additive" and len(fitted.weights) == len(ADDITIVE_FEATURES)
+    new_source, new_features = rng.uniform(0.1, 0.6, size=10), counts(10, seed=2)
+    expected = 0.6 * new_source + 0.02 * new_features[:, 0] + 0.005 * new_features[:, 4]
+    assert fitted.predict(new_source, new_features) == pytest.approx(expected, rel=0.03)
+    assert choose_transfer(source, target).method != "additive"  # without features it is not tried
+    assert Transfer.from_dict(fitted.to_dict()) == fitted
+
+
+def test_an_additive_transfer_needs_its_features_and_this_versions_columns():
+    rng = np.random.default_rng(3)
+    source, features = rng.uniform(0.1, 0.6, size=12), counts(12)
+    fitted = fit_transfer(source, source + 0.01 * features[:, 0], "additive", features)
+    with pytest.raises(ValueError, match="needs the specs' features"):
+        fitted.predict(source)
+    with pytest.raises(ValueError, match="features must be 12 x"):
+        fitted.predict(source, features[:, :3])
+    with pytest.raises(ValueError, match="fit it again"):
+        Transfer.from_dict({**fitted.to_dict(), "features": ["n_layers"]})
