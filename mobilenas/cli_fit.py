@@ -1,9 +1,12 @@
 """``mobilenas latency fit TABLE``: measure whole models where the predictor is least sure and store
-a learned latency predictor (``predictor.json``) in the table folder (latency.learning)."""
+a learned latency predictor (``predictor.json``) in the table folder (latency.learning).
+``mobilenas latency transfer TABLE --platform NAME --out DIR``: carry the table's predictor to
+another platform from a few measurements there (latency.transfer_fit)."""
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from latency.active import SamplingConfig
 from latency.fitting import FitConfig
@@ -71,3 +74,40 @@ def add_fit(sub: argparse._SubParsersAction, add_drift_arguments) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_drift_arguments(p)
     p.set_defaults(handler=cmd_fit)
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from latency.platforms import get_platform
+    from latency.transfer_fit import fit_transfer_to
+    from mobilenas.latency_args import lazy_predictor as _lazy_predictor
+
+    if args.measurements < 1 or args.seed < 0:
+        raise ValueError(f"--measurements {args.measurements} / --seed {args.seed} are not allowed; expected "
+                         "an integer >= 1 and one >= 0")
+    platform = get_platform(args.platform)
+    lazy = _lazy_predictor(args)
+    document = fit_transfer_to(lazy, platform, args.out, measurements=args.measurements, seed=args.seed,
+                               say=(lambda text: None) if args.quiet or args.json else print)
+    transfer = document["transfer"]
+    if args.json:
+        print(json.dumps({"out": str(args.out), "platform": platform.name, "n": document["n"],
+                          "method": transfer["method"], "loo_abs_err_pct": transfer["loo_abs_err_pct"],
+                          "reference_ms": document["reference_ms"]}))
+        return 0
+    print(f"{args.out}/transfer.json: {transfer['method']} map from {args.table}'s predictor to {platform.name}, "
+          f"fitted on {document['n']} measured models (leave-one-out mean |err| {transfer['loo_abs_err_pct']:.1f}%); "
+          f"predict with: mobilenas latency predict {args.table} SPEC --transfer {args.out}")
+    return 0
+
+
+def add_transfer(sub: argparse._SubParsersAction, add_drift_arguments) -> None:
+    p = sub.add_parser("transfer", help="carry TABLE's predictor to another platform from a few measurements there")
+    p.add_argument("table", help="the source table (its best predictor prices the specs)")
+    p.add_argument("--platform", required=True, metavar="NAME", help="the target platform (mobilenas platform list)")
+    p.add_argument("--out", required=True, type=Path, help="folder for transfer.json and measurements.csv (resumable)")
+    p.add_argument("--measurements", type=int, default=30, help="models measured on the target (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled models")
+    p.add_argument("--json", action="store_true", help="print one JSON object (out, platform, n, method, ...)")
+    p.add_argument("--quiet", action="store_true", help="no line per measured model")
+    add_drift_arguments(p)
+    p.set_defaults(handler=cmd_transfer)

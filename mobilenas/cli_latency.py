@@ -20,7 +20,7 @@ from latency.registry import measurer_from_recorded
 from latency.table import VALIDATION_FILE, load_table, read_manifest
 from latency.validation import ValidationConfig, sample_specs, score_predictors, validate, write_report
 from mobilenas.cli_doctor import add_doctor
-from mobilenas.cli_fit import add_fit
+from mobilenas.cli_fit import add_fit, add_transfer
 from mobilenas.latency_args import Bars as _Bars
 from mobilenas.latency_args import add_drift_flags, on_drift_of
 from mobilenas.latency_args import lazy_predictor as _lazy_predictor
@@ -167,11 +167,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     lazy = _lazy_predictor(args)
     explained = lazy.explain(spec, measure_missing=args.measure_missing)
+    on_platform = None if args.transfer is None else _on_platform(args.transfer, lazy, spec)
     if args.json:
         print(json.dumps({"latency_ms": explained.latency_ms, "predictor": explained.predictor, "sum_ms": explained.sum_ms,
                           "latency_ms_now": explained.latency_ms * lazy.drift.ratio, "speed_factor": lazy.drift.ratio,
                           "layers": int(explained.features["n_layers"]), "table": str(args.table),
-                          "spec": format_spec(spec), "drift": lazy.drift.to_dict()}))
+                          "spec": format_spec(spec), "drift": lazy.drift.to_dict(),
+                          **({} if on_platform is None else {"transfer": on_platform})}))
     else:
         print(f"{explained.latency_ms:.4f} ms at the table's speed ({explained.predictor}; table sum "
               f"{explained.sum_ms:.4f} ms over {int(explained.features['n_layers'])} layers); "
@@ -179,7 +181,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
         note = _drift_note(lazy.drift)
         if note:
             print(note)
+        if on_platform is not None:
+            print(f"on {on_platform['platform']}: {on_platform['ratio']:.3f}x MobileNetV3-Small there, about "
+                  f"{on_platform['latency_ms']:.4f} ms ({on_platform['method']} transfer from "
+                  f"{on_platform['n']} measurements)")
     return 0
+
+
+def _on_platform(folder: str, lazy: LazyPredictor, spec) -> dict:
+    """The transfer in ``folder`` applied to ``spec`` (``latency predict --transfer``)."""
+    from latency.transfer_fit import load_transfer, predict_on_platform
+
+    document = load_transfer(folder, lazy)
+    figures = predict_on_platform(document, lazy, [spec])[0]
+    return {**figures, "platform": document["platform"]["name"], "method": document["transfer"]["method"],
+            "n": document["n"], "folder": str(folder)}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -306,6 +322,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object with latency_ms")
     p.add_argument("--measure-missing", action="store_true",
                    help="measure the spec's layers the table lacks (on this machine) and add them to the table")
+    p.add_argument("--transfer", default=None, metavar="DIR",
+                   help="also the latency on the platform of this `latency transfer` folder (fitted from this table)")
     _add_drift_arguments(p)
     p.set_defaults(handler=cmd_predict)
     p = sub.add_parser("compare", help="two tables side by side (e.g. float vs int8): reference models and sampled specs")
@@ -323,3 +341,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_show)
     add_doctor(sub)
     add_fit(sub, _add_drift_arguments)
+    add_transfer(sub, _add_drift_arguments)
