@@ -55,7 +55,7 @@ def unpaired_ms(model: bytes, spec) -> float:
     return float(np.percentile(np.concatenate([runner.run(20) for _ in range(3)]), 10))
 
 
-def one_pass(measurer: OrtMeasurer, specs: list, models: list, reference) -> dict[str, object]:
+def one_pass(measurer: OrtMeasurer, specs: list, models: list, reference, blocks: tuple[int, ...] = (3,)) -> dict[str, object]:
     """Every spec alike: paired on the measurer's clock, the whole-model check, paired on the wall
     clock, unpaired (``_whole_s``: the whole-model check's seconds for all specs)."""
     tick = time.perf_counter()
@@ -63,8 +63,8 @@ def one_pass(measurer: OrtMeasurer, specs: list, models: list, reference) -> dic
                           precision=WHOLE_MODEL_PRECISION)
     whole_s = time.perf_counter() - tick
     return {"paired": [r.ratio for r in measure_specs(measurer, specs, reference, pairs=24, models=models)],
-            "paired_3run_blocks": [r.ratio for r in measure_specs(measurer, specs, reference, pairs=24, models=models,
-                                                                  block=3)],
+            **{f"paired_{k}run_blocks": [r.ratio for r in measure_specs(measurer, specs, reference, pairs=24,
+                                                                         models=models, block=k)] for k in blocks},
             "paired_whole_model_check": [r.ratio for r in whole],
             "paired_wall_clock": [r.ratio for r in measure_specs(WALL, specs, reference, pairs=24, models=models)],
             "unpaired_p10_ms": [unpaired_ms(m, s) for m, s in zip(models, specs)], "_whole_s": whole_s}
@@ -76,16 +76,16 @@ def agreement(first: list[float], second: list[float]) -> dict[str, float]:
             "max_abs_diff": float(np.max(diff)), "n": int(diff.size)}
 
 
-def test_retest(resolution: int, gap_s: float) -> dict:
+def test_retest(resolution: int, gap_s: float, blocks: tuple[int, ...] = (3,)) -> dict:
     in_channels, classes = SHAPES[resolution]
     space = MnasNetSpace(resolution=resolution, in_channels=in_channels, num_classes=classes)
     specs = sample_specs(space, 20, seed=resolution)
     measurer = OrtMeasurer(OrtSettings(warmup=5, repeats=20))
     reference = reference_spec("mobilenetv3-small", resolution=resolution, in_channels=in_channels, num_classes=classes)
     models = [prepared_model(measurer, s) for s in specs]
-    first = one_pass(measurer, specs, models, reference)
+    first = one_pass(measurer, specs, models, reference, blocks)
     time.sleep(gap_s)
-    second = one_pass(measurer, specs, models, reference)
+    second = one_pass(measurer, specs, models, reference, blocks)
     return {**{name: agreement(first[name], second[name]) for name in first if not name.startswith("_")},
             "whole_model_check_s_per_spec": round((first["_whole_s"] + second["_whole_s"]) / (2 * len(specs)), 2),
             "clock": measurer.settings.clock,
@@ -126,6 +126,9 @@ def main() -> None:
     parser.add_argument("--work", default="results/runs/bench-paired-timing")
     parser.add_argument("--out", default="results/latency/paired_timing.json")
     parser.add_argument("--parts", nargs="+", choices=("test_retest", "drift"), default=["test_retest", "drift"])
+    parser.add_argument("--resolutions", type=int, nargs="+", choices=sorted(SHAPES), default=sorted(SHAPES))
+    parser.add_argument("--blocks", type=int, nargs="+", default=[3],
+                        help="fixed block sizes measured beside the sized blocks (a column each)")
     args = parser.parse_args()
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
@@ -136,7 +139,7 @@ def main() -> None:
     with noise:
         result.update({"injector": not args.quiet_machine, "targets": TARGETS})
         if "test_retest" in args.parts:
-            result["test_retest"] = {f"r{r}": test_retest(r, args.gap_s) for r in (32, 224)}
+            result["test_retest"] = {f"r{r}": test_retest(r, args.gap_s, tuple(args.blocks)) for r in args.resolutions}
         if "drift" in args.parts:
             result["drift"] = drift_check(work, args.openings)
     part = "seconds" if len(args.parts) == 2 else f"seconds_{args.parts[0]}"
