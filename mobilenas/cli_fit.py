@@ -81,9 +81,10 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from latency.transfer_fit import fit_transfer_to
     from mobilenas.latency_args import lazy_predictor as _lazy_predictor
 
-    if args.measurements < 1 or args.seed < 0:
-        raise ValueError(f"--measurements {args.measurements} / --seed {args.seed} are not allowed; expected "
-                         "an integer >= 1 and one >= 0")
+    if args.measurements < 1:
+        raise ValueError(f"--measurements = {args.measurements} is not allowed; expected an integer >= 1")
+    if args.seed < 0:
+        raise ValueError(f"--seed = {args.seed} is not allowed; expected an integer >= 0")
     platform = get_platform(args.platform)
     lazy = _lazy_predictor(args)
     document = fit_transfer_to(lazy, platform, args.out, measurements=args.measurements, seed=args.seed,
