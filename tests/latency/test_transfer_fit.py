@@ -96,3 +96,11 @@ def test_another_seed_into_the_same_folder_and_a_transfer_of_another_table_are_r
         load_transfer(tmp_path / "t", LazyPredictor(other))
     with pytest.raises(FileNotFoundError, match="holds no transfer.json"):
         load_transfer(tmp_path, LazyPredictor(source))
+
+
+@pytest.mark.parametrize("flags, message", [(["--measurements", "0"], "--measurements = 0 is not allowed"),
+                                            (["--seed", "-1"], "--seed = -1 is not allowed")])
+def test_bad_options_are_refused_before_anything_is_measured(source, tmp_path, device, capsys, flags, message):
+    argv = ["latency", "transfer", str(source), "--platform", "ort-cpu-int8", "--out", str(tmp_path / "t"), *flags]
+    assert main(argv) != 0 and message in capsys.readouterr().err
+    assert device.calls == 0 and not (tmp_path / "t").exists()
