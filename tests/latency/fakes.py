@@ -122,3 +122,18 @@ def make_learning_table(folder, specs):
                                       "n_specs": 0, "loo": {}}}
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
     return folder
+
+
+def make_ort_learning_table(folder, specs):
+    """:func:`make_learning_table` recorded as measured by ONNX Runtime (so commands that open it
+    build a real measurer) and without a signature (so opening it compares no timing)."""
+    import json
+
+    from latency.measurers import OrtMeasurer, OrtSettings
+
+    make_learning_table(folder, specs)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["measurer"] = OrtMeasurer(OrtSettings(warmup=1, repeats=5)).settings_dict()
+    manifest.pop("signature", None)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder

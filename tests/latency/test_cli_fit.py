@@ -12,7 +12,7 @@ from latency.learning import candidate_pool
 from latency.table import load_table
 from mobilenas.cli import main
 from search_spaces.encoding import format_spec
-from tests.latency.fakes import fake_whole_model_ms, make_learning_table
+from tests.latency.fakes import fake_whole_model_ms, make_ort_learning_table
 
 LOOSE: list[str] = []
 FIT = ["--budget", "8", "--initial", "4", "--batch", "2", "--pool-factor", "2", "--models", "gbt", "rf", "--quiet"]
@@ -22,16 +22,8 @@ FIT = ["--budget", "8", "--initial", "4", "--batch", "2", "--pool-factor", "2", 
 def table(tmp_path_factory):
     """A table holding the layers of the pool `latency fit` draws with FIT, measured by ONNX Runtime
     as far as its manifest says (entries fake; no signature, so opening it compares no timing)."""
-    from latency.measurers import OrtMeasurer, OrtSettings
-
     folder = tmp_path_factory.mktemp("cli-fit") / "table"
-    pool = candidate_pool(folder, {"space": "mnasnet", "calibration": {"32": {}}}, 16, 0)
-    make_learning_table(folder, pool)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["measurer"] = OrtMeasurer(OrtSettings(warmup=1, repeats=5)).settings_dict()
-    manifest.pop("signature", None)
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
+    return make_ort_learning_table(folder, candidate_pool(folder, {"space": "mnasnet", "calibration": {"32": {}}}, 16, 0))
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from latency.learning import candidate_pool
 from latency.transfer_fit import MEASUREMENTS_FILE, TRANSFER_FILE, load_transfer
 from mobilenas.cli import main
 from search_spaces.encoding import format_spec
-from tests.latency.fakes import make_learning_table
+from tests.latency.fakes import make_ort_learning_table
 
 FACTOR, REFERENCE_MS = 0.5, 2.0
 
@@ -22,16 +22,9 @@ FACTOR, REFERENCE_MS = 0.5, 2.0
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """A table holding the layers of the specs `latency transfer` draws (seeds 0 and 1)."""
-    from latency.measurers import OrtMeasurer, OrtSettings
-
     folder = tmp_path_factory.mktemp("transfer") / "table"
     manifest = {"space": "mnasnet", "calibration": {"32": {}}}
-    make_learning_table(folder, candidate_pool(folder, manifest, 12, 0) + candidate_pool(folder, manifest, 12, 1))
-    recorded = json.loads((folder / "manifest.json").read_text())
-    recorded["measurer"] = OrtMeasurer(OrtSettings(warmup=1, repeats=5)).settings_dict()
-    recorded.pop("signature", None)
-    (folder / "manifest.json").write_text(json.dumps(recorded))
-    return folder
+    return make_ort_learning_table(folder, candidate_pool(folder, manifest, 12, 0) + candidate_pool(folder, manifest, 12, 1))
 
 
 @pytest.fixture
