@@ -62,7 +62,11 @@ class SearchConfig:
     ``supernet`` evaluates it with weights inherited from the trained supernet run folder
     ``supernet`` (``mobilenas supernet train``; see :mod:`nas.evaluator`). ``platform``: the
     named platform's record (:meth:`latency.platforms.Platform.record`) whose measurer prices the
-    candidates; None: the default ONNX Runtime CPU settings."""
+    candidates; None: the default ONNX Runtime CPU settings. ``price_by`` (:data:`PRICE_BY`):
+    the table's prediction or the measured whole model, paired with ``measure_like`` (a
+    canonical spec string whose latency in the table's units is ``measure_like_ms``; None: the
+    table's reference). Measured prices depend on the machine, so a measured search repeats its
+    strategy's draws for a seed but not its rewards."""
 
     target_ms: float
     data: str = "mnist-rot-back-image"
