@@ -31,6 +31,8 @@ from storage.statefiles import CsvLog, write_json
 
 TRANSFER_FILE = "transfer.json"
 MEASUREMENTS_FILE = "measurements.csv"
+REQUEST_FILE = "request.json"
+"""What the folder's measurements are of (source table, platform, seed), written before the first."""
 SCHEMA = 1
 COLUMNS = ("spec", "source_ms", "ratio", "ratio_low", "ratio_high", "reference_ms", "pairs", "time")
 
@@ -48,9 +50,9 @@ def fit_transfer_to(lazy: LazyPredictor, platform: Platform, out: str | Path, *,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     specs = candidate_pool(lazy.folder, lazy.table.manifest, measurements, seed)[:measurements]
+    _check_same_run(out, lazy, platform, seed)
     log = CsvLog(out / MEASUREMENTS_FILE, COLUMNS)
     done = set(log.read()["spec"]) if (out / MEASUREMENTS_FILE).is_file() else set()
-    _check_same_run(out, lazy, platform, seed)
     measurer, reference = platform.make_measurer(), platform_reference(specs[0])
     for index, spec in enumerate(specs):
         if format_spec(spec) in done:
@@ -74,14 +76,16 @@ def fit_transfer_to(lazy: LazyPredictor, platform: Platform, out: str | Path, *,
 
 
 def _check_same_run(out: Path, lazy: LazyPredictor, platform: Platform, seed: int) -> None:
-    """Resuming into ``out`` needs the same source table, platform and seed."""
-    path = out / TRANSFER_FILE
+    """Resuming into ``out`` needs the same source table, platform and seed, checked against
+    :data:`REQUEST_FILE`, written before the first measurement (so a run killed before its
+    ``transfer.json`` is checked too)."""
+    request = {"source": table_identity(lazy.table.manifest), "platform": platform.record(), "seed": seed}
+    path = out / REQUEST_FILE
     if not path.is_file():
+        write_json(path, request)
         return
-    recorded = json.loads(path.read_text())
-    if (recorded.get("source") != table_identity(lazy.table.manifest) or recorded.get("platform") != platform.record()
-            or recorded.get("seed") != seed):
-        raise ValueError(f"{path} was fitted from another table, platform or seed: choose another --out")
+    if json.loads(path.read_text()) != request:
+        raise ValueError(f"{out} was fitted from another table, platform or seed: choose another --out")
 
 
 def load_transfer(folder: str | Path, lazy: LazyPredictor) -> dict[str, Any]:

@@ -70,6 +70,8 @@ def test_a_disconnect_keeps_every_measurement_and_the_same_command_resumes(sourc
     assert len((tmp_path / "t" / MEASUREMENTS_FILE).read_text().splitlines()) == 1 + 4
     assert not (tmp_path / "t" / TRANSFER_FILE).exists()
     device.fail_after, device.calls = None, 0
+    assert transfer(source, tmp_path / "t", "--seed", "1") != 0  # another sample would mix with the rows kept
+    assert "fitted from another table, platform or seed" in capsys.readouterr().err and device.calls == 0
     assert transfer(source, tmp_path / "t") == 0
     assert device.calls == 6  # only the ones not measured before
     rows = (tmp_path / "t" / MEASUREMENTS_FILE).read_text().splitlines()[1:]
