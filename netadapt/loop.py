@@ -60,7 +60,9 @@ class NetAdaptConfig:
 
     ``short_steps``: fine-tune steps per proposal (NetAdapt: 10^4 on ImageNet);
     ``long_epochs``: final fine-tune (0: none); ``threads``: torch threads per proposal task;
-    ``long_threads``: torch threads of the final fine-tune (it runs alone).
+    ``long_threads``: torch threads of the final fine-tune (it runs alone);
+    ``measured_goal_ms``: with ``close_on="measured"``, the goal in the measurement's own units
+    (None: ``target_ms`` re-anchored on the start model's measurement; see ``netadapt.steering``).
     """
 
     target_ms: float = setting(kind=float, low=0, low_open=True)
@@ -78,10 +80,14 @@ class NetAdaptConfig:
     device: str = "cpu"
     max_iterations: int = setting(1000, low=1)
     close_on: str = "predicted"
+    measured_goal_ms: float | None = setting(None, kind=float, low=0, low_open=True, optional=True)
 
     def __post_init__(self) -> None:
         check_settings(self, "netadapt.{name}")
         check_close_on(self.close_on)
+        if self.measured_goal_ms is not None and self.close_on != "measured":
+            raise ValueError("netadapt.measured_goal_ms is a goal for close_on='measured'; "
+                             f"close_on is {self.close_on!r}")
         check_selection(self.select)
         self.proposal_config()  # validates delta_fraction, granularity, max_cut_fraction, include_*
 
@@ -179,7 +185,7 @@ class NetAdapt:
         """What is left to cut in table units as the measurements read it (``close_on="measured"``)."""
         if self.config.close_on != "measured":
             return None
-        return measured_gap(_kept_rows(state), self.config.target_ms)
+        return measured_gap(_kept_rows(state), self.config.target_ms, self.config.measured_goal_ms)
 
     def run(self) -> LoopResult:
         """Iterate from the store's last commit until the target (or a stop), then fine-tune."""

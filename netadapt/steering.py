@@ -6,8 +6,9 @@ small resolutions where layers are bound by loading their weights (by 2x or more
 ``results/netadapt/README.md``). The loop already measures
 every kept model end to end; here those measurements steer it:
 
-- the goal in measured units is the target scaled by the start model's measured/predicted
-  ratio (the anchoring of the pipeline's rounds, at every iteration);
+- the goal in measured units is the caller's own when it has one (``measured_goal_ms``: a
+  pipeline knows its budget in the measurement's units), else the target scaled by the start
+  model's measured/predicted ratio;
 - the *slope* is the measured cut of the last step over its predicted cut (relative to the
   start ratio; 1 when the table is right, clamped to [1/4, 4]); before the first step it is
   unknown, and the first step asks for half of what is left;
@@ -63,15 +64,18 @@ def step_slope(rows: Sequence[dict[str, Any]]) -> float | None:
     return min(max(relative, SLOPE_RANGE[0]), SLOPE_RANGE[1])
 
 
-def measured_gap(rows: Sequence[dict[str, Any]], target_ms: float) -> float | None:
+def measured_gap(rows: Sequence[dict[str, Any]], target_ms: float, goal_ms: float | None = None) -> float | None:
     """What is left to cut in table units (<= 0: reached) from the kept models' rows
-    (``predicted_ms``, ``measured_ms``, the start model first); None without measurements."""
+    (``predicted_ms``, ``measured_ms``, the start model first); None without measurements.
+    ``goal_ms`` is the goal in the measurement's units; without it, ``target_ms`` re-anchored
+    on the start model's measurement."""
     start, now = rows[0], rows[-1]
     values = (start["predicted_ms"], start["measured_ms"], now["measured_ms"])
     if not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values):
         return None
     ratio = start["measured_ms"] / start["predicted_ms"]
-    left = (now["measured_ms"] - target_ms * ratio) / ratio
+    goal = target_ms * ratio if goal_ms is None else goal_ms
+    left = (now["measured_ms"] - goal) / ratio
     if left <= 0:
         return left
     slope = step_slope(rows)

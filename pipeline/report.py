@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.netadapt_rounds import round_folder
+from pipeline.netadapt_rounds import AIM, LOOP_GOAL, round_folder
 from pipeline.report_format import Section, write_report
 from pipeline.runner import Pipeline
 from search_spaces.counting import spec_cost
@@ -85,8 +85,10 @@ def _netadapt_section(run: Pipeline) -> Section:
         section.paragraphs.append("First table: each NetAdapt round's final model measured end to end, paired "
                                   "block by block with the budget's model: the ratio to the budget with its 95% "
                                   "interval (pairs are added until it is +/- 1.5% or the time allowed is spent; "
-                                  "each round aims at 0.975 x the budget, and a further round starts from its "
-                                  "model when the ratio is above 1). Second table: the last round's iterations.")
+                                  f"each round aims at {AIM} x the budget, the first round's loop stopping at the "
+                                  f"first model its own measurement reads at or under {LOOP_GOAL} x, and a further round "
+                                  "starts from its model when the ratio is above 1). Second table: the last round's "
+                                  "iterations.")
         frame = pd.DataFrame(rounds)
         columns = [c for c in ("round", "target_ms", "predicted_ms", "final_ms", "budget_ms", "ratio", "ratio_low",
                                "ratio_high") if c in frame.columns]
