@@ -2,9 +2,10 @@
 
 1. Test-retest: 20 sampled specs of the MnasNet space at 32x32 (1 channel, 10 classes, as the
    demo trains) and at 224x224, each measured in two passes minutes apart, every spec alike:
-   the paired ratio to a reference (``latency.paired``, 24 pairs, blocks sized by the run time) on
-   the measurer's clock (thread CPU time for 1-thread ONNX Runtime), the same with 3-run blocks
-   (as before block sizing), and on the wall clock; the whole-model check NetAdapt and the
+   the paired ratio to a reference (``latency.paired``, 24 pairs, its default blocks: 10 runs
+   since 2026-12-05, sized by run time to last 2 ms (3 to 10 runs) before) on the measurer's
+   clock (thread CPU time for 1-thread ONNX Runtime), the same with fixed blocks (``--blocks``,
+   3 runs by default), and on the wall clock; the whole-model check NetAdapt and the
    pipeline use (pairs added until +/- 1.5%, measurer's clock); and, beside them, the
    unpaired statistic used before (10th percentile of 3 rounds x 20 runs, wall clock, in ms). Figures:
    median |pass 2 / pass 1 - 1| and the share of specs within 5%.

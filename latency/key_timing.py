@@ -49,7 +49,7 @@ class BuildConfig:
     key_timing: str = "interleaved"
     key_pairs: int = setting(8, low=1)  # interleaved: pairs of (reference block, key blocks) per pass
     key_block: int = setting(3, low=1)  # interleaved: warm runs per key block (min of the block)
-    calibration_pairs: int = setting(24, low=1)  # pairs of 3-run blocks per calibration spec (latency.paired)
+    calibration_pairs: int = setting(24, low=1)  # pairs of blocks per calibration spec (latency.paired.BLOCK_RUNS)
 
     def __post_init__(self) -> None:
         check_settings(self, "build.{name}")

@@ -33,16 +33,17 @@ BlockRunner = Callable[[int], np.ndarray]
 CONFIDENCE = 0.95
 DEFAULT_PAIRS = 24
 DEFAULT_BLOCK = 3
-BLOCK_MS = 2.0
-BLOCK_RANGE = (3, 10)
-"""Runs per block when none is given: enough for a block to last :data:`BLOCK_MS`, within
-:data:`BLOCK_RANGE`. Under the load injector, a 32x32 model against MobileNetV3-Small (0.17 ms a
-run) over 400 pairs: blocks of 3 gave per-pair ratios spread 1.51-1.86 (5th-95th percentile) and
-an interval of +/- 2%, blocks of 10 1.66-1.70 and +/- 0.1% (the first runs after switching
-models find cold caches, and 3 short runs leave too few warm ones); runs of 5-20 ms (224x224)
-repeated within 2% with blocks of 3 and keep them. The shorter of the two models sets the size:
-MobileNetV3-Small (0.175 ms) against a 0.49 ms reference, 480 pairs, twice: blocks of 4 read
-0.399x and 0.442x (+/- 3.0% and 0.8%), blocks of 10 0.447x both times (+/- 0.3%)."""
+BLOCK_RUNS = 10
+"""Runs per block when none is given, for every model a measurer holds a session open for.
+Under the load injector, a 32x32 model against MobileNetV3-Small (0.17 ms a run) over 400
+pairs: blocks of 3 gave per-pair ratios spread 1.51-1.86 (5th-95th percentile) and an interval
+of +/- 2%, blocks of 10 1.66-1.70 and +/- 0.1% (the first runs after switching models find cold
+caches, and 3 short runs leave too few warm ones); MobileNetV3-Small against a 0.49 ms reference,
+480 pairs, twice: blocks of 4 read 0.399x and 0.442x, blocks of 10 0.447x both times. Runs of
+5-20 ms (224x224) were first given blocks of 3 (enough to last 2 ms), and 20 specs timed twice a
+minute apart, 24 pairs each, repeated within 5% for 60%, 25%, 45% and 75% of them in four runs
+of ``benchmarks/bench_paired_timing.py``; blocks of 10 in the same passes of the last two runs
+for 95% and 100% (median differences 1.1% and 0.7%)."""
 WHOLE_MODEL_PRECISION = 0.015
 """Whole-model checks (NetAdapt's, the pipeline's, ``compare``, ``train``) extend their pairs
 until the ratio's interval is within +/- 1.5%: with blocks of 3, 24 pairs of a 32x32 model left
@@ -111,13 +112,6 @@ def block_runner(measurer: Measurer, model: ModelLike, input_shape: tuple[int, .
     return lambda k: runner.run(k)
 
 
-def block_for(run_ms: float) -> int:
-    """Runs per block for runs of ``run_ms`` (see :data:`BLOCK_MS`)."""
-    if not math.isfinite(run_ms) or run_ms <= 0:
-        return BLOCK_RANGE[1]
-    return int(min(max(math.ceil(BLOCK_MS / run_ms), BLOCK_RANGE[0]), BLOCK_RANGE[1]))
-
-
 def paired_ratios(run_model: BlockRunner, run_reference: BlockRunner, *, pairs: int = DEFAULT_PAIRS,
                   block: int = DEFAULT_BLOCK) -> tuple[np.ndarray, np.ndarray]:
     """Per-pair ratios model/reference over ``pairs`` pairs of ``block`` runs each (the fastest
@@ -151,9 +145,8 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
                    max_pairs: int = MAX_PAIRS, max_seconds: float = MAX_SECONDS) -> list[PairedRatio]:
     """Each model's :class:`PairedRatio` to ``reference``, all through ``measurer``.
 
-    ``block``: runs per block, None to size each model's blocks by the shorter run time of it
-    and the reference (:func:`block_for`; :data:`DEFAULT_BLOCK` for a measurer without a
-    runner, whose call is a block of its own). ``passes`` > 1 cycles over the models that many
+    ``block``: runs per block, None for :data:`BLOCK_RUNS` (:data:`DEFAULT_BLOCK` for a
+    measurer without a runner, whose call is a block of its own). ``passes`` > 1 cycles over the models that many
     times (``pairs / passes`` pairs each time) and pools the pairs, so a slow minute is spread
     over every model rather than falling on one.
     ``precision`` (e.g. 0.015): then the models whose interval is wider than +/- that share of
@@ -165,7 +158,9 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
         raise ValueError(f"{len(models)} models but {len(shapes)} input shapes")
     ref_runner = block_runner(measurer, reference, reference_shape)
     runners = [block_runner(measurer, model, shape) for model, shape in zip(models, shapes)]
-    blocks = _blocks(measurer, runners, ref_runner) if block is None else [block] * len(runners)
+    if block is None:
+        block = BLOCK_RUNS if getattr(measurer, "runner", None) is not None else DEFAULT_BLOCK
+    blocks = [block] * len(runners)
     per_pass = max(1, math.ceil(pairs / passes))
     ratios: list[list[np.ndarray]] = [[] for _ in models]
     refs: list[list[np.ndarray]] = [[] for _ in models]
@@ -191,15 +186,6 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
             add(index, min(pairs, max_pairs - sum(map(len, ratios[index]))))
             results[index] = summarise(np.concatenate(ratios[index]), np.concatenate(refs[index]))
     return results
-
-
-def _blocks(measurer: Measurer, runners: Sequence[BlockRunner], ref_runner: BlockRunner) -> list[int]:
-    """Runs per block for each model, sized by the faster of it and the reference (fastest of 3
-    runs each): the shorter model's blocks need the runs."""
-    if getattr(measurer, "runner", None) is None:
-        return [DEFAULT_BLOCK] * len(runners)
-    reference_ms = float(np.min(ref_runner(3)))
-    return [block_for(min(reference_ms, float(np.min(run(3))))) for run in runners]
 
 
 def ratio_of_ratios(a: PairedRatio, b: PairedRatio) -> float:

@@ -30,6 +30,12 @@ from search_spaces.spec import ArchSpec
 PROBES = ("mobilenetv3-large", "mobilenetv2")
 SIGNATURE_PAIRS = 24
 SIGNATURE_RESOLUTION = 224
+SIGNATURE_BLOCK = 3
+"""Runs per block of the probes at :data:`SIGNATURE_RESOLUTION` (runs of 5-20 ms): the signature
+tells other hardware (a probe ratio 30% off) from this machine, and with blocks of 3 the drift
+benchmark's 20 openings of a table built here refused none and 20 openings of one signed as other
+hardware refused all 20, under the load injector; the 10-run blocks of
+:data:`latency.paired.BLOCK_RUNS` would make every opening about three times longer."""
 
 
 def probe_specs(like: ArchSpec) -> dict[str, ArchSpec]:
@@ -45,7 +51,9 @@ def measure_signature(measurer: Measurer, reference: ArchSpec, *, resolution: in
     anchor = reference if resolution in (None, reference.resolution) else reference.replace(resolution=resolution)
     probes = probe_specs(anchor)
     models = [cached_model(measurer, spec) for spec in probes.values()]
-    results: list[PairedRatio] = measure_specs(measurer, list(probes.values()), anchor, pairs=pairs, models=models)
+    block = SIGNATURE_BLOCK if anchor.resolution == SIGNATURE_RESOLUTION else None
+    results: list[PairedRatio] = measure_specs(measurer, list(probes.values()), anchor, pairs=pairs, models=models,
+                                               block=block)
     timed = results
     if anchor is not reference:  # the reference's own statistic, as its baseline was taken at build
         timed = measure_specs(measurer, [reference], reference, pairs=pairs, models=[cached_model(measurer, reference)])

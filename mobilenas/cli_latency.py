@@ -307,7 +307,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("table")
     p.add_argument("-n", type=int, default=100, help="specs per resolution")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--pairs", type=int, default=24, help="pairs of 3-run blocks with the reference per spec and pass")
+    p.add_argument("--pairs", type=int, default=24, help="pairs of 10-run blocks with the reference per spec and pass")
     p.add_argument("--passes", type=int, default=2, help="independent passes (2: the test-retest noise floor)")
     p.add_argument("--resolution", type=int, default=None, help="only this resolution (default: every calibrated one)")
     p.add_argument("--measure-missing", action="store_true", help="measure layers the table lacks (lazy tables)")
