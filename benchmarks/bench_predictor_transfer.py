@@ -8,8 +8,8 @@ disjoint from every spec the source was fitted or calibrated on, are measured on
 (2 passes of paired blocks against MobileNetV3-Small on that platform, geometric mean; pass 2
 against pass 1 is the target's noise floor). For ``n`` in ``--counts``, ``--draws`` random
 draws of ``n`` specs from the pool fit :func:`latency.transfer.choose_transfer`, scored on
-the held-out specs (median over the draws), with every method and with the one-number maps
-alone. Writes ``results/latency/predictor_transfer.json``,
+the held-out specs (median over the draws), with every method, without the ``layers`` map and
+with the one-number maps alone. Writes ``results/latency/predictor_transfer.json``,
 ``.png`` and the per-spec figures in ``.csv``.
 
     .venv/bin/python benchmarks/bench_predictor_transfer.py --targets ort-cpu-2t ort-cpu-int8
@@ -28,7 +28,7 @@ from latency.endtoend import measure_specs, prepared_model
 from latency.lazy import LazyPredictor
 from latency.learning import table_specs
 from latency.platforms import builtin_platforms
-from latency.transfer import choose_transfer, transfer_features
+from latency.transfer import ADDITIVE_FEATURES, choose_transfer, transfer_features
 from latency.validation import error_metrics, sample_specs
 from search_spaces.encoding import format_spec
 from search_spaces.mnasnet_space import MnasNetSpace
@@ -49,19 +49,25 @@ def measure_target(platform_name: str, specs: list, pairs: int) -> tuple[np.ndar
     return passes[0], passes[1], time.perf_counter() - start
 
 
-def curve(source: np.ndarray, target: np.ndarray, features: np.ndarray | None, pool: int, counts: list[int],
-          draws: int, seed: int) -> list[dict]:
+def _rows(features: pd.DataFrame | np.ndarray | None, index) -> pd.DataFrame | np.ndarray | None:
+    if isinstance(features, pd.DataFrame):
+        return features.iloc[index].reset_index(drop=True)
+    return None if features is None else features[index]
+
+
+def curve(source: np.ndarray, target: np.ndarray, features: pd.DataFrame | np.ndarray | None, pool: int,
+          counts: list[int], draws: int, seed: int) -> list[dict]:
     """Held-out accuracy of the transfer fitted on ``n`` pool specs, median over ``draws``
-    (``features`` None: the one-number maps only)."""
+    (``features`` None: the one-number maps only; an array of the counts: no ``layers`` map)."""
     rng = np.random.default_rng(seed)
     held_source, held_target = source[pool:], target[pool:]
-    held_features = None if features is None else features[pool:]
+    held_features = _rows(features, slice(pool, None))
     rows = []
     for n in counts:
         scores, methods = [], []
         for _ in range(draws):
             pick = rng.choice(pool, size=n, replace=False)
-            fitted = choose_transfer(source[pick], target[pick], None if features is None else features[pick])
+            fitted = choose_transfer(source[pick], target[pick], _rows(features, pick))
             scores.append(error_metrics(fitted.predict(held_source, held_features), held_target))
             methods.append(fitted.method)
         rows.append({"n": n, **{k: float(np.median([s[k] for s in scores]))
@@ -141,6 +147,8 @@ def main() -> None:
         results["targets"][name] = {
             "curve": rows, "curve_one_number_maps": curve(source, measured, None, args.pool, args.counts, args.draws,
                                                           args.seed),
+            "curve_without_layers": curve(source, measured, features[list(ADDITIVE_FEATURES)].to_numpy(), args.pool,
+                                          args.counts, args.draws, args.seed),
             "noise_floor": error_metrics(second[args.pool:], first[args.pool:]),
             "source_vs_target_spearman": error_metrics(source[args.pool:], measured[args.pool:])["spearman"],
             "measure_s": round(seconds, 1) if np.isfinite(seconds) else None,  # None: figures reused

@@ -10,9 +10,13 @@ quantize/dequantize overhead on small convolutions, bends the line), or ``additi
 (nn-Meter's refit, kept to a few numbers: target = b + w x source + a ridge-regularised
 weight per count of :data:`ADDITIVE_FEATURES`, which carries a cost per layer, per SE block,
 per multiply-add that the new runtime adds or removes; int8's quantize/dequantize pairs are
-such a cost, and they reorder models, which no map of the source figure can follow).
-:func:`choose_transfer` picks by leave-one-out error on the ``n`` specs. Every map is a few
-numbers stored as JSON.
+such a cost, and they reorder models, which no map of the source figure can follow), or
+``layers`` (the same with more columns: the source table's own time of each layer kind, stem,
+head and each block type with and without SE by activation, and of each feature-map level; a
+runtime that speeds some operators up and not others, int8's convolutions but not its SE or
+hard-swish, re-weights the table's per-layer times, as LitePred and nn-Meter fit one model per
+kernel type). :func:`choose_transfer` picks by leave-one-out error on the ``n`` specs. Every map
+is a few numbers stored as JSON with the names of the columns it weighs.
 """
 from __future__ import annotations
 
@@ -21,14 +25,21 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
-TRANSFER_METHODS = ("scale", "loglinear", "additive")
+TRANSFER_METHODS = ("scale", "loglinear", "additive", "layers")
 MIN_LOGLINEAR = 4
 """Fewer specs than this: ``loglinear`` is not tried (two parameters need a check left over)."""
 MIN_ADDITIVE = 8
 """Fewer specs than this: ``additive`` is not tried."""
 ADDITIVE_FEATURES = ("n_layers", "madds_m", "params_m", "act_m", "n_se", "n_hswish", "n_bneck")
 """Counts of a spec (:mod:`latency.features`) the ``additive`` map weighs."""
+LEVEL_FEATURES = tuple(f"L{level}_ms" for level in range(6))
+"""The source table's time per feature-map level (:mod:`latency.features`), weighed by ``layers``."""
+KIND_PREFIX = "kind_ms_"
+"""Columns of the source table's time per layer kind (``kind_ms_stem``, ``kind_ms_bneck_se1_hswish``, ...)."""
+MIN_LAYERS = 16
+"""Fewer specs than this: ``layers`` is not tried."""
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 25))
 
 
@@ -43,48 +54,100 @@ class Transfer:
     n: int
     loo_abs_err_pct: float = math.nan
     weights: tuple[float, ...] = ()
-    """``additive`` only: one weight per :data:`ADDITIVE_FEATURES` column (target = intercept +
+    """``additive`` and ``layers``: one weight per column of ``features`` (target = intercept +
     slope x source + features . weights)."""
+    features: tuple[str, ...] = ()
+    """The columns of :func:`transfer_features` the weights go with."""
 
-    def predict(self, source: Sequence[float], features: np.ndarray | None = None) -> np.ndarray:
-        """The target's figures for the source predictor's ``source`` figures (``additive``: and
-        the specs' :data:`ADDITIVE_FEATURES` columns, one row per spec)."""
+    def __post_init__(self) -> None:
+        if len(self.weights) != len(self.features):
+            raise ValueError(f"a {self.method} transfer has {len(self.weights)} weights for {len(self.features)} "
+                             "features: fit it again")
+
+    def predict(self, source: Sequence[float], features: pd.DataFrame | np.ndarray | None = None) -> np.ndarray:
+        """The target's figures for the source predictor's ``source`` figures (``additive`` and
+        ``layers``: and the specs' :func:`transfer_features`, one row per spec)."""
         values = _positive(source, "source predictions")
-        if self.method != "additive":
+        if not self.features:
             return np.exp(self.intercept + self.slope * np.log(values))
-        columns = _features(features, values.size, len(self.weights))
+        columns = _columns(features, values.size, self.features)
         return self.intercept + self.slope * values + columns @ np.asarray(self.weights)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "weights": list(self.weights),
-                "features": list(ADDITIVE_FEATURES) if self.method == "additive" else []}
+        return {**asdict(self), "weights": list(self.weights), "features": list(self.features)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Transfer":
         if data.get("method") not in TRANSFER_METHODS:
             raise ValueError(f"transfer method {data.get('method')!r} is not known; expected one of {TRANSFER_METHODS}")
-        if data["method"] == "additive" and list(data.get("features", [])) != list(ADDITIVE_FEATURES):
-            raise ValueError(f"an additive transfer weighs the features {data.get('features')}, this version "
-                             f"{list(ADDITIVE_FEATURES)}: fit it again")
+        names = tuple(str(n) for n in data.get("features", ()))
+        unknown = [n for n in names if not _computable(n)]
+        if unknown:
+            raise ValueError(f"a {data['method']} transfer weighs the features {unknown}, which this version does "
+                             "not compute: fit it again")
         return cls(str(data["method"]), float(data["intercept"]), float(data["slope"]), int(data["n"]),
-                   float(data.get("loo_abs_err_pct", math.nan)), tuple(float(w) for w in data.get("weights", ())))
+                   float(data.get("loo_abs_err_pct", math.nan)), tuple(float(w) for w in data.get("weights", ())),
+                   names)
 
 
-def _features(features: np.ndarray | None, rows: int, columns: int) -> np.ndarray:
+def _computable(name: str) -> bool:
+    from latency.features import FEATURE_NAMES
+
+    return name in FEATURE_NAMES or name.startswith(KIND_PREFIX)
+
+
+def _columns(features: pd.DataFrame | np.ndarray | None, rows: int, names: Sequence[str]) -> np.ndarray:
+    """``names`` of ``features`` as a ``rows x len(names)`` array: a frame of
+    :func:`transfer_features` by name (a layer kind none of its specs has counts 0), or an
+    array whose columns are ``names`` in order."""
     if features is None:
-        raise ValueError("an additive transfer needs the specs' features (transfer_features)")
+        raise ValueError("this transfer needs the specs' features (transfer_features)")
+    if isinstance(features, pd.DataFrame):
+        missing = [n for n in names if n not in features.columns and not n.startswith(KIND_PREFIX)]
+        if missing:
+            raise ValueError(f"features lack the columns {missing}")
+        features = features.reindex(columns=list(names), fill_value=0.0)
     array = np.asarray(features, dtype=float)
-    if array.shape != (rows, columns) or not np.all(np.isfinite(array)):
-        raise ValueError(f"features must be {rows} x {columns} finite numbers, got shape {array.shape}")
+    if array.shape != (rows, len(names)) or not np.all(np.isfinite(array)):
+        raise ValueError(f"features must be {rows} x {len(names)} finite numbers, got shape {array.shape}")
     return array
 
 
-def transfer_features(table: Any, specs: Sequence[Any]) -> np.ndarray:
-    """The :data:`ADDITIVE_FEATURES` columns of ``specs`` (one row each) from ``table``."""
+def transfer_features(table: Any, specs: Sequence[Any]) -> pd.DataFrame:
+    """One row per spec: every feature of :mod:`latency.features` and the source table's time
+    per layer kind (:data:`KIND_PREFIX` columns, :func:`layer_kind`)."""
     from latency.features import FEATURE_NAMES, feature_matrix
+    from latency.keys import spec_keys
 
-    matrix = feature_matrix(table, specs)
-    return matrix[:, [FEATURE_NAMES.index(name) for name in ADDITIVE_FEATURES]]
+    frame = pd.DataFrame(feature_matrix(table, specs), columns=list(FEATURE_NAMES))
+    kinds: list[dict[str, float]] = []
+    for spec in specs:
+        sums: dict[str, float] = {}
+        for key in spec_keys(spec):
+            name = KIND_PREFIX + layer_kind(key)
+            sums[name] = sums.get(name, 0.0) + float(table.lookup(key))
+        kinds.append(sums)
+    return pd.concat([frame, pd.DataFrame(kinds).fillna(0.0)], axis=1)
+
+
+def layer_kind(key: Any) -> str:
+    """``stem``, ``head``, or a block's operator with its SE and activation (``bneck_se1_hswish``)."""
+    if key.kind != "block":
+        return str(key.kind)
+    return f"{key.op}_se{int(key.se)}_{key.act}"
+
+
+def method_features(method: str, features: pd.DataFrame | np.ndarray | None) -> tuple[str, ...]:
+    """The columns ``method`` weighs: :data:`ADDITIVE_FEATURES` for ``additive``; for ``layers``
+    also :data:`LEVEL_FEATURES` and the layer kinds ``features`` (a frame) holds; none else."""
+    if method == "additive":
+        return ADDITIVE_FEATURES
+    if method != "layers":
+        return ()
+    if not isinstance(features, pd.DataFrame):
+        raise ValueError("a layers transfer needs the specs' features as a frame (transfer_features)")
+    kinds = tuple(sorted(c for c in features.columns if c.startswith(KIND_PREFIX)))
+    return LEVEL_FEATURES + kinds + ADDITIVE_FEATURES
 
 
 def _ridge(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, float]:
@@ -116,16 +179,17 @@ def _positive(values: Sequence[float], what: str) -> np.ndarray:
 
 
 def fit_transfer(source: Sequence[float], target: Sequence[float], method: str = "scale",
-                 features: np.ndarray | None = None) -> Transfer:
+                 features: pd.DataFrame | np.ndarray | None = None) -> Transfer:
     """The ``method`` map from the source predictor's figures to the target's measurements
-    (``additive``: with the specs' :data:`ADDITIVE_FEATURES` columns)."""
+    (``additive``, ``layers``: with the specs' :func:`transfer_features`)."""
     x, y = np.log(_positive(source, "source predictions")), np.log(_positive(target, "target measurements"))
     if x.size != y.size:
         raise ValueError(f"{x.size} source predictions but {y.size} target measurements")
-    if method == "additive":
-        columns = _features(features, x.size, len(ADDITIVE_FEATURES))
+    if method in ("additive", "layers"):
+        names = method_features(method, features)
+        columns = _columns(features, x.size, names)
         intercept, weights, error = _ridge(np.column_stack([np.exp(x), columns]), np.exp(y))
-        return Transfer("additive", intercept, float(weights[0]), int(x.size), error, tuple(map(float, weights[1:])))
+        return Transfer(method, intercept, float(weights[0]), int(x.size), error, tuple(map(float, weights[1:])), names)
     if method == "scale":
         return Transfer("scale", float(np.mean(y - x)), 1.0, int(x.size))
     if method == "loglinear":
@@ -137,11 +201,11 @@ def fit_transfer(source: Sequence[float], target: Sequence[float], method: str =
 
 
 def leave_one_out_error(source: Sequence[float], target: Sequence[float], method: str,
-                        features: np.ndarray | None = None) -> float:
-    """Mean absolute error (%) of ``method`` predicting each spec from the others (``additive``:
-    its ridge's closed-form leave-one-out error)."""
+                        features: pd.DataFrame | np.ndarray | None = None) -> float:
+    """Mean absolute error (%) of ``method`` predicting each spec from the others (``additive``,
+    ``layers``: its ridge's closed-form leave-one-out error)."""
     x, y = _positive(source, "source predictions"), _positive(target, "target measurements")
-    if method == "additive":
+    if method in ("additive", "layers"):
         return fit_transfer(x, y, method, features).loo_abs_err_pct
     errors = []
     for i in range(x.size):
@@ -151,16 +215,19 @@ def leave_one_out_error(source: Sequence[float], target: Sequence[float], method
     return float(np.mean(errors))
 
 
-def choose_transfer(source: Sequence[float], target: Sequence[float], features: np.ndarray | None = None) -> Transfer:
+def choose_transfer(source: Sequence[float], target: Sequence[float], features: pd.DataFrame | np.ndarray | None = None) -> Transfer:
     """The method with the lowest leave-one-out error, fitted on all the specs: ``scale`` alone
     below :data:`MIN_LOGLINEAR` specs, ``additive`` only with ``features`` and from
-    :data:`MIN_ADDITIVE` specs; ties go to the simpler method."""
+    :data:`MIN_ADDITIVE` specs, ``layers`` only with a frame of them and from :data:`MIN_LAYERS`;
+    ties go to the simpler method."""
     n = len(target)
     if n < 2:
         return fit_transfer(source, target, "scale")
-    methods = [m for m, least in (("scale", 2), ("loglinear", MIN_LOGLINEAR), ("additive", MIN_ADDITIVE))
-               if n >= least and (m != "additive" or features is not None)]
+    needs = {"additive": features is not None, "layers": isinstance(features, pd.DataFrame)}
+    methods = [m for m, least in (("scale", 2), ("loglinear", MIN_LOGLINEAR), ("additive", MIN_ADDITIVE),
+                                  ("layers", MIN_LAYERS)) if n >= least and needs.get(m, True)]
     errors = {m: leave_one_out_error(source, target, m, features) for m in methods}
     best = min(methods, key=lambda m: (errors[m], methods.index(m)))
     fitted = fit_transfer(source, target, best, features)
-    return Transfer(fitted.method, fitted.intercept, fitted.slope, fitted.n, errors[best], fitted.weights)
+    return Transfer(fitted.method, fitted.intercept, fitted.slope, fitted.n, errors[best], fitted.weights,
+                    fitted.features)

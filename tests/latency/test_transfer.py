@@ -88,3 +88,48 @@ def test_an_additive_transfer_needs_its_features_and_this_versions_columns():
         fitted.predict(source, features[:, :3])
     with pytest.raises(ValueError, match="fit it again"):
         Transfer.from_dict({**fitted.to_dict(), "features": ["n_layers"]})
+
+
+def _layer_frame(rows: int, seed: int) -> "pd.DataFrame":
+    """Transfer features of made-up specs: two layer kinds' table times and the other columns."""
+    import pandas as pd
+
+    from latency.transfer import ADDITIVE_FEATURES, LEVEL_FEATURES
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.uniform(1, 20, size=(rows, len(LEVEL_FEATURES) + len(ADDITIVE_FEATURES))),
+                         columns=[*LEVEL_FEATURES, *ADDITIVE_FEATURES])
+    frame["kind_ms_stem"] = rng.uniform(0.01, 0.05, size=rows)
+    frame["kind_ms_bneck_se1_hswish"] = rng.uniform(0.05, 0.5, size=rows)
+    return frame
+
+
+def test_layers_reweights_the_tables_time_per_layer_kind():
+    """int8-like: the stem runs at 0.3x, SE blocks at 1.5x; no map of the sum follows that."""
+    from latency.transfer import ADDITIVE_FEATURES
+
+    frame = _layer_frame(40, seed=4)
+    source = frame["kind_ms_stem"] + frame["kind_ms_bneck_se1_hswish"]
+    target = 0.3 * frame["kind_ms_stem"] + 1.5 * frame["kind_ms_bneck_se1_hswish"]
+    fitted = choose_transfer(source.to_numpy(), target.to_numpy(), frame)
+    assert fitted.method == "layers" and "kind_ms_bneck_se1_hswish" in fitted.features
+    new = _layer_frame(10, seed=5)
+    expected = 0.3 * new["kind_ms_stem"] + 1.5 * new["kind_ms_bneck_se1_hswish"]
+    predicted = fitted.predict((new["kind_ms_stem"] + new["kind_ms_bneck_se1_hswish"]).to_numpy(), new)
+    assert predicted == pytest.approx(expected.to_numpy(), rel=0.03)
+    assert Transfer.from_dict(fitted.to_dict()) == fitted
+    counts_only = frame[list(ADDITIVE_FEATURES)].to_numpy()  # an array of the counts: no layer kinds by name
+    assert choose_transfer(source.to_numpy(), target.to_numpy(), counts_only).method != "layers"
+
+
+def test_a_layer_kind_the_new_specs_lack_counts_zero_and_unknown_columns_are_refused():
+    frame = _layer_frame(20, seed=6)
+    source = (frame["kind_ms_stem"] + frame["kind_ms_bneck_se1_hswish"]).to_numpy()
+    fitted = fit_transfer(source, 2.0 * source, "layers", frame)
+    without = frame.drop(columns=["kind_ms_stem"])
+    assert fitted.predict(source, without) == pytest.approx(
+        fitted.predict(source, frame.assign(kind_ms_stem=0.0)))
+    with pytest.raises(ValueError, match=r"features lack the columns \['n_layers'\]"):
+        fitted.predict(source, frame.drop(columns=["n_layers"]))
+    with pytest.raises(ValueError, match="weighs the features \\['cache_magic'\\], which this version does not"):
+        Transfer.from_dict({**fitted.to_dict(), "features": [*fitted.features[:-1], "cache_magic"]})

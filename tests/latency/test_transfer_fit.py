@@ -99,3 +99,14 @@ def test_bad_options_are_refused_before_anything_is_measured(source, tmp_path, d
     argv = ["latency", "transfer", str(source), "--platform", "ort-cpu-int8", "--out", str(tmp_path / "t"), *flags]
     assert main(argv) != 0 and message in capsys.readouterr().err
     assert device.calls == 0 and not (tmp_path / "t").exists()
+
+
+def test_transfer_features_split_the_tables_sum_by_layer_kind(source):
+    from latency.transfer import KIND_PREFIX, transfer_features
+
+    lazy = LazyPredictor(source)
+    specs = candidate_pool(source, lazy.table.manifest, 12, 0)
+    frame = transfer_features(lazy.table, specs)
+    kinds = [c for c in frame.columns if c.startswith(KIND_PREFIX)]
+    assert {"kind_ms_stem", "kind_ms_head"} <= set(kinds) and len(kinds) > 2
+    assert frame[kinds].sum(axis=1).to_numpy() == pytest.approx(frame["sum_ms"].to_numpy())
