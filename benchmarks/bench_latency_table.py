@@ -68,7 +68,8 @@ def compare_tables(a: Path, b: Path, out: Path, args: argparse.Namespace) -> Non
     with contextlib.redirect_stdout(buffer):
         run(["latency", "compare", str(a), str(b), "--specs", "20", "--measure-missing", "--json",
              "--drift-tolerance", str(args.drift_tolerance)])
-    out.write_text(json.dumps(json.loads(buffer.getvalue()), indent=2) + "\n")
+    printed = buffer.getvalue().splitlines()[-1]  # after the "$ mobilenas ..." line run() prints
+    out.write_text(json.dumps(json.loads(printed), indent=2) + "\n")
 
 
 def main() -> None:
