@@ -1,5 +1,5 @@
 """The committed reference tables (results/latency) load, carry the full hardware identity and
-an unbiased validation with its noise floor."""
+an unbiased validation with its noise floor, all on paired timing."""
 from __future__ import annotations
 
 import json
@@ -26,4 +26,6 @@ def test_reference_table_is_complete_identified_and_validated(resolution):
     spec = sample_specs(MnasNetSpace(resolution=resolution), 1, seed=3)[0]
     assert LatencyPredictor(table).predict_ms(spec) > 0
     report = json.loads((folder / "validation.json").read_text())
-    assert report["n"] == 100 and report["rounds_per_spec"] == 6 and "measured" in report["noise_floor"]
+    assert report["n"] == 100 and "measured" in report["noise_floor"]
+    assert report["passes"] == 2 and report["pairs_per_pass"] >= 24 and "paired ratio" in report["measured_as"]
+    assert table.manifest["build"]["timing"] == "paired"
