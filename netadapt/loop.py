@@ -220,16 +220,26 @@ class NetAdapt:
         win the accuracy-per-ms ratio while the model is still learning, and the loop would crawl.
         Empty only past the table's target (closed on measurements); short of it, nothing left to
         cut raises :class:`UnreachableTarget`."""
-        gap = self._measured_gap(state)
-        gap = state.predicted_ms - self.config.target_ms if gap is None else gap
-        delta_ms = min(self.config.delta_fraction * state.l0_ms, gap)
-        found = propose_reductions(spec, self.predict_ms, max(delta_ms, 0.0), self.config.proposal_config())
+        found = propose_reductions(spec, self.predict_ms, max(self.ask_ms(state), 0.0), self.config.proposal_config())
         pool = [p for p in found if p.meets_cut] or substantial_savings(found)
         if not pool and state.predicted_ms > self.config.target_ms:
             raise UnreachableTarget(f"netadapt cannot shrink further: every layer is at the granularity floor "
                                     f"({self.config.granularity}) or no narrower layer is predicted faster, at "
                                     f"{state.predicted_ms:.4f} ms predicted, above the target {self.config.target_ms:.4f} ms")
         return pool
+
+    def ask_ms(self, state: LoopState) -> float:
+        """The cut this iteration asks of each proposal (table units): delta, or what is left
+        to the target when that is less (NetAdapt section 3)."""
+        gap = self._measured_gap(state)
+        gap = state.predicted_ms - self.config.target_ms if gap is None else gap
+        return min(self.config.delta_fraction * state.l0_ms, gap)
+
+    def _credit_ms(self, state: LoopState) -> float | None:
+        """On the last step (the ask is what is left), the most a cut earns in the selection's
+        ratio (:mod:`netadapt.selection`); None on the others."""
+        ask = self.ask_ms(state)
+        return ask if 0 < ask < self.config.delta_fraction * state.l0_ms else None
 
     def iterate(self, state: LoopState, spec: ArchSpec,
                 weights: dict[str, torch.Tensor]) -> tuple[LoopState, ArchSpec, dict[str, torch.Tensor]] | None:
@@ -266,7 +276,8 @@ class NetAdapt:
             raise RuntimeError(f"evaluator returned outcomes {[o.index for o in outcomes]}; expected 0..{len(pool) - 1}")
         scored = [Scored(i, p.predicted_latency_ms, o.result.top1) for i, (p, o) in enumerate(zip(pool, outcomes))]
         # the current model predicted now (a lazily extended table may have moved it slightly)
-        return choose(scored, ref_top1=state.top1, ref_ms=pool[0].baseline_latency_ms, select=self.config.select)
+        return choose(scored, ref_top1=state.top1, ref_ms=pool[0].baseline_latency_ms, select=self.config.select,
+                      credit_ms=self._credit_ms(state))
 
     def long_finetune(self, state: LoopState, spec: ArchSpec,
                       weights: dict[str, torch.Tensor]) -> tuple[LoopState, dict[str, torch.Tensor]]:

@@ -35,8 +35,8 @@ class PipelineBudget:
 
 BUDGETS = {
     "small": PipelineBudget(search_trials=8, search_epochs=2, search_target_factor=1.25, pretrain_epochs=3,
-                            short_steps=10, netadapt_delta=0.15, long_epochs=1, final_epochs=8,
-                            references=(("mobilenetv3-small", 1.0),)),
+                            short_steps=5, netadapt_delta=0.15, long_epochs=1, final_epochs=8,
+                            references=(("mobilenetv3-small", 1.0),), supernet_epochs=3, supernet_trials=32),
     "medium": PipelineBudget(search_trials=32, search_epochs=2, search_target_factor=1.25, pretrain_epochs=10,
                              short_steps=100, netadapt_delta=0.05, long_epochs=3, final_epochs=30,
                              references=(("mobilenetv3-small", 1.0), ("mobilenetv3-small", 0.75),
@@ -47,7 +47,10 @@ BUDGETS = {
                                         ("mobilenetv3-large", 0.5), ("mobilenetv3-large", 0.75)),
                             supernet_epochs=15, supernet_trials=1000),
 }
-"""``small`` is the README's demo (minutes on 2 cores); ``medium``/``large`` are for real use."""
+"""``small`` is the README's demo (minutes on 2 cores); ``medium``/``large`` are for real use.
+``small`` keeps the demo under 10 minutes on a noisy 2-core machine: 3 supernet epochs, 32
+candidates and 5 fine-tune steps per NetAdapt proposal (at 4, 48 and 10 the demo took 11-13.5
+minutes under the load injector; ``results/reference/README.md``)."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -113,6 +114,26 @@ def test_ratio_selection_prefers_accuracy_per_millisecond():
     assert score(0.5, 1.0, ref_top1=0.4, ref_ms=1.0, select="ratio") > 1e6  # no saving: tiny denominator
     slower = [Scored(0, 1.01, 0.99), Scored(1, 0.95, 0.70)]
     assert choose(slower, ref_top1=0.8, ref_ms=1.0, select="accuracy")[0] == 1, "never a slower proposal"
+
+
+def test_last_step_credits_no_cut_beyond_the_ask():
+    # asked for 0.05 ms: proposal 1 cuts 0.30 ms for 2 points, proposal 0 just the ask for 1.5
+    candidates = [Scored(0, 0.95, 0.805), Scored(1, 0.70, 0.80)]
+    assert choose(candidates, ref_top1=0.82, ref_ms=1.0, select="ratio")[0] == 1, "uncapped, the overshoot wins"
+    best, scores = choose(candidates, ref_top1=0.82, ref_ms=1.0, select="ratio", credit_ms=0.05)
+    assert best == 0 and scores[1] == pytest.approx(-0.4)
+    tied = [Scored(0, 0.70, 0.80), Scored(1, 0.90, 0.80)]
+    assert choose(tied, ref_top1=0.82, ref_ms=1.0, select="ratio", credit_ms=0.05)[0] == 1, "a tie: the smaller cut"
+
+
+def test_loop_credits_only_the_last_step(tmp_path, digits8):
+    loop, spec, _ = _loop(tmp_path, digits8)
+    state = loop.start(spec, _weights(spec), top1=0.1, top1_stderr=0.02)
+    delta = loop.config.delta_fraction * state.l0_ms
+    loop.config = replace(loop.config, target_ms=state.predicted_ms - 3 * delta)
+    assert loop.ask_ms(state) == pytest.approx(delta) and loop._credit_ms(state) is None
+    loop.config = replace(loop.config, target_ms=state.predicted_ms - 0.5 * delta)
+    assert loop.ask_ms(state) == pytest.approx(0.5 * delta) and loop._credit_ms(state) == pytest.approx(0.5 * delta)
 
 
 @pytest.mark.parametrize("field, value", [("target_ms", 0.0), ("short_steps", 0), ("select", "fastest"),
