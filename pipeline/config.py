@@ -15,8 +15,7 @@ class PipelineBudget:
     ``netadapt_delta`` is NetAdapt's per-iteration cut as a fraction of the start latency (the
     paper's 0.01 needs ~30 iterations for a 25% cut: the small budgets take bigger steps).
     With the supernet evaluator the supernet trains ``supernet_epochs`` and the search scores
-    ``supernet_trials`` candidates (seconds each) instead of ``search_trials`` proxy trainings,
-    aiming ``supernet_target_factor`` above the target."""
+    ``supernet_trials`` candidates (seconds each) instead of ``search_trials`` proxy trainings."""
 
     search_trials: int
     search_epochs: int
@@ -29,7 +28,6 @@ class PipelineBudget:
     references: tuple[tuple[str, float], ...]
     supernet_epochs: int = 4
     supernet_trials: int = 48
-    supernet_target_factor: float = 1.25
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "references": [list(r) for r in self.references]}
@@ -38,8 +36,7 @@ class PipelineBudget:
 BUDGETS = {
     "small": PipelineBudget(search_trials=8, search_epochs=2, search_target_factor=1.25, pretrain_epochs=3,
                             short_steps=5, netadapt_delta=0.15, long_epochs=1, final_epochs=8,
-                            references=(("mobilenetv3-small", 1.0),), supernet_epochs=3, supernet_trials=32,
-                            supernet_target_factor=1.0),
+                            references=(("mobilenetv3-small", 1.0),), supernet_epochs=3, supernet_trials=32),
     "medium": PipelineBudget(search_trials=32, search_epochs=2, search_target_factor=1.25, pretrain_epochs=10,
                              short_steps=100, netadapt_delta=0.05, long_epochs=3, final_epochs=30,
                              references=(("mobilenetv3-small", 1.0), ("mobilenetv3-small", 0.75),
@@ -51,12 +48,9 @@ BUDGETS = {
                             supernet_epochs=15, supernet_trials=1000),
 }
 """``small`` is the README's demo (minutes on 2 cores); ``medium``/``large`` are for real use.
-``small`` keeps the demo near 10 minutes on a noisy 2-core machine: 3 supernet epochs, 32
-candidates, 5 fine-tune steps per NetAdapt proposal, and with the supernet the search aims at
-the target itself (at 4, 48, 10 and 1.25x the demo took 11-13.5 minutes under the load injector;
-``results/reference/README.md``). At 1.25x the found model measured 1.33x-1.66x its budget
-(a 32x32 table under-predicts deep models), and NetAdapt, whose proposals remove at most half
-a layer each, took up to 9 iterations and 4.5 minutes to cut it."""
+``small`` keeps the demo under 10 minutes on a noisy 2-core machine: 3 supernet epochs, 32
+candidates and 5 fine-tune steps per NetAdapt proposal (at 4, 48 and 10 the demo took 11-13.5
+minutes under the load injector; ``results/reference/README.md``)."""
 
 
 @dataclass(frozen=True)
@@ -153,12 +147,6 @@ class PipelineConfig:
     @property
     def stage_budget(self) -> PipelineBudget:
         return BUDGETS[self.budget]
-
-    @property
-    def search_target_factor(self) -> float:
-        """How far above the target the search aims: the budget's, for this run's evaluator."""
-        budget = self.stage_budget
-        return budget.supernet_target_factor if self.evaluator == "supernet" else budget.search_target_factor
 
     @property
     def references(self) -> tuple[tuple[str, float], ...]:

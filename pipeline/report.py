@@ -61,7 +61,7 @@ def plot_accuracy_latency(run: Pipeline, models: pd.DataFrame, path: Path) -> Pa
         left.scatter(trials["latency_ms"], trials["top1"], s=14, alpha=0.5, label="trials")
         front = pareto_front(trials)
         left.plot(front["latency_ms"], front["top1"], "-o", ms=4, color="C3", label="Pareto front")
-    left.axvline(target * run.config.search_target_factor, ls=":", color="gray", label="search target")
+    left.axvline(target * run.config.stage_budget.search_target_factor, ls=":", color="gray", label="search target")
     left.set(title="global search (proxy)", xlabel="predicted latency (ms)", ylabel="validation top-1")
     left.legend(fontsize=8)
     for row in models.itertuples():

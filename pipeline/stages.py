@@ -96,7 +96,7 @@ def stage_search(run: Pipeline) -> dict[str, Any]:
     evaluator = ({"evaluator": "supernet", "supernet": run.result("supernet")["run_dir"],
                   "trials": budget.supernet_trials} if uses_supernet(run) else
                  {"trials": budget.search_trials, "epochs": budget.search_epochs})
-    config = SearchConfig(target_ms=table["target_ms"] * run.config.search_target_factor, data=run.config.data,
+    config = SearchConfig(target_ms=table["target_ms"] * budget.search_target_factor, data=run.config.data,
                           strategy=run.config.strategy, seed=run.config.seed, concurrency=run.config.workers,
                           space=run.config.space, reward=run.config.reward,
                           w=None if run.config.reward == "hard" else run.config.w, platform=run.config.platform,
