@@ -12,13 +12,16 @@ swung 0.7x-3.8x while block minima held within 2%). Milliseconds are that ratio 
 reference's speed measured alongside (MnasNet section 3 times models on the target device; this
 is how to do it when the device does not hold still).
 
+Whole models are paired in passes with fresh sessions, the reference's made first in one and
+last in the next (:data:`SESSION_ORDERS`): a model paired with itself read 2-3% fast when its
+session was made after the reference's, and slow the other way round.
+
 The primitive is measurer-agnostic: a measurer with a ``runner(model, input_shape)`` (ONNX
 Runtime, torch eager) is alternated run by run; any other (a device command) is alternated call
 by call, each call a block of runs.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
@@ -48,6 +51,13 @@ WHOLE_MODEL_PRECISION = 0.015
 """Whole-model checks (NetAdapt's, the pipeline's, ``compare``, ``train``) extend their pairs
 until the ratio's interval is within +/- 1.5%: with blocks of 3, 24 pairs of a 32x32 model left
 +/- 6.5% under the injector and repeats 7% apart."""
+SESSION_ORDERS = 2
+"""Whole-model pairs are taken in passes with fresh sessions, the reference's made first in
+one pass and last in the next. The order is not neutral: MobileNetV3-Small paired with a second
+session of itself read 0.976x (6 repeats, 0.972-0.984) with the reference's session made first
+and 1.025x (1.008-1.030) with it made last, under the load injector, on the 2-core VM; every
+model timed against a reference made before it ran 2-3% fast (the pipeline's measure stage read
+MobileNetV3-Small at 0.94x-0.98x itself in six runs)."""
 MAX_PAIRS = 480
 MAX_SECONDS = 15.0
 """Pairs are added to one model only while its pairs have taken less than this (wall seconds): a
@@ -139,6 +149,34 @@ def summarise(ratios: np.ndarray, reference_samples: np.ndarray) -> PairedRatio:
     return PairedRatio(ratio, low, high, float(np.median(reference_samples)), int(finite.size))
 
 
+def _sessions(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequence[tuple[int, ...]],
+              reference: ModelLike, reference_shape: tuple[int, ...], *,
+              reference_first: bool) -> tuple[BlockRunner, list[BlockRunner]]:
+    """Fresh runners (sessions) of the reference and of ``models``, the reference's made first
+    or last."""
+    def make_models() -> list[BlockRunner]:
+        return [block_runner(measurer, model, shape) for model, shape in zip(models, shapes)]
+
+    if reference_first:
+        ref_runner = block_runner(measurer, reference, reference_shape)
+        return ref_runner, make_models()
+    runners = make_models()
+    return block_runner(measurer, reference, reference_shape), runners
+
+
+def balanced(groups: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-pair ratios of several session orders, each group scaled so that its median is the
+    geometric mean of the groups' medians: an offset that the order of making the sessions adds
+    to one group cancels, and every pair still counts towards the interval."""
+    groups = [g[np.isfinite(g) & (g > 0)] for g in groups]
+    groups = [g for g in groups if g.size]
+    if not groups:
+        return np.empty(0)
+    medians = np.array([np.median(g) for g in groups])
+    centre = float(np.exp(np.mean(np.log(medians))))
+    return np.concatenate([g * (centre / m) for g, m in zip(groups, medians)])
+
+
 def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequence[tuple[int, ...]],
                    reference: ModelLike, reference_shape: tuple[int, ...], *, pairs: int = DEFAULT_PAIRS,
                    block: int | None = None, passes: int = 1, precision: float | None = None,
@@ -146,45 +184,58 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
     """Each model's :class:`PairedRatio` to ``reference``, all through ``measurer``.
 
     ``block``: runs per block, None for :data:`BLOCK_RUNS` (:data:`DEFAULT_BLOCK` for a
-    measurer without a runner, whose call is a block of its own). ``passes`` > 1 cycles over the models that many
-    times (``pairs / passes`` pairs each time) and pools the pairs, so a slow minute is spread
-    over every model rather than falling on one.
+    measurer without a runner, whose call is a block of its own). The ``pairs`` are taken in
+    ``passes`` (at least :data:`SESSION_ORDERS`) cycles over the models, shared evenly, every pass with fresh sessions made in the other order (see
+    :data:`SESSION_ORDERS`), so a slow minute is spread over every model rather than falling on
+    one, and the order of making the sessions cancels (:func:`balanced`).
     ``precision`` (e.g. 0.015): then the models whose interval is wider than +/- that share of
-    their ratio get more pairs, ``pairs`` at a time, until it is met or ``max_pairs`` pairs or
-    ``max_seconds`` of that model's pairing are spent; the pairs go where the machine was noisy,
-    and a quiet machine pays nothing extra.
+    their ratio get more pairs, ``pairs`` at a time (half in each order), until it is met or
+    ``max_pairs`` pairs or ``max_seconds`` of that model's pairing are spent; the pairs go where
+    the machine was noisy, and a quiet machine pays nothing extra.
     """
     if len(models) != len(shapes):
         raise ValueError(f"{len(models)} models but {len(shapes)} input shapes")
-    ref_runner = block_runner(measurer, reference, reference_shape)
-    runners = [block_runner(measurer, model, shape) for model, shape in zip(models, shapes)]
     if block is None:
         block = BLOCK_RUNS if getattr(measurer, "runner", None) is not None else DEFAULT_BLOCK
-    blocks = [block] * len(runners)
-    per_pass = max(1, math.ceil(pairs / passes))
-    ratios: list[list[np.ndarray]] = [[] for _ in models]
+    passes = max(passes, SESSION_ORDERS)
+    per_pass = [pairs // passes + (p < pairs % passes) for p in range(passes)]  # ``pairs`` in all
+    ratios: list[list[list[np.ndarray]]] = [[[] for _ in range(SESSION_ORDERS)] for _ in models]
     refs: list[list[np.ndarray]] = [[] for _ in models]
     seconds = [0.0 for _ in models]
 
-    def add(index: int, count: int) -> None:
-        tick = time.perf_counter()
-        r, ref = paired_ratios(runners[index], ref_runner, pairs=count, block=blocks[index])
-        seconds[index] += time.perf_counter() - tick
-        ratios[index].append(r)
-        refs[index].append(ref)
+    def run_pass(indices: Sequence[int], counts: Sequence[int], order: int) -> None:
+        ref_runner, runners = _sessions(measurer, [models[i] for i in indices], [shapes[i] for i in indices],
+                                        reference, reference_shape, reference_first=order == 0)
+        for index, runner, count in zip(indices, runners, counts):
+            if count < 1:
+                continue
+            tick = time.perf_counter()
+            r, ref = paired_ratios(runner, ref_runner, pairs=count, block=block)
+            seconds[index] += time.perf_counter() - tick
+            ratios[index][order].append(r)
+            refs[index].append(ref)
 
-    for _ in range(passes):
-        for index in range(len(runners)):
-            add(index, per_pass)
-    results = [summarise(np.concatenate(r), np.concatenate(f)) for r, f in zip(ratios, refs)]
+    def result(index: int) -> PairedRatio:
+        groups = [np.concatenate(g) if g else np.empty(0) for g in ratios[index]]
+        return summarise(balanced(groups), np.concatenate(refs[index]))
+
+    def taken(index: int) -> int:
+        return sum(len(r) for group in ratios[index] for r in group)
+
+    everyone = list(range(len(models)))
+    for p in range(passes):
+        run_pass(everyone, [max(per_pass[p], p == 0)] * len(models), p % SESSION_ORDERS)
+    results = [result(i) for i in everyone]
     while precision is not None:
-        wide = [i for i, result in enumerate(results) if result.relative_halfwidth > precision
-                and sum(map(len, ratios[i])) < max_pairs and seconds[i] < max_seconds]
+        wide = [i for i, r in enumerate(results) if r.relative_halfwidth > precision
+                and taken(i) < max_pairs and seconds[i] < max_seconds]
         if not wide:
             break
-        for index in wide:
-            add(index, min(pairs, max_pairs - sum(map(len, ratios[index]))))
-            results[index] = summarise(np.concatenate(ratios[index]), np.concatenate(refs[index]))
+        extra = [min(pairs, max_pairs - taken(i)) for i in wide]
+        for order in range(SESSION_ORDERS):
+            run_pass(wide, [(n + 1 - order) // 2 for n in extra], order)
+        for i in wide:
+            results[i] = result(i)
     return results
 
 

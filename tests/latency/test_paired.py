@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latency.paired import (PairedRatio, block_runner, measure_paired, median_interval, paired_ratios,
-                            summarise)
+from latency.paired import (PairedRatio, balanced, block_runner, measure_paired, median_interval,
+                            paired_ratios, summarise)
 from tests.latency.fakes import FakeMeasurer
 
 
@@ -145,7 +145,40 @@ def test_unset_block_has_ten_runs_for_every_model_short_or_long():
     short, long = measure_paired(machine, [b"short", b"long"], [(1, 8, 8)] * 2, b"long-ref", (1, 8, 8), pairs=4)
     assert short.ratio == pytest.approx(0.02) and long.ratio == 1.0
     for model in (b"short", b"long", b"long-ref"):
-        assert set(machine.blocks[model][1:]) == {10}  # after the warm-up call, no estimate
+        assert {k for k in machine.blocks[model] if k} == {10}  # k = 0: a new session's warm-up
     fixed = TimedModels()
     measure_paired(fixed, [b"short"], [(1, 8, 8)], b"ref", (1, 8, 8), pairs=4, block=5)
-    assert set(fixed.blocks[b"short"][1:]) == {5}  # an explicit block: no estimate
+    assert {k for k in fixed.blocks[b"short"] if k} == {5}
+
+
+class OrderedSessions:
+    """Every session runs 3% slower than the one made after it (as where a session is placed in
+    memory can make it); records the order of the sessions made."""
+
+    def __init__(self) -> None:
+        self.made: list[bytes] = []
+
+    def runner(self, model: bytes, shape: tuple[int, ...]):
+        self.made.append(model)
+        speed = 1.03 ** -len(self.made)
+
+        class Run:
+            def run(self, k: int, warmup: int = 0) -> np.ndarray:
+                return np.full(k, 2.0 * speed)
+        return Run()
+
+
+def test_the_order_of_making_sessions_cancels_between_passes():
+    machine = OrderedSessions()
+    same = measure_paired(machine, [b"model"], [(1, 8, 8)], b"model", (1, 8, 8), pairs=24, block=3)[0]
+    assert same.ratio == pytest.approx(1.0, abs=1e-9) and same.pairs == 24
+    assert machine.made == [b"model"] * 4  # two passes, each with its own pair of sessions
+    one_order = paired_ratios(lambda k: np.full(k, 2.0 / 1.03**2), lambda k: np.full(k, 2.0 / 1.03), pairs=4)[0]
+    assert np.median(one_order) == pytest.approx(1 / 1.03), "one order alone reads the model 3% fast"
+
+
+def test_balanced_groups_keep_every_pair_around_the_common_centre():
+    groups = [np.array([0.97, 0.975, 0.98]), np.array([1.02, 1.025, 1.03, np.nan])]
+    pooled = balanced(groups)
+    assert pooled.size == 6 and np.median(pooled) == pytest.approx(np.sqrt(0.975 * 1.025))
+    assert balanced([np.array([np.nan])]).size == 0
