@@ -149,7 +149,7 @@ def summarise(ratios: np.ndarray, reference_samples: np.ndarray) -> PairedRatio:
     return PairedRatio(ratio, low, high, float(np.median(reference_samples)), int(finite.size))
 
 
-def _sessions(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequence[tuple[int, ...]],
+def fresh_sessions(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequence[tuple[int, ...]],
               reference: ModelLike, reference_shape: tuple[int, ...], *,
               reference_first: bool) -> tuple[BlockRunner, list[BlockRunner]]:
     """Fresh runners (sessions) of the reference and of ``models``, the reference's made first
@@ -185,9 +185,10 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
 
     ``block``: runs per block, None for :data:`BLOCK_RUNS` (:data:`DEFAULT_BLOCK` for a
     measurer without a runner, whose call is a block of its own). The ``pairs`` are taken in
-    ``passes`` (at least :data:`SESSION_ORDERS`) cycles over the models, shared evenly, every pass with fresh sessions made in the other order (see
-    :data:`SESSION_ORDERS`), so a slow minute is spread over every model rather than falling on
-    one, and the order of making the sessions cancels (:func:`balanced`).
+    ``passes`` (at least :data:`SESSION_ORDERS`) cycles over the models, shared evenly, every
+    pass with fresh sessions made in the other order, so a slow minute is spread over every
+    model rather than falling on one, and the order of making the sessions cancels
+    (:func:`balanced`).
     ``precision`` (e.g. 0.015): then the models whose interval is wider than +/- that share of
     their ratio get more pairs, ``pairs`` at a time (half in each order), until it is met or
     ``max_pairs`` pairs or ``max_seconds`` of that model's pairing are spent; the pairs go where
@@ -204,7 +205,7 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
     seconds = [0.0 for _ in models]
 
     def run_pass(indices: Sequence[int], counts: Sequence[int], order: int) -> None:
-        ref_runner, runners = _sessions(measurer, [models[i] for i in indices], [shapes[i] for i in indices],
+        ref_runner, runners = fresh_sessions(measurer, [models[i] for i in indices], [shapes[i] for i in indices],
                                         reference, reference_shape, reference_first=order == 0)
         for index, runner, count in zip(indices, runners, counts):
             if count < 1:
