@@ -30,9 +30,9 @@ import torch
 
 from netadapt.evaluation import Evaluator, ProposalTask, TaskOutcome
 from netadapt.proposals import ProposalConfig, ShrinkProposal, propose_reductions
-from netadapt.selection import Scored, check_selection, choose, proposal_seed
+from netadapt.selection import Scored, check_selection, choose, choose_measured, proposal_seed
 from netadapt.state import LoopState, LoopStore
-from netadapt.steering import check_close_on, measured_gap, measurement_follows
+from netadapt.steering import check_close_on, measured_gap, measured_goal, measurement_follows
 from search_spaces.spec import ArchSpec
 from storage.settings import check_settings, setting, settings_from_dict
 from training.datasets import Dataset
@@ -253,14 +253,14 @@ class NetAdapt:
         self._emit("proposals", state, proposals=len(pool))
         tasks = [ProposalTask(i, p.spec, proposal_seed(self.config.seed, iteration, i)) for i, p in enumerate(pool)]
         outcomes = self.evaluator.evaluate(spec, weights, tasks)
-        best, scores = self._select(state, pool, outcomes)
+        best, scores, pool_ms = self._select(state, pool, outcomes)
         if best is None:
             raise UnreachableTarget(f"netadapt iteration {iteration}: every proposal diverged in fine-tuning "
                                     "or none is predicted faster")
         chosen, outcome = pool[best], outcomes[best]
-        measured = float(self.measure_ms(chosen.spec, outcome.weights))
+        measured = float(self.measure_ms(chosen.spec, outcome.weights)) if pool_ms is None else pool_ms[best]
         rows = [history_row(iteration, p, o.result, score=s, chosen=i == best, predicted_ms=p.predicted_latency_ms,
-                            measured_ms=measured if i == best else math.nan)
+                            measured_ms=pool_ms[i] if pool_ms is not None else measured if i == best else math.nan)
                 for i, (p, o, s) in enumerate(zip(pool, outcomes, scores))]
         iteration_s = time.perf_counter() - tick
         state = state.advance(iteration=iteration, predicted_ms=chosen.predicted_latency_ms, measured_ms=measured,
@@ -271,13 +271,26 @@ class NetAdapt:
         return state, chosen.spec, outcome.weights
 
     def _select(self, state: LoopState, pool: list[ShrinkProposal],
-                outcomes: list[TaskOutcome]) -> tuple[int | None, list[float]]:
+                outcomes: list[TaskOutcome]) -> tuple[int | None, list[float], list[float] | None]:
+        """The kept proposal's index, every score, and every proposal's measured latency when the
+        step was chosen by measurement (the last step closed on measurements), else None."""
         if [o.index for o in outcomes] != list(range(len(pool))):
             raise RuntimeError(f"evaluator returned outcomes {[o.index for o in outcomes]}; expected 0..{len(pool) - 1}")
         scored = [Scored(i, p.predicted_latency_ms, o.result.top1) for i, (p, o) in enumerate(zip(pool, outcomes))]
+        credit = self._credit_ms(state)
+        goal = measured_goal(_kept_rows(state), self.config.target_ms, self.config.measured_goal_ms)
+        if credit is not None and self.config.close_on == "measured" and goal is not None:
+            pool_ms = [float(self.measure_ms(p.spec, o.weights)) if math.isfinite(o.result.top1) else math.nan
+                       for p, o in zip(pool, outcomes)]
+            if any(math.isfinite(m) for m in pool_ms):
+                stderr = [o.result.top1_stderr for o in outcomes if math.isfinite(o.result.top1_stderr)]
+                best, scores = choose_measured(scored, pool_ms, goal_ms=goal, ref_top1=state.top1,
+                                               ref_ms=state.measured_ms, tolerance=max(stderr, default=0.0))
+                return best, scores, pool_ms
         # the current model predicted now (a lazily extended table may have moved it slightly)
-        return choose(scored, ref_top1=state.top1, ref_ms=pool[0].baseline_latency_ms, select=self.config.select,
-                      credit_ms=self._credit_ms(state))
+        best, scores = choose(scored, ref_top1=state.top1, ref_ms=pool[0].baseline_latency_ms,
+                              select=self.config.select, credit_ms=credit)
+        return best, scores, None
 
     def long_finetune(self, state: LoopState, spec: ArchSpec,
                       weights: dict[str, torch.Tensor]) -> tuple[LoopState, dict[str, torch.Tensor]]:

@@ -79,6 +79,44 @@ def choose(candidates: Sequence[Scored], *, ref_top1: float, ref_ms: float, sele
     return best, scores
 
 
+LANDING_SHARE = 0.965
+"""On the last step a proposal lands when measured in [LANDING_SHARE x goal, goal]: with the
+pipeline's goal of 0.985 x the budget, the band [0.95, 1.00] x the budget's lower part."""
+
+
+def choose_measured(candidates: Sequence[Scored], measured_ms: Sequence[float], *, goal_ms: float, ref_top1: float,
+                    ref_ms: float, tolerance: float = 0.0) -> tuple[int | None, list[float]]:
+    """NetAdapt's last step on measured latency (``measured_ms`` of each candidate, ``ref_ms``
+    the current model's, ``goal_ms`` the goal, all in one measurement's units).
+
+    Of the proposals that land (measured in [:data:`LANDING_SHARE` x goal, goal]), the most
+    accurate (the original NetAdapt's rule among proposals that meet the constraint), and of
+    those within ``tolerance`` of it (the top-1's standard error: no better than noise) the one
+    measured slowest, which leaves the most of the budget to the model. When none lands, the
+    best Δaccuracy / |Δmeasured| among those still over the goal and measured faster than the
+    current model (the loop goes on); when every one overshoots, the one measured slowest.
+    Returns the index (None when none is measured faster than ``ref_ms``) and every score
+    (Δaccuracy / |Δmeasured|; NaN for diverged, unmeasured or slower ones)."""
+    scores: list[float] = []
+    usable: list[int] = []
+    for position, (candidate, latency) in enumerate(zip(candidates, measured_ms)):
+        ok = math.isfinite(candidate.top1) and math.isfinite(latency) and 0 < latency < ref_ms
+        scores.append((candidate.top1 - ref_top1) / (ref_ms - latency) if ok else math.nan)
+        if ok:
+            usable.append(position)
+    landing = [i for i in usable if LANDING_SHARE * goal_ms <= measured_ms[i] <= goal_ms]
+    over = [i for i in usable if measured_ms[i] > goal_ms]
+    if landing:
+        best_top1 = max(candidates[i].top1 for i in landing)
+        close = [i for i in landing if candidates[i].top1 >= best_top1 - tolerance]
+        return max(close, key=lambda i: (measured_ms[i], candidates[i].top1, -i)), scores
+    if over:
+        return max(over, key=lambda i: (scores[i], -measured_ms[i], -i)), scores
+    if usable:
+        return max(usable, key=lambda i: (measured_ms[i], -i)), scores
+    return None, scores
+
+
 def proposal_seed(seed: int, iteration: int, index: int) -> int:
     """An independent seed for proposal ``index`` of ``iteration``: the same in any order of
     evaluation (sequential or Ray) and after a resume."""

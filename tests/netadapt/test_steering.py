@@ -1,11 +1,14 @@
 """NetAdapt closed on measured latency: a table that misjudges cuts does not make it overshoot."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from netadapt.evaluation import FinetuneJob, SequentialEvaluator
 from netadapt.loop import NetAdapt, NetAdaptConfig
+from netadapt.selection import Scored, choose_measured
 from netadapt.state import LoopStore
 from netadapt.steering import measured_gap, measurement_follows, step_slope
 from search_spaces.builder import build_model
@@ -138,3 +141,45 @@ def _final_over_device_goal(folder, data, goal_given: bool) -> float:
 def test_a_goal_in_measured_units_is_not_moved_by_a_slow_reading_of_the_start(tmp_path, digits8):
     assert _final_over_device_goal(tmp_path / "anchored", digits8, goal_given=False) > 1.0
     assert 0.85 <= _final_over_device_goal(tmp_path / "given", digits8, goal_given=True) <= 1.0
+
+
+def test_the_last_step_keeps_the_most_accurate_proposal_that_lands_below_the_goal():
+    candidates = [Scored(0, 0.90, 0.82), Scored(1, 0.95, 0.79), Scored(2, 0.97, 0.795), Scored(3, 0.9, float("nan"))]
+    goal = 0.985
+    # measured: 0 overshoots far below the landing zone, 1 and 2 land, 3 diverged
+    best, scores = choose_measured(candidates, [0.80, 0.975, 0.96, 0.9], goal_ms=goal, ref_top1=0.82, ref_ms=1.0)
+    assert best == 2 and scores[0] == pytest.approx(0.0) and math.isnan(scores[3])
+    close = choose_measured(candidates, [0.80, 0.975, 0.96, 0.9], goal_ms=goal, ref_top1=0.82, ref_ms=1.0,
+                            tolerance=0.01)[0]
+    assert close == 1, "within the tolerance of the most accurate, the slower (more of the budget kept) wins"
+    over = choose_measured(candidates, [0.99, 0.995, 0.999, 0.9], goal_ms=goal, ref_top1=0.82, ref_ms=1.0)
+    assert over[0] == 0 and over[1][0] == pytest.approx(0.0), "none lands: the best ratio among those over"
+    under = choose_measured(candidates, [0.80, 0.90, 0.85, 0.9], goal_ms=goal, ref_top1=0.82, ref_ms=1.0)[0]
+    assert under == 1, "every one overshoots: the slowest"
+    assert choose_measured(candidates[:1], [1.01], goal_ms=goal, ref_top1=0.82, ref_ms=1.0)[0] is None
+
+
+def test_the_last_step_is_chosen_by_measurement_when_the_table_misprices_a_cut(tmp_path, digits8):
+    """A 'device' on which shrinking the first block's expansion saves 9x what the table says:
+    priced by the table alone the last step could take it and land far under the goal; chosen
+    by measurement, no kept step lands under the landing zone."""
+    spec = loop_spec()
+    start_ms = toy_predict_ms(spec)
+
+    def measured(s, weights=None):
+        first_cut = s.blocks[0].exp_channels < spec.blocks[0].exp_channels
+        return toy_predict_ms(s) - (8 * (start_ms - toy_predict_ms(s)) if first_cut else 0.0)
+
+    goal = 0.97 * start_ms
+    config = NetAdaptConfig(target_ms=0.9 * start_ms, delta_fraction=0.3, short_steps=2, long_epochs=0,
+                            close_on="measured", measured_goal_ms=goal)
+    loop = NetAdapt(config, digits8, toy_predict_ms, SequentialEvaluator(digits8, FinetuneJob(Budget(steps=2))),
+                    LoopStore(tmp_path), measure_ms=measured)
+    torch.manual_seed(0)
+    state = loop.start(spec, {k: v.clone() for k, v in build_model(spec).state_dict().items()}, top1=0.1,
+                       top1_stderr=0.02)
+    assert loop._credit_ms(state) is not None, "what is left is less than delta: the first step is a last step"
+    result = loop.run()
+    last = [r for r in result.state.history if r["iteration"] == result.state.iteration]
+    assert all(math.isfinite(r["measured_ms"]) for r in last), "every proposal of a last step is measured"
+    assert 0.965 * goal <= measured(result.spec) <= goal
