@@ -184,15 +184,12 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
     """Each model's :class:`PairedRatio` to ``reference``, all through ``measurer``.
 
     ``block``: runs per block, None for :data:`BLOCK_RUNS` (:data:`DEFAULT_BLOCK` for a
-    measurer without a runner, whose call is a block of its own). The ``pairs`` are taken in
-    ``passes`` (at least :data:`SESSION_ORDERS`) cycles over the models, shared evenly, every
-    pass with fresh sessions made in the other order, so a slow minute is spread over every
-    model rather than falling on one, and the order of making the sessions cancels
-    (:func:`balanced`).
-    ``precision`` (e.g. 0.015): then the models whose interval is wider than +/- that share of
-    their ratio get more pairs, ``pairs`` at a time (half in each order), until it is met or
-    ``max_pairs`` pairs or ``max_seconds`` of that model's pairing are spent; the pairs go where
-    the machine was noisy, and a quiet machine pays nothing extra.
+    measurer without a runner). The ``pairs`` are shared evenly over ``passes`` (at least
+    :data:`SESSION_ORDERS`) cycles over the models, each pass with fresh sessions made in the
+    other order: a slow minute is spread over every model, and the order cancels (:func:`balanced`).
+    ``precision`` (e.g. 0.015): models whose interval is wider than +/- that share of their ratio
+    get ``pairs`` more (half in each order) until it is met or ``max_pairs`` pairs or
+    ``max_seconds`` of their pairing are spent: a quiet machine pays nothing extra.
     """
     if len(models) != len(shapes):
         raise ValueError(f"{len(models)} models but {len(shapes)} input shapes")
