@@ -282,10 +282,10 @@ class NetAdapt:
         if credit is not None and self.config.close_on == "measured" and goal is not None:
             pool_ms = [float(self.measure_ms(p.spec, o.weights)) if math.isfinite(o.result.top1) else math.nan
                        for p, o in zip(pool, outcomes)]
-            if any(math.isfinite(m) for m in pool_ms):
-                stderr = [o.result.top1_stderr for o in outcomes if math.isfinite(o.result.top1_stderr)]
-                best, scores = choose_measured(scored, pool_ms, goal_ms=goal, ref_top1=state.top1,
-                                               ref_ms=state.measured_ms, tolerance=max(stderr, default=0.0))
+            stderr = [o.result.top1_stderr for o in outcomes if math.isfinite(o.result.top1_stderr)]
+            best, scores = choose_measured(scored, pool_ms, goal_ms=goal, ref_top1=state.top1,
+                                           ref_ms=state.measured_ms, tolerance=max(stderr, default=0.0))
+            if best is not None:  # else none measured faster (a floor, a slow moment): the table decides
                 return best, scores, pool_ms
         # the current model predicted now (a lazily extended table may have moved it slightly)
         best, scores = choose(scored, ref_top1=state.top1, ref_ms=pool[0].baseline_latency_ms,

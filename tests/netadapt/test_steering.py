@@ -183,3 +183,18 @@ def test_the_last_step_is_chosen_by_measurement_when_the_table_misprices_a_cut(t
     last = [r for r in result.state.history if r["iteration"] == result.state.iteration]
     assert all(math.isfinite(r["measured_ms"]) for r in last), "every proposal of a last step is measured"
     assert 0.965 * goal <= measured(result.spec) <= goal
+
+
+def test_a_last_step_where_no_proposal_measures_faster_falls_back_to_the_table(tmp_path, digits8):
+    """A runtime floor: every model measures the same. The measured last step finds none faster
+    and the table chooses, as before; the loop ends past the table's target, not in an error."""
+    spec = loop_spec()
+    start_ms = toy_predict_ms(spec)
+    config = NetAdaptConfig(target_ms=0.9 * start_ms, delta_fraction=0.3, short_steps=2, long_epochs=0,
+                            close_on="measured", measured_goal_ms=0.97 * start_ms, max_iterations=6)
+    loop = NetAdapt(config, digits8, toy_predict_ms, SequentialEvaluator(digits8, FinetuneJob(Budget(steps=2))),
+                    LoopStore(tmp_path), measure_ms=lambda s, w=None: start_ms)
+    torch.manual_seed(0)
+    loop.start(spec, {k: v.clone() for k, v in build_model(spec).state_dict().items()}, top1=0.1, top1_stderr=0.02)
+    result = loop.run()
+    assert result.state.iteration >= 1 and toy_predict_ms(result.spec) < start_ms
