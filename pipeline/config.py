@@ -48,9 +48,10 @@ BUDGETS = {
                             supernet_epochs=15, supernet_trials=1000),
 }
 """``small`` is the README's demo (minutes on 2 cores); ``medium``/``large`` are for real use.
-``small`` keeps the demo under 10 minutes on a noisy 2-core machine: 3 supernet epochs, 32
+``small`` is trimmed for a short demo on a noisy 2-core machine: 3 supernet epochs, 32
 candidates and 5 fine-tune steps per NetAdapt proposal (at 4, 48 and 10 the demo took 11-13.5
-minutes under the load injector; ``results/reference/README.md``)."""
+minutes under the load injector without set-up; at these, 10.6-15.9 minutes with set-up, median
+12.2, most of the spread in NetAdapt; ``results/reference/README.md``)."""
 
 
 @dataclass(frozen=True)
