@@ -150,8 +150,8 @@ def summarise(ratios: np.ndarray, reference_samples: np.ndarray) -> PairedRatio:
 
 
 def fresh_sessions(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequence[tuple[int, ...]],
-              reference: ModelLike, reference_shape: tuple[int, ...], *,
-              reference_first: bool) -> tuple[BlockRunner, list[BlockRunner]]:
+                   reference: ModelLike, reference_shape: tuple[int, ...], *,
+                   reference_first: bool) -> tuple[BlockRunner, list[BlockRunner]]:
     """Fresh runners (sessions) of the reference and of ``models``, the reference's made first
     or last."""
     def make_models() -> list[BlockRunner]:
@@ -203,7 +203,7 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
 
     def run_pass(indices: Sequence[int], counts: Sequence[int], order: int) -> None:
         ref_runner, runners = fresh_sessions(measurer, [models[i] for i in indices], [shapes[i] for i in indices],
-                                        reference, reference_shape, reference_first=order == 0)
+                                             reference, reference_shape, reference_first=order == 0)
         for index, runner, count in zip(indices, runners, counts):
             if count < 1:
                 continue
