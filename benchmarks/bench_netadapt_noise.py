@@ -10,9 +10,11 @@ it took. Target: the ratio within [0.95, 1.00] in >= 9 of 10 runs. Writes
 
     .venv/bin/python benchmarks/bench_netadapt_noise.py --seeds 0 1 2 3 4 5 6 7 8 9
 
-``--searches-from DIR`` starts each seed's NetAdapt from the finished search of the same seed in
-an earlier benchmark's runs (``DIR``, its ``--out``) where there is one, so that a rerun measures
-NetAdapt alone (the search, 8 proxy trainings, is most of a run's time under load).
+The search is ``make demo``'s (``--evaluator supernet``: a supernet trained, 32 candidates scored
+with inherited weights) unless ``--evaluator proxy``. ``--searches-from DIR ...`` starts each
+seed's NetAdapt from the finished supernet and search of the same seed in earlier runs (any run
+folders under ``DIR`` whose names end in ``-s<seed>``: an earlier benchmark's ``--out`` or a
+``results/runs`` of ``mobilenas run``), so that a rerun measures NetAdapt alone.
 """
 from __future__ import annotations
 
@@ -29,37 +31,43 @@ from pipeline.stages import RECIPE
 from storage.runfolder import RunFolder
 from storage.statefiles import write_json
 
-STAGES = tuple(stage for stage in RECIPE if stage.name in ("table", "search", "netadapt"))
+REUSED = ("supernet", "search")
+"""The stages an earlier run of the same seed can stand in for."""
 BAND = (0.95, 1.00)
 
 
-def finished_search(earlier: Path | None, seed: int) -> dict | None:
-    """The search stage's result in the earlier benchmark run of ``seed`` under ``earlier``, if finished."""
-    for manifest in sorted(earlier.glob(f"*-netadapt-noise-s{seed}-s{seed}/manifest.json")) if earlier else []:
-        record = json.loads(manifest.read_text()).get("stages", {}).get("search", {})
-        if record.get("status") == "finished":
-            return {**record["result"], "reused_from": str(manifest.parent)}
-    return None
+def stage_names(evaluator: str) -> tuple[str, ...]:
+    return ("table", "supernet", "search", "netadapt") if evaluator == "supernet" else ("table", "search", "netadapt")
 
 
-def stages_for(earlier: Path | None, seed: int) -> tuple[Stage, ...]:
-    """Table, search and NetAdapt; the search replaced by an earlier run's finished one where there is one."""
-    search = finished_search(earlier, seed)
-    if search is None:
-        return STAGES
-    return tuple(Stage("search", lambda run: search) if stage.name == "search" else stage for stage in STAGES)
+def finished_stages(earlier: list[Path], seed: int) -> dict[str, dict]:
+    """The results of :data:`REUSED` stages in the first earlier run of ``seed`` that finished its search."""
+    for manifest in sorted(m for folder in earlier for m in folder.glob(f"*-s{seed}/manifest.json")):
+        stages = json.loads(manifest.read_text()).get("stages", {})
+        if stages.get("search", {}).get("status") == "finished":
+            return {name: {**stages[name]["result"], "reused_from": str(manifest.parent)}
+                    for name in REUSED if stages.get(name, {}).get("status") == "finished"}
+    return {}
 
 
-def one_run(out: Path, seed: int, table: str | None, earlier: Path | None = None,
-            close_on: str = "predicted") -> dict:
+def stages_for(earlier: list[Path], seed: int, evaluator: str) -> tuple[Stage, ...]:
+    """Table, (supernet,) search and NetAdapt; the supernet and search replaced by an earlier
+    run's finished ones where there are."""
+    reused = finished_stages(earlier, seed)
+    stages = [stage for stage in RECIPE if stage.name in stage_names(evaluator)]
+    return tuple(Stage(s.name, lambda run, result=reused[s.name]: result) if s.name in reused else s for s in stages)
+
+
+def one_run(out: Path, seed: int, table: str | None, earlier: list[Path], close_on: str = "measured",
+            evaluator: str = "supernet") -> dict:
     config = PipelineConfig(data="mnist-rot-back-image", target_like="mobilenetv3-small", budget="small", seed=seed,
-                            table=table, netadapt_close_on=close_on)
+                            table=table, netadapt_close_on=close_on, evaluator=evaluator)
     done = sorted(out.glob(f"*-netadapt-noise-s{seed}-s{seed}")) if out.is_dir() else []
     folder = (RunFolder.open(done[-1], job="run") if done else  # a killed benchmark resumes its runs
               RunFolder.create(out, job="run", slug=f"netadapt-noise-s{seed}", seed=seed, config=config.to_dict()))
     start = time.perf_counter()
     with folder.session() as stop:
-        stages = stages_for(earlier, seed)
+        stages = stages_for(earlier, seed, evaluator)
         result = Pipeline(folder, config, stages, lambda run: run.result("netadapt"), say=print, stop=stop).run()
     last = result["latency_rounds"][-1]
     check = folder.path / "netadapt" / "start_check.json"
@@ -83,14 +91,16 @@ def main() -> None:
     parser.add_argument("--table", default=None, help="a latency table to use (default: the first run builds one)")
     parser.add_argument("--close-on", choices=("predicted", "measured"), default="measured",
                         help="what NetAdapt's iterations steer by (netadapt.steering)")
-    parser.add_argument("--searches-from", type=Path, default=None,
-                        help="an earlier benchmark's --out: reuse its finished search of each seed")
+    parser.add_argument("--evaluator", choices=("supernet", "proxy"), default="supernet",
+                        help="the search's evaluator (make demo: supernet)")
+    parser.add_argument("--searches-from", type=Path, nargs="+", default=[],
+                        help="folders of earlier runs: reuse the finished supernet and search of each seed")
     args = parser.parse_args()
     rows, table = [], args.table
     noise = contextlib.nullcontext() if args.quiet_machine else LoadInjector(seed=0)
     with noise:
         for seed in args.seeds:
-            rows.append(one_run(Path(args.out), seed, table, args.searches_from, args.close_on))
+            rows.append(one_run(Path(args.out), seed, table, args.searches_from, args.close_on, args.evaluator))
             table = table or json.loads((Path(rows[0]["run_dir"]) / "manifest.json").read_text())[
                 "stages"]["table"]["result"]["folder"]  # later seeds reuse the first run's table
             print(json.dumps(rows[-1]), flush=True)

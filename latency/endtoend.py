@@ -4,7 +4,8 @@ Every whole-model figure of MobileNAS goes through :func:`measure_specs`: table 
 validation, NetAdapt's measured check, the pipeline's target and final measurement, ``train``,
 ``compare`` and ``latency predict --measure``. Each spec is timed alternating run by run with a
 reference spec through the same measurer (a device command included), and its figure is the
-median per-pair ratio with its interval. :func:`measure_specs_ms` converts to milliseconds at
+median per-pair ratio with its interval, taken in a fresh process (:mod:`latency.isolated`).
+:func:`measure_specs_ms` converts to milliseconds at
 the reference's speed measured alongside; a table converts with its own baseline instead
 (:meth:`latency.paired.PairedRatio.in_units_of`), so its units do not move with the machine.
 """
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from latency.isolated import can_isolate, measure_in_child
 from latency.measurers import Measurer, TorchMeasurer
 from latency.paired import DEFAULT_PAIRS, WHOLE_MODEL_PRECISION, PairedRatio, measure_paired
 from search_spaces.builder import build_model
@@ -81,13 +83,17 @@ def default_reference(like: ArchSpec) -> ArchSpec:
 
 def measure_specs(measurer: Measurer, specs: Sequence[ArchSpec], reference: ArchSpec, *, pairs: int = DEFAULT_PAIRS,
                   passes: int = 1, models: Sequence[nn.Module | bytes] | None = None,
-                  precision: float | None = None, block: int | None = None) -> list[PairedRatio]:
+                  precision: float | None = None, block: int | None = None, isolate: bool = True) -> list[PairedRatio]:
     """Each spec's :class:`PairedRatio` to ``reference`` (see the module docstring).
 
     ``models``: prepared models to reuse (exported once); ``passes``: cycles over the specs;
     ``precision``: more pairs until each interval is that tight, ``block``: runs per block (None:
-    sized by the run time) (:func:`latency.paired.measure_paired`).
+    sized by the run time) (:func:`latency.paired.measure_paired`). ``isolate``: measured in a
+    fresh process where the measurer allows (:mod:`latency.isolated`).
     """
+    if isolate and can_isolate(measurer, models):
+        return measure_in_child(measurer, specs, reference, models=models, pairs=pairs, passes=passes,
+                                precision=precision, block=block)
     models = [prepared_model(measurer, spec) for spec in specs] if models is None else models
     return measure_paired(measurer, models, [spec_input_shape(s) for s in specs], cached_model(measurer, reference),
                           spec_input_shape(reference), pairs=pairs, passes=passes, precision=precision, block=block)

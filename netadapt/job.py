@@ -14,7 +14,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -228,17 +228,23 @@ def _model(spec: ArchSpec, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
     return model_of(spec, weights)
 
 
+def measured_many_with(predictor: LazyPredictor, setup: JobSetup | None = None) -> Callable[[Sequence[ArchSpec]], list[float]]:
+    """NetAdapt's end-to-end check of several models at once: each timed through the table's own
+    measurer (the platform it was built for, a device command included), paired with the
+    table's reference and given in the table's units, comparable with its predictions and the
+    target. With ``setup.measure_like`` (a pipeline with a ``--target-like`` budget) they are
+    paired with that model instead (:meth:`latency.lazy.LazyPredictor.measure_like_ms`)."""
+    if setup is None or setup.measure_like is None:
+        return lambda specs: predictor.measure_ms(list(specs))
+    like, like_ms = parse_spec(setup.measure_like), float(setup.measure_like_ms)
+    return lambda specs: predictor.measure_like_ms(list(specs), like, like_ms)
+
+
 def measured_with(predictor: LazyPredictor,
                   setup: JobSetup | None = None) -> Callable[[ArchSpec, dict[str, torch.Tensor]], float]:
-    """NetAdapt's end-to-end check: the whole model timed through the table's own measurer (the
-    platform it was built for, a device command included), paired with the table's reference
-    and given in the table's units, comparable with its predictions and the target. With
-    ``setup.measure_like`` (a pipeline with a ``--target-like`` budget) it is paired with that
-    model instead (:meth:`latency.lazy.LazyPredictor.measure_like_ms`)."""
-    if setup is None or setup.measure_like is None:
-        return lambda spec, weights: predictor.measure_ms([spec])[0]
-    like, like_ms = parse_spec(setup.measure_like), float(setup.measure_like_ms)
-    return lambda spec, weights: predictor.measure_like_ms([spec], like, like_ms)[0]
+    """:func:`measured_many_with` for one model with its weights (which do not change its latency)."""
+    many = measured_many_with(predictor, setup)
+    return lambda spec, weights: many([spec])[0]
 
 
 def finish(folder: RunFolder, setup: JobSetup, result: LoopResult, data: Dataset,
@@ -282,7 +288,8 @@ def execute(folder: RunFolder, setup: JobSetup, stop: Callable[[], bool], say: S
             return None
     with make_evaluator(folder, setup, data) as evaluator:
         loop = NetAdapt(setup.netadapt, data, predictor.predict_ms, evaluator, store,
-                        measure_ms=measured_with(predictor, setup), on_event=on_event, should_stop=stop)
+                        measure_ms=measured_with(predictor, setup), measure_many=measured_many_with(predictor, setup),
+                        on_event=on_event, should_stop=stop)
         if not store.exists():
             begin(loop, spec, weights, data)
         result = loop.run()

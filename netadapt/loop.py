@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -41,6 +41,8 @@ from training.evaluate import Budget, EvalResult, finetune
 PredictMs = Callable[[ArchSpec], float]
 MeasureMs = Callable[[ArchSpec, dict[str, torch.Tensor]], float]
 """End-to-end latency of a model with its weights (ORT in the CLI; NaN when not measured)."""
+MeasureManyMs = Callable[[Sequence[ArchSpec]], list[float]]
+"""End-to-end latencies of several models measured together (one pass over them all)."""
 
 
 def substantial_savings(proposals: list[ShrinkProposal], share: float = 0.5) -> list[ShrinkProposal]:
@@ -153,12 +155,13 @@ class NetAdapt:
     """Runs (or resumes) the loop over a store; see the module docstring."""
 
     def __init__(self, config: NetAdaptConfig, data: Dataset, predict_ms: PredictMs, evaluator: Evaluator,
-                 store: LoopStore, *, measure_ms: MeasureMs | None = None,
+                 store: LoopStore, *, measure_ms: MeasureMs | None = None, measure_many: MeasureManyMs | None = None,
                  on_event: Callable[[LoopEvent], None] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> None:
         self.config, self.data, self.predict_ms = config, data, predict_ms
         self.evaluator, self.store = evaluator, store
         self.measure_ms = measure_ms or (lambda spec, weights: math.nan)
+        self.measure_many = measure_many
         self.on_event = on_event or (lambda event: None)
         self.should_stop = should_stop or (lambda: False)
 
@@ -280,8 +283,7 @@ class NetAdapt:
         credit = self._credit_ms(state)
         goal = measured_goal(_kept_rows(state), self.config.target_ms, self.config.measured_goal_ms)
         if credit is not None and self.config.close_on == "measured" and goal is not None:
-            pool_ms = [float(self.measure_ms(p.spec, o.weights)) if math.isfinite(o.result.top1) else math.nan
-                       for p, o in zip(pool, outcomes)]
+            pool_ms = self._measure_pool(pool, outcomes)
             stderr = [o.result.top1_stderr for o in outcomes if math.isfinite(o.result.top1_stderr)]
             best, scores = choose_measured(scored, pool_ms, goal_ms=goal, ref_top1=state.top1,
                                            ref_ms=state.measured_ms, tolerance=max(stderr, default=0.0))
@@ -291,6 +293,16 @@ class NetAdapt:
         best, scores = choose(scored, ref_top1=state.top1, ref_ms=pool[0].baseline_latency_ms,
                               select=self.config.select, credit_ms=credit)
         return best, scores, None
+
+    def _measure_pool(self, pool: list[ShrinkProposal], outcomes: list[TaskOutcome]) -> list[float]:
+        """Every proposal that did not diverge measured end to end (together where
+        ``measure_many`` is given: one pass over them all); NaN for the diverged."""
+        usable = [i for i, o in enumerate(outcomes) if math.isfinite(o.result.top1)]
+        if self.measure_many is not None:
+            figures = dict(zip(usable, self.measure_many([pool[i].spec for i in usable]) if usable else []))
+        else:
+            figures = {i: self.measure_ms(pool[i].spec, outcomes[i].weights) for i in usable}
+        return [float(figures[i]) if i in figures else math.nan for i in range(len(pool))]
 
     def long_finetune(self, state: LoopState, spec: ArchSpec,
                       weights: dict[str, torch.Tensor]) -> tuple[LoopState, dict[str, torch.Tensor]]:

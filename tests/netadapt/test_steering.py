@@ -159,10 +159,12 @@ def test_the_last_step_keeps_the_most_accurate_proposal_that_lands_below_the_goa
     assert choose_measured(candidates[:1], [1.01], goal_ms=goal, ref_top1=0.82, ref_ms=1.0)[0] is None
 
 
-def test_the_last_step_is_chosen_by_measurement_when_the_table_misprices_a_cut(tmp_path, digits8):
+@pytest.mark.parametrize("together", [False, True], ids=["one-by-one", "measure_many"])
+def test_the_last_step_is_chosen_by_measurement_when_the_table_misprices_a_cut(tmp_path, digits8, together):
     """A 'device' on which shrinking the first block's expansion saves 9x what the table says:
     priced by the table alone the last step could take it and land far under the goal; chosen
-    by measurement, no kept step lands under the landing zone."""
+    by measurement, no kept step lands under the landing zone. With ``measure_many`` a last
+    step's proposals are measured in one call."""
     spec = loop_spec()
     start_ms = toy_predict_ms(spec)
 
@@ -173,8 +175,14 @@ def test_the_last_step_is_chosen_by_measurement_when_the_table_misprices_a_cut(t
     goal = 0.97 * start_ms
     config = NetAdaptConfig(target_ms=0.9 * start_ms, delta_fraction=0.3, short_steps=2, long_epochs=0,
                             close_on="measured", measured_goal_ms=goal)
+    batches = []
+
+    def measure_many(specs):
+        batches.append(len(specs))
+        return [measured(s) for s in specs]
+
     loop = NetAdapt(config, digits8, toy_predict_ms, SequentialEvaluator(digits8, FinetuneJob(Budget(steps=2))),
-                    LoopStore(tmp_path), measure_ms=measured)
+                    LoopStore(tmp_path), measure_ms=measured, measure_many=measure_many if together else None)
     torch.manual_seed(0)
     state = loop.start(spec, {k: v.clone() for k, v in build_model(spec).state_dict().items()}, top1=0.1,
                        top1_stderr=0.02)
@@ -183,6 +191,11 @@ def test_the_last_step_is_chosen_by_measurement_when_the_table_misprices_a_cut(t
     last = [r for r in result.state.history if r["iteration"] == result.state.iteration]
     assert all(math.isfinite(r["measured_ms"]) for r in last), "every proposal of a last step is measured"
     assert 0.965 * goal <= measured(result.spec) <= goal
+    if together:
+        rows = [r for r in result.state.history if r["iteration"] > 0]
+        measured_pools = [sum(1 for r in rows if r["iteration"] == i) for i in sorted({r["iteration"] for r in rows})
+                          if all(math.isfinite(r["measured_ms"]) for r in rows if r["iteration"] == i)]
+        assert batches == measured_pools, "one call per measured step, with every proposal of it"
 
 
 def test_a_last_step_where_no_proposal_measures_faster_falls_back_to_the_table(tmp_path, digits8):

@@ -1,0 +1,122 @@
+"""Whole models timed in a fresh process, so that a figure does not depend on what the
+measuring process did before.
+
+A paired ratio is not independent of the process it is taken in. In ``mobilenas run`` under
+the load injector, the process that had trained a supernet, run a search and NetAdapt read a
+found model at 0.953x MobileNetV3-Small (twice), while a fresh process started from it at the
+same moment read the same pair at 0.999x (twice); over five demo runs, the pipeline's readings
+after NetAdapt were 4-7% under those of fresh processes, and NetAdapt's readings inside the loop
+1-5% under, so models the pipeline put at 0.94x their budget ran at 0.99x-1.03x of it in a fresh
+process. A model's user runs it in a process of their own, so that is the figure that counts:
+:func:`measure_in_child` runs :func:`latency.endtoend.measure_specs` in a new interpreter
+(``python -m latency.isolated_child``) and returns its :class:`~latency.paired.PairedRatio`
+list. Fresh processes agree with each other within about 1% on these pairs. The child lives as
+long as the calling process (:class:`MeasuringChild`) and does nothing but measure.
+
+Only measurers that time in the calling process are moved (ONNX Runtime CPU, float and int8,
+and torch eager CPU); a device command already runs in its own process, and CUDA is left where
+it is. ``MOBILENAS_MEASURE_IN_PROCESS=1`` keeps every measurement in the calling process.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+from latency.measurers import Measurer, OrtMeasurer, TorchMeasurer
+from latency.paired import PairedRatio
+from latency.quantized import OrtInt8Measurer
+from search_spaces.encoding import format_spec, parse_spec
+from search_spaces.spec import ArchSpec
+
+IN_PROCESS_ENV = "MOBILENAS_MEASURE_IN_PROCESS"
+MOVABLE = (OrtMeasurer, OrtInt8Measurer, TorchMeasurer)
+"""Measurer classes (exactly these; not subclasses) whose measurements move to a child."""
+
+
+class ChildMeasurementError(RuntimeError):
+    """The measuring child process failed; the message carries its last error line."""
+
+
+def can_isolate(measurer: Measurer, models: Sequence[Any] | None) -> bool:
+    """Whether ``measurer``'s whole-model figures can be taken in a child: a CPU runtime of
+    :data:`MOVABLE`, models given as ONNX bytes or not at all (built from the specs there),
+    and not switched off by :data:`IN_PROCESS_ENV`."""
+    if os.environ.get(IN_PROCESS_ENV, "") not in ("", "0"):
+        return False
+    if type(measurer) not in MOVABLE:
+        return False
+    return models is None or all(isinstance(m, (bytes, bytearray)) for m in models)
+
+
+def write_job(folder: Path, measurer: Measurer, specs: Sequence[ArchSpec], reference: ArchSpec,
+              models: Sequence[bytes] | None, options: dict[str, Any]) -> None:
+    """The child's instructions in ``folder``: ``job.json`` and one ``model-N.onnx`` per given model."""
+    files = []
+    for index, data in enumerate(models or []):
+        name = f"model-{index}.onnx"
+        (folder / name).write_bytes(bytes(data))
+        files.append(name)
+    job = {"measurer": measurer.settings_dict(), "specs": [format_spec(s) for s in specs],
+           "reference": format_spec(reference), "models": files or None, "options": options}
+    (folder / "job.json").write_text(json.dumps(job))
+
+
+class MeasuringChild:
+    """One long-lived measuring process per calling process, started on first use: it only ever
+    measures (as a ``latency build`` process does), so it stays as fresh as a new one and each
+    measurement costs no interpreter start. Jobs are folders; the child reads one folder path a
+    line on its stdin and answers ``ok`` or ``error`` a line on its stdout. It ends when its
+    stdin closes, which happens when this process ends, however it ends."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.lock = threading.Lock()
+
+    def run(self, folder: Path) -> None:
+        """Measure the job in ``folder``; raises :class:`ChildMeasurementError` when it fails."""
+        with self.lock:
+            if self.process is None or self.process.poll() is not None:
+                self.process = subprocess.Popen([sys.executable, "-m", "latency.isolated_child"], stdin=subprocess.PIPE,
+                                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            try:
+                self.process.stdin.write(f"{folder}\n")
+                self.process.stdin.flush()
+                answer = self.process.stdout.readline().strip()
+            except (BrokenPipeError, OSError):
+                answer = ""
+        if answer == "ok":
+            return
+        error = folder / "error.txt"
+        why = error.read_text().strip() if error.is_file() else f"it ended with exit status {self.process.poll()}"
+        raise ChildMeasurementError(f"the measuring process failed: {why} (set {IN_PROCESS_ENV}=1 to measure in "
+                                    "this process)")
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process = None
+
+
+CHILD = MeasuringChild()
+atexit.register(CHILD.close)
+
+
+def measure_in_child(measurer: Measurer, specs: Sequence[ArchSpec], reference: ArchSpec, *,
+                     models: Sequence[bytes] | None = None, **options: Any) -> list[PairedRatio]:
+    """:func:`latency.endtoend.measure_specs` with these arguments, run in :data:`CHILD`."""
+    with tempfile.TemporaryDirectory(prefix="mobilenas-measure-") as temp:
+        folder = Path(temp)
+        write_job(folder, measurer, specs, reference, models, options)
+        CHILD.run(folder)
+        return [PairedRatio(**record) for record in json.loads((folder / "result.json").read_text())]

@@ -1,0 +1,47 @@
+"""The measuring child of :mod:`latency.isolated` (``python -m latency.isolated_child``): for
+each job folder named on a line of its stdin, it reads ``job.json`` (and the ``model-N.onnx``
+files it names), measures with :func:`latency.endtoend.measure_specs`, writes ``result.json``
+(or ``error.txt``) and answers ``ok`` (or ``error``) on a line of its stdout. It ends when its
+stdin closes."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from latency.endtoend import measure_specs
+from latency.registry import measurer_from_recorded
+from search_spaces.encoding import parse_spec
+
+
+def run_job(folder: Path) -> None:
+    """The child's side: read ``job.json``, measure in this process, write ``result.json``."""
+    job = json.loads((folder / "job.json").read_text())
+    models = [(folder / name).read_bytes() for name in job["models"]] if job["models"] else None
+    results = measure_specs(measurer_from_recorded(job["measurer"]), [parse_spec(s) for s in job["specs"]],
+                            parse_spec(job["reference"]), models=models, isolate=False, **job["options"])
+    partial = folder / "result.json.part"
+    partial.write_text(json.dumps([asdict(r) for r in results]))
+    partial.replace(folder / "result.json")
+
+
+def serve() -> None:
+    """Answer job folders from stdin until it closes; anything else writing to stdout (a
+    runtime's message) goes to stderr, so that stdout carries only the answers."""
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    for line in sys.stdin:
+        folder = Path(line.strip())
+        try:
+            run_job(folder)
+            answers.write("ok\n")
+        except Exception as exc:  # reported to the caller, which raises it
+            (folder / "error.txt").write_text(f"{type(exc).__name__}: {exc}")
+            answers.write("error\n")
+        answers.flush()
+
+
+if __name__ == "__main__":
+    serve()

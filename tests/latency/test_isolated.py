@@ -1,0 +1,62 @@
+"""Whole models measured in a fresh child process (latency.isolated)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import latency.endtoend as endtoend
+from latency.endtoend import measure_specs
+from latency.isolated import CHILD, IN_PROCESS_ENV, ChildMeasurementError, can_isolate, measure_in_child
+from latency.measurers import OrtMeasurer, OrtSettings, TorchMeasurer
+from search_spaces.reference import reference_spec
+from tests.latency.fakes import FakeMeasurer
+
+FAST = OrtSettings(warmup=1, repeats=3)
+
+
+def _small(resolution: int = 32):
+    return reference_spec("mobilenetv3-small", resolution=resolution, num_classes=10, in_channels=1, width=0.5)
+
+
+def test_an_ort_measurement_runs_in_the_child_not_here(monkeypatch):
+    def here(*args, **kwargs):
+        raise AssertionError("measured in the calling process")
+
+    monkeypatch.setattr(endtoend, "measure_paired", here)
+    spec = _small()
+    results = measure_specs(OrtMeasurer(FAST), [spec, spec], spec, pairs=4, block=2)
+    assert len(results) == 2 and all(math.isfinite(r.ratio) and r.pairs >= 4 for r in results)
+    assert CHILD.process is not None and CHILD.process.poll() is None  # the child stays for the next call
+
+
+def test_the_switch_keeps_measurements_in_this_process(monkeypatch):
+    calls = []
+    monkeypatch.setenv(IN_PROCESS_ENV, "1")
+    real = endtoend.measure_paired
+    monkeypatch.setattr(endtoend, "measure_paired", lambda *a, **k: calls.append(1) or real(*a, **k))
+    spec = _small()
+    measure_specs(OrtMeasurer(FAST), [spec], spec, pairs=2, block=1)
+    assert calls == [1]
+
+
+def test_only_cpu_runtimes_with_movable_models_move():
+    assert can_isolate(OrtMeasurer(FAST), None) and can_isolate(OrtMeasurer(FAST), [b"onnx"])
+    assert can_isolate(TorchMeasurer(), None)
+    assert not can_isolate(TorchMeasurer(), [object()])  # a module in memory stays here
+    assert not can_isolate(FakeMeasurer(), None)
+
+
+def test_a_failed_job_names_the_problem_and_the_child_serves_the_next():
+    spec = _small()
+    with pytest.raises(ChildMeasurementError, match="no usable pair|ONNX|Invalid|INVALID"):
+        measure_in_child(OrtMeasurer(FAST), [spec], spec, models=[b"not an onnx model"], pairs=2, block=1)
+    assert len(measure_in_child(OrtMeasurer(FAST), [spec], spec, pairs=2, block=1)) == 1
+
+
+def test_a_child_that_died_is_started_again():
+    spec = _small()
+    measure_in_child(OrtMeasurer(FAST), [spec], spec, pairs=2, block=1)
+    CHILD.process.kill()
+    CHILD.process.wait()
+    assert len(measure_in_child(OrtMeasurer(FAST), [spec], spec, pairs=2, block=1)) == 1
