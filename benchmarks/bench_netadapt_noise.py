@@ -45,9 +45,19 @@ def finished_stages(earlier: list[Path], seed: int) -> dict[str, dict]:
     for manifest in sorted(m for folder in earlier for m in folder.glob(f"*-s{seed}/manifest.json")):
         stages = json.loads(manifest.read_text()).get("stages", {})
         if stages.get("search", {}).get("status") == "finished":
-            return {name: {**stages[name]["result"], "reused_from": str(manifest.parent)}
+            return {name: {**anchored(stages[name]["result"], manifest.parent), "reused_from": str(manifest.parent)}
                     for name in REUSED if stages.get(name, {}).get("status") == "finished"}
     return {}
+
+
+def anchored(result: dict, run_dir: Path) -> dict:
+    """``result`` with a relative ``run_dir`` (relative to where the earlier run was started)
+    made absolute: the nearest folder above ``run_dir`` under which it exists."""
+    folder = result.get("run_dir")
+    if not folder or Path(folder).is_absolute():
+        return result
+    roots = [root for root in run_dir.parents if (root / folder).is_dir()]
+    return {**result, "run_dir": str(roots[0] / folder)} if roots else result
 
 
 def stages_for(earlier: list[Path], seed: int, evaluator: str) -> tuple[Stage, ...]:
