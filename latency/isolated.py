@@ -77,11 +77,14 @@ class MeasuringChild:
 
     def __init__(self) -> None:
         self.process: subprocess.Popen | None = None
+        self.owner = os.getpid()
         self.lock = threading.Lock()
 
     def run(self, folder: Path) -> None:
         """Measure the job in ``folder``; raises :class:`ChildMeasurementError` when it fails."""
         with self.lock:
+            if self.owner != os.getpid():  # a forked copy of this object: the pipes are the parent's
+                self.process, self.owner = None, os.getpid()
             if self.process is None or self.process.poll() is not None:
                 self.process = subprocess.Popen([sys.executable, "-m", "latency.isolated_child"], stdin=subprocess.PIPE,
                                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -99,7 +102,7 @@ class MeasuringChild:
                                     "this process)")
 
     def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process is not None and self.owner == os.getpid() and self.process.poll() is None:
             self.process.stdin.close()
             try:
                 self.process.wait(timeout=10)

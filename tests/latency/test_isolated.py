@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -60,3 +61,21 @@ def test_a_child_that_died_is_started_again():
     CHILD.process.kill()
     CHILD.process.wait()
     assert len(measure_in_child(OrtMeasurer(FAST), [spec], spec, pairs=2, block=1)) == 1
+
+
+def test_a_forked_process_starts_its_own_child():
+    spec = _small()
+    measure_in_child(OrtMeasurer(FAST), [spec], spec, pairs=2, block=1)
+    parents_child = CHILD.process.pid
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the forked copy measures through a child of its own, not through its parent's pipes
+        try:
+            measure_in_child(OrtMeasurer(FAST), [spec], spec, pairs=2, block=1)
+            os.write(write, str(CHILD.process.pid).encode())
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    forked_child = int(os.read(read, 64) or b"0")
+    assert forked_child not in (0, parents_child)
+    assert len(measure_in_child(OrtMeasurer(FAST), [spec], spec, pairs=2, block=1)) == 1  # ours still answers
