@@ -91,12 +91,10 @@ def measure_specs(measurer: Measurer, specs: Sequence[ArchSpec], reference: Arch
     sized by the run time) (:func:`latency.paired.measure_paired`). ``isolate``: measured in a
     fresh process where the measurer allows (:mod:`latency.isolated`).
     """
-    if isolate and can_isolate(measurer, models):
-        return measure_in_child(measurer, specs, reference, models=models, pairs=pairs, passes=passes,
-                                precision=precision, block=block)
     models = [prepared_model(measurer, spec) for spec in specs] if models is None else models
-    return measure_paired(measurer, models, [spec_input_shape(s) for s in specs], cached_model(measurer, reference),
-                          spec_input_shape(reference), pairs=pairs, passes=passes, precision=precision, block=block)
+    measure = measure_in_child if isolate and can_isolate(measurer, models) else measure_paired
+    return measure(measurer, models, [spec_input_shape(s) for s in specs], cached_model(measurer, reference),
+                   spec_input_shape(reference), pairs=pairs, passes=passes, precision=precision, block=block)
 
 
 def measure_specs_ms(specs: Sequence[ArchSpec], measurer: Measurer | None = None, *, reference: ArchSpec | None = None,

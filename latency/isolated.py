@@ -8,14 +8,15 @@ same moment read the same pair at 0.999x (twice); over five demo runs, the pipel
 after NetAdapt were 4-7% under those of fresh processes, and NetAdapt's readings inside the loop
 1-5% under, so models the pipeline put at 0.94x their budget ran at 0.99x-1.03x of it in a fresh
 process. A model's user runs it in a process of their own, so that is the figure that counts:
-:func:`measure_in_child` runs :func:`latency.endtoend.measure_specs` in a new interpreter
-(``python -m latency.isolated_child``) and returns its :class:`~latency.paired.PairedRatio`
-list. Fresh processes agree with each other within about 1% on these pairs. The child lives as
-long as the calling process (:class:`MeasuringChild`) and does nothing but measure.
+:func:`measure_in_child` runs :func:`latency.paired.measure_paired` in a child interpreter
+(``python -m latency.isolated_child``), the models passed as ONNX files, and returns its
+:class:`~latency.paired.PairedRatio` list. Fresh processes agree with each other within about
+1% on these pairs. The child lives as long as the calling process (:class:`MeasuringChild`) and
+does nothing but measure.
 
-Only measurers that time in the calling process are moved (ONNX Runtime CPU, float and int8,
-and torch eager CPU); a device command already runs in its own process, and CUDA is left where
-it is. ``MOBILENAS_MEASURE_IN_PROCESS=1`` keeps every measurement in the calling process.
+Only ONNX Runtime CPU measurers (float and int8) are moved. A device command already runs in
+its own process; torch eager (CPU or CUDA) times modules in the calling process, as before.
+``MOBILENAS_MEASURE_IN_PROCESS=1`` keeps every measurement in the calling process.
 """
 from __future__ import annotations
 
@@ -29,42 +30,40 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from latency.measurers import Measurer, OrtMeasurer, TorchMeasurer
+from latency.measurers import Measurer, ModelLike, OrtMeasurer, onnx_bytes_of
 from latency.paired import PairedRatio
 from latency.quantized import OrtInt8Measurer
-from search_spaces.encoding import format_spec, parse_spec
-from search_spaces.spec import ArchSpec
 
 IN_PROCESS_ENV = "MOBILENAS_MEASURE_IN_PROCESS"
-MOVABLE = (OrtMeasurer, OrtInt8Measurer, TorchMeasurer)
-"""Measurer classes (exactly these; not subclasses) whose measurements move to a child."""
+MOVABLE = (OrtMeasurer, OrtInt8Measurer)
+"""Measurer classes (exactly these; not subclasses) whose measurements move to a child: ONNX
+models travel as files."""
 
 
 class ChildMeasurementError(RuntimeError):
-    """The measuring child process failed; the message carries its last error line."""
+    """The measuring child process failed; the message carries its error."""
 
 
-def can_isolate(measurer: Measurer, models: Sequence[Any] | None) -> bool:
-    """Whether ``measurer``'s whole-model figures can be taken in a child: a CPU runtime of
-    :data:`MOVABLE`, models given as ONNX bytes or not at all (built from the specs there),
-    and not switched off by :data:`IN_PROCESS_ENV`."""
+def can_isolate(measurer: Measurer, models: Sequence[Any] | None = None) -> bool:
+    """Whether ``measurer``'s whole-model figures can be taken in a child: an ONNX Runtime CPU
+    measurer of :data:`MOVABLE` with models given as ONNX (bytes or a file) or not at all, and
+    not switched off by :data:`IN_PROCESS_ENV`."""
     if os.environ.get(IN_PROCESS_ENV, "") not in ("", "0"):
         return False
     if type(measurer) not in MOVABLE:
         return False
-    return models is None or all(isinstance(m, (bytes, bytearray)) for m in models)
+    return models is None or all(isinstance(m, (bytes, bytearray, str, Path)) for m in models)
 
 
-def write_job(folder: Path, measurer: Measurer, specs: Sequence[ArchSpec], reference: ArchSpec,
-              models: Sequence[bytes] | None, options: dict[str, Any]) -> None:
-    """The child's instructions in ``folder``: ``job.json`` and one ``model-N.onnx`` per given model."""
-    files = []
-    for index, data in enumerate(models or []):
-        name = f"model-{index}.onnx"
-        (folder / name).write_bytes(bytes(data))
-        files.append(name)
-    job = {"measurer": measurer.settings_dict(), "specs": [format_spec(s) for s in specs],
-           "reference": format_spec(reference), "models": files or None, "options": options}
+def write_job(folder: Path, measurer: Measurer, models: Sequence[ModelLike], shapes: Sequence[tuple[int, ...]],
+              reference: ModelLike, reference_shape: tuple[int, ...], options: dict[str, Any]) -> None:
+    """The child's instructions in ``folder``: ``job.json``, ``reference.onnx`` and one
+    ``model-N.onnx`` per model."""
+    (folder / "reference.onnx").write_bytes(onnx_bytes_of(reference, reference_shape))
+    for index, (model, shape) in enumerate(zip(models, shapes)):
+        (folder / f"model-{index}.onnx").write_bytes(onnx_bytes_of(model, shape))
+    job = {"measurer": measurer.settings_dict(), "shapes": [list(s) for s in shapes],
+           "reference_shape": list(reference_shape), "options": options}
     (folder / "job.json").write_text(json.dumps(job))
 
 
@@ -115,11 +114,14 @@ CHILD = MeasuringChild()
 atexit.register(CHILD.close)
 
 
-def measure_in_child(measurer: Measurer, specs: Sequence[ArchSpec], reference: ArchSpec, *,
-                     models: Sequence[bytes] | None = None, **options: Any) -> list[PairedRatio]:
-    """:func:`latency.endtoend.measure_specs` with these arguments, run in :data:`CHILD`."""
+def measure_in_child(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequence[tuple[int, ...]],
+                     reference: ModelLike, reference_shape: tuple[int, ...], **options: Any) -> list[PairedRatio]:
+    """:func:`latency.paired.measure_paired` with these arguments (models as ONNX bytes or
+    files), run in :data:`CHILD`."""
+    if len(models) != len(shapes):
+        raise ValueError(f"{len(models)} models but {len(shapes)} input shapes")
     with tempfile.TemporaryDirectory(prefix="mobilenas-measure-") as temp:
         folder = Path(temp)
-        write_job(folder, measurer, specs, reference, models, options)
+        write_job(folder, measurer, models, shapes, reference, reference_shape, options)
         CHILD.run(folder)
         return [PairedRatio(**record) for record in json.loads((folder / "result.json").read_text())]

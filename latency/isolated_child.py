@@ -1,6 +1,6 @@
 """The measuring child of :mod:`latency.isolated` (``python -m latency.isolated_child``): for
-each job folder named on a line of its stdin, it reads ``job.json`` (and the ``model-N.onnx``
-files it names), measures with :func:`latency.endtoend.measure_specs`, writes ``result.json``
+each job folder named on a line of its stdin, it reads ``job.json``, ``reference.onnx`` and the
+``model-N.onnx`` files, measures with :func:`latency.paired.measure_paired`, writes ``result.json``
 (or ``error.txt``) and answers ``ok`` (or ``error``) on a line of its stdout. It ends when its
 stdin closes."""
 from __future__ import annotations
@@ -11,17 +11,17 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from latency.endtoend import measure_specs
+from latency.paired import measure_paired
 from latency.registry import measurer_from_recorded
-from search_spaces.encoding import parse_spec
 
 
 def run_job(folder: Path) -> None:
     """The child's side: read ``job.json``, measure in this process, write ``result.json``."""
     job = json.loads((folder / "job.json").read_text())
-    models = [(folder / name).read_bytes() for name in job["models"]] if job["models"] else None
-    results = measure_specs(measurer_from_recorded(job["measurer"]), [parse_spec(s) for s in job["specs"]],
-                            parse_spec(job["reference"]), models=models, isolate=False, **job["options"])
+    shapes = [tuple(s) for s in job["shapes"]]
+    models = [(folder / f"model-{i}.onnx").read_bytes() for i in range(len(shapes))]
+    results = measure_paired(measurer_from_recorded(job["measurer"]), models, shapes,
+                             (folder / "reference.onnx").read_bytes(), tuple(job["reference_shape"]), **job["options"])
     partial = folder / "result.json.part"
     partial.write_text(json.dumps([asdict(r) for r in results]))
     partial.replace(folder / "result.json")

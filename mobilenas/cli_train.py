@@ -160,8 +160,10 @@ def progress_bar(total: int, initial: int, enabled: bool) -> tuple[Callable, Cal
 
 def measure_latency_ms(onnx_path: Path, input_shape: tuple[int, int, int], repeats: int) -> float:
     """ONNX Runtime CPU latency at batch 1, 1 thread, paired in blocks with MobileNetV3-Small at
-    the same input shape (latency.paired): the ratio times the reference's speed meanwhile."""
+    the same input shape (latency.paired): the ratio times the reference's speed meanwhile.
+    Measured in the measuring child (latency.isolated), not in the process that trained."""
     from latency.endtoend import cached_model
+    from latency.isolated import can_isolate, measure_in_child
     from latency.measurers import OrtMeasurer, OrtSettings
     from latency.paired import WHOLE_MODEL_PRECISION, measure_paired
     from search_spaces.reference import reference_spec
@@ -169,8 +171,9 @@ def measure_latency_ms(onnx_path: Path, input_shape: tuple[int, int, int], repea
     measurer = OrtMeasurer(OrtSettings(intra_op_threads=1, batch=1, warmup=20, repeats=repeats))
     channels, side, _ = input_shape
     reference = reference_spec("mobilenetv3-small", resolution=side, in_channels=channels, num_classes=10)
-    paired = measure_paired(measurer, [onnx_path], [input_shape], cached_model(measurer, reference), input_shape,
-                            passes=2, precision=WHOLE_MODEL_PRECISION)[0]
+    measure = measure_in_child if can_isolate(measurer) else measure_paired
+    paired = measure(measurer, [onnx_path], [input_shape], cached_model(measurer, reference), input_shape,
+                     passes=2, precision=WHOLE_MODEL_PRECISION)[0]
     return paired.latency_ms
 
 

@@ -5,9 +5,10 @@ import math
 import os
 
 import pytest
+import torch
 
 import latency.endtoend as endtoend
-from latency.endtoend import measure_specs
+from latency.endtoend import cached_model, measure_specs, spec_input_shape
 from latency.isolated import CHILD, IN_PROCESS_ENV, ChildMeasurementError, can_isolate, measure_in_child
 from latency.measurers import OrtMeasurer, OrtSettings, TorchMeasurer
 from search_spaces.reference import reference_spec
@@ -18,6 +19,12 @@ FAST = OrtSettings(warmup=1, repeats=3)
 
 def _small(resolution: int = 32):
     return reference_spec("mobilenetv3-small", resolution=resolution, num_classes=10, in_channels=1, width=0.5)
+
+
+def _in_child(spec, model=None):
+    shape = spec_input_shape(spec)
+    onnx = cached_model(OrtMeasurer(FAST), spec)
+    return measure_in_child(OrtMeasurer(FAST), [model or onnx], [shape], onnx, shape, pairs=2, block=1)
 
 
 def test_an_ort_measurement_runs_in_the_child_not_here(monkeypatch):
@@ -41,41 +48,41 @@ def test_the_switch_keeps_measurements_in_this_process(monkeypatch):
     assert calls == [1]
 
 
-def test_only_cpu_runtimes_with_movable_models_move():
-    assert can_isolate(OrtMeasurer(FAST), None) and can_isolate(OrtMeasurer(FAST), [b"onnx"])
-    assert can_isolate(TorchMeasurer(), None)
-    assert not can_isolate(TorchMeasurer(), [object()])  # a module in memory stays here
+def test_only_onnx_runtime_measurers_with_onnx_models_move():
+    assert can_isolate(OrtMeasurer(FAST), None) and can_isolate(OrtMeasurer(FAST), [b"onnx", "model.onnx"])
+    assert not can_isolate(OrtMeasurer(FAST), [torch.nn.Identity()])  # a module in memory stays here
+    assert not can_isolate(TorchMeasurer(), None)
     assert not can_isolate(FakeMeasurer(), None)
 
 
 def test_a_failed_job_names_the_problem_and_the_child_serves_the_next():
     spec = _small()
     with pytest.raises(ChildMeasurementError, match="no usable pair|ONNX|Invalid|INVALID"):
-        measure_in_child(OrtMeasurer(FAST), [spec], spec, models=[b"not an onnx model"], pairs=2, block=1)
-    assert len(measure_in_child(OrtMeasurer(FAST), [spec], spec, pairs=2, block=1)) == 1
+        _in_child(spec, model=b"not an onnx model")
+    assert len(_in_child(spec)) == 1
 
 
 def test_a_child_that_died_is_started_again():
     spec = _small()
-    measure_in_child(OrtMeasurer(FAST), [spec], spec, pairs=2, block=1)
+    _in_child(spec)
     CHILD.process.kill()
     CHILD.process.wait()
-    assert len(measure_in_child(OrtMeasurer(FAST), [spec], spec, pairs=2, block=1)) == 1
+    assert len(_in_child(spec)) == 1
 
 
 def test_a_forked_process_starts_its_own_child():
     spec = _small()
-    measure_in_child(OrtMeasurer(FAST), [spec], spec, pairs=2, block=1)
+    _in_child(spec)
     parents_child = CHILD.process.pid
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the forked copy measures through a child of its own, not through its parent's pipes
         try:
-            measure_in_child(OrtMeasurer(FAST), [spec], spec, pairs=2, block=1)
+            _in_child(spec)
             os.write(write, str(CHILD.process.pid).encode())
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
     forked_child = int(os.read(read, 64) or b"0")
     assert forked_child not in (0, parents_child)
-    assert len(measure_in_child(OrtMeasurer(FAST), [spec], spec, pairs=2, block=1)) == 1  # ours still answers
+    assert len(_in_child(spec)) == 1  # ours still answers
