@@ -82,23 +82,45 @@ class MeasuringChild:
     def run(self, folder: Path) -> None:
         """Measure the job in ``folder``; raises :class:`ChildMeasurementError` when it fails."""
         with self.lock:
-            if self.owner != os.getpid():  # a forked copy of this object: the pipes are the parent's
-                self.process, self.owner = None, os.getpid()
-            if self.process is None or self.process.poll() is not None:
-                self.process = subprocess.Popen([sys.executable, "-m", "latency.isolated_child"], stdin=subprocess.PIPE,
-                                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self._ensure_started()
             try:
                 self.process.stdin.write(f"{folder}\n")
                 self.process.stdin.flush()
-                answer = self.process.stdout.readline().strip()
+                answer = self._answer_for(folder)
             except (BrokenPipeError, OSError):
                 answer = ""
         if answer == "ok":
             return
         error = folder / "error.txt"
-        why = error.read_text().strip() if error.is_file() else f"it ended with exit status {self.process.poll()}"
+        why = error.read_text().strip() if error.is_file() else self._exit_reason()
         raise ChildMeasurementError(f"the measuring process failed: {why} (set {IN_PROCESS_ENV}=1 to measure in "
                                     "this process)")
+
+    def _ensure_started(self) -> None:
+        if self.owner != os.getpid():  # a forked copy of this object: the pipes are the parent's
+            self.process, self.owner = None, os.getpid()
+        if self.process is None or self.process.poll() is not None:
+            self.log = tempfile.TemporaryFile(mode="w+")
+            self.process = subprocess.Popen([sys.executable, "-m", "latency.isolated_child"], stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=self.log, text=True)
+
+    def _answer_for(self, folder: Path) -> str:
+        """The child's answer for ``folder`` (``ok``/``error``; empty when it ended), skipping the
+        answer to a job whose caller was interrupted while waiting."""
+        while True:
+            line = self.process.stdout.readline()
+            if not line:
+                return ""
+            answer, _, about = line.rstrip("\n").partition(" ")
+            if about == str(folder):
+                return answer
+
+    def _exit_reason(self) -> str:
+        """Why the child ended: its last line on stderr, else its exit status."""
+        status = self.process.wait()
+        self.log.seek(0)
+        lines = [line.strip() for line in self.log.read().splitlines() if line.strip()]
+        return lines[-1] if lines else f"it ended with exit status {status}"
 
     def close(self) -> None:
         if self.process is not None and self.owner == os.getpid() and self.process.poll() is None:

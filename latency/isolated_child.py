@@ -1,10 +1,11 @@
 """The measuring child of :mod:`latency.isolated` (``python -m latency.isolated_child``): for
 each job folder named on a line of its stdin, it reads ``job.json``, ``reference.onnx`` and the
 ``model-N.onnx`` files, measures with :func:`latency.paired.measure_paired`, writes ``result.json``
-(or ``error.txt``) and answers ``ok`` (or ``error``) on a line of its stdout. It ends when its
+(or ``error.txt``) and answers ``ok FOLDER`` (or ``error FOLDER``) on a line of its stdout. It ends when its
 stdin closes."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -36,10 +37,11 @@ def serve() -> None:
         folder = Path(line.strip())
         try:
             run_job(folder)
-            answers.write("ok\n")
+            answers.write(f"ok {folder}\n")
         except Exception as exc:  # reported to the caller, which raises it
-            (folder / "error.txt").write_text(f"{type(exc).__name__}: {exc}")
-            answers.write("error\n")
+            with contextlib.suppress(OSError):  # a caller that stopped waiting may have removed the folder
+                (folder / "error.txt").write_text(f"{type(exc).__name__}: {exc}")
+            answers.write(f"error {folder}\n")
         answers.flush()
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import latency.endtoend as endtoend
+import latency.isolated as isolated
 from latency.endtoend import cached_model, measure_specs, spec_input_shape
 from latency.isolated import CHILD, IN_PROCESS_ENV, ChildMeasurementError, can_isolate, measure_in_child
 from latency.measurers import OrtMeasurer, OrtSettings, TorchMeasurer
@@ -86,3 +87,25 @@ def test_a_forked_process_starts_its_own_child():
     forked_child = int(os.read(read, 64) or b"0")
     assert forked_child not in (0, parents_child)
     assert len(_in_child(spec)) == 1  # ours still answers
+
+
+def test_a_child_that_cannot_start_says_why(monkeypatch, tmp_path):
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho 'ModuleNotFoundError: no onnxruntime here' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(isolated.sys, "executable", str(broken))
+    CHILD.close()
+    with pytest.raises(ChildMeasurementError, match="no onnxruntime here"):
+        _in_child(_small())
+    monkeypatch.undo()
+    assert len(_in_child(_small())) == 1
+
+
+def test_an_answer_left_by_an_interrupted_caller_is_not_taken_for_the_next_job(tmp_path):
+    spec = _small()
+    _in_child(spec)
+    stale = tmp_path / "interrupted"
+    stale.mkdir()
+    CHILD.process.stdin.write(f"{stale}\n")  # a job whose caller stopped waiting: its answer comes first
+    CHILD.process.stdin.flush()
+    assert len(_in_child(spec)) == 1
