@@ -4,7 +4,7 @@ Every whole-model figure of MobileNAS goes through :func:`measure_specs`: table 
 validation, NetAdapt's measured check, the pipeline's target and final measurement, ``train``,
 ``compare`` and ``latency predict --measure``. Each spec is timed alternating run by run with a
 reference spec through the same measurer (a device command included), and its figure is the
-median per-pair ratio with its interval, taken in a fresh process (:mod:`latency.isolated`).
+median per-pair ratio with its interval, taken in a measuring child process (:mod:`latency.isolated`).
 :func:`measure_specs_ms` converts to milliseconds at
 the reference's speed measured alongside; a table converts with its own baseline instead
 (:meth:`latency.paired.PairedRatio.in_units_of`), so its units do not move with the machine.
@@ -88,8 +88,8 @@ def measure_specs(measurer: Measurer, specs: Sequence[ArchSpec], reference: Arch
 
     ``models``: prepared models to reuse (exported once); ``passes``: cycles over the specs;
     ``precision``: more pairs until each interval is that tight, ``block``: runs per block (None:
-    sized by the run time) (:func:`latency.paired.measure_paired`). ``isolate``: measured in a
-    fresh process where the measurer allows (:mod:`latency.isolated`).
+    sized by the run time) (:func:`latency.paired.measure_paired`). ``isolate``: measured in the
+    measuring child process where the measurer allows (:mod:`latency.isolated`).
     """
     models = [prepared_model(measurer, spec) for spec in specs] if models is None else models
     measure = measure_in_child if isolate and can_isolate(measurer, models) else measure_paired

@@ -101,8 +101,10 @@ class MeasuringChild:
             self.process, self.owner = None, os.getpid()
         if self.process is None or self.process.poll() is not None:
             self.log = tempfile.TemporaryFile(mode="w+")
+            # a session of its own: a Ctrl-C at the terminal asks the job to stop at its next safe
+            # point (storage.runfolder) and must not kill the measurement it is waiting for
             self.process = subprocess.Popen([sys.executable, "-m", "latency.isolated_child"], stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE, stderr=self.log, text=True)
+                                            stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True)
 
     def _answer_for(self, folder: Path) -> str:
         """The child's answer for ``folder`` (``ok``/``error``; empty when it ended), skipping the

@@ -109,3 +109,10 @@ def test_an_answer_left_by_an_interrupted_caller_is_not_taken_for_the_next_job(t
     CHILD.process.stdin.write(f"{stale}\n")  # a job whose caller stopped waiting: its answer comes first
     CHILD.process.stdin.flush()
     assert len(_in_child(spec)) == 1
+
+
+def test_a_ctrl_c_at_the_terminal_does_not_reach_the_child():
+    """Ctrl-C signals the terminal's process group; a job stops at its next safe point and the
+    measurement it waits for must finish, so the child has a session of its own."""
+    _in_child(_small())
+    assert os.getpgid(CHILD.process.pid) != os.getpgid(0)
