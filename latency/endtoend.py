@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from latency.isolated import can_isolate, measure_in_child
+from latency.isolated import measure_where_fresh
 from latency.measurers import Measurer, TorchMeasurer
-from latency.paired import DEFAULT_PAIRS, WHOLE_MODEL_PRECISION, PairedRatio, measure_paired
+from latency.paired import DEFAULT_PAIRS, WHOLE_MODEL_PRECISION, PairedRatio
 from search_spaces.builder import build_model
 from search_spaces.encoding import format_spec
 from search_spaces.onnx_export import DEFAULT_OPSET, export_module_onnx
@@ -92,9 +92,9 @@ def measure_specs(measurer: Measurer, specs: Sequence[ArchSpec], reference: Arch
     measuring child process where the measurer allows (:mod:`latency.isolated`).
     """
     models = [prepared_model(measurer, spec) for spec in specs] if models is None else models
-    measure = measure_in_child if isolate and can_isolate(measurer, models) else measure_paired
-    return measure(measurer, models, [spec_input_shape(s) for s in specs], cached_model(measurer, reference),
-                   spec_input_shape(reference), pairs=pairs, passes=passes, precision=precision, block=block)
+    return measure_where_fresh(measurer, models, [spec_input_shape(s) for s in specs], cached_model(measurer, reference),
+                               spec_input_shape(reference), isolate=isolate, pairs=pairs, passes=passes,
+                               precision=precision, block=block)
 
 
 def measure_specs_ms(specs: Sequence[ArchSpec], measurer: Measurer | None = None, *, reference: ArchSpec | None = None,

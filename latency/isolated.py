@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from latency.measurers import Measurer, ModelLike, OrtMeasurer, onnx_bytes_of
-from latency.paired import PairedRatio
+from latency.paired import PairedRatio, measure_paired
 from latency.quantized import OrtInt8Measurer
 
 IN_PROCESS_ENV = "MOBILENAS_MEASURE_IN_PROCESS"
@@ -149,3 +149,12 @@ def measure_in_child(measurer: Measurer, models: Sequence[ModelLike], shapes: Se
         write_job(folder, measurer, models, shapes, reference, reference_shape, options)
         CHILD.run(folder)
         return [PairedRatio(**record) for record in json.loads((folder / "result.json").read_text())]
+
+
+def measure_where_fresh(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequence[tuple[int, ...]],
+                        reference: ModelLike, reference_shape: tuple[int, ...], *, isolate: bool = True,
+                        **options: Any) -> list[PairedRatio]:
+    """:func:`latency.paired.measure_paired`, in :data:`CHILD` where :func:`can_isolate` allows
+    (and ``isolate``), else in this process."""
+    measure = measure_in_child if isolate and can_isolate(measurer, models) else measure_paired
+    return measure(measurer, models, shapes, reference, reference_shape, **options)

@@ -163,17 +163,16 @@ def measure_latency_ms(onnx_path: Path, input_shape: tuple[int, int, int], repea
     the same input shape (latency.paired): the ratio times the reference's speed meanwhile.
     Measured in the measuring child (latency.isolated), not in the process that trained."""
     from latency.endtoend import cached_model
-    from latency.isolated import can_isolate, measure_in_child
+    from latency.isolated import measure_where_fresh
     from latency.measurers import OrtMeasurer, OrtSettings
-    from latency.paired import WHOLE_MODEL_PRECISION, measure_paired
+    from latency.paired import WHOLE_MODEL_PRECISION
     from search_spaces.reference import reference_spec
 
     measurer = OrtMeasurer(OrtSettings(intra_op_threads=1, batch=1, warmup=20, repeats=repeats))
     channels, side, _ = input_shape
     reference = reference_spec("mobilenetv3-small", resolution=side, in_channels=channels, num_classes=10)
-    measure = measure_in_child if can_isolate(measurer) else measure_paired
-    paired = measure(measurer, [onnx_path], [input_shape], cached_model(measurer, reference), input_shape,
-                     passes=2, precision=WHOLE_MODEL_PRECISION)[0]
+    paired = measure_where_fresh(measurer, [onnx_path], [input_shape], cached_model(measurer, reference), input_shape,
+                                 passes=2, precision=WHOLE_MODEL_PRECISION)[0]
     return paired.latency_ms
 
 

@@ -7,7 +7,6 @@ import os
 import pytest
 import torch
 
-import latency.endtoend as endtoend
 import latency.isolated as isolated
 from latency.endtoend import cached_model, measure_specs, spec_input_shape
 from latency.isolated import CHILD, IN_PROCESS_ENV, ChildMeasurementError, can_isolate, measure_in_child
@@ -32,7 +31,7 @@ def test_an_ort_measurement_runs_in_the_child_not_here(monkeypatch):
     def here(*args, **kwargs):
         raise AssertionError("measured in the calling process")
 
-    monkeypatch.setattr(endtoend, "measure_paired", here)
+    monkeypatch.setattr(isolated, "measure_paired", here)
     spec = _small()
     results = measure_specs(OrtMeasurer(FAST), [spec, spec], spec, pairs=4, block=2)
     assert len(results) == 2 and all(math.isfinite(r.ratio) and r.pairs >= 4 for r in results)
@@ -42,8 +41,8 @@ def test_an_ort_measurement_runs_in_the_child_not_here(monkeypatch):
 def test_the_switch_keeps_measurements_in_this_process(monkeypatch):
     calls = []
     monkeypatch.setenv(IN_PROCESS_ENV, "1")
-    real = endtoend.measure_paired
-    monkeypatch.setattr(endtoend, "measure_paired", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = isolated.measure_paired
+    monkeypatch.setattr(isolated, "measure_paired", lambda *a, **k: calls.append(1) or real(*a, **k))
     spec = _small()
     measure_specs(OrtMeasurer(FAST), [spec], spec, pairs=2, block=1)
     assert calls == [1]
