@@ -287,7 +287,7 @@ def execute(folder: RunFolder, setup: JobSetup, stop: Callable[[], bool], say: S
         if weights is None:
             return None
     with make_evaluator(folder, setup, data) as evaluator:
-        loop = NetAdapt(setup.netadapt, data, predictor.predict_ms, evaluator, store,
+        loop = NetAdapt(setup.netadapt, data, predictor.predict_ms, evaluator, store, predict_many=predictor.predict_many,
                         measure_ms=measured_with(predictor, setup), measure_many=measured_many_with(predictor, setup),
                         on_event=on_event, should_stop=stop)
         if not store.exists():

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from netadapt.evaluation import Evaluator, ProposalTask, TaskOutcome
-from netadapt.proposals import ProposalConfig, ShrinkProposal, propose_reductions
+from netadapt.proposals import PredictMany, ProposalConfig, ShrinkProposal, propose_reductions
 from netadapt.selection import Scored, check_selection, choose, choose_measured, proposal_seed
 from netadapt.state import LoopState, LoopStore
 from netadapt.steering import check_close_on, measured_gap, measured_goal, measurement_follows
@@ -155,10 +155,10 @@ class NetAdapt:
     """Runs (or resumes) the loop over a store; see the module docstring."""
 
     def __init__(self, config: NetAdaptConfig, data: Dataset, predict_ms: PredictMs, evaluator: Evaluator,
-                 store: LoopStore, *, measure_ms: MeasureMs | None = None, measure_many: MeasureManyMs | None = None,
-                 on_event: Callable[[LoopEvent], None] | None = None,
+                 store: LoopStore, *, predict_many: PredictMany | None = None, measure_ms: MeasureMs | None = None,
+                 measure_many: MeasureManyMs | None = None, on_event: Callable[[LoopEvent], None] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> None:
-        self.config, self.data, self.predict_ms = config, data, predict_ms
+        self.config, self.data, self.predict_ms, self.predict_many = config, data, predict_ms, predict_many
         self.evaluator, self.store = evaluator, store
         self.measure_ms = measure_ms or (lambda spec, weights: math.nan)
         self.measure_many = measure_many
@@ -223,7 +223,8 @@ class NetAdapt:
         win the accuracy-per-ms ratio while the model is still learning, and the loop would crawl.
         Empty only past the table's target (closed on measurements); short of it, nothing left to
         cut raises :class:`UnreachableTarget`."""
-        found = propose_reductions(spec, self.predict_ms, max(self.ask_ms(state), 0.0), self.config.proposal_config())
+        found = propose_reductions(spec, self.predict_ms, max(self.ask_ms(state), 0.0), self.config.proposal_config(),
+                                   predict_many=self.predict_many)
         pool = [p for p in found if p.meets_cut] or substantial_savings(found)
         if not pool and state.predicted_ms > self.config.target_ms:
             raise UnreachableTarget(f"netadapt cannot shrink further: every layer is at the granularity floor "

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from search_spaces.rewrite import STEM, expansion_convs, residual_groups, with_widths
 from search_spaces.spec import ArchSpec
@@ -111,32 +111,66 @@ def candidate_widths(channels: int, granularity: int, max_cut_fraction: float = 
     return list(range(top, lowest - 1, -granularity))
 
 
-def _size(spec: ArchSpec, target: _Target, predict_ms: Callable[[ArchSpec], float], baseline_ms: float,
-          delta_ms: float, config: ProposalConfig) -> ShrinkProposal | None:
-    """The smallest reduction of ``target`` predicted to cut ``delta_ms`` (NetAdapt's
-    "choose # of filters"); the smallest allowed width, flagged, when none does."""
+PredictMany = Callable[[Sequence[ArchSpec]], list[float]]
+"""Latencies of several specs in one call (a lazy table measures all their missing layers in one pass)."""
+
+
+@dataclass
+class _Search:
+    """One target's choice of width: ``options`` are its allowed (width, spec) pairs, largest
+    width first; ``found`` the index of the first option predicted to meet the cut and its
+    prediction, once known."""
+
+    target: _Target
+    options: list[tuple[int, ArchSpec]]
+    found: tuple[int, float] | None = None
+
+    def proposal(self, index: int, latency_ms: float, meets: bool, baseline_ms: float) -> ShrinkProposal:
+        width, new = self.options[index]
+        t = self.target
+        return ShrinkProposal(t.kind, t.blocks, t.channels, width, new, float(latency_ms), meets, baseline_ms)
+
+
+def _options(spec: ArchSpec, target: _Target, config: ProposalConfig) -> list[tuple[int, ArchSpec]]:
+    """The widths ``target`` may take, largest first, with their specs; widths at which a 1x1
+    expansion conv would appear or disappear are left out (module docstring)."""
     structure = expansion_convs(spec)
-    found = None
-    for width in candidate_widths(target.channels, config.granularity, config.max_cut_fraction):
-        new = target.rewrite(width)
-        if expansion_convs(new) != structure:
-            continue
-        latency_ms = float(predict_ms(new))
-        meets = baseline_ms - latency_ms >= delta_ms
-        found = ShrinkProposal(target.kind, target.blocks, target.channels, width, new, latency_ms, meets, baseline_ms)
-        if meets:
-            break
-    return found
+    options = [(width, target.rewrite(width))
+               for width in candidate_widths(target.channels, config.granularity, config.max_cut_fraction)]
+    return [(width, new) for width, new in options if expansion_convs(new) == structure]
+
+
+def _scan(searches: list[_Search], predict_many: PredictMany, baseline_ms: float, delta_ms: float) -> None:
+    """Walk every search's widths from the largest until one is predicted to meet ``delta_ms``,
+    all searches together, in chunks that double (1, 2, 4, ... widths): one prediction call per
+    chunk, and at most about twice the widths a one-by-one walk would predict."""
+    start, size, active = 0, 1, list(searches)
+    while active:
+        batch = [(s, i) for s in active for i in range(start, min(start + size, len(s.options)))]
+        for (search, index), latency_ms in zip(batch, predict_many([s.options[i][1] for s, i in batch])):
+            if search.found is None and baseline_ms - float(latency_ms) >= delta_ms:
+                search.found = (index, float(latency_ms))
+        start, size = start + size, 2 * size
+        active = [s for s in active if s.found is None and start < len(s.options)]
 
 
 def propose_reductions(spec: ArchSpec, predict_ms: Callable[[ArchSpec], float], delta_ms: float,
-                       config: ProposalConfig = ProposalConfig()) -> list[ShrinkProposal]:
+                       config: ProposalConfig = ProposalConfig(), *,
+                       predict_many: PredictMany | None = None) -> list[ShrinkProposal]:
     """NetAdapt steps 1-2 (MobileNetV3 4.2): one proposal per shrinkable width of ``spec``.
+
+    Each takes the smallest reduction predicted to cut ``delta_ms`` (NetAdapt's "choose # of
+    filters"), or its deepest allowed cut, flagged, when even that misses. The deepest cuts are
+    predicted first, in one call; only a proposal whose deepest cut meets ``delta_ms`` has its
+    widths walked to the first that does (on a lazy table each new width predicted is a layer
+    measured, and with a large delta most deepest cuts miss it).
 
     Args:
         predict_ms: latency of a spec (``LatencyPredictor.predict_ms``, a lazily measuring
             predictor, or any toy function).
         delta_ms: the cut each proposal must reach (``config.delta_ms(L0)`` in NetAdapt).
+        predict_many: latencies of several specs in one call (``LazyPredictor.predict_many``);
+            by default ``predict_ms`` spec by spec.
 
     Returns:
         Proposals: expansions (block order), residual groups (network order), then the
@@ -148,10 +182,10 @@ def propose_reductions(spec: ArchSpec, predict_ms: Callable[[ArchSpec], float], 
     """
     if isinstance(delta_ms, bool) or not isinstance(delta_ms, (int, float)) or not math.isfinite(delta_ms) or delta_ms < 0:
         raise ValueError(f"delta_ms = {delta_ms!r} is not allowed; expected a finite number >= 0")
-    baseline_ms = float(predict_ms(spec))
-    proposals = []
-    for target in _targets(spec, config):
-        proposal = _size(spec, target, predict_ms, baseline_ms, delta_ms, config)
-        if proposal is not None:
-            proposals.append(proposal)
-    return proposals
+    many = predict_many or (lambda specs: [predict_ms(s) for s in specs])
+    searches = [s for s in (_Search(t, _options(spec, t, config)) for t in _targets(spec, config)) if s.options]
+    baseline_ms, *deepest = (float(v) for v in many([spec] + [s.options[-1][1] for s in searches]))
+    reachable = [s for s, ms in zip(searches, deepest) if baseline_ms - ms >= delta_ms]
+    _scan(reachable, many, baseline_ms, delta_ms)
+    return [s.proposal(*s.found, True, baseline_ms) if s.found else s.proposal(len(s.options) - 1, ms, False, baseline_ms)
+            for s, ms in zip(searches, deepest)]

@@ -186,3 +186,26 @@ def test_without_a_proposal_meeting_delta_only_substantial_savings_compete():
     assert kept and all(p.cut_ms >= 0.5 * largest for p in kept)
     assert len(kept) < len(found)  # the small savers are out
     assert substantial_savings([p for p in found if p.cut_ms <= 0]) == []
+
+
+@pytest.mark.parametrize("delta_share", [0.01, 0.05, 0.5])
+def test_batched_predictions_give_the_same_proposals_in_few_calls(delta_share):
+    # a lazy table measures every new width it is asked for: sizing asks in batches, and
+    # asks nothing more of a proposal whose deepest cut misses the delta
+    calls, asked = [], []
+
+    def many(specs):
+        calls.append(len(specs))
+        asked.extend(specs)
+        return [madds_ms(s) for s in specs]
+
+    delta = delta_share * madds_ms(LARGE)
+    one_by_one = propose_reductions(LARGE, madds_ms, delta, ALL)
+    batched = propose_reductions(LARGE, madds_ms, delta, ALL, predict_many=many)
+    assert [(p.label(), p.spec, p.meets_cut) for p in batched] == [(p.label(), p.spec, p.meets_cut) for p in one_by_one]
+    assert len(calls) <= 1 + math.ceil(math.log2(LARGE.blocks[-1].exp_channels))
+    walked = {p.label() for p in batched if p.meets_cut}
+    widths = {p.label(): len(candidate_widths(p.channels_before, 8, 0.5)) for p in batched}
+    assert len(asked) <= 1 + len(batched) + sum(2 * widths[label] for label in walked)
+    if delta_share == 0.5:  # no proposal reaches it: one call, the deepest cut of each
+        assert not walked and calls == [1 + len(batched)]
