@@ -22,6 +22,7 @@ from pipeline.measure import measure_side_by_side, table_measurer
 from pipeline.netadapt_rounds import budget_model, stage_netadapt
 from pipeline.report import write_pipeline_report
 from pipeline.runner import Pipeline, Stage, StageFailed, StageStopped
+from pipeline.side_by_side import references_beside
 from pipeline.supernet_stage import final_start, stage_supernet, uses_supernet
 from search_spaces.counting import spec_cost
 from search_spaces.encoding import format_spec, parse_spec, spec_to_dict
@@ -124,8 +125,11 @@ def _search_line(info: Any) -> str:
 
 
 def final_recipe(run: Pipeline) -> TrainConfig:
-    """The one recipe every compared model is trained with (final and references)."""
-    return TrainConfig(epochs=run.config.stage_budget.final_epochs, threads=run.config.threads, seed=run.config.seed)
+    """The one recipe every compared model is trained with (final and references); with two
+    workers or more the references train beside the final model (:mod:`pipeline.side_by_side`),
+    each training on half the threads."""
+    threads = max(1, run.config.threads // 2) if run.config.workers >= 2 else run.config.threads
+    return TrainConfig(epochs=run.config.stage_budget.final_epochs, threads=threads, seed=run.config.seed)
 
 
 def _train(run: Pipeline, folder_name: str, spec: ArchSpec, data: Dataset,
@@ -158,18 +162,35 @@ def stage_final(run: Pipeline) -> dict[str, Any]:
     """The final spec trained with the full recipe: from scratch (MobileNetV3 section 6.1), or
     with the supernet evaluator from NetAdapt's weights, inherited from the supernet (once-for-all)."""
     spec = parse_spec(run.result("netadapt")["final_spec"])
-    start = final_start(run)
-    return {**_train(run, "final", spec, data_of(run), init_weights=start),
-            "start": "scratch" if start is None else str(start)}
+    start, data = final_start(run), data_of(run)
+    beside = _unfinished_references(run, data) if run.config.workers >= 2 else []
+    with references_beside(run.path, run.config.data, beside, final_recipe(run), run.say, run.stop):
+        result = _train(run, "final", spec, data, init_weights=start)
+    return {**result, "start": "scratch" if start is None else str(start)}
+
+
+def _reference_jobs(run: Pipeline, data: Dataset) -> list[tuple[str, ArchSpec]]:
+    """Each reference's folder under the run and its spec adapted to ``data``."""
+    return [(f"references/{name}-x{width:g}", adapted(name, width, data)) for name, width in run.config.references]
+
+
+def _unfinished_references(run: Pipeline, data: Dataset) -> list[tuple[str, ArchSpec]]:
+    """The references whose training has not finished (none trained by an earlier version)."""
+    def done(folder: Path) -> bool:
+        trained = child_run(folder, "train")
+        return (folder / "result.json").is_file() or (folder / "checkpoint.pt").is_file() or (
+            trained is not None and trained.status is Status.FINISHED)
+
+    return [(name, spec) for name, spec in _reference_jobs(run, data) if not done(run.path / name)]
 
 
 def stage_references(run: Pipeline) -> dict[str, Any]:
     """MobileNetV3 references at width multipliers, adapted to the data, same recipe."""
     data, models = data_of(run), []
-    for name, width in run.config.references:
-        label = f"{name}-x{width:g}"
-        run.say(f"references: training {label}")
-        models.append({"name": label, **_train(run, f"references/{label}", adapted(name, width, data), data)})
+    for folder_name, spec in _reference_jobs(run, data):
+        label = Path(folder_name).name
+        run.say(f"references: {label}")
+        models.append({"name": label, **_train(run, folder_name, spec, data)})
     return {"models": models}
 
 
