@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+SEED ?= 0
 
 .PHONY: demo test test-all clean-venv
 
@@ -11,7 +12,7 @@ $(BIN)/mobilenas: pyproject.toml
 	touch $@
 
 demo: $(BIN)/mobilenas
-	$(BIN)/mobilenas run --budget small --target-like mobilenetv3-small --evaluator supernet
+	$(BIN)/mobilenas run --budget small --target-like mobilenetv3-small --evaluator supernet --seed $(SEED)
 
 test: $(BIN)/mobilenas
 	$(BIN)/python -m pytest -q
