@@ -32,7 +32,7 @@ from netadapt.evaluation import Evaluator, ProposalTask, TaskOutcome
 from netadapt.proposals import PredictMany, ProposalConfig, ShrinkProposal, propose_reductions
 from netadapt.selection import Scored, check_selection, choose, choose_measured, proposal_seed
 from netadapt.state import LoopState, LoopStore
-from netadapt.steering import check_close_on, measured_gap, measured_goal, measurement_follows
+from netadapt.steering import check_close_on, measured_gap, measured_goal, measured_left, measurement_follows
 from search_spaces.spec import ArchSpec
 from storage.settings import check_settings, setting, settings_from_dict
 from training.datasets import Dataset
@@ -43,6 +43,12 @@ MeasureMs = Callable[[ArchSpec, dict[str, torch.Tensor]], float]
 """End-to-end latency of a model with its weights (ORT in the CLI; NaN when not measured)."""
 MeasureManyMs = Callable[[Sequence[ArchSpec]], list[float]]
 """End-to-end latencies of several models measured together (one pass over them all)."""
+
+
+def _unique(proposals: list[ShrinkProposal]) -> list[ShrinkProposal]:
+    """``proposals`` without repeats of a spec, first occurrence kept."""
+    seen: set[ArchSpec] = set()
+    return [p for p in proposals if not (p.spec in seen or seen.add(p.spec))]
 
 
 def substantial_savings(proposals: list[ShrinkProposal], share: float = 0.5) -> list[ShrinkProposal]:
@@ -223,8 +229,9 @@ class NetAdapt:
         win the accuracy-per-ms ratio while the model is still learning, and the loop would crawl.
         Empty only past the table's target (closed on measurements); short of it, nothing left to
         cut raises :class:`UnreachableTarget`."""
-        found = propose_reductions(spec, self.predict_ms, max(self.ask_ms(state), 0.0), self.config.proposal_config(),
-                                   predict_many=self.predict_many)
+        found = _unique([p for ask in self.asks_ms(state)
+                         for p in propose_reductions(spec, self.predict_ms, ask, self.config.proposal_config(),
+                                                     predict_many=self.predict_many)])
         pool = [p for p in found if p.meets_cut] or substantial_savings(found)
         if not pool and state.predicted_ms > self.config.target_ms:
             raise UnreachableTarget(f"netadapt cannot shrink further: every layer is at the granularity floor "
@@ -238,6 +245,29 @@ class NetAdapt:
         gap = self._measured_gap(state)
         gap = state.predicted_ms - self.config.target_ms if gap is None else gap
         return min(self.config.delta_fraction * state.l0_ms, gap)
+
+    def asks_ms(self, state: LoopState) -> list[float]:
+        """The cuts this iteration's proposals are sized for: :meth:`ask_ms`, and on a last step
+        chosen by measurement also what is left at the start's measured/predicted ratio without
+        the last step's slope (``netadapt.steering``: one step's slope is a noisy estimate)."""
+        asks = [max(self.ask_ms(state), 0.0)]
+        left = self._measured_left(state)
+        if self._measured_last_step(state) and left is not None and left > 0:
+            asks.append(min(left, self.config.delta_fraction * state.l0_ms))
+        return sorted(set(asks))
+
+    def _measured_left(self, state: LoopState) -> float | None:
+        if self.config.close_on != "measured":
+            return None
+        return measured_left(_kept_rows(state), self.config.target_ms, self.config.measured_goal_ms)
+
+    def _measured_last_step(self, state: LoopState) -> bool:
+        """Closed on measurements, with less than delta left as the slope reads it or as the
+        start's ratio alone does: the step's proposals are measured and chosen by measurement."""
+        left = self._measured_left(state)
+        if left is None:
+            return False
+        return self._credit_ms(state) is not None or 0 < left < self.config.delta_fraction * state.l0_ms
 
     def _credit_ms(self, state: LoopState) -> float | None:
         """On the last step (the ask is what is left), the most a cut earns in the selection's
@@ -283,7 +313,7 @@ class NetAdapt:
         scored = [Scored(i, p.predicted_latency_ms, o.result.top1) for i, (p, o) in enumerate(zip(pool, outcomes))]
         credit = self._credit_ms(state)
         goal = measured_goal(_kept_rows(state), self.config.target_ms, self.config.measured_goal_ms)
-        if credit is not None and self.config.close_on == "measured" and goal is not None:
+        if self._measured_last_step(state) and goal is not None:
             pool_ms = self._measure_pool(pool, outcomes)
             stderr = [o.result.top1_stderr for o in outcomes if math.isfinite(o.result.top1_stderr)]
             best, scores = choose_measured(scored, pool_ms, goal_ms=goal, ref_top1=state.top1,

@@ -15,10 +15,15 @@ every kept model end to end; here those measurements steer it:
 - what is left, in table units, is (measured now - goal) / (slope x start ratio).
 
 The loop stops when nothing is left and sizes its next step as NetAdapt does, by this gap. On
-the last step (the gap is less than delta) the proposals are measured end to end and chosen by
-those measurements (:func:`netadapt.selection.choose_measured`): a table that prices a cut
-8x low (an early expansion layer at 32x32: 0.003 ms predicted, 0.023 ms measured) would
-otherwise take a whole model's 13% in the step meant to close the last 1%. Past
+the last step (what is left is less than delta, read with the slope or without it) the proposals
+are measured end to end and chosen by those measurements
+(:func:`netadapt.selection.choose_measured`): a table that prices a cut 8x low (an early
+expansion layer at 32x32: 0.003 ms predicted, 0.023 ms measured) would otherwise take a whole
+model's 13% in the step meant to close the last 1%. One step's slope is a noisy estimate (a
+cut the runtime does not feel clamps it to 1/4 and quadruples the ask), so the last step's
+proposals are sized both for the slope's gap and for what is left at the start's ratio alone,
+and the measurement chooses among them (a demo run's last step, sized only by a clamped slope,
+offered one proposal, which landed at 0.92x its budget). Past
 the table's own target it also stops when two kept steps in a row measured no faster: there the measurement
 has reached what cuts do not remove (a runtime's fixed cost per inference, or a slow moment of
 the machine), and steering by it would cut the model down to the granularity floor.
@@ -82,17 +87,23 @@ def measured_goal(rows: Sequence[dict[str, Any]], target_ms: float, goal_ms: flo
     return target_ms * start["measured_ms"] / start["predicted_ms"] if goal_ms is None else goal_ms
 
 
-def measured_gap(rows: Sequence[dict[str, Any]], target_ms: float, goal_ms: float | None = None) -> float | None:
-    """What is left to cut in table units (<= 0: reached) from the kept models' rows
-    (``predicted_ms``, ``measured_ms``, the start model first); None without measurements.
-    ``goal_ms``: see :func:`measured_goal`."""
+def measured_left(rows: Sequence[dict[str, Any]], target_ms: float, goal_ms: float | None = None) -> float | None:
+    """What is left to cut in table units at the start model's measured/predicted ratio alone,
+    without the last step's slope (<= 0: reached); None without measurements. The rows and
+    ``goal_ms`` are as in :func:`measured_gap`."""
     start, now = rows[0], rows[-1]
     goal = measured_goal(rows, target_ms, goal_ms)
     if goal is None or not _positive(now["measured_ms"]):
         return None
-    ratio = start["measured_ms"] / start["predicted_ms"]
-    left = (now["measured_ms"] - goal) / ratio
-    if left <= 0:
+    return (now["measured_ms"] - goal) / (start["measured_ms"] / start["predicted_ms"])
+
+
+def measured_gap(rows: Sequence[dict[str, Any]], target_ms: float, goal_ms: float | None = None) -> float | None:
+    """What is left to cut in table units (<= 0: reached) from the kept models' rows
+    (``predicted_ms``, ``measured_ms``, the start model first), scaled by the last step's slope;
+    None without measurements. ``goal_ms``: see :func:`measured_goal`."""
+    left = measured_left(rows, target_ms, goal_ms)
+    if left is None or left <= 0:
         return left
     slope = step_slope(rows)
     return left * FIRST_STEP_SHARE if slope is None else left / slope

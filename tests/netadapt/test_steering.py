@@ -211,3 +211,42 @@ def test_a_last_step_where_no_proposal_measures_faster_falls_back_to_the_table(t
     loop.start(spec, {k: v.clone() for k, v in build_model(spec).state_dict().items()}, top1=0.1, top1_stderr=0.02)
     result = loop.run()
     assert result.state.iteration >= 1 and toy_predict_ms(result.spec) < start_ms
+
+
+def test_a_last_step_is_sized_with_and_without_the_slope_of_one_noisy_step(tmp_path, digits8):
+    """The last kept step was measured to cut a tenth of what the table said (a cut the runtime
+    did not feel): the slope clamps to 1/4 and the gap it reads is four times what is left. The
+    last step offers proposals sized for both, and every one is measured to choose."""
+    spec = loop_spec()
+    start_ms = toy_predict_ms(spec)
+    config = NetAdaptConfig(target_ms=0.8 * start_ms, delta_fraction=0.15, short_steps=2, long_epochs=0,
+                            close_on="measured", measured_goal_ms=0.94 * start_ms)
+    loop = NetAdapt(config, digits8, toy_predict_ms, SequentialEvaluator(digits8, FinetuneJob(Budget(steps=2))),
+                    LoopStore(tmp_path), measure_ms=lambda s, w=None: toy_predict_ms(s))
+    state = loop.start(spec, {k: v.clone() for k, v in build_model(spec).state_dict().items()}, top1=0.1,
+                       top1_stderr=0.02)
+    kept = {**state.history[0], "iteration": 1, "predicted_ms": 0.7 * start_ms, "measured_ms": 0.97 * start_ms}
+    state = state.advance(iteration=1, predicted_ms=0.7 * start_ms, measured_ms=0.97 * start_ms,
+                          history=state.history + (kept,))
+    left = 0.03 * start_ms
+    assert measured_gap(_rows(state), config.target_ms, config.measured_goal_ms) == pytest.approx(4 * left)
+    assert loop.asks_ms(state) == pytest.approx([left, 4 * left]), "what is left, and the slope's gap (under delta)"
+    pool = loop.proposals(state, spec)
+    assert len({p.spec for p in pool}) == len(pool)
+    cuts = [p.cut_ms for p in pool]
+    assert min(cuts) < 4 * left <= max(cuts), "proposals sized for what is left and for the slope's gap"
+    assert loop._measured_last_step(state)
+    one_ask = NetAdapt(NetAdaptConfig(target_ms=0.8 * start_ms, delta_fraction=0.15, close_on="predicted"), digits8,
+                       toy_predict_ms, SequentialEvaluator(digits8, FinetuneJob(Budget(steps=2))), LoopStore(tmp_path))
+    assert len(one_ask.asks_ms(state)) == 1, "closed on the table: one ask, as NetAdapt sizes it"
+
+
+def test_without_a_measurement_there_is_one_ask():
+    from netadapt.steering import measured_left
+
+    assert measured_left([_row(1.0, math.nan)], 0.8) is None
+    assert measured_left([_row(1.0, 2.0), _row(0.9, 1.7)], 0.8) == pytest.approx((1.7 - 1.6) / 2.0)
+
+
+def _rows(state):
+    return [row for row in state.history if row["chosen"]]
