@@ -28,6 +28,8 @@ class PipelineBudget:
     references: tuple[tuple[str, float], ...]
     supernet_epochs: int = 4
     supernet_trials: int = 48
+    supernet_threads: int | None = None
+    """Torch threads of the supernet's training, at most the run's ``threads`` (None: the run's)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "references": [list(r) for r in self.references]}
@@ -36,7 +38,8 @@ class PipelineBudget:
 BUDGETS = {
     "small": PipelineBudget(search_trials=8, search_epochs=2, search_target_factor=1.25, pretrain_epochs=3,
                             short_steps=5, netadapt_delta=0.15, long_epochs=1, final_epochs=8,
-                            references=(("mobilenetv3-small", 1.0),), supernet_epochs=3, supernet_trials=32),
+                            references=(("mobilenetv3-small", 1.0),), supernet_epochs=3, supernet_trials=32,
+                            supernet_threads=1),
     "medium": PipelineBudget(search_trials=32, search_epochs=2, search_target_factor=1.25, pretrain_epochs=10,
                              short_steps=100, netadapt_delta=0.05, long_epochs=3, final_epochs=30,
                              references=(("mobilenetv3-small", 1.0), ("mobilenetv3-small", 0.75),
@@ -51,7 +54,9 @@ BUDGETS = {
 ``small`` is trimmed for a short demo on a noisy 2-core machine: 3 supernet epochs, 32
 candidates and 5 fine-tune steps per NetAdapt proposal (at 4, 48 and 10 the demo took 11-13.5
 minutes under the load injector without set-up; at these, 10.6-15.9 minutes with set-up, median
-12.2, most of the spread in NetAdapt; ``results/reference/README.md``)."""
+12.2, most of the spread in NetAdapt; ``results/reference/README.md``). Its supernet trains on one
+thread: one epoch of the demo's supernet took 50.8 s on one thread and 61.4 s on two under the
+load injector (a two-thread step waits for the busier core), 51.4 s and 45.8 s on the quiet machine."""
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def stage_supernet(run: Pipeline) -> dict[str, Any]:
         return {**existing.manifest["summary"], "trained_here": True}
     settings = SupernetConfig(space=config.space, data=config.data, epochs=config.stage_budget.supernet_epochs,
                               eval_every_epochs=config.stage_budget.supernet_epochs, seed=config.seed,
-                              threads=config.threads)
+                              threads=min(config.threads, config.stage_budget.supernet_threads or config.threads))
     job = SupernetJob(settings, out=run.path / "supernet", folder=existing, say=lambda m: run.say(f"supernet: {m}"),
                       progress=lambda row: run.say(f"supernet: epoch {row['epoch']} of {settings.epochs}"))
     summary = job.run()
