@@ -53,9 +53,9 @@ BUDGETS = {
 """``small`` is the README's demo (minutes on 2 cores); ``medium``/``large`` are for real use.
 ``small`` is trimmed for a short demo on a noisy 2-core machine: 3 supernet epochs, 32
 candidates and 5 fine-tune steps per NetAdapt proposal (at 4, 48 and 10 the demo took 11-13.5
-minutes under the load injector without set-up; at these, 10.6-15.9 minutes with set-up, median
-12.2, most of the spread in NetAdapt; ``results/reference/README.md``). Its supernet trains on one
-thread: one epoch of the demo's supernet took 50.8 s on one thread and 61.4 s on two under the
+minutes under the load injector without set-up; at these, with set-up, 10.6-15.9 minutes at first and
+8.2-9.1 minutes, median 8.9, after the later NetAdapt, measurement and threading changes;
+``results/reference/README.md``). Its supernet trains on one thread: one epoch of the demo's supernet took 50.8 s on one thread and 61.4 s on two under the
 load injector (a two-thread step waits for the busier core), 51.4 s and 45.8 s on the quiet machine."""
 
 
