@@ -76,7 +76,11 @@ def test_save_and_load_give_identical_predictions(learning_table, specs, tmp_pat
     save_model(folder, document)
     loaded = load_model(folder, table.manifest)
     assert loaded.model_type == model_type and np.array_equal(loaded.model.raw(x), before)
-    assert np.array_equal(loaded.model.raw(x[:1]), before[:1])  # the one-spec path walks trees in plain Python
+    one = loaded.model.raw(x[:1])  # the one-spec path walks trees in plain Python
+    if model_type == "mlp":  # a one-row matrix product may take another BLAS kernel than the batch's (CPU-dependent)
+        assert np.allclose(one, before[:1], rtol=1e-12, atol=0)
+    else:
+        assert np.array_equal(one, before[:1])
     assert document["measurements"]["rows"] == len(specs) and len(document["measurements"]["sha256"]) == 64
 
 
