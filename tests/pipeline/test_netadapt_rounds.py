@@ -181,10 +181,10 @@ def test_a_second_round_starts_from_the_first_rounds_model_and_weights(tmp_path,
     torch.manual_seed(0)
     weights = tmp_path / "start.pt"
     torch.save(build_model(spec).state_dict(), weights)
-    p = FakePipeline({"table": {"target_ms": 0.0, "folder": "unused"}}, tmp_path,
+    start_ms = toy_predict_ms(spec)
+    p = FakePipeline({"table": {"target_ms": 0.9 * start_ms, "folder": "unused"}}, tmp_path,  # the budget
                      config=PipelineConfig(data="digits", target_ms=1.0, workers=1, threads=1))
     p.stop = lambda: False
-    start_ms = toy_predict_ms(spec)
     first = stage._run_round(p, 0, format_spec(spec), str(weights), 0.9 * start_ms, "given-weights")
     assert first["predicted_latency_ms"] <= 0.9 * start_ms
     second_target = 0.85 * first["predicted_latency_ms"]
