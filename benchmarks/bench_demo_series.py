@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -22,6 +21,8 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from storage.runfolder import machine_info, package_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,19 +92,24 @@ def main() -> None:
     for seed in args.seeds:
         row = run_seed(seed, workdir)
         rows.append(row)
+        write_result(args, started, rows)  # after every seed: a killed series keeps the seeds it finished
         print(f"seed {seed}: rc {row['rc']}, {row['wall_s'] / 60:.1f} min with set-up"
               + (f", final {row['final_top1']:.1%} vs Small {row['small_top1']:.1%}, final/Small latency "
                  f"{row['final_vs_small_direct']:.3f}x, round checks {row['checks']}, stages {row['stages']}"
                  if "final_top1" in row else f"\n{row.get('log_tail', '')}"), flush=True)
         if not args.keep:
             shutil.rmtree(workdir / f"demo-s{seed}", ignore_errors=True)
+    print(json.dumps(summary(rows)))
+
+
+def write_result(args: argparse.Namespace, started: str, rows: list[dict]) -> None:
+    """The series so far, with the machine and package versions, to ``args.out``."""
     result = {"what": "make demo SEED=N from a fresh clone each (set-up included), load injector on",
               "command": ".venv/bin/python benchmarks/bench_demo_series.py --seeds " + " ".join(map(str, args.seeds)),
               "date_utc": f"{started}-{datetime.now(timezone.utc).strftime('%H:%M')}",
-              "machine": f"{os.cpu_count()} cores", "summary": summary(rows), "rows": rows}
+              "machine": machine_info(), "packages": package_versions(), "summary": summary(rows), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result["summary"]))
 
 
 if __name__ == "__main__":
