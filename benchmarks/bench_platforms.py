@@ -2,16 +2,19 @@
 
 Runs ``mobilenas platforms compare`` (:mod:`pipeline.compare`) for three platforms of this
 machine kind: ONNX Runtime CPU float with 1 thread, ONNX Runtime CPU int8 and torch eager CPU.
-One start model (MobileNetV3-Large, trained once on the embedded data) is shrunk by NetAdapt
-to each platform's target, MobileNetV3-Small's latency on that platform, and every found model
-is then timed on every platform, paired with MobileNetV3-Small there. Figures: per platform,
+With ``--method netadapt`` one start model (MobileNetV3-Large, trained once on the embedded
+data) is shrunk by NetAdapt to each platform's target, MobileNetV3-Small's latency on that
+platform; with ``--method search`` (the default) one supernet is trained and each platform gets
+``mobilenas run``'s search, NetAdapt and final training at that target
+(:mod:`pipeline.compare_search`). Every found model is then timed on every platform, paired
+with MobileNetV3-Small there. Figures: per platform,
 whether its own model meets its target (paired ratio <= 1) and is on its accuracy-latency
 Pareto front among the found models; every off-diagonal cell; how the architectures differ;
 the measurement cost per platform (lazy table + calibration, in s). Writes
 ``results/platforms/matrix.json`` (a ``matrix`` key, one record per cell), ``matrix.csv``,
 ``matrix.png``, ``architectures.md``::
 
-    .venv/bin/python benchmarks/bench_platforms.py [--work DIR] [--platforms A B C] [--resume RUN_DIR]
+    .venv/bin/python benchmarks/bench_platforms.py [--method search|netadapt] [--work DIR] [--platforms A B C] [--resume RUN_DIR]
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import sys
 from pathlib import Path
 
 from pipeline.compare import CompareConfig
+from pipeline.config import COMPARE_METHODS
 from pipeline.compare_job import compare_run
 from pipeline.platform_matrix import ARCHITECTURES_MD, MATRIX_CSV, MATRIX_JSON, MATRIX_PNG
 from storage.runfolder import RunFolder
@@ -39,7 +43,7 @@ def open_run(args: argparse.Namespace) -> tuple[RunFolder, CompareConfig]:
     if args.resume is not None:
         folder = RunFolder.open(args.resume, job="platforms")
         return folder, CompareConfig.from_dict(folder.manifest["config"])
-    config = CompareConfig.for_names(list(args.platforms), seed=args.seed)
+    config = CompareConfig.for_names(list(args.platforms), seed=args.seed, method=args.method)
     folder = RunFolder.create(args.work, job="platforms", slug="bench-platforms", seed=config.seed,
                               config=config.to_dict(), command=["python", *sys.argv])
     return folder, config
@@ -49,6 +53,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--platforms", nargs="+", default=list(PLATFORMS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--method", choices=COMPARE_METHODS, default="search")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"where the figures are copied (default {OUT})")
     parser.add_argument("--work", type=Path, default=Path("results/runs/bench-platforms"))
     parser.add_argument("--resume", type=Path, default=None)
     args = parser.parse_args()
@@ -59,10 +65,10 @@ def main() -> None:
     if folder.status is not Status.FINISHED:
         say(f"stopped; resume with --resume {folder.path}")
         return
-    OUT.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     for name in (MATRIX_JSON, MATRIX_CSV, MATRIX_PNG, ARCHITECTURES_MD):
-        shutil.copyfile(folder.path / name, OUT / name)
-    document = json.loads((OUT / MATRIX_JSON).read_text())
+        shutil.copyfile(folder.path / name, args.out / name)
+    document = json.loads((args.out / MATRIX_JSON).read_text())
     print(json.dumps({"verdicts": summary["verdicts"], "cost_s": document["cost_s"],
                       "cells": [{k: c[k] for k in ("found_for", "measured_on", "latency_ratio", "latency_ratio_low",
                                                    "latency_ratio_high", "top1", "on_front")} for c in document["matrix"]]},

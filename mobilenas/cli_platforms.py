@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from mobilenas.job_args import add_data_argument, check_resume, refuse_with_resume, run_in_folder
+from nas.rewards import REWARD_KINDS
 from netadapt.steering import CLOSE_ON
+from pipeline.config import BUDGETS, COMPARE_METHODS
 from storage.runfolder import DEFAULT_OUT, RunFolder
 
 JOB = "platforms"
@@ -19,10 +21,20 @@ NUMBERS = {"start_width": float, "target_width": float, "target_scale": float, "
 def register(subparsers: argparse._SubParsersAction) -> None:
     group = subparsers.add_parser("platforms", help="compare platforms: one model found per platform, run on every one")
     sub = group.add_subparsers(dest="platforms_command", metavar="SUBCOMMAND", required=True)
-    p = sub.add_parser("compare", help="NetAdapt one start model to each platform's target, then time every found "
-                                       "model on every platform (matrix.json, matrix.png, architectures.md)")
+    p = sub.add_parser("compare", help="find a model for each platform's target (NetAdapt from one start model, or a "
+                                       "search per platform), then time every found model on every platform "
+                                       "(matrix.json, matrix.png, architectures.md)")
     p.add_argument("--platforms", nargs="+", default=None, metavar="NAME", help="two or more platform names")
     add_data_argument(p, default=None)
+    p.add_argument("--method", choices=COMPARE_METHODS, default=None,
+                   help="netadapt (default): shrink one trained start model to each platform's target; search: one "
+                        "supernet trained once, then mobilenas run's search, NetAdapt and final training per platform "
+                        "(can change depth, kernels, SE: what a per-operator platform such as torch-cpu needs)")
+    p.add_argument("--space", default=None, help="with --method search: the supernet's space (default mnasnet-small-mbconv)")
+    p.add_argument("--budget", choices=sorted(BUDGETS), default=None, help="with --method search: mobilenas run's budget "
+                                                                          "(default small)")
+    p.add_argument("--reward", choices=REWARD_KINDS, default=None, help="with --method search: the search's reward "
+                                                                       "(default hard, MnasNet's hard constraint)")
     p.add_argument("--start", default=None, help="start model NetAdapt shrinks (default mobilenetv3-large)")
     p.add_argument("--target-like", default=None, help="each platform's target is this model's latency there "
                                                         "(default mobilenetv3-small)")
@@ -41,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _open(args: argparse.Namespace) -> tuple[RunFolder, Any]:
     from pipeline.compare import CompareConfig
 
-    given = {k: getattr(args, k) for k in ("data", "start", "target_like", "close_on", *NUMBERS) if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in ("data", "start", "target_like", "close_on", "method", "space", "budget", "reward",
+                                          *NUMBERS) if getattr(args, k) is not None}
     if args.resume is not None:
         check_resume(args)
         folder = RunFolder.open(args.resume, job=JOB)

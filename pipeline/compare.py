@@ -12,6 +12,10 @@ Stages, each resumable after a kill (the :class:`~pipeline.runner.Pipeline` runn
 platform, ``matrix`` (one column per platform, each kept as it is measured) and ``report``.
 Platforms are recorded with every setting when the run is created, so a resume measures on
 the same platforms even if a saved platform was edited since.
+
+With ``method`` "search" the models are searched for instead (:mod:`pipeline.compare_search`):
+stages ``supernet`` (trained once), ``run-<platform>`` (``mobilenas run``'s table, search,
+NetAdapt and final training on that platform), then the same ``matrix`` and ``report``.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from netadapt.floor import floor_spec
 from netadapt.job import DEFAULT_TABLE_SPACE, JobSetup, calibrate_for, check_target, execute, read_setup
 from netadapt.loop import NetAdaptConfig
 from netadapt.steering import check_close_on
+from pipeline.config import COMPARE_METHODS as METHODS
 from pipeline.runner import Pipeline, StageStopped
 from pipeline.stages import adapted
 from pipeline.stages import data_of as dataset
@@ -41,9 +46,12 @@ from training.job import WEIGHTS, train_in
 @dataclass(frozen=True)
 class CompareConfig:
     """One comparison. ``platforms``: every platform's full record (``Platform.to_dict()``),
-    fixed at creation. NetAdapt settings default to ``mobilenas run``'s small budget; ``close_on``
-    "measured" steers each NetAdapt iteration by the found model's paired measurement on the
-    platform, "predicted" by the platform's table alone."""
+    fixed at creation. ``method``: "netadapt" shrinks one trained ``start`` model to each
+    platform's target; "search" trains one supernet of ``space`` and runs ``mobilenas run``'s
+    recipe (search with ``reward``, NetAdapt, final training) per platform at ``budget``
+    (:mod:`pipeline.compare_search`). NetAdapt settings default to ``mobilenas run``'s small
+    budget; ``close_on`` "measured" steers each NetAdapt iteration by the found model's paired
+    measurement on the platform, "predicted" by the platform's table alone."""
 
     platforms: tuple[dict[str, Any], ...]
     data: str = DEFAULT_SEARCH_DATA
@@ -60,6 +68,10 @@ class CompareConfig:
     threads: int = setting(2, low=1)
     pairs: int = setting(24, low=4)
     close_on: str = "measured"  # what NetAdapt steers by inside a run (netadapt.steering.CLOSE_ON)
+    method: str = "netadapt"
+    space: str = "mnasnet-small-mbconv"
+    budget: str = "small"
+    reward: str = "hard"
     names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -69,10 +81,23 @@ class CompareConfig:
         object.__setattr__(self, "names", names)
         check_settings(self, "{flag}")
         check_close_on(self.close_on)
+        self._check_method()
         if len(names) < 2 or len(set(names)) != len(names):
             raise ValueError(f"--platforms {' '.join(names)}: expected at least two different platforms")
         for record in records:
             self.platform(record["name"])  # every record must make a platform
+
+    def _check_method(self) -> None:
+        from nas.rewards import REWARD_KINDS
+        from nas.supernet import SUPERNET_SPACES, no_supernet_message
+        from pipeline.config import BUDGETS
+
+        for flag, value, allowed in (("--method", self.method, METHODS), ("--budget", self.budget, tuple(BUDGETS)),
+                                     ("--reward", self.reward, REWARD_KINDS)):
+            if value not in allowed:
+                raise ValueError(f"{flag} {value!r} is not known; expected one of {list(allowed)}")
+        if self.method == "search" and self.space not in SUPERNET_SPACES:
+            raise ValueError(no_supernet_message(self.space) + " (--method search trains a supernet of it)")
 
     @classmethod
     def for_names(cls, names: list[str], **settings: Any) -> "CompareConfig":
@@ -171,9 +196,37 @@ def stage_netadapt(name: str):
     return run_stage
 
 
+def found_results(run: Pipeline) -> dict[str, dict[str, Any]]:
+    """Each platform's found model: the result of the stage that found it (``final_spec``,
+    ``final_top1``, ``final_top1_stderr`` among its keys)."""
+    stage = "netadapt" if run.config.method == "netadapt" else "run"
+    return {n: run.result(f"{stage}-{n}") for n in run.config.names}
+
+
 def found_specs(run: Pipeline) -> dict[str, ArchSpec]:
     """Each platform's found model."""
-    return {n: parse_spec(run.result(f"netadapt-{n}")["final_spec"]) for n in run.config.names}
+    return {n: parse_spec(r["final_spec"]) for n, r in found_results(run).items()}
+
+
+def platform_target_ms(run: Pipeline, name: str) -> float:
+    """Platform ``name``'s target in its table's units."""
+    stage = f"table-{name}" if run.config.method == "netadapt" else f"run-{name}"
+    return float(run.result(stage)["target_ms"])
+
+
+def platform_cost_s(run: Pipeline, name: str) -> dict[str, Any]:
+    """Seconds spent on platform ``name``: its table and NetAdapt, or each stage of its run."""
+    if run.config.method == "search":
+        return run.result(f"run-{name}")["stage_s"]
+    return {"table": run.result(f"table-{name}")["build_s"], "netadapt": run.result(f"netadapt-{name}").get("elapsed_s")}
+
+
+def how_found(config: CompareConfig) -> str:
+    """One sentence on how each platform's model was found."""
+    if config.method == "search":
+        return (f"A search of {config.space} per platform (one supernet shared, {config.reward} reward, "
+                f"{config.budget} budget), then NetAdapt and the final training")
+    return f"NetAdapt from {config.start} x{config.start_width:g}"
 
 
 def spec_text(spec: ArchSpec) -> str:

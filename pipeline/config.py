@@ -59,6 +59,11 @@ minutes under the load injector without set-up; at these, with set-up, 10.6-15.9
 load injector (a two-thread step waits for the busier core), 51.4 s and 45.8 s on the quiet machine."""
 
 
+COMPARE_METHODS = ("netadapt", "search")
+"""How ``mobilenas platforms compare`` finds each platform's model: NetAdapt from one start
+model, or this recipe's search, NetAdapt and final training per platform."""
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """One pipeline run. Exactly one of ``target_ms`` (a number) and ``target_like`` (a spec at

@@ -20,7 +20,7 @@ from latency.endtoend import measure_specs
 from latency.fingerprint import device_fingerprint
 from latency.paired import WHOLE_MODEL_PRECISION
 from nas.pareto import pareto_front
-from pipeline.compare import adapted, dataset, found_specs
+from pipeline.compare import adapted, dataset, found_results, found_specs, how_found, platform_cost_s, platform_target_ms
 from pipeline.runner import Pipeline
 from search_spaces.encoding import format_spec
 from search_spaces.paper_table import render_markdown
@@ -59,7 +59,7 @@ def column(run: Pipeline, name: str) -> list[dict[str, Any]]:
 
 def stage_matrix(run: Pipeline) -> dict[str, Any]:
     """Every column, with each model's top-1 and whether it is on each platform's Pareto front."""
-    accuracy = {n: run.result(f"netadapt-{n}") for n in run.config.names}
+    accuracy = found_results(run)
     cells = []
     for name in run.config.names:
         run.check_stop()
@@ -102,9 +102,8 @@ def stage_report(run: Pipeline) -> dict[str, Any]:
     cells, found = run.result("matrix")["matrix"], found_specs(run)
     document = {"matrix": cells, "verdicts": verdicts(run.config.names, cells),
                 "found": {n: format_spec(s) for n, s in found.items()},
-                "targets": {n: run.result(f"table-{n}")["target_ms"] for n in run.config.names},
-                "cost_s": {n: {"table": run.result(f"table-{n}")["build_s"],
-                               "netadapt": run.result(f"netadapt-{n}").get("elapsed_s")} for n in run.config.names},
+                "targets": {n: platform_target_ms(run, n) for n in run.config.names},
+                "cost_s": {n: platform_cost_s(run, n) for n in run.config.names},
                 "architecture_notes": architecture_notes(found),
                 "config": run.config.to_dict(), "fingerprint": device_fingerprint()}
     write_json(run.path / MATRIX_JSON, document)
@@ -119,7 +118,7 @@ def architectures_markdown(run: Pipeline, found: dict[str, ArchSpec]) -> str:
     cells = run.result("matrix")["matrix"]
     names = run.config.names
     lines = ["# Models found per platform", "",
-             f"NetAdapt from {run.config.start} x{run.config.start_width:g} to each platform's target "
+             f"{how_found(run.config)} to each platform's target "
              f"({run.config.target_scale:g} x {run.config.target_like}'s latency there), on {run.config.data}.", "",
              "Latency relative to each platform's target (paired ratio, 95% interval); test top-1 per row.", "",
              "| found for \\ measured on | " + " | ".join(names) + " | top-1 |", "|---" * (len(names) + 2) + "|"]

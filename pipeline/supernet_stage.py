@@ -10,7 +10,7 @@ scratch).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from nas.supernet_eval import SupernetEvaluator, check_supernet_run
 from nas.supernet_job import SupernetJob
@@ -39,20 +39,26 @@ def stage_supernet(run: Pipeline) -> dict[str, Any]:
     if config.supernet is not None:
         check_supernet_run(config.supernet, space=config.space, data=config.data)
         return {"run_dir": str(Path(config.supernet).resolve()), "trained_here": False}
-    existing = child_run(run.path / "supernet", "supernet")
-    if existing is not None and existing.status is Status.FINISHED:
-        return {**existing.manifest["summary"], "trained_here": True}
     settings = SupernetConfig(space=config.space, data=config.data, epochs=config.stage_budget.supernet_epochs,
                               eval_every_epochs=config.stage_budget.supernet_epochs, seed=config.seed,
                               threads=min(config.threads, config.stage_budget.supernet_threads or config.threads))
-    job = SupernetJob(settings, out=run.path / "supernet", folder=existing, say=lambda m: run.say(f"supernet: {m}"),
-                      progress=lambda row: run.say(f"supernet: epoch {row['epoch']} of {settings.epochs}"))
+    return {**supernet_in(run.path / "supernet", settings, lambda m: run.say(f"supernet: {m}")), "trained_here": True}
+
+
+def supernet_in(parent: Path, settings: SupernetConfig, say: Callable[[str], None]) -> dict[str, Any]:
+    """The supernet of ``settings`` in its run folder under ``parent``: read back when finished,
+    else trained or resumed (StageStopped when it stops with its state saved); its summary."""
+    existing = child_run(parent, "supernet")
+    if existing is not None and existing.status is Status.FINISHED:
+        return existing.manifest["summary"]
+    job = SupernetJob(settings, out=parent, folder=existing, say=say,
+                      progress=lambda row: say(f"epoch {row['epoch']} of {settings.epochs}"))
     summary = job.run()
     if summary is None:
         raise StageStopped()
-    run.say(f"supernet: largest sub-network {100 * summary['val_top1_largest']:.1f}%, smallest "
-            f"{100 * summary['val_top1_smallest']:.1f}% (validation), {summary['train_s']:.0f} s")
-    return {**summary, "trained_here": True}
+    say(f"largest sub-network {100 * summary['val_top1_largest']:.1f}%, smallest "
+        f"{100 * summary['val_top1_smallest']:.1f}% (validation), {summary['train_s']:.0f} s")
+    return summary
 
 
 def supernet_start(run: Pipeline, spec: str) -> str | None:

@@ -174,3 +174,88 @@ def test_a_start_model_already_within_a_platforms_target_is_that_platforms_model
     found = compare.stage_netadapt("ort-cpu-1t")(run)
     assert found["skipped"] and found["final_spec"] == arch and found["final_top1"] == 0.5
     assert not (tmp_path / "netadapt-ort-cpu-1t").exists() and "nothing to adapt" in said[-1]
+
+
+def test_the_search_method_shares_one_supernet_and_runs_the_recipe_per_platform(tmp_path):
+    """With --method search each platform gets a child ``mobilenas run`` with its own platform
+    record and target, all scoring candidates with the one supernet the comparison trained."""
+    from types import SimpleNamespace
+
+    from pipeline.compare_job import stages
+    from pipeline.compare_search import CHILD_STAGES, child_config
+
+    config = CompareConfig.for_names(["ort-cpu-1t", "ort-cpu-int8"], method="search", seed=4, threads=1)
+    assert [s.name for s in stages(config)] == ["supernet", "run-ort-cpu-1t", "run-ort-cpu-int8", "matrix", "report"]
+    run = SimpleNamespace(config=config, result={"supernet": {"run_dir": str(tmp_path / "sn")}}.__getitem__)
+    child = child_config(run, "ort-cpu-int8")
+    assert child.platform == config.platform("ort-cpu-int8").record() and child.platform["settings"]["quant_format"] == "qdq"
+    assert child.supernet == str(tmp_path / "sn") and child.evaluator == "supernet" and child.space == config.space
+    assert (child.target_like, child.seed, child.workers, child.reward) == ("mobilenetv3-small", 4, 1, "hard")
+    assert CHILD_STAGES[-1] == "final" and "references" not in CHILD_STAGES
+
+
+def test_the_found_models_come_from_the_stage_that_found_them():
+    from types import SimpleNamespace
+
+    from pipeline.compare import found_results, platform_cost_s, platform_target_ms
+
+    for method, stage in (("netadapt", "netadapt"), ("search", "run")):
+        config = CompareConfig.for_names(["ort-cpu-1t", "ort-cpu-2t"], method=method)
+        results = {f"{stage}-{n}": {"final_spec": n, "final_top1": 0.5, "target_ms": 0.3, "stage_s": {"final": 1.0},
+                                    "elapsed_s": 2.0} for n in config.names}
+        results.update({f"table-{n}": {"target_ms": 0.3, "build_s": 3.0} for n in config.names})
+        run = SimpleNamespace(config=config, result=results.__getitem__)
+        assert {n: r["final_spec"] for n, r in found_results(run).items()} == {"ort-cpu-1t": "ort-cpu-1t",
+                                                                               "ort-cpu-2t": "ort-cpu-2t"}
+        assert platform_target_ms(run, "ort-cpu-2t") == 0.3
+        assert platform_cost_s(run, "ort-cpu-1t") == ({"final": 1.0} if method == "search"
+                                                       else {"table": 3.0, "netadapt": 2.0})
+
+
+@pytest.mark.parametrize("settings, flag", [({"method": "grid"}, "--method"), ({"budget": "huge"}, "--budget"),
+                                            ({"reward": "nice"}, "--reward"),
+                                            ({"method": "search", "space": "mnasnet"}, "no supernet")])
+def test_bad_search_settings_are_refused_naming_the_flag(settings, flag):
+    with pytest.raises(ValueError, match=flag):
+        CompareConfig.for_names(["ort-cpu-1t", "ort-cpu-2t"], **settings)
+
+
+def test_comparisons_recorded_before_the_search_method_are_netadapt_comparisons():
+    config = CompareConfig.for_names(["ort-cpu-1t", "ort-cpu-2t"])
+    recorded = {k: v for k, v in config.to_dict().items() if k not in ("method", "space", "budget", "reward")}
+    assert CompareConfig.from_dict(recorded).method == "netadapt"
+
+
+@pytest.mark.slow
+def test_small_search_comparison_end_to_end_and_resumed(tmp_path):
+    args = ["--platforms", "ort-cpu-1t", "ort-cpu-int8", "--method", "search", "--data", "digits", "--pairs", "6",
+            "--threads", "1", "--out", str(tmp_path), "--json"]
+    done = subprocess.run([sys.executable, "-m", "mobilenas", "platforms", "compare", *args], capture_output=True,
+                          text=True, timeout=2400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    document = read_matrix(summary["matrix_json"])
+    assert {(c["found_for"], c["measured_on"]) for c in document["matrix"]} == {
+        (f, m) for f in ("ort-cpu-1t", "ort-cpu-int8") for m in ("ort-cpu-1t", "ort-cpu-int8")}
+    run_dir = Path(summary["run_dir"])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    supernet = manifest["stages"]["supernet"]["result"]["run_dir"]
+    for name in ("ort-cpu-1t", "ort-cpu-int8"):
+        child = manifest["stages"][f"run-{name}"]["result"]
+        child_manifest = json.loads((Path(child["run_dir"]) / "manifest.json").read_text())
+        assert child_manifest["config"]["supernet"] == supernet and child_manifest["config"]["platform"]["name"] == name
+        assert document["found"][name] == child["final_spec"] and set(document["cost_s"][name]) >= {"search", "final"}
+    # as if killed in the second platform's final training: that stage runs again, nothing else
+    child_dir = Path(manifest["stages"]["run-ort-cpu-int8"]["result"]["run_dir"])
+    child_manifest = json.loads((child_dir / "manifest.json").read_text())
+    child_manifest["status"] = child_manifest["stages"]["final"]["status"] = "interrupted"
+    (child_dir / "manifest.json").write_text(json.dumps(child_manifest))
+    for stage in ("run-ort-cpu-int8", "matrix", "report"):
+        manifest["stages"][stage]["status"] = "interrupted"
+    manifest["status"] = "interrupted"
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    again = subprocess.run([sys.executable, "-m", "mobilenas", "platforms", "compare", "--resume", str(run_dir), "--json"],
+                           capture_output=True, text=True, timeout=1200)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "run-ort-cpu-1t] done earlier, kept" in again.stderr and "ort-cpu-int8: [5/5 final] starting" in again.stderr
+    assert "ort-cpu-int8: [4/5 netadapt] done earlier, kept" in again.stderr
