@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from latency.noise import LoadInjector
 from pipeline.config import PipelineConfig
 from pipeline.runner import Pipeline, Stage
 from pipeline.stages import RECIPE
-from storage.runfolder import RunFolder
+from storage.runfolder import RunFolder, machine_info, package_versions
 from storage.statefiles import write_json
 
 REUSED = ("supernet", "search")
@@ -108,6 +110,8 @@ def main() -> None:
                         help="folders of earlier runs: reuse the finished supernet and search of each seed")
     args = parser.parse_args()
     rows, table = [], args.table
+    recorded = {"command": ["python", *sys.argv], "code": git_commit(), "started_utc": utc_now(),
+                "machine": machine_info(), "packages": package_versions()}
     noise = contextlib.nullcontext() if args.quiet_machine else LoadInjector(seed=0)
     with noise:
         for seed in args.seeds:
@@ -117,9 +121,20 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
             summary = {"injector": not args.quiet_machine, "band": BAND, "target": ">= 9 of 10 runs in band",
                        "in_band": sum(r["in_band"] for r in rows), "runs": len(rows),
-                       "second_round_needed": sum(r["rounds"] > 1 for r in rows), "rows": rows}
+                       "second_round_needed": sum(r["rounds"] > 1 for r in rows), **recorded,
+                       "last_run_utc": utc_now(), "rows": rows}
             write_json(Path(args.json), summary)  # after every run: a kill keeps the runs done
-    print(json.dumps({k: v for k, v in summary.items() if k != "rows"}))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("rows", "machine", "packages")}))
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (with ``+changes`` when its tracked files differ), None outside git."""
+    done = subprocess.run(["git", "describe", "--always", "--dirty=+changes"], capture_output=True, text=True)
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 if __name__ == "__main__":
