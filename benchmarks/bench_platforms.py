@@ -10,9 +10,10 @@ platform; with ``--method search`` (the default) one supernet is trained and eac
 with MobileNetV3-Small there. Figures: per platform,
 whether its own model meets its target (paired ratio <= 1) and is on its accuracy-latency
 Pareto front among the found models; every off-diagonal cell; how the architectures differ;
-the measurement cost per platform (lazy table + calibration, in s). Writes
-``results/platforms/matrix.json`` (a ``matrix`` key, one record per cell), ``matrix.csv``,
-``matrix.png``, ``architectures.md``::
+the cost per platform in seconds (table and NetAdapt, or each stage of its run). Writes
+``matrix.json`` (a ``matrix`` key, one record per cell), ``matrix.csv``, ``matrix.png`` and
+``architectures.md`` into ``results/platforms/search`` (``--method search``) or
+``results/platforms`` (``--method netadapt``)::
 
     .venv/bin/python benchmarks/bench_platforms.py [--method search|netadapt] [--work DIR] [--platforms A B C] [--resume RUN_DIR]
 """
@@ -25,8 +26,8 @@ import sys
 from pathlib import Path
 
 from pipeline.compare import CompareConfig
-from pipeline.config import COMPARE_METHODS
 from pipeline.compare_job import compare_run
+from pipeline.config import COMPARE_METHODS
 from pipeline.platform_matrix import ARCHITECTURES_MD, MATRIX_CSV, MATRIX_JSON, MATRIX_PNG
 from storage.runfolder import RunFolder
 from storage.status import Status
@@ -54,7 +55,8 @@ def main() -> None:
     parser.add_argument("--platforms", nargs="+", default=list(PLATFORMS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--method", choices=COMPARE_METHODS, default="search")
-    parser.add_argument("--out", type=Path, default=OUT, help=f"where the figures are copied (default {OUT})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"where the figures are copied (default {OUT / 'search'} with --method search, else {OUT})")
     parser.add_argument("--work", type=Path, default=Path("results/runs/bench-platforms"))
     parser.add_argument("--resume", type=Path, default=None)
     args = parser.parse_args()
@@ -65,6 +67,7 @@ def main() -> None:
     if folder.status is not Status.FINISHED:
         say(f"stopped; resume with --resume {folder.path}")
         return
+    args.out = args.out or (OUT / "search" if config.method == "search" else OUT)
     args.out.mkdir(parents=True, exist_ok=True)
     for name in (MATRIX_JSON, MATRIX_CSV, MATRIX_PNG, ARCHITECTURES_MD):
         shutil.copyfile(folder.path / name, args.out / name)
