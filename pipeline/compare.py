@@ -30,7 +30,7 @@ from netadapt.floor import floor_spec
 from netadapt.job import DEFAULT_TABLE_SPACE, JobSetup, calibrate_for, check_target, execute, read_setup
 from netadapt.loop import NetAdaptConfig
 from netadapt.steering import check_close_on
-from pipeline.config import COMPARE_METHODS as METHODS
+from pipeline.config import BUDGETS, COMPARE_METHODS
 from pipeline.runner import Pipeline, StageStopped
 from pipeline.stages import adapted
 from pipeline.stages import data_of as dataset
@@ -90,9 +90,8 @@ class CompareConfig:
     def _check_method(self) -> None:
         from nas.rewards import REWARD_KINDS
         from nas.supernet import SUPERNET_SPACES, no_supernet_message
-        from pipeline.config import BUDGETS
 
-        for flag, value, allowed in (("--method", self.method, METHODS), ("--budget", self.budget, tuple(BUDGETS)),
+        for flag, value, allowed in (("--method", self.method, COMPARE_METHODS), ("--budget", self.budget, tuple(BUDGETS)),
                                      ("--reward", self.reward, REWARD_KINDS)):
             if value not in allowed:
                 raise ValueError(f"{flag} {value!r} is not known; expected one of {list(allowed)}")

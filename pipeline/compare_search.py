@@ -14,14 +14,12 @@ and report).
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
-from nas.supernet_train import SupernetConfig
 from pipeline.config import BUDGETS, PipelineConfig
 from pipeline.runner import Pipeline, StageStopped, run_in_session
 from pipeline.stages import RECIPE
-from pipeline.supernet_stage import supernet_in
+from pipeline.supernet_stage import budget_supernet, supernet_in
 from storage.runfolder import RunFolder, child_run
 from storage.status import Status
 
@@ -32,10 +30,7 @@ CHILD_STAGES = ("table", "supernet", "search", "netadapt", "final")
 def stage_shared_supernet(run: Pipeline) -> dict[str, Any]:
     """The supernet every platform's search scores candidates with, trained once (resumable)."""
     config = run.config
-    budget = BUDGETS[config.budget]
-    settings = SupernetConfig(space=config.space, data=config.data, epochs=budget.supernet_epochs,
-                              eval_every_epochs=budget.supernet_epochs, seed=config.seed,
-                              threads=min(config.threads, budget.supernet_threads or config.threads))
+    settings = budget_supernet(config.space, config.data, BUDGETS[config.budget], seed=config.seed, threads=config.threads)
     return supernet_in(run.path / "supernet", settings, lambda m: run.say(f"supernet: {m}"))
 
 
@@ -56,17 +51,19 @@ def stage_platform_run(name: str) -> Callable[[Pipeline], dict[str, Any]]:
     def run_stage(run: Pipeline) -> dict[str, Any]:
         path = run.path / f"run-{name}"
         folder = child_run(path, "run")
-        if folder is not None and folder.status is Status.FINISHED:
-            return folder.manifest["results"]
         if folder is None:
             config = child_config(run, name)
             folder = RunFolder.create(path, job="run", slug=f"run-{name}", seed=config.seed, config=config.to_dict())
-        else:
-            config = PipelineConfig.from_dict(folder.manifest["config"])
+        config = PipelineConfig.from_dict(folder.manifest["config"])
         stages = tuple(s for s in RECIPE if s.name in CHILD_STAGES)
-        summary = run_in_session(folder, lambda stop: Pipeline(
-            folder, config, stages, found_summary, say=lambda m: run.say(f"{name}: {m}"),
-            stop=lambda: stop() or run.stop()))
+
+        def make(stop: Callable[[], bool]) -> Pipeline:
+            return Pipeline(folder, config, stages, found_summary, say=lambda m: run.say(f"{name}: {m}"),
+                            stop=lambda: stop() or run.stop())
+
+        if folder.status is Status.FINISHED:  # read from its stages: `mobilenas run --resume` may have gone on
+            return found_summary(make(lambda: False))
+        summary = run_in_session(folder, make)
         if summary is None:
             raise StageStopped()
         run.say(f"{name}: found {summary['final_spec']} (test top-1 {summary['final_top1']:.4f})")
@@ -84,7 +81,3 @@ def found_summary(child: Pipeline) -> dict[str, Any]:
             "target_ms": child.result("table")["target_ms"], "table_folder": child.result("table")["folder"],
             "search_best": child.result("search")["best_spec"], "netadapt_rounds": netadapt.get("latency_rounds", []),
             "stage_s": {n: records[n].get("elapsed_s") for n in CHILD_STAGES}, "run_dir": str(child.path)}
-
-
-def child_run_dir(run: Pipeline, name: str) -> Path:
-    return Path(run.result(f"run-{name}")["run_dir"])

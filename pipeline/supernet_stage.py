@@ -15,6 +15,7 @@ from typing import Any, Callable
 from nas.supernet_eval import SupernetEvaluator, check_supernet_run
 from nas.supernet_job import SupernetJob
 from nas.supernet_train import SupernetConfig
+from pipeline.config import PipelineBudget
 from pipeline.runner import Pipeline, StageStopped
 from search_spaces.encoding import parse_spec
 from storage.runfolder import child_run
@@ -39,10 +40,15 @@ def stage_supernet(run: Pipeline) -> dict[str, Any]:
     if config.supernet is not None:
         check_supernet_run(config.supernet, space=config.space, data=config.data)
         return {"run_dir": str(Path(config.supernet).resolve()), "trained_here": False}
-    settings = SupernetConfig(space=config.space, data=config.data, epochs=config.stage_budget.supernet_epochs,
-                              eval_every_epochs=config.stage_budget.supernet_epochs, seed=config.seed,
-                              threads=min(config.threads, config.stage_budget.supernet_threads or config.threads))
+    settings = budget_supernet(config.space, config.data, config.stage_budget, seed=config.seed, threads=config.threads)
     return {**supernet_in(run.path / "supernet", settings, lambda m: run.say(f"supernet: {m}")), "trained_here": True}
+
+
+def budget_supernet(space: str, data: str, budget: PipelineBudget, *, seed: int, threads: int) -> SupernetConfig:
+    """The supernet a pipeline budget trains: its epochs, evaluated once at the end, on the
+    budget's thread count when it names one (at most ``threads``)."""
+    return SupernetConfig(space=space, data=data, epochs=budget.supernet_epochs, eval_every_epochs=budget.supernet_epochs,
+                          seed=seed, threads=min(threads, budget.supernet_threads or threads))
 
 
 def supernet_in(parent: Path, settings: SupernetConfig, say: Callable[[str], None]) -> dict[str, Any]:

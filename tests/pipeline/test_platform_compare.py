@@ -259,3 +259,27 @@ def test_small_search_comparison_end_to_end_and_resumed(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "run-ort-cpu-1t] done earlier, kept" in again.stderr and "ort-cpu-int8: [5/5 final] starting" in again.stderr
     assert "ort-cpu-int8: [4/5 netadapt] done earlier, kept" in again.stderr
+
+
+def test_a_finished_child_run_is_read_from_its_stages_even_after_mobilenas_run_went_on(tmp_path):
+    """A child run that ``mobilenas run --resume`` carried on to its references and report holds
+    that job's summary; the comparison reads what it needs from the child's stages instead."""
+    from types import SimpleNamespace
+
+    from pipeline.compare_search import child_config, stage_platform_run
+    from storage.runfolder import RunFolder
+    from storage.status import Status
+
+    config = CompareConfig.for_names(["ort-cpu-1t", "ort-cpu-int8"], method="search")
+    run = SimpleNamespace(config=config, path=tmp_path, result={"supernet": {"run_dir": str(tmp_path / "sn")}}.__getitem__,
+                          say=lambda m: None, stop=lambda: False)
+    child = child_config(run, "ort-cpu-int8")
+    folder = RunFolder.create(tmp_path / "run-ort-cpu-int8", job="run", slug="child", seed=0, config=child.to_dict())
+    results = {"table": {"target_ms": 0.25, "folder": "t"}, "supernet": {"run_dir": "sn"}, "search": {"best_spec": "b"},
+               "netadapt": {"final_spec": "n", "latency_rounds": [{"round": 1, "ratio": 0.97}]},
+               "final": {"arch": "f", "top1": 0.6, "top1_stderr": 0.01}, "references": {"models": []}}
+    folder.manifest["stages"] = {k: {"status": "finished", "result": v, "elapsed_s": 1.0} for k, v in results.items()}
+    folder.set_status(Status.FINISHED, results={"final": "the whole run's summary"})
+    found = stage_platform_run("ort-cpu-int8")(run)
+    assert (found["final_spec"], found["final_top1"], found["target_ms"], found["search_best"]) == ("f", 0.6, 0.25, "b")
+    assert found["netadapt_rounds"][0]["ratio"] == 0.97 and found["stage_s"]["final"] == 1.0
