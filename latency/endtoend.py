@@ -83,24 +83,26 @@ def default_reference(like: ArchSpec) -> ArchSpec:
 
 def measure_specs(measurer: Measurer, specs: Sequence[ArchSpec], reference: ArchSpec, *, pairs: int = DEFAULT_PAIRS,
                   passes: int = 1, models: Sequence[nn.Module | bytes] | None = None,
-                  precision: float | None = None, block: int | None = None, isolate: bool = True) -> list[PairedRatio]:
+                  precision: float | None = None, block: int | None = None, isolate: bool = True,
+                  min_seconds: float = 0.0) -> list[PairedRatio]:
     """Each spec's :class:`PairedRatio` to ``reference`` (see the module docstring).
 
     ``models``: prepared models to reuse (exported once); ``passes``: cycles over the specs;
     ``precision``: more pairs until each interval is that tight, ``block``: runs per block (None:
-    sized by the run time) (:func:`latency.paired.measure_paired`). ``isolate``: measured in the
+    sized by the run time), ``min_seconds``: passes spread over at least that long
+    (:func:`latency.paired.measure_paired`). ``isolate``: measured in the
     measuring child process where the measurer allows (:mod:`latency.isolated`).
     """
     models = [prepared_model(measurer, spec) for spec in specs] if models is None else models
     return measure_where_fresh(measurer, models, [spec_input_shape(s) for s in specs], cached_model(measurer, reference),
                                spec_input_shape(reference), isolate=isolate, pairs=pairs, passes=passes,
-                               precision=precision, block=block)
+                               precision=precision, block=block, min_seconds=min_seconds)
 
 
 def measure_specs_ms(specs: Sequence[ArchSpec], measurer: Measurer | None = None, *, reference: ArchSpec | None = None,
                      pairs: int = DEFAULT_PAIRS, passes: int = 2,
                      precision: float | None = WHOLE_MODEL_PRECISION,
-                     block: int | None = None) -> list[dict[str, float]]:
+                     block: int | None = None, min_seconds: float = 0.0) -> list[dict[str, float]]:
     """Figures of each spec for reports: ``latency_ms`` (ratio x the reference's median over the
     session, one speed for every spec so that they compare), ``ratio`` with ``ratio_low``/``ratio_high`` to ``reference`` (default:
     :func:`default_reference` of the first spec), ``reference_ms``, ``pairs``. ONNX Runtime CPU,
@@ -110,7 +112,8 @@ def measure_specs_ms(specs: Sequence[ArchSpec], measurer: Measurer | None = None
 
         measurer = OrtMeasurer(OrtSettings(warmup=10, repeats=50))
     reference = default_reference(specs[0]) if reference is None else reference
-    results = measure_specs(measurer, specs, reference, pairs=pairs, passes=passes, precision=precision, block=block)
+    results = measure_specs(measurer, specs, reference, pairs=pairs, passes=passes, precision=precision, block=block,
+                            min_seconds=min_seconds)
     reference_ms = float(np.median([r.reference_ms for r in results]))  # one speed for all: figures compare
     return [{"latency_ms": r.in_units_of(reference_ms), "ratio": r.ratio, "ratio_low": r.low, "ratio_high": r.high,
              "reference_ms": reference_ms, "pairs": r.pairs, "reference": format_spec(reference)} for r in results]

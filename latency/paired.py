@@ -58,6 +58,16 @@ session of itself read 0.976x (6 repeats, 0.972-0.984) with the reference's sess
 and 1.025x (1.008-1.030) with it made last, under the load injector, on the 2-core VM; every
 model timed against a reference made before it ran 2-3% fast (the pipeline's measure stage read
 MobileNetV3-Small at 0.94x-0.98x itself in six runs)."""
+WHOLE_MODEL_SECONDS = 10.0
+"""The checks that decide where NetAdapt lands (the pipeline's start and round checks, the last
+step's proposals) spread their passes over at least this many wall seconds. The ratio of two
+models drifts with the machine's load on a scale of ten seconds, beyond what one short
+measurement's interval shows: one 32x32 searched model against MobileNetV3-Small, checked 313
+times back to back under the load injector (0.5 s a check, passing +/- 1.5%), read with a
+standard deviation of 1.24% (max/min 1.08); the means of 4, 16 and 32 consecutive checks (2, 8
+and 15 s) varied by 0.95%, 0.62% and 0.49%, not the 0.62%, 0.31% and 0.22% of independent
+readings. Two short checks of one model minutes apart read 4-5% apart in a benchmark whose band
+is 5% wide."""
 MAX_PAIRS = 480
 MAX_SECONDS = 15.0
 """Pairs are added to one model only while its pairs have taken less than this (wall seconds): a
@@ -180,7 +190,8 @@ def balanced(groups: Sequence[np.ndarray]) -> np.ndarray:
 def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequence[tuple[int, ...]],
                    reference: ModelLike, reference_shape: tuple[int, ...], *, pairs: int = DEFAULT_PAIRS,
                    block: int | None = None, passes: int = 1, precision: float | None = None,
-                   max_pairs: int = MAX_PAIRS, max_seconds: float = MAX_SECONDS) -> list[PairedRatio]:
+                   max_pairs: int = MAX_PAIRS, max_seconds: float = MAX_SECONDS,
+                   min_seconds: float = 0.0) -> list[PairedRatio]:
     """Each model's :class:`PairedRatio` to ``reference``, all through ``measurer``.
 
     ``block``: runs per block, None for :data:`BLOCK_RUNS` (:data:`DEFAULT_BLOCK` for a
@@ -190,6 +201,8 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
     ``precision`` (e.g. 0.015): models whose interval is wider than +/- that share of their ratio
     get ``pairs`` more (half in each order) until it is met or ``max_pairs`` pairs or
     ``max_seconds`` of their pairing are spent: a quiet machine pays nothing extra.
+    ``min_seconds``: passes over every model (both orders, ``pairs`` more each) go on until the
+    measurement has lasted this long (:data:`WHOLE_MODEL_SECONDS`), past ``max_pairs``.
     """
     if len(models) != len(shapes):
         raise ValueError(f"{len(models)} models but {len(shapes)} input shapes")
@@ -221,20 +234,19 @@ def measure_paired(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequ
         return sum(len(r) for group in ratios[index] for r in group)
 
     everyone = list(range(len(models)))
+    start = time.perf_counter()
     for p in range(passes):
         run_pass(everyone, [max(per_pass[p], p == 0)] * len(models), p % SESSION_ORDERS)
     results = [result(i) for i in everyone]
-    while precision is not None:
-        wide = [i for i, r in enumerate(results) if r.relative_halfwidth > precision
+    while True:
+        wide = [i for i, r in enumerate(results) if precision is not None and r.relative_halfwidth > precision
                 and taken(i) < max_pairs and seconds[i] < max_seconds]
-        if not wide:
-            break
-        extra = [min(pairs, max_pairs - taken(i)) for i in wide]
+        if not wide and time.perf_counter() - start >= min_seconds:
+            return results
+        extra = [min(pairs, max_pairs - taken(i)) for i in wide] if wide else [pairs] * len(models)
         for order in range(SESSION_ORDERS):
-            run_pass(wide, [(n + 1 - order) // 2 for n in extra], order)
-        for i in wide:
-            results[i] = result(i)
-    return results
+            run_pass(wide or everyone, [(n + 1 - order) // 2 for n in extra], order)
+        results = [result(i) for i in everyone]
 
 
 def ratio_of_ratios(a: PairedRatio, b: PairedRatio) -> float:

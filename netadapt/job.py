@@ -21,6 +21,7 @@ import torch
 from latency.fingerprint import device_fingerprint
 from latency.lazy import LazyPredictor, ensure_table
 from latency.measurers import Measurer
+from latency.paired import WHOLE_MODEL_SECONDS
 from netadapt.evaluation import FinetuneJob, SequentialEvaluator
 from netadapt.floor import floor_spec
 from netadapt.loop import LoopEvent, LoopResult, NetAdapt, NetAdaptConfig
@@ -228,16 +229,19 @@ def _model(spec: ArchSpec, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
     return model_of(spec, weights)
 
 
-def measured_many_with(predictor: LazyPredictor, setup: JobSetup | None = None) -> Callable[[Sequence[ArchSpec]], list[float]]:
+def measured_many_with(predictor: LazyPredictor, setup: JobSetup | None = None,
+                       min_seconds: float = 0.0) -> Callable[[Sequence[ArchSpec]], list[float]]:
     """NetAdapt's end-to-end check of several models at once: each timed through the table's own
     measurer (the platform it was built for, a device command included), paired with the
     table's reference and given in the table's units, comparable with its predictions and the
     target. With ``setup.measure_like`` (a pipeline with a ``--target-like`` budget) they are
-    paired with that model instead (:meth:`latency.lazy.LazyPredictor.measure_like_ms`)."""
+    paired with that model instead (:meth:`latency.lazy.LazyPredictor.measure_like_ms`).
+    ``min_seconds``: each measurement spread over at least that long (the last step's, which
+    chooses where the loop lands: :data:`latency.paired.WHOLE_MODEL_SECONDS`)."""
     if setup is None or setup.measure_like is None:
-        return lambda specs: predictor.measure_ms(list(specs))
+        return lambda specs: predictor.measure_ms(list(specs), min_seconds=min_seconds)
     like, like_ms = parse_spec(setup.measure_like), float(setup.measure_like_ms)
-    return lambda specs: predictor.measure_like_ms(list(specs), like, like_ms)
+    return lambda specs: predictor.measure_like_ms(list(specs), like, like_ms, min_seconds=min_seconds)
 
 
 def measured_with(predictor: LazyPredictor,
@@ -288,7 +292,7 @@ def execute(folder: RunFolder, setup: JobSetup, stop: Callable[[], bool], say: S
             return None
     with make_evaluator(folder, setup, data) as evaluator:
         loop = NetAdapt(setup.netadapt, data, predictor.predict_ms, evaluator, store, predict_many=predictor.predict_many,
-                        measure_ms=measured_with(predictor, setup), measure_many=measured_many_with(predictor, setup),
+                        measure_ms=measured_with(predictor, setup), measure_many=measured_many_with(predictor, setup, WHOLE_MODEL_SECONDS),
                         on_event=on_event, should_stop=stop)
         if not store.exists():
             begin(loop, spec, weights, data)

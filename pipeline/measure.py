@@ -20,11 +20,12 @@ def table_measurer(folder: str | Path) -> Measurer:
 
 
 def measure_side_by_side(specs: Sequence[ArchSpec], *, rounds: int = 2, reference: ArchSpec | None = None,
-                         measurer: Measurer | None = None) -> list[dict[str, float]]:
+                         measurer: Measurer | None = None, min_seconds: float = 0.0) -> list[dict[str, float]]:
     """End-to-end latency of each spec through ``measurer`` (default ONNX Runtime CPU, batch 1, 1 thread), paired with
     ``reference`` (default MobileNetV3-Small at the first spec's shape) over ``rounds`` passes:
     ``latency_ms`` (ratio x the reference's median over the session), ``ratio`` with its interval
-    (``ratio_low``, ``ratio_high``); ``latency_min_ms``/``latency_max_ms`` are the interval in ms."""
-    figures = measure_specs_ms(specs, measurer, reference=reference, passes=rounds)
+    (``ratio_low``, ``ratio_high``); ``latency_min_ms``/``latency_max_ms`` are the interval in ms.
+    ``min_seconds``: the passes spread over at least that long (a check that decides)."""
+    figures = measure_specs_ms(specs, measurer, reference=reference, passes=rounds, min_seconds=min_seconds)
     return [{**f, "latency_min_ms": f["ratio_low"] * f["reference_ms"], "latency_max_ms": f["ratio_high"] * f["reference_ms"],
              "rounds": rounds} for f in figures]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from latency.lazy import LazyPredictor
-from latency.paired import PairedRatio
+from latency.paired import WHOLE_MODEL_SECONDS, PairedRatio
 from netadapt.job import JobSetup, check_target, execute, read_setup
 from netadapt.loop import NetAdaptConfig, UnreachableTarget
 from pipeline.config import table_trusted
@@ -152,16 +152,18 @@ def _predictor(run: Pipeline) -> LazyPredictor:
 def measured_check(run: Pipeline, final: ArchSpec) -> dict[str, float]:
     """The final spec paired with the ``--target-like`` model (times the target scale), else
     with the table's reference in the table's units against ``target_ms``: ``ratio`` to the
-    budget with its interval (``ratio_low``, ``ratio_high``), and both in ms now."""
+    budget with its interval (``ratio_low``, ``ratio_high``), and both in ms now. The passes
+    spread over :data:`latency.paired.WHOLE_MODEL_SECONDS`: this check decides."""
     table, config = run.result("table"), run.config
     if config.target_like is None:
         lazy = LazyPredictor(table["folder"], on_drift=config.on_drift, trusted=table_trusted(config, table))
-        paired = lazy.measure([final])[0]
+        paired = lazy.measure([final], min_seconds=WHOLE_MODEL_SECONDS)[0]
         scale = float(table["target_ms"]) / float(lazy.table.reference_baseline_ms)
     else:
         reference = resolve_spec(config.target_like, width=config.target_width, resolution=final.resolution,
                                  num_classes=final.num_classes, in_channels=final.in_channels)
-        paired = measure_side_by_side([final], reference=reference, measurer=table_measurer(table["folder"]))[0]
+        paired = measure_side_by_side([final], reference=reference, measurer=table_measurer(table["folder"]),
+                                      min_seconds=WHOLE_MODEL_SECONDS)[0]
         paired = PairedRatio(paired["ratio"], paired["ratio_low"], paired["ratio_high"], paired["reference_ms"],
                              paired["pairs"])
         scale = config.target_scale

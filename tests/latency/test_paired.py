@@ -124,6 +124,18 @@ def test_precision_stops_adding_pairs_after_the_time_budget():
     assert result.pairs == 24  # the first pairs are always taken; none added past the budget
 
 
+def test_min_seconds_spreads_every_models_passes_over_that_span(monkeypatch):
+    clock = iter(range(10**6))  # each reading of the clock one second later
+    monkeypatch.setattr("latency.paired.time.perf_counter", lambda: float(next(clock)))
+    short = measure_paired(NoisyModels(), [b"steady", b"noisy"], [(1, 8, 8)] * 2, b"ref", (1, 8, 8),
+                           pairs=24, block=1)
+    spread = measure_paired(NoisyModels(), [b"steady", b"noisy"], [(1, 8, 8)] * 2, b"ref", (1, 8, 8),
+                            pairs=24, block=1, max_pairs=24, min_seconds=40.0)
+    assert [r.pairs for r in short] == [24, 24]
+    assert spread[0].pairs == spread[1].pairs > 24  # every model alike, past max_pairs
+    assert spread[0].pairs % 24 == 0 and spread[0].relative_halfwidth == 0.0
+
+
 class TimedModels:
     """Runs of models named ``b"short..."`` take 0.1 ms, of any other 5 ms; records every block's length."""
 

@@ -15,7 +15,7 @@ from tests.netadapt.loop_helpers import toy_predict_ms
 def toy_open_predictor(table, spec, on_drift, say, *, create, calibrate=None, trusted=False, measurer=None,
                        space="mnasnet"):
     return SimpleNamespace(predict_ms=toy_predict_ms, predict_many=lambda specs: [toy_predict_ms(s) for s in specs],
-                           measure_ms=lambda specs: [toy_predict_ms(s) for s in specs])
+                           measure_ms=lambda specs, **_: [toy_predict_ms(s) for s in specs])
 
 
 def install() -> None:

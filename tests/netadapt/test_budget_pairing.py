@@ -45,8 +45,24 @@ def test_kept_models_are_timed_against_the_budget_model_in_table_units(monkeypat
     assert seen[0][0] == [SMALL] and seen[0][1] == SMALL and seen[0][2] is not None
 
 
+def test_the_last_steps_measurement_spreads_over_the_deciding_span(monkeypatch):
+    seen = []
+
+    def fake_measure(measurer, specs, reference, **kwargs):
+        seen.append(kwargs["min_seconds"])
+        return [SimpleNamespace(ratio=1.0) for _ in specs]
+
+    monkeypatch.setattr(latency.lazy, "measure_specs", fake_measure)
+    predictor = SimpleNamespace(table=FakeTable())
+    predictor.measure_like_ms = LazyPredictor.measure_like_ms.__get__(predictor)
+    like = setup(measure_like=format_spec(SMALL), measure_like_ms=0.5)
+    job.measured_many_with(predictor, like, 10.0)([SMALL, SMALL])
+    job.measured_with(predictor, like)(SMALL, {})
+    assert seen == [10.0, 0.0]  # the pool's check decides where the loop lands; a kept step's steers
+
+
 def test_without_a_budget_model_the_tables_reference_is_used():
-    predictor = SimpleNamespace(measure_ms=lambda specs: [0.25])
+    predictor = SimpleNamespace(measure_ms=lambda specs, **_: [0.25])
     assert job.measured_with(predictor, setup())(SMALL, {}) == 0.25
     assert job.measured_with(predictor)(SMALL, {}) == 0.25
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from latency.paired import WHOLE_MODEL_SECONDS
+
 from pipeline import netadapt_rounds as stage
 from pipeline.config import PipelineConfig
 from search_spaces.resolve import resolve_spec
@@ -126,8 +128,9 @@ def test_measured_check_pairs_the_final_model_with_the_target_like_model(tmp_pat
     large = resolve_spec("mobilenetv3-large", width=1.0, resolution=32, num_classes=10, in_channels=1)
     seen = []
 
-    def paired(specs, *, reference=None, rounds=2, measurer=None):
+    def paired(specs, *, reference=None, rounds=2, measurer=None, min_seconds=0.0):
         seen.append((specs, reference, measurer))
+        assert min_seconds == WHOLE_MODEL_SECONDS  # this check decides: spread over the span
         return [{"ratio": 1.8, "ratio_low": 1.7, "ratio_high": 1.9, "reference_ms": 0.2, "pairs": 24, "latency_ms": 0.36}]
 
     monkeypatch.setattr(stage, "measure_side_by_side", paired)
