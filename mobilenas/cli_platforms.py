@@ -74,11 +74,16 @@ def _say(message: str) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    folder, config = _open(args)
+    return run_comparison(folder, config, as_json=args.json)
+
+
+def run_comparison(folder: RunFolder, config: Any, *, as_json: bool, command: str = "mobilenas platforms compare") -> int:
+    """Run (or resume) the comparison in ``folder``; the summary printed (one JSON object with ``as_json``)."""
     from pipeline.compare_job import compare_run
 
-    folder, config = _open(args)
     return run_in_folder(folder, lambda stop: compare_run(folder, config, say=_say, stop=stop),
-                         command="mobilenas platforms compare", say=_say, as_json=args.json, show=_show)
+                         command=command, say=_say, as_json=as_json, show=_show)
 
 
 def _show(summary: dict[str, Any]) -> None:

@@ -65,7 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="how the search prices candidates: each measured end to end, paired with the --target-like "
                         f"model, or the table's prediction (default {DEFAULTS['price_by']})")
     p.add_argument("--table", default=None, metavar="DIR", help="latency table folder (default: create or reuse one)")
-    add_platform_argument(p, "the table")
+    add_platform_argument(p, "the table", several="the recipe runs for each platform at its own target, one "
+                          "supernet shared, and the report shows every found model timed on every platform "
+                          "(as mobilenas platforms compare --method search)")
     add_drift_flags(p)
     p.add_argument("--address", default=None, help="join this Ray cluster (host:port or auto) instead of starting one")
     p.add_argument("--workers", type=int, default=DEFAULTS["workers"],
@@ -157,8 +159,11 @@ def _show(summary: dict[str, Any]) -> None:
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
+    from mobilenas.run_platforms import names_several, run_platforms
     from pipeline.stages import pipeline_for
 
+    if names_several(args):
+        return run_platforms(args, DEFAULTS)
     folder, config = _open(args)
     return run_in_folder(folder, lambda stop: pipeline_for(folder, config, say=_say, stop=stop),
                          command="mobilenas run", say=_say, as_json=args.json, show=_show)

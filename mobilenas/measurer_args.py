@@ -74,18 +74,22 @@ def measurer_from_args(args: argparse.Namespace) -> Measurer:
     return make_measurer(*settings_from_args(args))
 
 
-def add_platform_argument(p: argparse.ArgumentParser, what: str) -> None:
-    """``--platform NAME``: a named platform (``mobilenas platform list``)."""
-    p.add_argument("--platform", default=None, metavar="NAME",
+def add_platform_argument(p: argparse.ArgumentParser, what: str, *, several: str | None = None) -> None:
+    """``--platform NAME``: a named platform (``mobilenas platform list``); ``several``: what
+    giving it more than once does (the option then collects a list)."""
+    p.add_argument("--platform", default=None, metavar="NAME", action="append" if several else "store",
                    help=f"measure {what} with this platform's measurer and settings and file the tables it builds "
-                        "there (see mobilenas platform list)")
+                        "there (see mobilenas platform list)" + (f"; given more than once, {several}" if several else ""))
 
 
 def platform_from_args(args: argparse.Namespace) -> Platform | None:
     """The platform ``--platform`` names, or None (ValueError listing the known ones)."""
-    if getattr(args, "platform", None) is None:
+    name = getattr(args, "platform", None)
+    if name is None:
         return None
-    return get_platform(args.platform)
+    if isinstance(name, list):  # an option that may be given several times, given once
+        (name,) = name
+    return get_platform(name)
 
 
 def check_platform_table(platform: Platform, table: str) -> None:

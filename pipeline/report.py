@@ -84,8 +84,8 @@ def _netadapt_section(run: Pipeline) -> Section:
     if rounds:
         section.paragraphs.append("First table: each NetAdapt round's final model measured end to end, paired "
                                   "block by block with the budget's model: the ratio to the budget with its 95% "
-                                  "interval (pairs are added until it is +/- 1.5% or the time allowed is spent; "
-                                  f"each round aims at {AIM} x the budget, the first round's loop stopping at the "
+                                  "interval (pairs are added until it is +/- 1.5% or the time allowed is spent, over 10 s at least; "
+                                  f"each round aims at {AIM} x the budget, its loop stopping at the "
                                   f"first model its own measurement reads at or under {LOOP_GOAL} x, and a further round "
                                   "starts from its model when the ratio is above 1). Second table: the last round's "
                                   "iterations.")

@@ -207,11 +207,11 @@ def test_the_run_setting_decides_what_netadapts_iterations_steer_by(tmp_path, cl
     assert stage._setup(run, "spec", None, 0.8).netadapt.close_on == close_on
 
 
-@pytest.mark.parametrize("close_on, index, goal", [("measured", 0, stage.LOOP_GOAL * 0.8), ("measured", 1, None),
+@pytest.mark.parametrize("close_on, index, goal", [("measured", 0, stage.LOOP_GOAL * 0.8), ("measured", 1, stage.LOOP_GOAL * 0.8),
                                                    ("predicted", 0, None)])
 def test_the_first_measured_round_stops_its_loop_at_the_loop_goal_of_the_budget(tmp_path, close_on, index, goal):
     """In the loop's measured units the budget is the table's target (paired with the budget's
-    model or with the table's reference alike); correction rounds re-anchor on the start check."""
+    model or with the table's reference alike), in correction rounds too."""
     config = PipelineConfig(data="digits", target_ms=1.0, netadapt_close_on=close_on)
     run = FakePipeline({"table": {"folder": str(tmp_path), "target_ms": 0.8}}, path=tmp_path, config=config)
     assert stage._setup(run, "spec", None, 0.7, index=index).netadapt.measured_goal_ms == goal
