@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from mobilenas.job_args import add_data_argument, check_resume, refuse_with_resume, run_in_folder
 from nas.rewards import REWARD_KINDS
@@ -51,20 +51,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _open(args: argparse.Namespace) -> tuple[RunFolder, Any]:
-    from pipeline.compare import CompareConfig
-
     given = {k: getattr(args, k) for k in ("data", "start", "target_like", "close_on", "method", "space", "budget", "reward",
                                           *NUMBERS) if getattr(args, k) is not None}
+    if args.resume is None and not args.platforms:
+        raise ValueError("--platforms NAME NAME ... is required (see `mobilenas platform list`), or --resume RUN_DIR")
+    if args.resume is None and args.out.exists() and not args.out.is_dir():
+        raise NotADirectoryError(f"--out {str(args.out)!r} is a file; expected a folder for run folders")
+    return comparison_folder(args, args.platforms, lambda: given)
+
+
+def comparison_folder(args: argparse.Namespace, names: list[str] | None,
+                      settings: Callable[[], dict[str, Any]]) -> tuple[RunFolder, Any]:
+    """The comparison's run folder and settings: reopened with ``args.resume`` (its recorded
+    settings), else created under ``args.out`` for the platforms ``names`` with ``settings()``."""
+    from pipeline.compare import CompareConfig
+
     if args.resume is not None:
         check_resume(args)
         folder = RunFolder.open(args.resume, job=JOB)
         folder.check_resumable()
         return folder, CompareConfig.from_dict(folder.manifest["config"])
-    if not args.platforms:
-        raise ValueError("--platforms NAME NAME ... is required (see `mobilenas platform list`), or --resume RUN_DIR")
-    if args.out.exists() and not args.out.is_dir():
-        raise NotADirectoryError(f"--out {str(args.out)!r} is a file; expected a folder for run folders")
-    config = CompareConfig.for_names(args.platforms, **given)
+    config = CompareConfig.for_names(names, **settings())
     return RunFolder.create(args.out, job=JOB, slug="platforms-" + "-".join(config.names)[:40], seed=config.seed,
                             config=config.to_dict()), config
 

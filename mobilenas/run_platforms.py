@@ -12,9 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mobilenas.cli_platforms import JOB, comparison_folder, run_comparison
 from storage.runfolder import MANIFEST, RunFolder
-
-JOB = "platforms"
 NOT_PER_PLATFORM = {
     "target_ms": "--target-ms (one figure cannot be every platform's target: give --target-like, measured on each)",
     "table": "--table (each platform builds or reuses its own table)",
@@ -55,22 +54,10 @@ def comparison_settings(args: argparse.Namespace, defaults: dict[str, Any]) -> d
 
 def open_comparison(args: argparse.Namespace, defaults: dict[str, Any]) -> tuple[RunFolder, Any]:
     """The comparison's run folder, created or (``--resume``) reopened, and its settings."""
-    from mobilenas.job_args import check_resume
-    from pipeline.compare import CompareConfig
-
-    if args.resume is not None:
-        check_resume(args)
-        folder = RunFolder.open(args.resume, job=JOB)
-        folder.check_resumable()
-        return folder, CompareConfig.from_dict(folder.manifest["config"])
-    config = CompareConfig.for_names(args.platform, **comparison_settings(args, defaults))
-    return RunFolder.create(args.out, job=JOB, slug="platforms-" + "-".join(config.names)[:40], seed=config.seed,
-                            config=config.to_dict()), config
+    return comparison_folder(args, args.platform, lambda: comparison_settings(args, defaults))
 
 
 def run_platforms(args: argparse.Namespace, defaults: dict[str, Any]) -> int:
     """Run (or resume) the comparison; prints as ``mobilenas platforms compare`` does."""
-    from mobilenas.cli_platforms import run_comparison
-
     folder, config = open_comparison(args, defaults)
     return run_comparison(folder, config, as_json=args.json, command="mobilenas run")
