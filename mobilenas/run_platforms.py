@@ -46,6 +46,9 @@ def comparison_settings(args: argparse.Namespace, defaults: dict[str, Any]) -> d
         refused.append("--evaluator proxy (the platforms share one supernet)")
     if refused:
         raise ValueError("a run for several --platform names does not take " + "; ".join(refused))
+    repeated = sorted({name for name in args.platform if args.platform.count(name) > 1})
+    if repeated:
+        raise ValueError(f"--platform {', '.join(repeated)} is given more than once; name each platform once")
     given = {"space": args.space, "reward": args.reward, "target_like": args.target_like}
     return {"data": args.data, "method": "search", "budget": args.budget, "seed": args.seed, "threads": args.threads,
             "target_width": args.target_width, "target_scale": args.target_scale, "close_on": args.netadapt_close_on,

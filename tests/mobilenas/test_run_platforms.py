@@ -45,6 +45,11 @@ def test_options_that_do_not_apply_per_platform_are_refused_naming_them(extra, f
         comparison_settings(_args(*TWO, *extra), DEFAULTS)
 
 
+def test_a_platform_named_twice_is_refused_naming_it():
+    with pytest.raises(ValueError, match="--platform ort-cpu-1t is given more than once"):
+        comparison_settings(_args(*TWO, "--platform", "ort-cpu-1t"), DEFAULTS)
+
+
 def test_the_command_refuses_them_in_one_line_before_any_work(tmp_path, capsys):
     code = main(["run", *TWO, "--table", str(tmp_path), "--out", str(tmp_path / "runs")])
     err = capsys.readouterr().err.strip().splitlines()
