@@ -218,7 +218,7 @@ def _netadapt_line(event: Any) -> str:
 def _setup(run: Pipeline, spec: str, weights: str | None, target_ms: float, name: str = "search-best",
            index: int = 0) -> JobSetup:
     budget, table = run.config.stage_budget, run.result("table")
-    config = NetAdaptConfig(target_ms=target_ms, measured_goal_ms=loop_goal(run, index), short_steps=budget.short_steps,
+    config = NetAdaptConfig(target_ms=target_ms, measured_goal_ms=loop_goal(run), short_steps=budget.short_steps,
                             delta_fraction=budget.netadapt_delta, long_epochs=budget.long_epochs,
                             include_stem=True, include_head=True, seed=run.config.seed, long_threads=run.config.threads,
                             close_on=run.config.netadapt_close_on)
@@ -241,13 +241,12 @@ def budget_model(run: Pipeline, spec: str) -> dict[str, Any]:
     return {"measure_like": format_spec(like), "measure_like_ms": float(table["target_ms"]) / config.target_scale}
 
 
-def loop_goal(run: Pipeline, index: int) -> float | None:
+def loop_goal(run: Pipeline) -> float | None:
     """Every round's goal in its loop's measured units (the table's, paired with the budget's
     model or with the table's reference: either way the budget there is the table's
     ``target_ms``); None for loops steered by the table. Correction rounds once re-anchored on
     the round check instead: a goal of about AIM x the budget, whose landing zone's middle (0.958x)
-    lay a measurement's noise above the band's edge (a benchmark run landed there at 0.944x).
-    ``index``: the round (0 the first), kept for the record: every round has the same goal."""
+    lay a measurement's noise above the band's edge (a benchmark run landed there at 0.944x)."""
     if run.config.netadapt_close_on != "measured":
         return None
     return LOOP_GOAL * float(run.result("table")["target_ms"])
