@@ -5,11 +5,15 @@ the embedding of the previous token (a learned start vector at ``t = 0``) and em
 over decision ``t``'s choices. Parameters are initialised uniform in [-0.1, 0.1] from a
 ``torch.Generator`` (NASNet's init), so the first policy is close to uniform.
 
-Serialisation (:func:`module_state` / :func:`optimizer_state`) writes every tensor as a nested
-list of floats, so a strategy's state is plain JSON; float32 -> Python float -> float32 is exact.
+Serialisation (:func:`module_state` / :func:`optimizer_state`) writes every tensor as an object
+``{"dtype", "shape", "base64"}`` holding its little-endian bytes, so a strategy's state is plain
+JSON, exact, and about a fifth of the nested lists of floats earlier versions wrote (a search
+rewrites it twice per trial: 1.7 MB and 0.07 s a write as lists); those lists are still read.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import numpy as np
@@ -89,28 +93,47 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-x))
 
 
+def encode_tensor(tensor: torch.Tensor) -> dict[str, Any]:
+    """``tensor`` as JSON: dtype name, shape and its little-endian bytes in base64 (exact)."""
+    array = tensor.detach().cpu().contiguous().numpy()
+    little = array.astype(array.dtype.newbyteorder("<"), copy=False)
+    return {"dtype": str(array.dtype), "shape": list(array.shape), "base64": base64.b64encode(little.tobytes()).decode("ascii")}
+
+
+def decode_tensor(value: Any, dtype: torch.dtype) -> torch.Tensor:
+    """Inverse of :func:`encode_tensor`; a nested list (states of earlier versions) is read as such.
+    Raises ValueError naming what is wrong with an encoded tensor."""
+    if not isinstance(value, dict):
+        return torch.tensor(value, dtype=dtype)
+    try:
+        array = np.frombuffer(base64.b64decode(value["base64"], validate=True), dtype=np.dtype(value["dtype"]).newbyteorder("<"))
+        return torch.from_numpy(array.reshape(value["shape"]).astype(array.dtype.newbyteorder("="))).to(dtype)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise ValueError(f"encoded tensor is malformed ({exc}); expected dtype, shape and base64 fields that agree") from None
+
+
 def module_state(module: nn.Module) -> dict[str, Any]:
-    return {name: tensor.tolist() for name, tensor in module.state_dict().items()}
+    return {name: encode_tensor(tensor) for name, tensor in module.state_dict().items()}
 
 
 def load_module_state(module: nn.Module, state: dict[str, Any]) -> None:
     current = module.state_dict()
     if set(state) != set(current):
         raise ValueError(f"controller state has tensors {sorted(state)}; expected {sorted(current)}")
-    module.load_state_dict({name: torch.tensor(value, dtype=current[name].dtype) for name, value in state.items()})
+    module.load_state_dict({name: decode_tensor(value, current[name].dtype) for name, value in state.items()})
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
-    """Per-parameter Adam state (step, exp_avg, exp_avg_sq) as lists, in parameter order."""
+    """Per-parameter Adam state (step, exp_avg, exp_avg_sq) as encoded tensors, in parameter order."""
     full = optimizer.state_dict()["state"]
     count = len(optimizer.param_groups[0]["params"])
-    return [{key: (value.tolist() if torch.is_tensor(value) else value) for key, value in full[i].items()} if i in full else {}
+    return [{key: (encode_tensor(value) if torch.is_tensor(value) else value) for key, value in full[i].items()} if i in full else {}
             for i in range(count)]
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: list[dict[str, Any]]) -> None:
     """Inverse of :func:`optimizer_state`; the param groups (lr, betas) stay as configured."""
     full = optimizer.state_dict()
-    full["state"] = {i: {key: torch.tensor(value, dtype=torch.float32) for key, value in entry.items()}
+    full["state"] = {i: {key: decode_tensor(value, torch.float32) for key, value in entry.items()}
                      for i, entry in enumerate(state) if entry}
     optimizer.load_state_dict(full)

@@ -37,7 +37,8 @@ from typing import Any
 
 import torch
 
-from nas.controller import Controller, load_module_state, load_optimizer_state, module_state, optimizer_state
+from nas.controller import (Controller, decode_tensor, encode_tensor, load_module_state, load_optimizer_state,
+                            module_state, optimizer_state)
 from nas.ledger import LedgerStrategy
 from nas.strategy import Outcome, Proposal
 from search_spaces.registry import SearchSpace
@@ -159,7 +160,7 @@ class RLController(LedgerStrategy):
 
     # -- state ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {**self.common_state(), "torch_rng": self.torch_rng.get_state().tolist(), "controller": module_state(self.controller),
+        return {**self.common_state(), "torch_rng": encode_tensor(self.torch_rng.get_state()), "controller": module_state(self.controller),
                 "optimizer": optimizer_state(self.optimizer),
                 "rewards": [[list(k), v] for k, v in self.rewards.items()],
                 "batch": [[list(t), lp, r] for t, lp, r in self.batch],
@@ -168,7 +169,7 @@ class RLController(LedgerStrategy):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.load_common_state(state)
-        self.torch_rng.set_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        self.torch_rng.set_state(decode_tensor(state["torch_rng"], torch.uint8))
         load_module_state(self.controller, state["controller"])
         load_optimizer_state(self.optimizer, state["optimizer"])
         self.rewards = {tuple(k): float(v) for k, v in state["rewards"]}
