@@ -40,8 +40,19 @@ from storage.statefiles import write_json
 
 SHAPES = {32: (1, 10), 224: (3, 1000)}
 TARGETS = {32: {"within_10pct": 0.97, "within_5pct": 0.85, "spearman": 0.99},
-           224: {"within_10pct": 0.99, "within_5pct": 0.90, "spearman": 0.99}}
+           224: {"within_10pct": 0.99, "within_5pct": 0.90, "spearman": 0.995}}
+FLOOR_CAPPED = {224: ("within_5pct",)}
+"""Targets that are the noise floor where that is lower (224x224 within 5%: "or the noise floor")."""
 COST_TARGET_S = 15 * 60
+
+
+def effective_targets(resolution: int, noise_floor: dict | None) -> dict[str, float]:
+    """The resolution's targets, those in :data:`FLOOR_CAPPED` lowered to the noise floor's figure."""
+    targets = dict(TARGETS[resolution])
+    for name in FLOOR_CAPPED.get(resolution, ()):
+        if noise_floor and name in noise_floor:
+            targets[name] = min(targets[name], float(noise_floor[name]))
+    return targets
 
 
 def refit_each(lazy: LazyPredictor, heldout: list, measured: np.ndarray, seed: int) -> dict:
@@ -97,10 +108,10 @@ def run_resolution(resolution: int, args: argparse.Namespace) -> dict:
     scores = score_predictors(lazy.predictors(), heldout, frame)
     frame.to_csv(Path(args.out).with_name(f"learned_predictor-r{resolution}.csv"), index=False)
     measured = frame["measured_ms"].to_numpy(dtype=float)
-    learned = scores["learned"]
+    learned, targets = scores["learned"], effective_targets(resolution, report["noise_floor"].get("measured"))
     return {"resolution": resolution, "in_channels": in_channels, "num_classes": classes, "table": str(folder),
-            "targets": TARGETS[resolution],
-            "met": {name: bool(learned[name] >= value) for name, value in TARGETS[resolution].items()},
+            "targets": TARGETS[resolution], "targets_after_noise_floor": targets,
+            "met": {name: bool(learned[name] >= value) for name, value in targets.items()},
             "heldout": {name: {k: v for k, v in s.items() if k not in ("per_pass", "noise_floor")} for name, s in scores.items()},
             "noise_floor": report["noise_floor"].get("measured"),
             "heldout_each_model_type": refit_each(lazy, heldout, measured, args.seed),

@@ -37,7 +37,7 @@ class PipelineBudget:
 
 BUDGETS = {
     "small": PipelineBudget(search_trials=8, search_epochs=2, search_target_factor=1.25, pretrain_epochs=3,
-                            short_steps=5, netadapt_delta=0.15, long_epochs=1, final_epochs=8,
+                            short_steps=5, netadapt_delta=0.15, long_epochs=0, final_epochs=7,
                             references=(("mobilenetv3-small", 1.0),), supernet_epochs=3, supernet_trials=32,
                             supernet_threads=1),
     "medium": PipelineBudget(search_trials=32, search_epochs=2, search_target_factor=1.25, pretrain_epochs=10,
@@ -55,7 +55,10 @@ BUDGETS = {
 candidates and 5 fine-tune steps per NetAdapt proposal (at 4, 48 and 10 the demo took 11-13.5
 minutes under the load injector without set-up; at these, with set-up, 10.6-15.9 minutes at first and
 8.2-9.1 minutes, median 8.9, after the later NetAdapt, measurement and threading changes;
-``results/reference/README.md``). Its supernet trains on one thread: one epoch of the demo's supernet took 50.8 s on one thread and 61.4 s on two under the
+``results/reference/README.md``). When NetAdapt's deciding checks came to spread over 10 s and
+its rounds to land at the band's middle, a seed took 9.9 minutes: the small budget then dropped
+NetAdapt's long-term fine-tune (the final training that follows starts from NetAdapt's weights
+and is that fine-tune) and one final epoch (7, the references alike). Its supernet trains on one thread: one epoch of the demo's supernet took 50.8 s on one thread and 61.4 s on two under the
 load injector (a two-thread step waits for the busier core), 51.4 s and 45.8 s on the quiet machine."""
 
 

@@ -30,8 +30,8 @@ class FakePipeline:
         self.said.append(text)
 
 
-def fake_rounds(monkeypatch, ratios, reachable=True):
-    calls = []
+def fake_rounds(monkeypatch, ratios, reachable=True, checks=None):
+    calls, checks = [], [] if checks is None else checks
 
     def run_round(p, index, spec, weights, target_ms, name):
         calls.append((index, spec, weights, round(target_ms, 4)))
@@ -39,8 +39,9 @@ def fake_rounds(monkeypatch, ratios, reachable=True):
 
     measured = iter(ratios)
 
-    def check(p, final):
+    def check(p, final, min_seconds=WHOLE_MODEL_SECONDS):
         ratio = next(measured)
+        checks.append((final, min_seconds))
         return {"final_ms": ratio, "budget_ms": 1.0, "ratio": ratio}
 
     monkeypatch.setattr(stage, "_run_round", run_round)
@@ -116,6 +117,14 @@ def test_a_round_begun_before_anchoring_keeps_the_tables_target(monkeypatch, tmp
     assert calls[0][3] == 0.9 and not (tmp_path / "netadapt" / stage.START_FILE).exists()
 
 
+def test_the_start_check_is_short_and_each_round_check_spreads_over_the_deciding_span(monkeypatch, tmp_path):
+    checks = []
+    fake_rounds(monkeypatch, [1.2, 1.03, 0.97], checks=checks)  # start, round 1 over, round 2 in
+    stage.stage_netadapt(pipeline(tmp_path))
+    assert [seconds for _, seconds in checks] == [stage.START_CHECK_SECONDS, WHOLE_MODEL_SECONDS, WHOLE_MODEL_SECONDS]
+    assert stage.START_CHECK_SECONDS < WHOLE_MODEL_SECONDS
+
+
 def test_round_folders_keep_the_first_round_where_it_was(tmp_path):
     p = pipeline(tmp_path)
     assert [stage.round_folder(p, i).name for i in range(3)] == ["netadapt", "netadapt-2", "netadapt-3"]
@@ -153,7 +162,7 @@ def test_a_ratio_over_budget_whose_interval_reaches_it_still_gets_another_round(
     calls = fake_rounds(monkeypatch, [1.0])
     checks = iter([(1.0, 0.99, 1.01), (1.03, 0.99, 1.07), (0.98, 0.97, 0.99)])  # start, round 1, round 2
 
-    def check(p, final):
+    def check(p, final, min_seconds=WHOLE_MODEL_SECONDS):
         ratio, low, high = next(checks)
         return {"final_ms": ratio, "budget_ms": 1.0, "ratio": ratio, "ratio_low": low, "ratio_high": high}
 
