@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
     p.add_argument("--short-steps", type=int, default=DEFAULTS.short_steps,
                    help=f"fine-tune steps per proposal (default {DEFAULTS.short_steps}; paper 10000)")
+    p.add_argument("--max-proposals", type=int, default=None,
+                   help="fine-tune at most this many proposals per iteration, those whose predicted saving is "
+                        "nearest the cut asked (default: all, as NetAdapt)")
     p.add_argument("--long-epochs", type=int, default=DEFAULTS.long_epochs,
                    help=f"final fine-tune epochs (default {DEFAULTS.long_epochs}; 0 = none)")
     p.add_argument("--select", choices=SELECTIONS, default=DEFAULTS.select,
@@ -88,7 +91,7 @@ def _config(args: argparse.Namespace) -> NetAdaptConfig:
     return NetAdaptConfig(target_ms=args.target_ms, delta_fraction=args.delta, granularity=args.granularity,
                           max_cut_fraction=args.max_cut,
                           short_steps=args.short_steps, long_epochs=args.long_epochs, select=args.select,
-                          seed=args.seed, device=args.device, long_threads=os.cpu_count() or 1)
+                          max_proposals=args.max_proposals, seed=args.seed, device=args.device, long_threads=os.cpu_count() or 1)
 
 
 def _check_flags(args: argparse.Namespace) -> None:

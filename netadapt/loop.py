@@ -51,6 +51,16 @@ def _unique(proposals: list[ShrinkProposal]) -> list[ShrinkProposal]:
     return [p for p in proposals if not (p.spec in seen or seen.add(p.spec))]
 
 
+def nearest_asks(proposals: list[ShrinkProposal], asks: list[float], limit: int | None) -> list[ShrinkProposal]:
+    """At most ``limit`` of ``proposals``, those whose predicted saving is nearest one of
+    ``asks`` (in their order among equals); all of them for ``limit`` None."""
+    if limit is None or len(proposals) <= limit:
+        return proposals
+    distance = [min(abs(p.cut_ms - ask) for ask in asks) for p in proposals]
+    kept = sorted(sorted(range(len(proposals)), key=distance.__getitem__)[:limit])
+    return [proposals[i] for i in kept]
+
+
 def substantial_savings(proposals: list[ShrinkProposal], share: float = 0.5) -> list[ShrinkProposal]:
     """The proposals predicted to save at least ``share`` of the largest saving among them
     (none when no proposal saves anything)."""
@@ -70,7 +80,10 @@ class NetAdaptConfig:
     ``long_epochs``: final fine-tune (0: none); ``threads``: torch threads per proposal task;
     ``long_threads``: torch threads of the final fine-tune (it runs alone);
     ``measured_goal_ms``: with ``close_on="measured"``, the goal in the measurement's own units
-    (None: ``target_ms`` re-anchored on the start model's measurement; see ``netadapt.steering``).
+    (None: ``target_ms`` re-anchored on the start model's measurement; see ``netadapt.steering``);
+    ``max_proposals``: at most this many proposals fine-tuned per iteration, those whose predicted
+    saving is nearest a cut asked (None: every one, as NetAdapt; a last step asking for a small
+    cut can offer one per layer and per ask, 22 in one ``make demo`` run).
     """
 
     target_ms: float = setting(kind=float, low=0, low_open=True)
@@ -89,6 +102,7 @@ class NetAdaptConfig:
     max_iterations: int = setting(1000, low=1)
     close_on: str = "predicted"
     measured_goal_ms: float | None = setting(None, kind=float, low=0, low_open=True, optional=True)
+    max_proposals: int | None = setting(None, low=1, optional=True)
 
     def __post_init__(self) -> None:
         check_settings(self, "netadapt.{name}")
@@ -229,10 +243,12 @@ class NetAdapt:
         win the accuracy-per-ms ratio while the model is still learning, and the loop would crawl.
         Empty only past the table's target (closed on measurements); short of it, nothing left to
         cut raises :class:`UnreachableTarget`."""
-        found = _unique([p for ask in self.asks_ms(state)
+        asks = self.asks_ms(state)
+        found = _unique([p for ask in asks
                          for p in propose_reductions(spec, self.predict_ms, ask, self.config.proposal_config(),
                                                      predict_many=self.predict_many)])
-        pool = [p for p in found if p.meets_cut] or substantial_savings(found)
+        pool = nearest_asks([p for p in found if p.meets_cut] or substantial_savings(found), asks,
+                            self.config.max_proposals)
         if not pool and state.predicted_ms > self.config.target_ms:
             raise UnreachableTarget(f"netadapt cannot shrink further: every layer is at the granularity floor "
                                     f"({self.config.granularity}) or no narrower layer is predicted faster, at "

@@ -30,6 +30,8 @@ class PipelineBudget:
     supernet_trials: int = 48
     supernet_threads: int | None = None
     """Torch threads of the supernet's training, at most the run's ``threads`` (None: the run's)."""
+    netadapt_max_proposals: int | None = None
+    """NetAdapt's proposals fine-tuned per iteration at most (``netadapt.loop.NetAdaptConfig``; None: all)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "references": [list(r) for r in self.references]}
@@ -39,7 +41,7 @@ BUDGETS = {
     "small": PipelineBudget(search_trials=8, search_epochs=2, search_target_factor=1.25, pretrain_epochs=3,
                             short_steps=5, netadapt_delta=0.15, long_epochs=0, final_epochs=7,
                             references=(("mobilenetv3-small", 1.0),), supernet_epochs=3, supernet_trials=32,
-                            supernet_threads=1),
+                            supernet_threads=1, netadapt_max_proposals=6),
     "medium": PipelineBudget(search_trials=32, search_epochs=2, search_target_factor=1.25, pretrain_epochs=10,
                              short_steps=100, netadapt_delta=0.05, long_epochs=3, final_epochs=30,
                              references=(("mobilenetv3-small", 1.0), ("mobilenetv3-small", 0.75),
@@ -58,7 +60,9 @@ minutes under the load injector without set-up; at these, with set-up, 10.6-15.9
 ``results/reference/README.md``). When NetAdapt's deciding checks came to spread over 10 s and
 its rounds to land at the band's middle, a seed took 9.9 minutes: the small budget then dropped
 NetAdapt's long-term fine-tune (the final training that follows starts from NetAdapt's weights
-and is that fine-tune) and one final epoch (7, the references alike). Its supernet trains on one thread: one epoch of the demo's supernet took 50.8 s on one thread and 61.4 s on two under the
+and is that fine-tune), one final epoch (7, the references alike) and fine-tunes at most 6 of a
+NetAdapt iteration's proposals (a last step asking for a small cut offered 22 in one run, whose
+NetAdapt stage took 197 s and the demo 10.7 minutes). Its supernet trains on one thread: one epoch of the demo's supernet took 50.8 s on one thread and 61.4 s on two under the
 load injector (a two-thread step waits for the busier core), 51.4 s and 45.8 s on the quiet machine."""
 
 

@@ -228,7 +228,7 @@ def _setup(run: Pipeline, spec: str, weights: str | None, target_ms: float, name
     config = NetAdaptConfig(target_ms=target_ms, measured_goal_ms=loop_goal(run), short_steps=budget.short_steps,
                             delta_fraction=budget.netadapt_delta, long_epochs=budget.long_epochs,
                             include_stem=True, include_head=True, seed=run.config.seed, long_threads=run.config.threads,
-                            close_on=run.config.netadapt_close_on)
+                            close_on=run.config.netadapt_close_on, max_proposals=budget.netadapt_max_proposals)
     return JobSetup(config, spec, name, run.config.data, 0,
                     table["folder"], run.config.on_drift, run.config.workers, run.config.address, weights,
                     budget.pretrain_epochs, table_trusted=table_trusted(run.config, table), platform=run.config.platform,

@@ -9,7 +9,7 @@ import torch
 
 from netadapt.evaluation import FinetuneJob, SequentialEvaluator
 from netadapt.floor import floor_spec
-from netadapt.loop import NetAdapt, NetAdaptConfig, UnreachableTarget
+from netadapt.loop import NetAdapt, NetAdaptConfig, UnreachableTarget, nearest_asks
 from netadapt.proposals import propose_reductions
 from netadapt.selection import Scored, choose, score
 from netadapt.state import LoopStore
@@ -136,8 +136,34 @@ def test_loop_credits_only_the_last_step(tmp_path, digits8):
     assert loop.ask_ms(state) == pytest.approx(0.5 * delta) and loop._credit_ms(state) == pytest.approx(0.5 * delta)
 
 
+def test_a_capped_pool_keeps_the_proposals_nearest_a_cut_asked_in_their_order():
+    class Cut:
+        def __init__(self, cut_ms):
+            self.cut_ms = cut_ms
+
+    pool = [Cut(c) for c in (0.50, 0.11, 0.30, 0.09, 0.21, 0.10)]
+    kept = nearest_asks(pool, [0.1, 0.2], 3)
+    assert [p.cut_ms for p in kept] == [0.11, 0.21, 0.10]  # 0.10 (0.00), 0.11 and 0.21 (0.01); order kept
+    assert nearest_asks(pool, [0.1], None) is pool and nearest_asks(pool, [0.1], 6) is pool
+
+
+def test_the_loop_fine_tunes_at_most_max_proposals_of_a_last_step(tmp_path, digits8):
+    loop, spec, _ = _loop(tmp_path, digits8)
+    state = loop.start(spec, _weights(spec), top1=0.1, top1_stderr=0.02)
+    delta = loop.config.delta_fraction * state.l0_ms
+    loop.config = replace(loop.config, target_ms=state.predicted_ms - 0.3 * delta)  # a small cut: many offers
+    every = loop.proposals(state, spec)
+    assert len(every) > 2
+    loop.config = replace(loop.config, max_proposals=2)
+    capped = loop.proposals(state, spec)
+    ask = loop.ask_ms(state)
+    assert capped == nearest_asks(every, [ask], 2) and len(capped) == 2
+    assert max(abs(p.cut_ms - ask) for p in capped) <= min(abs(p.cut_ms - ask) for p in every if p not in capped)
+
+
 @pytest.mark.parametrize("field, value", [("target_ms", 0.0), ("short_steps", 0), ("select", "fastest"),
-                                          ("delta_fraction", 1.5), ("granularity", 0), ("long_epochs", -1)])
+                                          ("delta_fraction", 1.5), ("granularity", 0), ("long_epochs", -1),
+                                          ("max_proposals", 0)])
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         NetAdaptConfig(**{"target_ms": 1.0, field: value})
