@@ -54,7 +54,7 @@ START_CHECK_SECONDS = 0.0
 """The start check's spread: none beyond its precision (about half a second). It only sizes the
 first round's target in the table; where the round stops is decided by the loop's own
 measurements and judged by the round check, which spread over
-:data:`latency.paired.WHOLE_MODEL_SECONDS` (10 s: 10 s here as well cost ``make demo`` 10 s)."""
+:data:`latency.paired.WHOLE_MODEL_SECONDS`. Spreading this check too cost ``make demo`` 10 s."""
 CHECK_FILE = "latency_check.json"
 START_FILE = "start_check.json"
 """The start model's measured check, in the first round's folder."""
