@@ -12,6 +12,7 @@ import onnxruntime as ort
 import torch
 
 from latency.doctor import quick_doctor
+from latency.paired import WHOLE_MODEL_SECONDS
 from latency.platforms import Platform, file_table, resolve_table, table_key
 from latency.registry import measurer_from_recorded
 from nas.job import SearchJob
@@ -200,10 +201,13 @@ def trained_models(run: Pipeline) -> list[dict[str, Any]]:
 
 
 def stage_measure(run: Pipeline) -> dict[str, Any]:
-    """End-to-end latency of every trained model, interleaved rounds in one session."""
+    """End-to-end latency of every trained model, each paired with MobileNetV3-Small (1x itself)
+    in interleaved rounds of one session, spread over :data:`latency.paired.WHOLE_MODEL_SECONDS`
+    like NetAdapt's round checks: the report's "final vs Small at its latency" decides too."""
     models = trained_models(run)
     figures = measure_side_by_side([parse_spec(m["arch"]) for m in models],
-                                   measurer=table_measurer(run.result("table")["folder"]))
+                                   measurer=table_measurer(run.result("table")["folder"]),
+                                   min_seconds=WHOLE_MODEL_SECONDS)
     return {"models": [{"name": m["name"], "arch": m["arch"], **f} for m, f in zip(models, figures)]}
 
 
