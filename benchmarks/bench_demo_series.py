@@ -68,6 +68,8 @@ def _figures(manifest: dict, run_dir: Path) -> dict:
             "check_high": [round(r["ratio_high"], 4) for r in rounds],
             "final_top1": stages["final"]["result"]["top1"], "small_top1": references[small]["top1"],
             "final_vs_small_direct": models["final"]["latency_ms"] / models[small]["latency_ms"],
+            "measure_final_ratio": [models["final"].get(k) for k in ("ratio", "ratio_low", "ratio_high")],
+            "measure_small_ratio": models[small].get("ratio"),
             "stages": {name: round(s.get("elapsed_s", 0.0), 1) for name, s in stages.items()}}
 
 
