@@ -31,6 +31,7 @@ from netadapt.job import JobSetup, check_target, execute, read_setup
 from netadapt.loop import NetAdaptConfig, UnreachableTarget
 from pipeline.config import table_trusted
 from pipeline.measure import measure_side_by_side, table_measurer
+from pipeline.netadapt_start import ranked_specs, start_spec
 from pipeline.runner import Pipeline, StageStopped
 from pipeline.supernet_stage import supernet_start
 from search_spaces.encoding import format_spec, parse_spec
@@ -69,7 +70,7 @@ def stage_netadapt(run: Pipeline) -> dict[str, Any]:
     ``MAX_ROUNDS``, or the target is out of NetAdapt's reach: a correction round that runs out of
     cuts ends the rounds with the previous round's model); the last finished round's result
     plus ``latency_rounds``, one record per round."""
-    spec = run.result("search")["best_spec"]
+    spec = _start_spec(run)
     weights = supernet_start(run, spec)  # None: the proxy evaluator's NetAdapt pre-trains its start model
     name = "search-best" if weights is None else "supernet-subnet"
     target_ms = anchored_target(run, spec, run.result("table")["target_ms"])
@@ -96,6 +97,24 @@ def stage_netadapt(run: Pipeline) -> dict[str, Any]:
             break
         target_ms = next_target
     return {**result, "latency_rounds": rounds, "within_budget": not over_budget(rounds[-1])}
+
+
+def _start_spec(run: Pipeline) -> str:
+    """The first round's start: the one a begun round recorded, else the best searched model
+    NetAdapt can reach the target from (:mod:`pipeline.netadapt_start`)."""
+    begun = child_run(round_folder(run, 0), "netadapt")
+    if begun is not None:
+        return read_setup(begun).spec
+    search, target_ms = run.result("search"), float(run.result("table")["target_ms"])
+    ranked = ranked_specs(search.get("run_dir"), search["best_spec"])
+    if len(ranked) == 1:
+        return ranked[0]
+    spec, shares = start_spec(search["best_spec"], ranked, target_ms, _predictor(run).predict_ms,
+                              _netadapt_config(run, target_ms))
+    if spec != search["best_spec"]:
+        run.say(f"netadapt: the search's pick narrows at most to {shares[0]:.2f}x the target (every width at the "
+                f"floor); starting from its trial ranked {len(shares)} by reward instead (floor {shares[-1]:.2f}x)")
+    return spec
 
 
 def _interval(check: dict[str, float]) -> str:
@@ -222,14 +241,18 @@ def _netadapt_line(event: Any) -> str:
     return f"netadapt: done, {event.predicted_ms:.4f} ms predicted, val top-1 {event.top1:.4f}"
 
 
+def _netadapt_config(run: Pipeline, target_ms: float) -> NetAdaptConfig:
+    budget = run.config.stage_budget
+    return NetAdaptConfig(target_ms=target_ms, measured_goal_ms=loop_goal(run), short_steps=budget.short_steps,
+                          delta_fraction=budget.netadapt_delta, long_epochs=budget.long_epochs,
+                          include_stem=True, include_head=True, seed=run.config.seed, long_threads=run.config.threads,
+                          close_on=run.config.netadapt_close_on, max_proposals=budget.netadapt_max_proposals)
+
+
 def _setup(run: Pipeline, spec: str, weights: str | None, target_ms: float, name: str = "search-best",
            index: int = 0) -> JobSetup:
     budget, table = run.config.stage_budget, run.result("table")
-    config = NetAdaptConfig(target_ms=target_ms, measured_goal_ms=loop_goal(run), short_steps=budget.short_steps,
-                            delta_fraction=budget.netadapt_delta, long_epochs=budget.long_epochs,
-                            include_stem=True, include_head=True, seed=run.config.seed, long_threads=run.config.threads,
-                            close_on=run.config.netadapt_close_on, max_proposals=budget.netadapt_max_proposals)
-    return JobSetup(config, spec, name, run.config.data, 0,
+    return JobSetup(_netadapt_config(run, target_ms), spec, name, run.config.data, 0,
                     table["folder"], run.config.on_drift, run.config.workers, run.config.address, weights,
                     budget.pretrain_epochs, table_trusted=table_trusted(run.config, table), platform=run.config.platform,
                     table_space=run.config.space, **budget_model(run, spec))

@@ -5,6 +5,7 @@ by AIM over the ratio. In the fakes the start model is predicted at 1.0 ms, so t
 measured (the start's) sets the first target to AIM / ratio."""
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -111,6 +112,7 @@ def test_an_anchored_target_out_of_reach_falls_back_to_the_tables_target(monkeyp
 def test_a_round_begun_before_anchoring_keeps_the_tables_target(monkeypatch, tmp_path):
     calls = fake_rounds(monkeypatch, [0.99])  # no start measurement is taken
     monkeypatch.setattr(stage, "child_run", lambda path, job: object())
+    monkeypatch.setattr(stage, "read_setup", lambda folder: SimpleNamespace(spec="best"))  # the begun round's start
     p = pipeline(tmp_path)
     p.results["table"]["target_ms"] = 0.9
     stage.stage_netadapt(p)
