@@ -19,12 +19,15 @@ from pipeline.config import PipelineBudget
 from pipeline.runner import Pipeline, StageStopped
 from search_spaces.encoding import parse_spec
 from storage.runfolder import child_run
+from storage.statefiles import write_text_atomic
 from storage.status import Status
 from storage.torchfiles import save_torch
 from training.datasets import default_resolution, load_dataset
 
 START_WEIGHTS = "supernet-start.pt"
-"""The search's best sub-network with the supernet's weights, in the pipeline's run folder."""
+"""NetAdapt's start sub-network with the supernet's weights, in the pipeline's run folder."""
+START_SPEC = "supernet-start.spec"
+"""The spec those weights are for (one line)."""
 
 
 def uses_supernet(run: Pipeline) -> bool:
@@ -69,15 +72,17 @@ def supernet_in(parent: Path, settings: SupernetConfig, say: Callable[[str], Non
 
 def supernet_start(run: Pipeline, spec: str) -> str | None:
     """NetAdapt's start weights: ``spec`` sliced from the supernet with BatchNorm recalibrated as
-    the search evaluated it (written once, ``START_WEIGHTS``); None with the proxy evaluator."""
+    the search evaluated it (``START_WEIGHTS``, with the spec it holds in ``START_SPEC``: written
+    again for another spec, or when an earlier version left it without); None with the proxy evaluator."""
     if not uses_supernet(run):
         return None
-    path = run.path / START_WEIGHTS
-    if not path.is_file():
+    path, recorded = run.path / START_WEIGHTS, run.path / START_SPEC
+    if not (path.is_file() and recorded.is_file() and recorded.read_text().strip() == spec):
         data = load_dataset(run.config.data, resolution=default_resolution(run.config.data), split_seed=0)
         evaluator = SupernetEvaluator.from_run(run.result("supernet")["run_dir"], data, space=run.config.space,
                                                seed=run.config.seed, threads=run.config.threads)
         save_torch(path, evaluator.subnet_weights(parse_spec(spec)))
+        write_text_atomic(recorded, spec + "\n")
     return str(path)
 
 

@@ -59,3 +59,35 @@ def test_a_pick_whose_floor_is_near_the_target_gives_way_to_the_next_reachable_o
 def test_without_a_reachable_trial_the_pick_stays_and_netadapt_says_why():
     spec, shares = start_spec(SPECS[0], SPECS, 1.0, _floors({s: 0.95 for s in SPECS}), CONFIG)
     assert spec == SPECS[0] and len(shares) == 3
+
+
+def test_the_start_weights_are_sliced_again_for_another_start(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from pipeline import supernet_stage
+
+    sliced = []
+
+    class FakeEvaluator:
+        @classmethod
+        def from_run(cls, *args, **kwargs):
+            return cls()
+
+        def subnet_weights(self, spec):
+            sliced.append(format_spec(spec))
+            return {"w": torch.full((1,), float(len(sliced)))}
+
+    monkeypatch.setattr(supernet_stage, "SupernetEvaluator", FakeEvaluator)
+    monkeypatch.setattr(supernet_stage, "load_dataset", lambda *a, **k: None)
+    monkeypatch.setattr(supernet_stage, "uses_supernet", lambda run: True)
+    run = SimpleNamespace(path=tmp_path, config=SimpleNamespace(data="digits", space="s", seed=0, threads=1),
+                          result=lambda name: {"run_dir": "supernet"})
+    for spec in (SPECS[0], SPECS[0], SPECS[1]):
+        supernet_stage.supernet_start(run, spec)
+    assert sliced == [SPECS[0], SPECS[1]]  # reused for the same start, sliced again for another
+    assert (tmp_path / supernet_stage.START_SPEC).read_text().strip() == SPECS[1]
+    (tmp_path / supernet_stage.START_SPEC).unlink()  # an earlier version wrote no spec beside them
+    supernet_stage.supernet_start(run, SPECS[1])
+    assert sliced == [SPECS[0], SPECS[1], SPECS[1]]

@@ -175,7 +175,7 @@ def test_pipeline_with_the_supernet_evaluator_starts_netadapt_and_the_final_trai
     import torch
 
     from pipeline import config as pipeline_config
-    from pipeline.supernet_stage import START_WEIGHTS
+    from pipeline.supernet_stage import START_SPEC, START_WEIGHTS
 
     monkeypatch.setitem(pipeline_config.BUDGETS, "small", pipeline_config.PipelineBudget(**TINY))
     code = main(["run", "--data", "digits", "--target-like", "mobilenetv3-small", "--target-scale", "2.5",
@@ -201,6 +201,7 @@ def test_pipeline_with_the_supernet_evaluator_starts_netadapt_and_the_final_trai
         return
     setup = json.loads(netadapt[0].read_text())["config"]
     assert setup["spec_name"] == "supernet-subnet" and setup["weights"] == str(run.path / START_WEIGHTS)
+    assert (run.path / START_SPEC).read_text().strip() == setup["spec"]  # the weights are the start's
     assert not list(run.path.glob("netadapt/*/pretrain"))  # inherited weights: nothing trained first
     netadapt_start = torch.load(netadapt[0].parent / "start.pt", weights_only=True)
     assert all(torch.equal(netadapt_start[k], v) for k, v in start.items())
