@@ -4,7 +4,10 @@ Rows are the platform a model was found for, columns the platform it runs on; a 
 model's paired ratio to the ``target_like`` model on that platform (:mod:`latency.paired`),
 divided by the target scale, so 1.0 is exactly the platform's target, with its 95% interval and
 the model's test top-1 beside it. Every cell is measured alike: one column is one session on its
-platform, all found models interleaved with the same reference, kept as soon as it is measured
+platform, all found models interleaved with the same reference, spread over
+:data:`latency.paired.WHOLE_MODEL_SECONDS` like NetAdapt's round checks (a diagonal cell decides
+whether a platform's model meets its target; a 2 x 12-pair column read torch eager's model
+1.014x where its 10-s round check read 0.993x), kept as soon as it is measured
 (``matrix/<platform>.json``). A model is on its platform's accuracy-latency Pareto front when no
 other found model is both as fast there and as accurate, one of them strictly
 (:func:`nas.pareto.pareto_front`).
@@ -18,7 +21,7 @@ import pandas as pd
 
 from latency.endtoend import measure_specs
 from latency.fingerprint import device_fingerprint
-from latency.paired import WHOLE_MODEL_PRECISION
+from latency.paired import WHOLE_MODEL_PRECISION, WHOLE_MODEL_SECONDS
 from nas.pareto import pareto_front
 from pipeline.compare import adapted, dataset, found_results, found_specs, how_found, platform_cost_s, platform_target_ms
 from pipeline.runner import Pipeline
@@ -38,7 +41,7 @@ def measure_column(run: Pipeline, name: str) -> list[dict[str, Any]]:
     like = adapted(config.target_like, config.target_width, dataset(run))
     run.say(f"matrix: timing {len(found)} found models on {name}")
     ratios = measure_specs(config.platform(name).make_measurer(), list(found.values()), like, pairs=config.pairs,
-                           passes=2, precision=WHOLE_MODEL_PRECISION)
+                           passes=2, precision=WHOLE_MODEL_PRECISION, min_seconds=WHOLE_MODEL_SECONDS)
     scale = config.target_scale
     return [{"found_for": row, "measured_on": name, "latency_ratio": r.ratio / scale,
              "latency_ratio_low": r.low / scale, "latency_ratio_high": r.high / scale,
