@@ -114,11 +114,10 @@ def measure_specs_ms(specs: Sequence[ArchSpec], measurer: Measurer | None = None
     reference = default_reference(specs[0]) if reference is None else reference
     itself = [format_spec(spec) == format_spec(reference) for spec in specs]
     timed = [spec for spec, same in zip(specs, itself) if not same] or list(specs)
-    results = iter(measure_specs(measurer, timed, reference, pairs=pairs, passes=passes, precision=precision,
-                                 block=block, min_seconds=min_seconds))
-    if len(timed) < len(specs):  # the reference is 1x itself: pairing it with itself only adds the order's bias
-        results = iter([next(results) if not same else None for same in itself])
-    paired = list(results)
+    measured = iter(measure_specs(measurer, timed, reference, pairs=pairs, passes=passes, precision=precision,
+                                  block=block, min_seconds=min_seconds))
+    # the reference is 1x itself: pairing it with a second session of itself only adds the order's offset
+    paired = list(measured) if len(timed) == len(specs) else [None if same else next(measured) for same in itself]
     reference_ms = float(np.median([r.reference_ms for r in paired if r is not None]))  # one speed for all
     return [_figures(r or PairedRatio(1.0, 1.0, 1.0, reference_ms, 0), reference_ms, reference) for r in paired]
 

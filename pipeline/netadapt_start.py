@@ -16,13 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import pandas as pd
-
 from netadapt.floor import floor_spec
 from netadapt.loop import NetAdaptConfig
-from nas.trial_log import TRIALS_FILE
+from nas.trial_log import TRIALS_FILE, TrialLog
 from search_spaces.encoding import parse_spec
 from search_spaces.spec import ArchSpec
+from storage.status import Status
 
 FLOOR_HEADROOM = 0.85
 """A start model's floor (every width at NetAdapt's granularity floor) must be predicted at or
@@ -33,13 +32,10 @@ round's target in the table may be below the platform's own (anchored on the sta
 def ranked_specs(search_dir: str | None, best_spec: str) -> list[str]:
     """The search's finished trials' specs by reward, best first, the search's pick leading
     (ties and a missing log keep it first)."""
-    if search_dir is None:
+    if search_dir is None or not (Path(search_dir) / TRIALS_FILE).is_file():
         return [best_spec]
-    try:
-        trials = pd.read_csv(Path(search_dir) / TRIALS_FILE)
-    except (FileNotFoundError, pd.errors.EmptyDataError):
-        return [best_spec]
-    finished = trials[trials["status"].astype(str) == "finished"].sort_values("reward", ascending=False, kind="stable")
+    trials = TrialLog(search_dir).frame()  # earlier versions' status words read as today's
+    finished = trials[trials["status"] == Status.FINISHED.value].sort_values("reward", ascending=False, kind="stable")
     return [best_spec, *(s for s in dict.fromkeys(finished["spec"].astype(str)) if s != best_spec)]
 
 

@@ -1,9 +1,11 @@
 """NetAdapt's start: the best searched model by reward whose floor (every width at NetAdapt's
 granularity floor) is predicted at or under FLOOR_HEADROOM x the target."""
-import pandas as pd
+from dataclasses import asdict
+
 import pytest
 
 from netadapt.floor import floor_spec
+from nas.trial_log import TrialLog, TrialRecord
 from netadapt.loop import NetAdaptConfig
 from pipeline.netadapt_start import FLOOR_HEADROOM, ranked_specs, start_spec
 from search_spaces.encoding import format_spec, parse_spec
@@ -20,17 +22,23 @@ SPECS = [_spec("mobilenetv3-small", 1.0), _spec("mobilenetv3-large", 0.5), _spec
 """Three architectures whose floors differ (widths alone would share one floor)."""
 
 
+def _log(folder, specs, rewards, statuses):
+    """A search's trials.csv (``ok``: the word earlier versions wrote for finished)."""
+    log = TrialLog(folder)
+    for i, (spec, reward, status) in enumerate(zip(specs, rewards, statuses)):
+        log.log.append([{**asdict(TrialRecord(i, f"t{i}", f"p{i}", spec, "", 1.0, reward, 0.01, reward, "finished", 2,
+                                              1.0)), "status": status}])
+
+
 def test_trials_are_ranked_by_reward_with_the_pick_first(tmp_path):
-    pd.DataFrame({"spec": [SPECS[1], SPECS[2], SPECS[0], SPECS[1]], "reward": [0.2, 0.5, 0.4, 0.1],
-                  "status": ["finished", "finished", "finished", "finished"]}).to_csv(tmp_path / "trials.csv")
+    _log(tmp_path, [SPECS[1], SPECS[2], SPECS[0], SPECS[1]], [0.2, 0.5, 0.4, 0.1], ["finished", "ok", "finished", "finished"])
     assert ranked_specs(str(tmp_path), SPECS[0]) == [SPECS[0], SPECS[2], SPECS[1]]
     assert ranked_specs(str(tmp_path / "nowhere"), SPECS[0]) == [SPECS[0]]
     assert ranked_specs(None, SPECS[0]) == [SPECS[0]]
 
 
 def test_pruned_and_failed_trials_are_not_starts(tmp_path):
-    pd.DataFrame({"spec": SPECS, "reward": [0.1, 0.9, 0.8], "status": ["finished", "failed", "pruned"]}
-                 ).to_csv(tmp_path / "trials.csv")
+    _log(tmp_path, SPECS, [0.1, 0.9, 0.8], ["finished", "failed", "pruned"])
     assert ranked_specs(str(tmp_path), SPECS[0]) == [SPECS[0]]
 
 
