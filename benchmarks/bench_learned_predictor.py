@@ -29,6 +29,7 @@ from latency.active import SamplingConfig, read_measurements
 from latency.features import FEATURE_NAMES, feature_matrix
 from latency.fitting import FitConfig, make_estimator
 from latency.lazy import LazyPredictor, ensure_table
+from latency.table import load_table
 from latency.learned import MODEL_TYPES, LearnedModel, dump_estimator, model_from_dict, residual_targets, training_range
 from latency.learning import fit_table, table_specs
 from latency.predictor import LatencyPredictor
@@ -72,6 +73,44 @@ def refit_each(lazy: LazyPredictor, heldout: list, measured: np.ndarray, seed: i
     return out
 
 
+BUDGET_GRID = (30, 40, 50, 60, 70, 80, 90, 100, 120, 150, 200)
+
+
+def budget_curve(resolution: int, args: argparse.Namespace) -> dict:
+    """``--curve``: each model type refitted on the first ``n`` measured models (in the order the
+    sampler measured them, so ``n`` is what a run with ``--budget n`` would have fitted on, from a
+    pool of this run's size), scored on the stored held-out specs: how many measurements the
+    targets need. Measures nothing."""
+    import pandas as pd
+
+    folder = Path(args.tables) / f"learned-r{resolution}"
+    table = load_table(folder, force=True)  # table units, as the learned model's features (no timing)
+    frame = read_measurements(folder)
+    heldout = pd.read_csv(csv_path(Path(args.out), resolution))
+    x = feature_matrix(table, [parse_spec(s) for s in frame["spec"]])
+    x_test = feature_matrix(table, [parse_spec(s) for s in heldout["spec"]])
+    y_ms, measured = frame["measured_ms"].to_numpy(dtype=float), heldout["measured_ms"].to_numpy(dtype=float)
+    rows = []
+    for n in [n for n in BUDGET_GRID if n <= len(frame)]:
+        y = residual_targets(y_ms[:n], x[:n, 0])
+        for model_type in ("gbt", "rf"):
+            estimator = make_estimator(model_type, FitConfig(seed=args.seed)).fit(x[:n], y)
+            model = LearnedModel({"model_type": model_type, "range": training_range(x[:n])},
+                                 model_from_dict(model_type, dump_estimator(model_type, estimator, x[:n])))
+            figures = error_metrics(model.predict_ms(x_test), measured)
+            rows.append({"n": n, "model_type": model_type,
+                         **{k: figures[k] for k in ("within_10pct", "within_5pct", "spearman", "mean_abs_err_pct")}})
+    return {"what": budget_curve.__doc__.split("\n\n")[0].replace("\n", " "), "heldout_n": len(heldout),
+            "calibrated": {k: v for k, v in error_metrics(x_test[:, 0], measured).items()
+                           if k in ("within_10pct", "within_5pct", "spearman", "mean_abs_err_pct")},
+            "rows": rows}
+
+
+def csv_path(out: Path, resolution: int) -> Path:
+    """The per-spec held-out CSV beside ``out`` (``learned_predictor.json`` -> ``learned_predictor-r224.csv``)."""
+    return out.with_name(f"{out.stem}-r{resolution}.csv")
+
+
 def predict_time_ms(lazy: LazyPredictor, specs: list) -> dict:
     """Median wall time of one prediction (ms), learned (LazyPredictor) and calibrated."""
     calibrated = LatencyPredictor(lazy.table)
@@ -103,10 +142,11 @@ def run_resolution(resolution: int, args: argparse.Namespace) -> dict:
     lazy.ensure(heldout)
     measurer = measurer_from_recorded(lazy.table.manifest["measurer"])
     report, frame = validate(LatencyPredictor(lazy.table), measurer, heldout,
-                             ValidationConfig(n=args.heldout, seed=50_000 + resolution, pairs=args.pairs, passes=2))
+                             ValidationConfig(n=args.heldout, seed=50_000 + resolution, pairs=args.heldout_pairs or args.pairs,
+                                                  passes=2))
     heldout_s = time.perf_counter() - start
     scores = score_predictors(lazy.predictors(), heldout, frame)
-    frame.to_csv(Path(args.out).with_name(f"learned_predictor-r{resolution}.csv"), index=False)
+    frame.to_csv(csv_path(Path(args.out), resolution), index=False)
     measured = frame["measured_ms"].to_numpy(dtype=float)
     learned, targets = scores["learned"], effective_targets(resolution, report["noise_floor"].get("measured"))
     return {"resolution": resolution, "in_channels": in_channels, "num_classes": classes, "table": str(folder),
@@ -121,7 +161,8 @@ def run_resolution(resolution: int, args: argparse.Namespace) -> dict:
                         "heldout_measure": heldout_s,
                         "cost_to_make_predictor": table_s + fit["total_s"], "cost_target": COST_TARGET_S},
             "predict_ms_per_spec": predict_time_ms(lazy, heldout[:50]),
-            "measured_as": report["measured_as"], "pairs": args.pairs, "drift": lazy.drift.to_dict(),
+            "measured_as": report["measured_as"], "pairs": args.pairs,
+            "heldout_pairs": args.heldout_pairs or args.pairs, "drift": lazy.drift.to_dict(),
             "median_interval_halfwidth": report["median_interval_halfwidth"]}
 
 
@@ -138,7 +179,7 @@ def remeasure(resolution: int, args: argparse.Namespace) -> dict:
     measure = table_measure(lazy, args.pairs)
     rng = np.random.default_rng(args.seed)
     fitted = read_measurements(folder)
-    heldout = pd.read_csv(Path(args.out).with_name(f"learned_predictor-r{resolution}.csv"))
+    heldout = pd.read_csv(csv_path(Path(args.out), resolution))
     out = {}
     for name, frame in (("fitted", fitted), ("heldout", heldout)):
         rows = frame.iloc[np.sort(rng.choice(len(frame), size=min(args.remeasure, len(frame)), replace=False))]
@@ -167,7 +208,7 @@ def interleaved(resolution: int, args: argparse.Namespace) -> dict:
     shutil.copytree(source, folder, ignore=shutil.ignore_patterns(MEASUREMENTS_FILE, "predictor*.json"))
     lazy = LazyPredictor(folder, tolerance=args.drift_tolerance)
     fitted = [parse_spec(s) for s in read_measurements(source)["spec"]]
-    heldout = [parse_spec(s) for s in pd.read_csv(Path(args.out).with_name(f"learned_predictor-r{resolution}.csv"))["spec"]]
+    heldout = [parse_spec(s) for s in pd.read_csv(csv_path(Path(args.out), resolution))["spec"]]
     start = time.perf_counter()
     passes = measure_shuffled(lazy, fitted + heldout, max(1, args.pairs // 2), args.seed)
     measure_s = time.perf_counter() - start
@@ -222,6 +263,12 @@ def table_predictors_with(lazy: LazyPredictor, learned) -> dict:
     return table_predictors(lazy.table, learned)
 
 
+def pd_table(rows: list[dict]) -> str:
+    import pandas as pd
+
+    return pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+
 def plot(results: list[dict], out: Path) -> None:
     import matplotlib
 
@@ -232,7 +279,7 @@ def plot(results: list[dict], out: Path) -> None:
     for ax, result in zip(axes[0], results):
         import pandas as pd
 
-        frame = pd.read_csv(out.with_name(f"learned_predictor-r{result['resolution']}.csv"))
+        frame = pd.read_csv(csv_path(out, result["resolution"]))
         lo, hi = frame["measured_ms"].min() * 0.85, frame["measured_ms"].max() * 1.15
         line = np.array([lo, hi])
         ax.plot(line, line, "k-", lw=0.8)
@@ -259,6 +306,8 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=200, help="whole models measured to fit, per resolution")
     parser.add_argument("--heldout", type=int, default=100)
     parser.add_argument("--pairs", type=int, default=100, help="run-by-run pairs per model (per pass held out)")
+    parser.add_argument("--heldout-pairs", type=int, default=0,
+                        help="pairs per pass for the held-out specs (default: --pairs)")
     parser.add_argument("--calibration-specs", type=int, default=60, help="of a table built here (a table present is reused)")
     parser.add_argument("--pool-factor", type=int, default=2, help="candidates per budgeted model")
     parser.add_argument("--seed", type=int, default=0)
@@ -270,6 +319,8 @@ def main() -> None:
                         help="measure only: N fitted and N held-out specs again now, vs their stored figures")
     parser.add_argument("--interleaved", action="store_true",
                         help="measure only: fitted and held-out specs again in one shuffled session, refit, rescore")
+    parser.add_argument("--curve", action="store_true",
+                        help="measure nothing: accuracy on the stored held-out specs against the number of measured models fitted")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     out = Path(args.out)
@@ -281,6 +332,13 @@ def main() -> None:
                                          **interleaved(result["resolution"], args)}
                 print(json.dumps({k: result["interleaved"][k] for k in ("heldout", "noise_floor_heldout")}, indent=1),
                       flush=True)
+        write_json(out, {**json.loads(out.read_text()), "resolutions": previous})
+        return
+    if args.curve:
+        for result in previous:
+            if result["resolution"] in args.resolution:
+                result["budget_curve"] = budget_curve(result["resolution"], args)
+                print(pd_table(result["budget_curve"]["rows"]), flush=True)
         write_json(out, {**json.loads(out.read_text()), "resolutions": previous})
         return
     if args.remeasure:
