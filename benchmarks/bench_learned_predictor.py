@@ -158,6 +158,7 @@ def run_resolution(resolution: int, args: argparse.Namespace) -> dict:
             "cross_validation": fit["cross_validation"], "stored_model": fit["model_type"], "fitted_n": fit["n"],
             "sampling": {k: fit[k] for k in ("stopped", "measured_now", "measured_total", "pool", "sampling_s")},
             "seconds": {"table": table_s, "fit_total": fit["total_s"], "sampling": fit["sampling_s"],
+                        "of_which_layers": fit["layers_s"], "layers_measured": fit["layers_measured"],
                         "heldout_measure": heldout_s,
                         "cost_to_make_predictor": table_s + fit["total_s"], "cost_target": COST_TARGET_S},
             "predict_ms_per_spec": predict_time_ms(lazy, heldout[:50]),

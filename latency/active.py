@@ -41,6 +41,9 @@ MeasureOne = Callable[[ArchSpec], dict[str, float]]
 """``measure(spec)`` -> a row's measurement fields: ``measured_ms`` (table units), ``ratio``,
 ``ratio_low``, ``ratio_high``, ``reference_ms``, ``pairs``, ``baseline_ms``."""
 Features = Callable[[Sequence[ArchSpec]], np.ndarray]
+PoolFeatures = Callable[[Sequence[ArchSpec], Sequence[ArchSpec]], np.ndarray]
+"""``pool_features(pool, measured)``: the pool's feature matrix, given the specs measured so far
+(:class:`latency.estimated_entries.EstimatedEntries` prices the layers not yet measured)."""
 Progress = Callable[[str, int, int], None]
 
 
@@ -97,8 +100,11 @@ class ActiveSampler:
     """Measures the pool's most informative specs into ``measurements.csv`` (module docstring)."""
 
     def __init__(self, folder: str | Path, pool: Sequence[ArchSpec], features: Features, measure: MeasureOne,
-                 config: SamplingConfig, progress: Progress | None = None) -> None:
+                 config: SamplingConfig, progress: Progress | None = None,
+                 pool_features: PoolFeatures | None = None) -> None:
+        """``pool_features``: how to rank the pool (default: ``features`` of the pool, once)."""
         self.folder, self.pool, self.features, self.measure = Path(folder), list(pool), features, measure
+        self.pool_features_of = pool_features
         self.config = config
         self.progress = progress or (lambda phase, done, total: None)
         self.log = CsvLog(self.folder / MEASUREMENTS_FILE, MEASUREMENT_COLUMNS)
@@ -109,7 +115,9 @@ class ActiveSampler:
         frame = read_measurements(self.folder)
         return [parse_spec(s) for s in frame["spec"]], frame["measured_ms"].to_numpy(dtype=float)
 
-    def pool_features(self) -> np.ndarray:
+    def pool_features(self, measured: Sequence[ArchSpec]) -> np.ndarray:
+        if self.pool_features_of is not None:
+            return self.pool_features_of(self.pool, measured)
         if self._pool_x is None:
             self._pool_x = self.features(self.pool)
         return self._pool_x
@@ -130,7 +138,7 @@ class ActiveSampler:
         todo = [i for i, spec in enumerate(self.pool) if format_spec(spec) not in done]
         x = self.features(before)
         y = residual_targets(ms_before, x[:, FEATURE_NAMES.index("calibrated_ms")])
-        order, spread, oob = most_uncertain(x, y, self.pool_features()[todo], min(self.config.batch, self.config.budget - start),
+        order, spread, oob = most_uncertain(x, y, self.pool_features(before)[todo], min(self.config.batch, self.config.budget - start),
                                             trees=self.config.trees, seed=self.config.seed + start)
         calibrated = x[:, FEATURE_NAMES.index("calibrated_ms")]
         figures = error_metrics(calibrated * np.exp(oob), ms_before) if start >= 10 else {}

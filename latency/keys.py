@@ -58,6 +58,11 @@ class LayerKey:
 KEY_COLUMNS = tuple(f.name for f in fields(LayerKey))
 
 
+def layer_kind(key: LayerKey) -> str:
+    """``stem``, ``head``, or a block's operator with its SE and activation (``bneck_se1_hswish``)."""
+    return str(key.kind) if key.kind != "block" else f"{key.op}_se{int(key.se)}_{key.act}"
+
+
 def key_from_row(row: dict[str, object]) -> LayerKey:
     """Inverse of :meth:`LayerKey.as_row` (values coerced to the field types)."""
     casts = {"kind": str, "op": str, "act": str, "se": _to_bool, "residual": _to_bool}

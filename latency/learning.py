@@ -2,9 +2,10 @@
 
 The job behind the command (:func:`fit_table`): open the table (fingerprint, drift probe),
 draw a seeded pool of candidate specs of its space at each calibrated resolution (none of
-them a calibration or validation spec of the table, nor any spec in ``exclude``), measure the
-pool's missing layers into the table, sample and measure whole models where the predictor is
-least sure (:mod:`latency.active`), then compare and fit the candidates
+them a calibration or validation spec of the table, nor any spec in ``exclude``), sample and
+measure whole models where the predictor is least sure (:mod:`latency.active`; the pool is ranked
+with the layers it lacks estimated, :mod:`latency.estimated_entries`, and a picked spec's layers
+are measured into the table just before the spec itself), then compare and fit the candidates
 (:mod:`latency.fitting`) and write ``predictor.json`` (:mod:`latency.learned`), but only when
 the best candidate's cross-validated error is below the calibrated table's on the same
 measurements: otherwise the model goes to ``predictor-candidate.json``, which no prediction
@@ -16,14 +17,18 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
-from latency.active import MEASUREMENTS_FILE, ActiveSampler, MeasureOne, SamplingConfig, read_measurements, table_features
+from latency.active import (MEASUREMENTS_FILE, ActiveSampler, MeasureOne, PoolFeatures, SamplingConfig, read_measurements,
+                            table_features)
 from latency.endtoend import measure_specs
+from latency.estimated_entries import EstimatedEntries
 from latency.features import feature_matrix
 from latency.fitting import FitConfig, fit_document
+from latency.keys import spec_keys
 from latency.lazy import LAZY_SPACES, LazyPredictor
 from latency.learned import CANDIDATE_FILE, PREDICTOR_FILE, save_model
 from latency.registry import measurer_from_recorded
@@ -53,6 +58,33 @@ def table_measure(lazy: LazyPredictor, pairs: int = DEFAULT_PAIRS) -> MeasureOne
                 "baseline_ms": baseline}
 
     return measure
+
+
+def layers_first(lazy: LazyPredictor, measure: MeasureOne, spent: dict[str, float]) -> MeasureOne:
+    """``measure``, after the spec's missing layers are measured into the table (its features
+    need them, and a kill between the two keeps the layers); adds their seconds to
+    ``spent["layers_s"]``."""
+    def measure_with_layers(spec: ArchSpec) -> dict[str, float]:
+        tick = time.perf_counter()
+        lazy.ensure([spec])
+        spent["layers_s"] = spent.get("layers_s", 0.0) + time.perf_counter() - tick
+        return measure(spec)
+
+    return measure_with_layers
+
+
+def ranking_features(lazy: LazyPredictor) -> PoolFeatures:
+    """The pool's features for ranking: the layers of the table's calibration (and validation)
+    specs and of the specs measured so far as measured, every other layer estimated
+    (:class:`latency.estimated_entries.EstimatedEntries`), so that the same measurements rank
+    the same way however many other layers the table holds."""
+    calibrated = {key for text in table_specs(lazy.folder) for key in spec_keys(parse_spec(text))}
+
+    def features(pool: Sequence[ArchSpec], measured: Sequence[ArchSpec]) -> np.ndarray:
+        known = calibrated | {key for spec in measured for key in spec_keys(spec)}
+        return feature_matrix(EstimatedEntries(lazy.table, known), pool)
+
+    return features
 
 
 def table_specs(folder: Path) -> set[str]:
@@ -90,11 +122,13 @@ def fit_table(folder: str | Path, *, sampling: SamplingConfig, fit: FitConfig | 
     lazy = LazyPredictor(folder) if lazy is None else lazy
     start = time.perf_counter()
     pool = candidate_pool(lazy.folder, lazy.table.manifest, sampling.pool_factor * sampling.budget, sampling.seed, exclude)
-    measured_layers = lazy.ensure(pool)
-    layers_s = time.perf_counter() - start
-    sampler = ActiveSampler(lazy.folder, pool, table_features(lambda: lazy.table), table_measure(lazy, pairs), sampling,
-                            progress=progress)
+    layers_before, spent = lazy.measured_keys, {"layers_s": 0.0}
+    lazy.ensure([parse_spec(s) for s in read_measurements(lazy.folder)["spec"]])  # rows added from elsewhere
+    sampler = ActiveSampler(lazy.folder, pool, table_features(lambda: lazy.table),
+                            layers_first(lazy, table_measure(lazy, pairs), spent), sampling, progress=progress,
+                            pool_features=ranking_features(lazy))
     summary = sampler.run()
+    measured_layers, layers_s = lazy.measured_keys - layers_before, spent["layers_s"]
     frame = read_measurements(lazy.folder)
     specs = [parse_spec(s) for s in frame["spec"]]
     lazy.ensure(specs)  # rows from an earlier pool may need layers this run did not measure
@@ -108,4 +142,5 @@ def fit_table(folder: str | Path, *, sampling: SamplingConfig, fit: FitConfig | 
     path = save_model(lazy.folder, document, name=PREDICTOR_FILE if stored else CANDIDATE_FILE)
     lazy.reload_learned()
     return {"path": str(path), "stored": stored, "model_type": document["model_type"], "n": document["measurements"]["rows"],
-            "cross_validation": document["cross_validation"], "total_s": time.perf_counter() - start, **summary}
+            "cross_validation": document["cross_validation"], "total_s": time.perf_counter() - start,
+            "layers_measured": measured_layers, "layers_s": layers_s, **summary}

@@ -117,7 +117,7 @@ def transfer_features(table: Any, specs: Sequence[Any]) -> pd.DataFrame:
     """One row per spec: every feature of :mod:`latency.features` and the source table's time
     per layer kind (:data:`KIND_PREFIX` columns, :func:`layer_kind`)."""
     from latency.features import FEATURE_NAMES, feature_matrix
-    from latency.keys import spec_keys
+    from latency.keys import layer_kind, spec_keys
 
     frame = pd.DataFrame(feature_matrix(table, specs), columns=list(FEATURE_NAMES))
     kinds: list[dict[str, float]] = []
@@ -128,13 +128,6 @@ def transfer_features(table: Any, specs: Sequence[Any]) -> pd.DataFrame:
             sums[name] = sums.get(name, 0.0) + float(table.lookup(key))
         kinds.append(sums)
     return pd.concat([frame, pd.DataFrame(kinds).fillna(0.0)], axis=1)
-
-
-def layer_kind(key: Any) -> str:
-    """``stem``, ``head``, or a block's operator with its SE and activation (``bneck_se1_hswish``)."""
-    if key.kind != "block":
-        return str(key.kind)
-    return f"{key.op}_se{int(key.se)}_{key.act}"
 
 
 def method_features(method: str, features: pd.DataFrame | np.ndarray | None) -> tuple[str, ...]:
