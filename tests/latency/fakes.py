@@ -100,6 +100,18 @@ def fake_whole_model_ms(features: dict) -> float:
     return features["calibrated_ms"] * (1.0 + 0.15 * math.tanh(features["weight_over_l2"] / 8 - 1)) + 0.01
 
 
+def fake_table_measure(lazy, pairs):
+    """Stands in for :func:`latency.learning.table_measure`: whole models 'measured' by
+    :func:`fake_whole_model_ms` of their features in ``lazy``'s table."""
+    from latency.features import model_features
+
+    def measure(spec):
+        ms = fake_whole_model_ms(model_features(lazy.table, spec))
+        return {"measured_ms": ms, "ratio": ms, "ratio_low": ms, "ratio_high": ms, "reference_ms": 1.0,
+                "pairs": pairs, "baseline_ms": 1.0}
+    return measure
+
+
 def make_learning_table(folder, specs):
     """A table (fake per-layer entries of ``specs``, FakeMeasurer, a set calibration at 32x32)
     for the learned predictor's tests; built in seconds (no ONNX export per key)."""

@@ -6,13 +6,12 @@ import json
 
 import pytest
 
-from latency.features import model_features
 from latency.learned import PREDICTOR_FILE
 from latency.learning import candidate_pool
 from latency.table import load_table
 from mobilenas.cli import main
 from search_spaces.encoding import format_spec
-from tests.latency.fakes import fake_whole_model_ms, make_ort_learning_table
+from tests.latency.fakes import fake_table_measure, make_ort_learning_table
 
 LOOSE: list[str] = []
 FIT = ["--budget", "8", "--initial", "4", "--batch", "2", "--pool-factor", "2", "--models", "gbt", "rf", "--quiet"]
@@ -28,14 +27,7 @@ def table(tmp_path_factory):
 
 @pytest.fixture
 def fake_measure(monkeypatch):
-    def table_measure(lazy, pairs):
-        def measure(spec):
-            ms = fake_whole_model_ms(model_features(lazy.table, spec))
-            return {"measured_ms": ms, "ratio": ms, "ratio_low": ms, "ratio_high": ms, "reference_ms": 1.0,
-                    "pairs": pairs, "baseline_ms": 1.0}
-        return measure
-
-    monkeypatch.setattr("latency.learning.table_measure", table_measure)
+    monkeypatch.setattr("latency.learning.table_measure", fake_table_measure)
 
 
 def test_predict_names_the_calibrated_table_without_a_learned_model(table, capsys):

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from latency.estimated_entries import EstimatedEntries
-from latency.features import model_features
 from latency.keys import spec_keys
 from latency.active import SamplingConfig, read_measurements
 from latency.fitting import FitConfig
@@ -16,7 +15,7 @@ from latency.table import load_table
 from latency.validation import sample_specs
 from search_spaces.encoding import parse_spec
 from search_spaces.mnasnet_space import MnasNetSpace
-from tests.latency.fakes import fake_key_row, fake_whole_model_ms, make_learning_table, make_ort_learning_table
+from tests.latency.fakes import fake_key_row, fake_table_measure, make_learning_table, make_ort_learning_table
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +63,7 @@ def test_fit_measures_the_layers_of_the_models_it_picks_not_of_the_whole_pool(tm
     make_ort_learning_table(folder, pool[:3])  # the table holds the layers of 3 models only
     monkeypatch.setattr("latency.build.measure_key", fake_key_row)
 
-    def table_measure(lazy, pairs):
-        def measure(spec):
-            ms = fake_whole_model_ms(model_features(lazy.table, spec))
-            return {"measured_ms": ms, "ratio": ms, "ratio_low": ms, "ratio_high": ms, "reference_ms": 1.0,
-                    "pairs": pairs, "baseline_ms": 1.0}
-        return measure
-
-    monkeypatch.setattr("latency.learning.table_measure", table_measure)
+    monkeypatch.setattr("latency.learning.table_measure", fake_table_measure)
     sampling = SamplingConfig(budget=8, initial=4, batch=2, pool_factor=4, trees=20, min_measured=100)
     summary = fit_table(folder, sampling=sampling, fit=FitConfig(model_types=("gbt",), folds=3, gbt_trees=20))
     measured = [parse_spec(s) for s in read_measurements(folder)["spec"]]
