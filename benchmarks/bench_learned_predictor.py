@@ -111,6 +111,29 @@ def csv_path(out: Path, resolution: int) -> Path:
     return out.with_name(f"{out.stem}-r{resolution}.csv")
 
 
+def summary_record(result: dict, out: Path) -> dict:
+    """What ``summary.json`` keeps of a resolution's result: the learned predictor's held-out
+    figures beside the noise floor, and what it cost."""
+    learned, floor, seconds = result["heldout"]["learned"], result["noise_floor"] or {}, result["seconds"]
+    across = seconds.get("across_sessions", {})
+    figures = ("within_10pct", "within_5pct", "spearman")
+    return {"source": out.name, "n": learned["n"], **{k: learned[k] for k in figures},
+            "noise_floor": {k: floor.get(k) for k in figures}, "targets": result.get("targets_after_noise_floor",
+                                                                               result["targets"]),
+            "met": result["met"], "model_type": result["stored_model"], "fitted_n": result["fitted_n"],
+            "measure_and_fit_s": across.get("cost_to_make_predictor", seconds["cost_to_make_predictor"]),
+            "cost_target_s": COST_TARGET_S, "predict_ms_per_spec": result["predict_ms_per_spec"]["learned"]}
+
+
+def write_summary(path: Path, results: list[dict], out: Path) -> None:
+    """Each result's :func:`summary_record` under ``learned_predictor.rR`` of ``path`` (kept otherwise)."""
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    section = summary.setdefault("learned_predictor", {})
+    for result in results:
+        section[f"r{result['resolution']}"] = summary_record(result, out)
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
 def predict_time_ms(lazy: LazyPredictor, specs: list) -> dict:
     """Median wall time of one prediction (ms), learned (LazyPredictor) and calibrated."""
     calibrated = LatencyPredictor(lazy.table)
@@ -320,6 +343,10 @@ def main() -> None:
                         help="measure only: N fitted and N held-out specs again now, vs their stored figures")
     parser.add_argument("--interleaved", action="store_true",
                         help="measure only: fitted and held-out specs again in one shuffled session, refit, rescore")
+    parser.add_argument("--summary", default="results/latency/summary.json",
+                        help="where the learned predictor's figures per resolution are kept ('' for nowhere)")
+    parser.add_argument("--summarise", action="store_true",
+                        help="measure nothing: copy the --out JSON's figures for --resolution into --summary")
     parser.add_argument("--curve", action="store_true",
                         help="measure nothing: accuracy on the stored held-out specs against the number of measured models fitted")
     args = parser.parse_args()
@@ -334,6 +361,9 @@ def main() -> None:
                 print(json.dumps({k: result["interleaved"][k] for k in ("heldout", "noise_floor_heldout")}, indent=1),
                       flush=True)
         write_json(out, {**json.loads(out.read_text()), "resolutions": previous})
+        return
+    if args.summarise:
+        write_summary(Path(args.summary), [r for r in previous if r["resolution"] in args.resolution], out)
         return
     if args.curve:
         for result in previous:
@@ -358,6 +388,8 @@ def main() -> None:
                          + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
                          "features": len(FEATURE_NAMES), "resolutions": results})
         plot(results, out)
+        if args.summary:
+            write_summary(Path(args.summary), [results[-1]], out)
         print(json.dumps({k: results[-1][k] for k in ("resolution", "met", "noise_floor")}, indent=1), flush=True)
 
 
