@@ -134,6 +134,7 @@ def main() -> None:
     frame = pd.DataFrame({"spec": [format_spec(s) for s in specs], "source_ms": source,
                           "split": ["pool"] * args.pool + ["heldout"] * args.heldout})
     kept = pd.read_csv(csv) if args.reuse and csv.is_file() else None
+    earlier = json.loads(Path(args.out).read_text()).get("targets", {}) if kept is not None and Path(args.out).is_file() else {}
     for name in args.targets:
         if kept is not None and f"{name}_pass1" in kept and list(kept["spec"]) == list(frame["spec"]):
             first, second, seconds = kept[f"{name}_pass1"].to_numpy(), kept[f"{name}_pass2"].to_numpy(), float("nan")
@@ -151,8 +152,10 @@ def main() -> None:
                                           args.counts, args.draws, args.seed),
             "noise_floor": error_metrics(second[args.pool:], first[args.pool:]),
             "source_vs_target_spearman": error_metrics(source[args.pool:], measured[args.pool:])["spearman"],
-            "measure_s": round(seconds, 1) if np.isfinite(seconds) else None,  # None: figures reused
-            "seconds_per_measurement": round(seconds / (2 * len(specs)), 3) if np.isfinite(seconds) else None,
+            # figures reused: the seconds of the run that measured them, when its JSON is at --out
+            "measure_s": round(seconds, 1) if np.isfinite(seconds) else earlier.get(name, {}).get("measure_s"),
+            "seconds_per_measurement": round(seconds / (2 * len(specs)), 3) if np.isfinite(seconds)
+            else earlier.get(name, {}).get("seconds_per_measurement"),
             "met": bool(best_within and max(r["within_10pct"] for r in best_within) >= TARGET["within_10pct"])}
         print(json.dumps({name: {k: v for k, v in results["targets"][name].items() if k != "curve"}}, indent=1), flush=True)
         for row in rows:
