@@ -44,7 +44,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
               f"the best is kept aside in {summary['path']} and predictions stay calibrated; measure again when the "
               "machine is quieter (`mobilenas latency doctor`)")
     print(f"{summary['path']}: {summary['model_type']} fitted on {summary['n']} measured models "
-          f"({summary['measured_now']} measured now; stopped: {summary['stopped']}; {summary['total_s']:.0f} s)")
+          f"({summary['measured_now']} measured now, and {summary['layers_measured']} layers they needed; stopped: "
+          f"{summary['stopped']}; {summary['total_s']:.0f} s)")
     for name, figures in cv.items():
         print(f"  {name:<10} cross-validated within 5%: {figures['within_5pct']:.1%} within 10%: "
               f"{figures['within_10pct']:.1%} mean |err| {figures['mean_abs_err_pct']:.2f}% "
