@@ -29,11 +29,11 @@ from latency.active import SamplingConfig, read_measurements
 from latency.features import FEATURE_NAMES, feature_matrix
 from latency.fitting import FitConfig, make_estimator
 from latency.lazy import LazyPredictor, ensure_table
-from latency.table import load_table
 from latency.learned import MODEL_TYPES, LearnedModel, dump_estimator, model_from_dict, residual_targets, training_range
 from latency.learning import fit_table, table_specs
 from latency.predictor import LatencyPredictor
 from latency.registry import measurer_from_recorded
+from latency.table import load_table
 from latency.validation import ValidationConfig, error_metrics, sample_specs, score_predictors, validate
 from search_spaces.encoding import parse_spec
 from search_spaces.mnasnet_space import MnasNetSpace

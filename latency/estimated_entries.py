@@ -24,15 +24,17 @@ from latency.keys import LayerKey, key_activations, key_cost, layer_kind
 
 MIN_PER_KIND = 8
 """Known entries a layer kind needs for a fit of its own (else the fit over all kinds)."""
+DESIGN = ("intercept", "log_madds", "log_activations", "log_params", "stride2")
+"""The columns of the fit (:func:`_design`)."""
 
 
 def _design(keys: Sequence[LayerKey]) -> np.ndarray:
-    """Per key: 1, log MAdds, log activations, log parameters, stride 2 (0/1)."""
+    """Per key, the :data:`DESIGN` columns: 1, log MAdds, log activations, log parameters, stride 2 (0/1)."""
     rows = []
     for key in keys:
         params, madds = key_cost(key)
         rows.append([1.0, np.log1p(madds), np.log1p(key_activations(key)), np.log1p(params), float(key.stride == 2)])
-    return np.asarray(rows, dtype=float).reshape(len(keys), 5)
+    return np.asarray(rows, dtype=float).reshape(len(keys), len(DESIGN))
 
 
 def _fit(keys: Sequence[LayerKey], values: np.ndarray) -> np.ndarray:
@@ -48,7 +50,7 @@ class EstimatedEntries:
     def __init__(self, table: FeatureTable, known: Iterable[LayerKey]) -> None:
         self.table, self.manifest = table, table.manifest
         self.known = sorted({k for k in known if k in table})
-        if len(self.known) < _design([]).shape[1]:
+        if len(self.known) < len(DESIGN):
             raise ValueError(f"{len(self.known)} measured layers are too few to estimate others from; "
                              "measure the table's calibration specs first")
         warm = np.array([table.lookup(k) for k in self.known])
