@@ -285,17 +285,18 @@ def test_a_finished_child_run_is_read_from_its_stages_even_after_mobilenas_run_w
     assert found["netadapt_rounds"][0]["ratio"] == 0.97 and found["stage_s"]["final"] == 1.0
 
 
-def test_a_column_is_one_session_spread_over_a_deciding_check(monkeypatch):
+def test_a_column_times_each_model_alone_spread_over_a_deciding_check(monkeypatch):
     from types import SimpleNamespace
 
     from latency.paired import WHOLE_MODEL_SECONDS, PairedRatio
     from pipeline import platform_matrix
 
-    seen = {}
+    seen, calls = {}, []
 
     def fake_measure(measurer, specs, reference, **kwargs):
         seen.update(kwargs, n=len(specs))
-        return [PairedRatio(0.9 + i / 10, 0.85, 1.05, 2.0, 24) for i in range(len(specs))]
+        calls.append(list(specs))
+        return [PairedRatio(0.9 + len(calls) / 10 - 0.1, 0.85, 1.05, 2.0, 24) for _ in specs]
 
     monkeypatch.setattr(platform_matrix, "measure_specs", fake_measure)
     monkeypatch.setattr(platform_matrix, "found_specs", lambda run: {"a": "spec a", "b": "spec b"})
@@ -304,5 +305,6 @@ def test_a_column_is_one_session_spread_over_a_deciding_check(monkeypatch):
     config = SimpleNamespace(target_like="mobilenetv3-small", target_width=1.0, pairs=24, target_scale=2.0,
                              platform=lambda name: SimpleNamespace(make_measurer=lambda: "measurer"))
     cells = platform_matrix.measure_column(SimpleNamespace(config=config, say=lambda m: None), "a")
-    assert seen["min_seconds"] == WHOLE_MODEL_SECONDS and seen["passes"] == 2 and seen["n"] == 2
+    assert seen["min_seconds"] == WHOLE_MODEL_SECONDS and seen["passes"] == 2
+    assert calls == [["spec a"], ["spec b"]]  # one model a session, with the reference
     assert [c["found_for"] for c in cells] == ["a", "b"] and cells[1]["latency_ratio"] == pytest.approx(0.5)
