@@ -38,9 +38,9 @@ CELL_FIELDS = {"found_for": str, "measured_on": str, "latency_ratio": float}
 def measure_column(run: Pipeline, name: str) -> list[dict[str, Any]]:
     """Every found model timed on platform ``name``, paired with the ``target_like`` model there,
     each in a session of its own (as NetAdapt's round check times it, and as its user runs it):
-    on ONNX Runtime int8 a model timed in one session with the other found models read 2% slower
-    against MobileNetV3-Small than alone (1.005x vs 0.984x, medians of 4 alternating 10-s readings
-    each), on float under 1%."""
+    timed in one session with the other found models, a model's ratio moved by up to 5% either
+    way (on ONNX Runtime int8 the int8 model read 1.005x MobileNetV3-Small in company and 0.984x
+    alone, medians of 4 alternating 10-s readings; benchmarks/bench_session_company.py)."""
     config, found = run.config, found_specs(run)
     like = adapted(config.target_like, config.target_width, dataset(run))
     run.say(f"matrix: timing {len(found)} found models on {name}, one at a time")
