@@ -131,7 +131,6 @@ def fit_table(folder: str | Path, *, sampling: SamplingConfig, fit: FitConfig | 
     measured_layers, layers_s = lazy.measured_keys - layers_before, spent["layers_s"]
     frame = read_measurements(lazy.folder)
     specs = [parse_spec(s) for s in frame["spec"]]
-    lazy.ensure(specs)  # rows from an earlier pool may need layers this run did not measure
     x = feature_matrix(lazy.table, specs)
     document = fit_document(x, frame["measured_ms"].to_numpy(dtype=float), lazy.table.manifest,
                             lazy.folder / MEASUREMENTS_FILE, fit)
