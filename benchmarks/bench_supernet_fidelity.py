@@ -5,7 +5,8 @@ with inherited weights rank architectures as training them from scratch does? Fo
 stand-alone validation top-1 (mean of two seeds) is the reference; the supernet's top-1 (weights
 inherited, BatchNorm recalibrated) and the 2-epoch proxy's top-1 are compared with it by Kendall's
 tau and Spearman's rho (scipy.stats); the two stand-alone seeds against each other give the noise
-ceiling (``kendall_ceiling``).
+ceiling (``kendall_ceiling``); each Kendall figure comes with its 95% bootstrap interval over the
+specs (``kendall_*_ci95``).
 
 Specs: a supernet of ``mnasnet-mbconv`` (the space a supernet trains, see ``nas.supernet``) is
 scored on the architectures sampled from that space whose stand-alone trainings
@@ -40,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from scipy.stats import kendalltau, spearmanr  # noqa: E402
+from scipy.stats import bootstrap, kendalltau, spearmanr  # noqa: E402
 
 from nas.supernet_eval import SupernetEvaluator, trained_space  # noqa: E402
 from search_spaces.encoding import format_spec, parse_spec  # noqa: E402
@@ -118,6 +119,14 @@ def correlations(reference: np.ndarray, values: np.ndarray) -> tuple[float, floa
     return float(kendalltau(reference, values).statistic), float(spearmanr(reference, values).statistic)
 
 
+def kendall_interval(reference: np.ndarray, values: np.ndarray, seed: int = 0) -> list[float]:
+    """95% percentile-bootstrap interval of Kendall's tau over the specs (resampled in pairs,
+    scipy.stats.bootstrap): how far 20 specs pin the figure down."""
+    result = bootstrap((np.asarray(reference), np.asarray(values)), lambda a, b: kendalltau(a, b).statistic,
+                       paired=True, vectorized=False, n_resamples=2000, method="percentile", random_state=seed)
+    return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
+
+
 def standalone_table(args: argparse.Namespace, space: str, data) -> tuple[pd.DataFrame, int, str]:
     """The specs with their stand-alone and proxy top-1, the stand-alone epochs and where they ran."""
     if args.standalone_runs:
@@ -162,6 +171,10 @@ def main() -> None:
         "n_specs": len(table), "epochs_standalone": epochs, "seeds_standalone": 2,
         "kendall_supernet": k_super, "kendall_proxy": k_proxy, "spearman_supernet": s_super, "spearman_proxy": s_proxy,
         "kendall_ceiling": k_ceiling, "spearman_ceiling": s_ceiling,
+        "kendall_supernet_ci95": kendall_interval(reference, table["supernet_top1"].to_numpy()),
+        "kendall_proxy_ci95": kendall_interval(reference, table["proxy_top1"].to_numpy()),
+        "kendall_ceiling_ci95": kendall_interval(table["standalone_seed0"].to_numpy(),
+                                                 table["standalone_seed1"].to_numpy()),
         "standalone_seed_gap_median": float(seed_gap.median()),
         "supernet_train_s": supernet_summary["train_s"],
         "supernet_eval_s_per_candidate": float(np.median(table["supernet_s"])),
