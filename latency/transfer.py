@@ -15,8 +15,13 @@ such a cost, and they reorder models, which no map of the source figure can foll
 head and each block type with and without SE by activation, and of each feature-map level; a
 runtime that speeds some operators up and not others, int8's convolutions but not its SE or
 hard-swish, re-weights the table's per-layer times, as LitePred and nn-Meter fit one model per
-kernel type). :func:`choose_transfer` picks by leave-one-out error on the ``n`` specs. Every map
-is a few numbers stored as JSON with the names of the columns it weighs.
+kernel type), or ``operators`` (target = slope x source + a weight per count of each runtime
+operator the network launches, :mod:`latency.operator_counts`, per kernel size and per
+:data:`ADDITIVE_FEATURES` column, fitted on relative error: the ratio target/source regressed on
+those counts divided by the source figure, so a small model's 5% counts as much as a large one's;
+a runtime's cost per launched operator, eager dispatch or int8's quantize/dequantize pair around
+each convolution, is what it weighs). :func:`choose_transfer` picks by leave-one-out error on
+the ``n`` specs. Every map is a few numbers stored as JSON with the names of the columns it weighs.
 """
 from __future__ import annotations
 
@@ -27,7 +32,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-TRANSFER_METHODS = ("scale", "loglinear", "additive", "layers")
+from latency.operator_counts import OPERATOR_PREFIX, operator_counts
+
+TRANSFER_METHODS = ("scale", "loglinear", "additive", "layers", "operators")
 MIN_LOGLINEAR = 4
 """Fewer specs than this: ``loglinear`` is not tried (two parameters need a check left over)."""
 MIN_ADDITIVE = 8
@@ -39,7 +46,12 @@ LEVEL_FEATURES = tuple(f"L{level}_ms" for level in range(6))
 KIND_PREFIX = "kind_ms_"
 """Columns of the source table's time per layer kind (``kind_ms_stem``, ``kind_ms_bneck_se1_hswish``, ...)."""
 MIN_LAYERS = 16
-"""Fewer specs than this: ``layers`` is not tried."""
+"""Fewer specs than this: ``layers`` and ``operators`` are not tried."""
+KERNEL_FEATURES = ("n_k3", "n_k5", "n_k7")
+"""Blocks by kernel size (:mod:`latency.features`), weighed by ``operators``."""
+FEATURED_METHODS = ("additive", "layers", "operators")
+"""The methods that weigh columns of :func:`transfer_features` (target = intercept + slope x
+source + columns . weights)."""
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 25))
 
 
@@ -54,7 +66,7 @@ class Transfer:
     n: int
     loo_abs_err_pct: float = math.nan
     weights: tuple[float, ...] = ()
-    """``additive`` and ``layers``: one weight per column of ``features`` (target = intercept +
+    """The :data:`FEATURED_METHODS`: one weight per column of ``features`` (target = intercept +
     slope x source + features . weights)."""
     features: tuple[str, ...] = ()
     """The columns of :func:`transfer_features` the weights go with."""
@@ -65,8 +77,8 @@ class Transfer:
                              "features: fit it again")
 
     def predict(self, source: Sequence[float], features: pd.DataFrame | np.ndarray | None = None) -> np.ndarray:
-        """The target's figures for the source predictor's ``source`` figures (``additive`` and
-        ``layers``: and the specs' :func:`transfer_features`, one row per spec)."""
+        """The target's figures for the source predictor's ``source`` figures (the
+        :data:`FEATURED_METHODS`: and the specs' :func:`transfer_features`, one row per spec)."""
         values = _positive(source, "source predictions")
         if not self.features:
             return np.exp(self.intercept + self.slope * np.log(values))
@@ -93,17 +105,17 @@ class Transfer:
 def _computable(name: str) -> bool:
     from latency.features import FEATURE_NAMES
 
-    return name in FEATURE_NAMES or name.startswith(KIND_PREFIX)
+    return name in FEATURE_NAMES or name.startswith((KIND_PREFIX, OPERATOR_PREFIX))
 
 
 def _columns(features: pd.DataFrame | np.ndarray | None, rows: int, names: Sequence[str]) -> np.ndarray:
     """``names`` of ``features`` as a ``rows x len(names)`` array: a frame of
-    :func:`transfer_features` by name (a layer kind none of its specs has counts 0), or an
+    :func:`transfer_features` by name (a layer kind or operator none of its specs has counts 0), or an
     array whose columns are ``names`` in order."""
     if features is None:
         raise ValueError("this transfer needs the specs' features (transfer_features)")
     if isinstance(features, pd.DataFrame):
-        missing = [n for n in names if n not in features.columns and not n.startswith(KIND_PREFIX)]
+        missing = [n for n in names if n not in features.columns and not n.startswith((KIND_PREFIX, OPERATOR_PREFIX))]
         if missing:
             raise ValueError(f"features lack the columns {missing}")
         features = features.reindex(columns=list(names), fill_value=0.0)
@@ -114,8 +126,9 @@ def _columns(features: pd.DataFrame | np.ndarray | None, rows: int, names: Seque
 
 
 def transfer_features(table: Any, specs: Sequence[Any]) -> pd.DataFrame:
-    """One row per spec: every feature of :mod:`latency.features` and the source table's time
-    per layer kind (:data:`KIND_PREFIX` columns, :func:`layer_kind`)."""
+    """One row per spec: every feature of :mod:`latency.features`, the source table's time per
+    layer kind (:data:`KIND_PREFIX` columns, :func:`layer_kind`) and the spec's operator counts
+    (:data:`OPERATOR_PREFIX` columns, :func:`operator_counts`)."""
     from latency.features import FEATURE_NAMES, feature_matrix
     from latency.keys import layer_kind, spec_keys
 
@@ -127,18 +140,24 @@ def transfer_features(table: Any, specs: Sequence[Any]) -> pd.DataFrame:
             name = KIND_PREFIX + layer_kind(key)
             sums[name] = sums.get(name, 0.0) + float(table.lookup(key))
         kinds.append(sums)
-    return pd.concat([frame, pd.DataFrame(kinds).fillna(0.0)], axis=1)
+    operators = pd.DataFrame([operator_counts(spec) for spec in specs]).fillna(0.0)
+    return pd.concat([frame, pd.DataFrame(kinds).fillna(0.0), operators], axis=1)
 
 
 def method_features(method: str, features: pd.DataFrame | np.ndarray | None) -> tuple[str, ...]:
     """The columns ``method`` weighs: :data:`ADDITIVE_FEATURES` for ``additive``; for ``layers``
-    also :data:`LEVEL_FEATURES` and the layer kinds ``features`` (a frame) holds; none else."""
+    also :data:`LEVEL_FEATURES` and the layer kinds ``features`` (a frame) holds; for
+    ``operators`` the operator counts it holds, :data:`KERNEL_FEATURES` and
+    :data:`ADDITIVE_FEATURES`; none else."""
     if method == "additive":
         return ADDITIVE_FEATURES
-    if method != "layers":
+    if method not in ("layers", "operators"):
         return ()
     if not isinstance(features, pd.DataFrame):
-        raise ValueError("a layers transfer needs the specs' features as a frame (transfer_features)")
+        raise ValueError(f"a {method} transfer needs the specs' features as a frame (transfer_features)")
+    if method == "operators":
+        return tuple(sorted(c for c in features.columns if c.startswith(OPERATOR_PREFIX))) + KERNEL_FEATURES \
+            + ADDITIVE_FEATURES
     kinds = tuple(sorted(c for c in features.columns if c.startswith(KIND_PREFIX)))
     return LEVEL_FEATURES + kinds + ADDITIVE_FEATURES
 
@@ -174,10 +193,12 @@ def _positive(values: Sequence[float], what: str) -> np.ndarray:
 def fit_transfer(source: Sequence[float], target: Sequence[float], method: str = "scale",
                  features: pd.DataFrame | np.ndarray | None = None) -> Transfer:
     """The ``method`` map from the source predictor's figures to the target's measurements
-    (``additive``, ``layers``: with the specs' :func:`transfer_features`)."""
+    (the :data:`FEATURED_METHODS`: with the specs' :func:`transfer_features`)."""
     x, y = np.log(_positive(source, "source predictions")), np.log(_positive(target, "target measurements"))
     if x.size != y.size:
         raise ValueError(f"{x.size} source predictions but {y.size} target measurements")
+    if method == "operators":
+        return _fit_relative(np.exp(x), np.exp(y), method, features)
     if method in ("additive", "layers"):
         names = method_features(method, features)
         columns = _columns(features, x.size, names)
@@ -193,12 +214,22 @@ def fit_transfer(source: Sequence[float], target: Sequence[float], method: str =
     raise ValueError(f"transfer method {method!r} is not known; expected one of {TRANSFER_METHODS}")
 
 
+def _fit_relative(source: np.ndarray, target: np.ndarray, method: str,
+                  features: pd.DataFrame | np.ndarray | None) -> Transfer:
+    """target / source = slope + (columns / source) . weights by ridge: target = slope x source
+    + columns . weights, each spec's error counted relative to its own figure."""
+    names = method_features(method, features)
+    columns = _columns(features, source.size, names)
+    slope, weights, error = _ridge(columns / source[:, None], target / source)
+    return Transfer(method, 0.0, slope, int(source.size), error, tuple(map(float, weights)), names)
+
+
 def leave_one_out_error(source: Sequence[float], target: Sequence[float], method: str,
                         features: pd.DataFrame | np.ndarray | None = None) -> float:
-    """Mean absolute error (%) of ``method`` predicting each spec from the others (``additive``,
-    ``layers``: its ridge's closed-form leave-one-out error)."""
+    """Mean absolute error (%) of ``method`` predicting each spec from the others (the
+    :data:`FEATURED_METHODS`: its ridge's closed-form leave-one-out error)."""
     x, y = _positive(source, "source predictions"), _positive(target, "target measurements")
-    if method in ("additive", "layers"):
+    if method in FEATURED_METHODS:
         return fit_transfer(x, y, method, features).loo_abs_err_pct
     errors = []
     for i in range(x.size):
@@ -208,17 +239,24 @@ def leave_one_out_error(source: Sequence[float], target: Sequence[float], method
     return float(np.mean(errors))
 
 
+def _holds(features: pd.DataFrame | np.ndarray | None, names: Sequence[str], prefix: str) -> bool:
+    """``features`` is a frame with every column of ``names`` and some of ``prefix``."""
+    return isinstance(features, pd.DataFrame) and set(names) <= set(features.columns) \
+        and any(c.startswith(prefix) for c in features.columns)
+
+
 def choose_transfer(source: Sequence[float], target: Sequence[float], features: pd.DataFrame | np.ndarray | None = None) -> Transfer:
     """The method with the lowest leave-one-out error, fitted on all the specs: ``scale`` alone
     below :data:`MIN_LOGLINEAR` specs, ``additive`` only with ``features`` and from
-    :data:`MIN_ADDITIVE` specs, ``layers`` only with a frame of them and from :data:`MIN_LAYERS`;
-    ties go to the simpler method."""
+    :data:`MIN_ADDITIVE` specs, ``layers`` and ``operators`` only with a frame that holds their
+    columns and from :data:`MIN_LAYERS`; ties go to the simpler method."""
     n = len(target)
     if n < 2:
         return fit_transfer(source, target, "scale")
-    needs = {"additive": features is not None, "layers": isinstance(features, pd.DataFrame)}
+    needs = {"additive": features is not None, "layers": _holds(features, LEVEL_FEATURES, KIND_PREFIX),
+             "operators": _holds(features, KERNEL_FEATURES, OPERATOR_PREFIX)}
     methods = [m for m, least in (("scale", 2), ("loglinear", MIN_LOGLINEAR), ("additive", MIN_ADDITIVE),
-                                  ("layers", MIN_LAYERS)) if n >= least and needs.get(m, True)]
+                                  ("layers", MIN_LAYERS), ("operators", MIN_LAYERS)) if n >= least and needs.get(m, True)]
     errors = {m: leave_one_out_error(source, target, m, features) for m in methods}
     best = min(methods, key=lambda m: (errors[m], methods.index(m)))
     fitted = fit_transfer(source, target, best, features)

@@ -133,3 +133,47 @@ def test_a_layer_kind_the_new_specs_lack_counts_zero_and_unknown_columns_are_ref
         fitted.predict(source, frame.drop(columns=["n_layers"]))
     with pytest.raises(ValueError, match="weighs the features \\['cache_magic'\\], which this version does not"):
         Transfer.from_dict({**fitted.to_dict(), "features": [*fitted.features[:-1], "cache_magic"]})
+
+
+def _operator_frame(rows: int, seed: int) -> "pd.DataFrame":
+    """Transfer features of made-up specs: operator, kernel and additive counts."""
+    import pandas as pd
+
+    from latency.transfer import ADDITIVE_FEATURES, KERNEL_FEATURES
+
+    rng = np.random.default_rng(seed)
+    names = ["op_Conv2d", "op_BatchNorm2d", "op_Hardswish", *KERNEL_FEATURES, *ADDITIVE_FEATURES]
+    return pd.DataFrame(rng.integers(1, 60, size=(rows, len(names))).astype(float), columns=names)
+
+
+def test_operators_follows_a_cost_per_launched_convolution():
+    """int8-like: a quantize/dequantize pair around every convolution costs a fixed time."""
+    frame = _operator_frame(40, seed=7)
+    rng = np.random.default_rng(8)
+    source = rng.uniform(0.1, 0.6, size=40)
+    target = 0.7 * source + 0.004 * frame["op_Conv2d"].to_numpy()
+    fitted = choose_transfer(source, target, frame)
+    assert fitted.method == "operators" and "op_Conv2d" in fitted.features
+    new, new_source = _operator_frame(10, seed=9), rng.uniform(0.1, 0.6, size=10)
+    expected = 0.7 * new_source + 0.004 * new["op_Conv2d"].to_numpy()
+    assert fitted.predict(new_source, new) == pytest.approx(expected, rel=0.03)
+    assert Transfer.from_dict(fitted.to_dict()) == fitted
+    assert fitted.predict(new_source, new.drop(columns=["op_Hardswish"])) == pytest.approx(
+        fitted.predict(new_source, new.assign(op_Hardswish=0.0)))  # an operator the new specs lack counts 0
+
+
+def test_operators_counts_each_specs_error_relative_to_its_own_figure():
+    """One large model measured 20% off (as a slow moment would) moves the small models' fit
+    less than a fit on absolute error (``additive``, the same cost column) lets it."""
+    from latency.transfer import ADDITIVE_FEATURES
+
+    frame = _operator_frame(30, seed=10)
+    rng = np.random.default_rng(11)
+    source = np.concatenate([rng.uniform(0.1, 0.2, size=29), [5.0]])
+    target = 0.8 * source + 0.002 * frame["n_layers"].to_numpy()
+    target[-1] *= 1.2
+    counts_only = frame[list(ADDITIVE_FEATURES)].to_numpy()
+    relative = fit_transfer(source, target, "operators", frame).predict(source, frame)
+    absolute = fit_transfer(source, target, "additive", counts_only).predict(source, counts_only)
+    small_error = lambda predicted: float(np.median(np.abs(predicted[:29] / target[:29] - 1)))
+    assert small_error(relative) < 0.01 < small_error(absolute)
