@@ -132,6 +132,20 @@ def _layer_columns(table: FeatureTable, spec: ArchSpec, keys: Sequence[LayerKey]
     return np.stack([warm, cold]), costs, levels
 
 
+def _cost_totals(costs: np.ndarray) -> dict[str, float]:
+    """Layers, and parameters, MAdds and activations in millions, of per-layer ``costs``."""
+    return {"n_layers": float(len(costs)), "params_m": costs[:, 0].sum() / 1e6, "madds_m": costs[:, 1].sum() / 1e6,
+            "act_m": costs[:, 2].sum() / 1e6}
+
+
+def table_free_features(spec: ArchSpec) -> dict[str, float]:
+    """The features of :data:`FEATURE_NAMES` that read no table (block counts by type, SE,
+    activation, kernel size; layers, parameters, MAdds, activations): what a map fitted on
+    measurements whose source table is not at hand can weigh."""
+    costs = np.array([_cost(k) for k in spec_keys(spec)], dtype=float)
+    return {**{name: float(v) for name, v in _counts(spec).items()}, **_cost_totals(costs)}
+
+
 def model_features(table: FeatureTable, spec: ArchSpec) -> dict[str, float]:
     """Every feature of :data:`FEATURE_NAMES` for ``spec`` (see the module docstring).
 
@@ -141,8 +155,7 @@ def model_features(table: FeatureTable, spec: ArchSpec) -> dict[str, float]:
     """
     keys = spec_keys(spec)
     (warm, cold), costs, levels = _layer_columns(table, spec, keys)
-    base = {"sum_ms": float(warm.sum()), "cold_sum_ms": float(cold.sum()), "n_layers": float(len(keys)),
-            "params_m": costs[:, 0].sum() / 1e6, "madds_m": costs[:, 1].sum() / 1e6, "act_m": costs[:, 2].sum() / 1e6}
+    base = {"sum_ms": float(warm.sum()), "cold_sum_ms": float(cold.sum()), **_cost_totals(costs)}
     base["sum_ms_sq"] = base["sum_ms"] ** 2
     values: dict[str, float] = {
         **base, "calibrated_ms": apply_calibration(table.calibration(spec.resolution), base),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from latency.active import MEASUREMENTS_FILE, ActiveSampler, SamplingConfig, most_uncertain, read_measurements
-from latency.features import FEATURE_NAMES, feature_matrix, model_features
+from latency.features import FEATURE_NAMES, feature_matrix, model_features, table_free_features
 from latency.fitting import FitConfig, fit_document, make_estimator, random_forest
 from latency.learned import PREDICTOR_FILE, load_model, model_from_dict, residual_targets, save_model
 from latency.predictors import CALIBRATED, LEARNED, best_predictor, table_predictors
@@ -63,6 +63,14 @@ def test_features_are_deterministic_and_in_a_fixed_order(learning_table, specs):
     row = rows[0]
     assert row["pos0_ms"] > 0 and row[f"pos{len(specs[0].blocks)}_ms"] == 0.0  # positions past the last block
     assert row["n_bneck"] + row["n_conv"] == len(specs[0].blocks)
+
+
+def test_table_free_features_are_the_tables_own_figures_of_them(learning_table, specs):
+    table = load_table(learning_table)
+    for spec in specs[:5]:
+        free, full = table_free_features(spec), model_features(table, spec)
+        assert {"n_layers", "madds_m", "n_k5", "n_se"} <= set(free)
+        assert free == {name: full[name] for name in free}
 
 
 @pytest.mark.parametrize("model_type", ["gbt", "rf", "mlp"])

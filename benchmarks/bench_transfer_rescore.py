@@ -1,0 +1,77 @@
+"""Predictor transfer maps scored again on committed measurements, without measuring and
+without the source table: the maps that weigh only what a spec says (``additive``,
+``operators``), with and without the operator counts.
+
+Each CSV of ``bench_predictor_transfer.py`` holds, per spec, the source predictor's figure and
+two passes on each target platform (50 pool specs, 100 held out); the source table itself may
+be gone (another host's), so the ``layers`` map, which reads the table's time per layer kind,
+is left out here. For each count, ``--draws`` random draws from the pool fit
+:func:`latency.transfer.choose_transfer` (leave-one-out choice among scale, log-linear,
+additive and, with the counts, operators), scored on the held-out specs, median over the draws.
+
+    .venv/bin/python benchmarks/bench_transfer_rescore.py
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench_predictor_transfer import curve
+from latency.features import table_free_features
+from latency.operator_counts import OPERATOR_PREFIX, operator_counts
+from search_spaces.encoding import parse_spec
+from storage.statefiles import write_json
+
+RESULTS = Path("results/latency")
+DEFAULT_CSVS = ("predictor_transfer.csv", "predictor_transfer_confirm.csv", "predictor_transfer_intel.csv")
+TARGETS = ("ort-cpu-int8", "torch-cpu")
+
+
+def spec_frame(specs: pd.Series) -> pd.DataFrame:
+    """Table-free features and operator counts, one row per spec string."""
+    rows = [{**table_free_features(spec), **operator_counts(spec)} for spec in map(parse_spec, specs)]
+    return pd.DataFrame(rows).fillna(0.0)
+
+
+def rescore(csv: Path, counts: list[int], draws: int, seed: int) -> dict[str, dict]:
+    frame = pd.read_csv(csv)
+    pool = int((frame["split"] == "pool").sum())
+    features = spec_frame(frame["spec"])
+    without = features[[c for c in features.columns if not c.startswith(OPERATOR_PREFIX)]]
+    found = {}
+    for target in TARGETS:
+        if f"{target}_pass1" not in frame:
+            continue
+        measured = np.sqrt(frame[f"{target}_pass1"] * frame[f"{target}_pass2"]).to_numpy()
+        source = frame["source_ms"].to_numpy()
+        found[target] = {"with_operators": curve(source, measured, features, pool, counts, draws, seed),
+                         "without_operators": curve(source, measured, without, pool, counts, draws, seed)}
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csvs", nargs="+", default=[str(RESULTS / name) for name in DEFAULT_CSVS])
+    parser.add_argument("--counts", type=int, nargs="+", default=[20, 30, 50])
+    parser.add_argument("--draws", type=int, default=9)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "predictor_transfer_rescore.json")
+    args = parser.parse_args()
+    results = {"what": __doc__.splitlines()[0], "counts": args.counts, "draws": args.draws, "seed": args.seed,
+               "command": "benchmarks/bench_transfer_rescore.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
+               "files": {}}
+    for csv in args.csvs:
+        results["files"][Path(csv).name] = rescore(Path(csv), args.counts, args.draws, args.seed)
+        for target, curves in results["files"][Path(csv).name].items():
+            for label, rows in curves.items():
+                figures = ", ".join(f"n={r['n']}: {r['within_10pct']:.0%}/{r['within_5pct']:.0%}" for r in rows)
+                print(f"{Path(csv).name:34s} {target:13s} {label:18s} {figures}", flush=True)
+    write_json(args.out, results)
+
+
+if __name__ == "__main__":
+    main()
