@@ -24,8 +24,14 @@ OPERATOR_PREFIX = "op_"
 """Column prefix of an operator count (``op_`` + the torch module's class name)."""
 
 
+def operator_name(module: nn.Module) -> str:
+    """The torch operator class a module runs as (a subclass such as the builder's
+    ``TrimmedConv2d`` counts as the ``Conv2d`` it exports to)."""
+    return next(cls.__name__ for cls in type(module).__mro__ if cls.__module__.startswith("torch.nn"))
+
+
 def _leaf_counts(module: nn.Module) -> Counter[str]:
-    return Counter(OPERATOR_PREFIX + type(m).__name__ for m in module.modules() if not any(m.children()))
+    return Counter(OPERATOR_PREFIX + operator_name(m) for m in module.modules() if not any(m.children()))
 
 
 @lru_cache(maxsize=4096)

@@ -43,6 +43,7 @@ from torch import nn
 
 from search_spaces.blocks.registry import block_type
 from search_spaces.builder import ConvBNAct, batch_norm, build_model, init_weights
+from search_spaces.layers import centre_crop, reach
 from search_spaces.mnasnet_space import DECISION_NAMES, DECISIONS_PER_STAGE, MnasNetSpace
 from search_spaces.registry import make_space
 from search_spaces.spec import ArchSpec, BlockSpec, se_channels
@@ -57,12 +58,6 @@ Layout = tuple[tuple[BlockSpec, ...], ...]
 """A sub-network as the blocks of each stage (its depth is the length of each tuple)."""
 
 _ACTS = {"relu": F.relu, "relu6": F.relu6, "hswish": F.hardswish}
-
-
-def _centre(weight: torch.Tensor, kernel: int) -> torch.Tensor:
-    """The centre ``kernel`` x ``kernel`` crop of a k_max x k_max weight (once-for-all)."""
-    start = (weight.shape[-1] - kernel) // 2
-    return weight[..., start:start + kernel, start:start + kernel]
 
 
 class ElasticConvBN(nn.Module):
@@ -83,7 +78,8 @@ class ElasticConvBN(nn.Module):
             weight, groups = self.conv.weight[:in_channels], in_channels
         else:
             weight, groups = self.conv.weight[:out_channels, :in_channels], 1
-        weight = _centre(weight, kernel) if kernel != self.conv.kernel_size[0] else weight
+        kernel = reach(kernel, max(x.shape[-2:]))  # the same outputs; 1x1 and 2x2 maps run cheaper
+        weight = centre_crop(weight, kernel, kernel) if kernel != self.conv.kernel_size[0] else weight
         x = F.conv2d(x, weight, None, stride, (kernel - 1) // 2, 1, groups)
         c, bn = x.shape[1], self.bn
         x = F.batch_norm(x, bn.running_mean[:c], bn.running_var[:c], bn.weight[:c], bn.bias[:c], self.training,
@@ -304,7 +300,7 @@ def make_supernet(space_name: str, *, resolution: int, num_classes: int, in_chan
 def _slice_to(source: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """Leading channels in every dimension but the kernel's, which is centre-cropped."""
     if source.ndim == 4 and source.shape[-1] != shape[-1]:
-        source = _centre(source, shape[-1])
+        source = centre_crop(source, shape[-2], shape[-1])
     return source[tuple(slice(0, n) for n in shape)] if source.ndim else source
 
 
