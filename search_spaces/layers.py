@@ -1,5 +1,6 @@
 """The layers every block type's module is built from (MobileNetV3 section 5): named
-conv + norm + activation (:class:`ConvBNAct`), squeeze-and-excite, and the injectable norm and
+conv + norm + activation (:class:`ConvBNAct`, whose conv skips in training the kernel taps that
+only meet zero padding: :class:`TrimmedConv2d`), squeeze-and-excite, and the injectable norm and
 activation factories (:class:`Layers`, timm's ``norm_layer``/``act_layer``).
 
 Never imports ``search_spaces.spec`` (the block types' modules use these, and the spec
