@@ -19,6 +19,7 @@ and whole models measured only for the calibration specs.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -37,7 +38,7 @@ from latency.fingerprint import device_fingerprint
 from latency.key_timing import BuildConfig, measure_key
 from latency.keys import KEY_COLUMNS, LayerKey, key_from_row, spec_keys
 from latency.measurers import Measurer, OrtMeasurer
-from latency.paired import BlockRunner, block_runner
+from latency.paired import BlockRunner, block_runner, fastest
 from latency.table import (CALIBRATION_COLUMNS, CALIBRATION_FILE, ENTRIES_FILE, ENTRY_COLUMNS, MANIFEST_FILE,
                            REFERENCE_FILE, SCHEMA_VERSION, LatencyTable, TableMismatchError, append_rows, check_manifest, entry_baseline, finalize_entries,
                            calibration_specs, check_calibration_rows, check_entries, read_csv, read_manifest, write_json)
@@ -126,7 +127,10 @@ class TableBuilder:
     def _reference_block(self) -> float:
         """The reference's fastest run of one short block (ms; a preempted run is dropped, as in
         :mod:`latency.paired`)."""
-        value = float(np.min(self._reference_runner()(self.config.reference_block)))
+        value = fastest(self._reference_runner()(self.config.reference_block))
+        if not math.isfinite(value):
+            raise ValueError("the reference model's runs all read 0 ms: this clock does not advance over one run; "
+                             "time on the wall clock")
         self.history_ms.append(value)
         return value
 

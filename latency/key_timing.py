@@ -21,7 +21,7 @@ import torch
 from latency.incontext import RoundRobinRunner, copies_for, l2_cache_bytes
 from latency.keys import LayerKey, key_cost, key_module
 from latency.measurers import Measurer, OrtMeasurer, TorchMeasurer, full_input_shape
-from latency.paired import BlockRunner
+from latency.paired import BlockRunner, fastest
 from search_spaces.onnx_export import export_module_onnx
 from storage.settings import check_settings, setting
 
@@ -107,11 +107,11 @@ def _interleaved_pass(runner: RoundRobinRunner, reference: BlockRunner, config: 
     run of each), the reference first in even pairs and last in odd ones (paired timing)."""
     rows = np.empty((config.key_pairs, 3))
     for i in range(config.key_pairs):
-        ref = float(np.min(reference(config.reference_block))) if i % 2 == 0 else None
-        warm, cold = float(np.min(runner.run_warm(config.key_block))), float(np.min(runner.run_cold(1)))
-        ref = float(np.min(reference(config.reference_block))) if ref is None else ref
+        ref = fastest(reference(config.reference_block)) if i % 2 == 0 else None
+        warm, cold = fastest(runner.run_warm(config.key_block)), fastest(runner.run_cold(1))
+        ref = fastest(reference(config.reference_block)) if ref is None else ref
         rows[i] = (warm / ref, cold / ref, ref)
-    return rows
+    return rows[np.isfinite(rows).all(axis=1)]  # a block the clock did not see is dropped
 
 
 def _interleaved_samples(measurer: OrtMeasurer, key: LayerKey, config: BuildConfig,
@@ -122,9 +122,11 @@ def _interleaved_samples(measurer: OrtMeasurer, key: LayerKey, config: BuildConf
     runner = _round_robin(measurer, key, config)
     rows = _interleaved_pass(runner, reference, config)
     for _ in range(config.max_passes - 1):
-        if relative_spread(rows[:, 0]) <= config.max_spread:
+        if len(rows) and relative_spread(rows[:, 0]) <= config.max_spread:
             break
         rows = np.concatenate([rows, _interleaved_pass(runner, reference, config)])
+    if not len(rows):
+        raise ValueError(f"layer {key.label()}: no pair was timed (the clock read 0 for every run): time on the wall clock")
     ref_ms = float(np.median(rows[:, 2]))
     return rows[:, 0] * ref_ms, rows[:, 1] * ref_ms, runner.copies, ref_ms
 

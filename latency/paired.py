@@ -22,6 +22,8 @@ by call, each call a block of runs.
 """
 from __future__ import annotations
 
+import math
+
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
@@ -132,6 +134,16 @@ def block_runner(measurer: Measurer, model: ModelLike, input_shape: tuple[int, .
     return lambda k: runner.run(k)
 
 
+def fastest(samples: np.ndarray) -> float:
+    """The fastest run of a block (ms), ignoring readings of 0 or less: a clock that did not
+    advance over a run (a thread clock updated only at scheduler ticks, as some VMs and Windows
+    keep it) read 0 once in a pipeline run on this project's VM, and its ratio divided by zero.
+    NaN when no reading of the block is usable (the pair is then dropped)."""
+    samples = np.asarray(samples, dtype=float)
+    usable = samples[np.isfinite(samples) & (samples > 0)]
+    return float(usable.min()) if usable.size else math.nan
+
+
 def paired_ratios(run_model: BlockRunner, run_reference: BlockRunner, *, pairs: int = DEFAULT_PAIRS,
                   block: int = DEFAULT_BLOCK) -> tuple[np.ndarray, np.ndarray]:
     """Per-pair ratios model/reference over ``pairs`` pairs of ``block`` runs each (the fastest
@@ -145,8 +157,8 @@ def paired_ratios(run_model: BlockRunner, run_reference: BlockRunner, *, pairs: 
             ref, model = run_reference(block), run_model(block)
         else:
             model, ref = run_model(block), run_reference(block)
-        ratios[i] = float(np.min(model)) / float(np.min(ref))
-        reference.append(float(np.min(ref)))
+        ratios[i] = fastest(model) / fastest(ref)
+        reference.append(fastest(ref))
     return ratios, np.asarray(reference)
 
 
@@ -154,9 +166,10 @@ def summarise(ratios: np.ndarray, reference_samples: np.ndarray) -> PairedRatio:
     """:class:`PairedRatio` of per-pair ``ratios`` and the reference's samples (ms)."""
     finite = ratios[np.isfinite(ratios) & (ratios > 0)]
     if finite.size == 0:
-        raise ValueError("no usable pair: every per-pair ratio was zero, negative or not a number")
+        raise ValueError("no usable pair: every per-pair ratio was zero, negative or not a number (a clock that "
+                         "does not advance over one run reads 0: time on the wall clock, e.g. clock: wall)")
     ratio, low, high = median_interval(finite)
-    return PairedRatio(ratio, low, high, float(np.median(reference_samples)), int(finite.size))
+    return PairedRatio(ratio, low, high, float(np.nanmedian(reference_samples)), int(finite.size))
 
 
 def fresh_sessions(measurer: Measurer, models: Sequence[ModelLike], shapes: Sequence[tuple[int, ...]],

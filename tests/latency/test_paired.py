@@ -1,6 +1,8 @@
 """Paired timing (latency.paired): a ratio to a reference that a changing machine speed cancels."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -194,3 +196,20 @@ def test_balanced_groups_keep_every_pair_around_the_common_centre():
     pooled = balanced(groups)
     assert pooled.size == 6 and np.median(pooled) == pytest.approx(np.sqrt(0.975 * 1.025))
     assert balanced([np.array([np.nan])]).size == 0
+
+
+def test_a_reading_of_zero_is_a_clock_that_did_not_advance_not_a_run():
+    """A thread clock that ticks coarsely can read 0 for a whole run: that reading is skipped,
+    and a pair whose block read nothing else is dropped instead of dividing by zero."""
+    from latency.paired import fastest, paired_ratios, summarise
+
+    assert fastest(np.array([0.0, 0.5, 0.4])) == 0.4
+    assert np.isnan(fastest(np.array([0.0, 0.0])))
+    blocks = iter([np.array([0.0, 0.0]), np.array([0.6, 0.0])] + [np.array([0.0, 0.2])] * 6)
+    reference = lambda k: next(blocks)
+    ratios, refs = paired_ratios(lambda k: np.array([0.3, 0.0]), reference, pairs=4, block=2)
+    assert np.isnan(ratios[0]) and ratios[1] == pytest.approx(0.5) and ratios[2] == pytest.approx(1.5)
+    result = summarise(ratios, refs)
+    assert result.pairs == 3 and math.isfinite(result.reference_ms)
+    with pytest.raises(ValueError, match="wall clock"):
+        summarise(np.array([np.nan, np.nan]), np.array([np.nan, np.nan]))
