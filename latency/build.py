@@ -38,7 +38,7 @@ from latency.fingerprint import device_fingerprint
 from latency.key_timing import BuildConfig, measure_key
 from latency.keys import KEY_COLUMNS, LayerKey, key_from_row, spec_keys
 from latency.measurers import Measurer, OrtMeasurer
-from latency.paired import BlockRunner, block_runner, fastest
+from latency.paired import CLOCK_ADVICE, BlockRunner, block_runner, fastest
 from latency.table import (CALIBRATION_COLUMNS, CALIBRATION_FILE, ENTRIES_FILE, ENTRY_COLUMNS, MANIFEST_FILE,
                            REFERENCE_FILE, SCHEMA_VERSION, LatencyTable, TableMismatchError, append_rows, check_manifest, entry_baseline, finalize_entries,
                            calibration_specs, check_calibration_rows, check_entries, read_csv, read_manifest, write_json)
@@ -129,8 +129,7 @@ class TableBuilder:
         :mod:`latency.paired`)."""
         value = fastest(self._reference_runner()(self.config.reference_block))
         if not math.isfinite(value):
-            raise ValueError("the reference model's runs all read 0 ms: this clock does not advance over one run; "
-                             "time on the wall clock")
+            raise ValueError(f"the reference model's runs all read 0 ms ({CLOCK_ADVICE})")
         self.history_ms.append(value)
         return value
 

@@ -21,7 +21,7 @@ import torch
 from latency.incontext import RoundRobinRunner, copies_for, l2_cache_bytes
 from latency.keys import LayerKey, key_cost, key_module
 from latency.measurers import Measurer, OrtMeasurer, TorchMeasurer, full_input_shape
-from latency.paired import BlockRunner, fastest
+from latency.paired import CLOCK_ADVICE, BlockRunner, fastest
 from search_spaces.onnx_export import export_module_onnx
 from storage.settings import check_settings, setting
 
@@ -126,7 +126,7 @@ def _interleaved_samples(measurer: OrtMeasurer, key: LayerKey, config: BuildConf
             break
         rows = np.concatenate([rows, _interleaved_pass(runner, reference, config)])
     if not len(rows):
-        raise ValueError(f"layer {key.label()}: no pair was timed (the clock read 0 for every run): time on the wall clock")
+        raise ValueError(f"layer {key.label()}: no pair was timed, every run read 0 ms ({CLOCK_ADVICE})")
     ref_ms = float(np.median(rows[:, 2]))
     return rows[:, 0] * ref_ms, rows[:, 1] * ref_ms, runner.copies, ref_ms
 

@@ -23,7 +23,6 @@ by call, each call a block of runs.
 from __future__ import annotations
 
 import math
-
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
@@ -134,6 +133,10 @@ def block_runner(measurer: Measurer, model: ModelLike, input_shape: tuple[int, .
     return lambda k: runner.run(k)
 
 
+CLOCK_ADVICE = "a clock that does not advance over one run reads 0: time on the wall clock (clock: wall)"
+"""What every 'no usable reading' error tells the user."""
+
+
 def fastest(samples: np.ndarray) -> float:
     """The fastest run of a block (ms), ignoring readings of 0 or less: a clock that did not
     advance over a run (a thread clock updated only at scheduler ticks, as some VMs and Windows
@@ -166,8 +169,7 @@ def summarise(ratios: np.ndarray, reference_samples: np.ndarray) -> PairedRatio:
     """:class:`PairedRatio` of per-pair ``ratios`` and the reference's samples (ms)."""
     finite = ratios[np.isfinite(ratios) & (ratios > 0)]
     if finite.size == 0:
-        raise ValueError("no usable pair: every per-pair ratio was zero, negative or not a number (a clock that "
-                         "does not advance over one run reads 0: time on the wall clock, e.g. clock: wall)")
+        raise ValueError(f"no usable pair: every per-pair ratio was zero, negative or not a number ({CLOCK_ADVICE})")
     ratio, low, high = median_interval(finite)
     return PairedRatio(ratio, low, high, float(np.nanmedian(reference_samples)), int(finite.size))
 
