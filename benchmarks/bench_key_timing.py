@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from latency.endtoend import cached_model, default_reference, spec_input_shape
-from latency.key_timing import BuildConfig, measure_key
+from latency.key_timing import FIXED_REFERENCE_BLOCK, BuildConfig, measure_key
 from latency.keys import LayerKey
 from latency.measurers import OrtMeasurer, OrtSettings
 from latency.noise import LoadInjector
@@ -67,7 +67,7 @@ def interleaved_ratio(measurer: OrtMeasurer, key: LayerKey, config: BuildConfig,
 
 def one_pass(measurer: OrtMeasurer, keys: dict[str, list[LayerKey]], reference) -> dict[str, dict[str, list[float]]]:
     """Every key by both methods (the order of the methods alternating from key to key)."""
-    config, out = BuildConfig(), {m: {name: [] for name in keys} for m in METHODS}
+    config, out = BuildConfig(reference_block=FIXED_REFERENCE_BLOCK), {m: {name: [] for name in keys} for m in METHODS}
     timers = {"bracketed_wall_clock": lambda m, *rest: bracketed_ratio(WALL, *rest), "bracketed": bracketed_ratio,
               "interleaved": interleaved_ratio}
     for name, sweep in keys.items():

@@ -35,7 +35,7 @@ from latency.doctor import quick_doctor
 from latency.drift import record_signature
 from latency.endtoend import cached_model, measure_specs, spec_input_shape
 from latency.fingerprint import device_fingerprint
-from latency.key_timing import BuildConfig, measure_key
+from latency.key_timing import FIXED_REFERENCE_BLOCK, BuildConfig, measure_key, recorded_config, reference_block_runs
 from latency.keys import KEY_COLUMNS, LayerKey, key_from_row, spec_keys
 from latency.measurers import Measurer, OrtMeasurer
 from latency.paired import CLOCK_ADVICE, BlockRunner, block_runner, fastest
@@ -47,6 +47,8 @@ from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.spec import ArchSpec
 
 log = logging.getLogger(__name__)
+SIZING_RUNS = 10
+"""Runs of the reference whose fastest sizes a new table's reference blocks."""
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``; phases ``layers`` and ``calibration``."""
 
@@ -77,11 +79,12 @@ class TableBuilder:
         self.measurer = measurer
         self.config = BuildConfig() if config is None else config
         self.progress = progress or (lambda phase, done, total: None)
+        self.reference_spec, self._run_reference = reference_spec, None
         self.manifest = self._open(space, reference_spec, force)
+        self.config = self._recorded_config()
         self._record_input(space_input, force)
         self.reference_spec = parse_spec(self.manifest["reference"]["spec"])
         self.history_ms = read_csv(self.folder / REFERENCE_FILE, ("time", "ref_ms"))["ref_ms"].astype(float).tolist()
-        self._run_reference = None
 
     def _open(self, space: str, reference_spec: ArchSpec, force: bool) -> dict:
         if (self.folder / MANIFEST_FILE).exists():
@@ -98,13 +101,32 @@ class TableBuilder:
         write_json(self.folder / MANIFEST_FILE, manifest)
         return manifest
 
+    def _recorded_config(self) -> BuildConfig:
+        """The config with the measuring settings the manifest recorded (a resumed table is
+        measured as it was begun)."""
+        try:
+            return recorded_config(self.manifest.get("build", {}), self.config)
+        except (TypeError, ValueError) as error:
+            raise StateFileError(f"{self.folder / MANIFEST_FILE}: its recorded build settings are not valid ({error}); "
+                                 "restore the manifest or build into an empty folder") from error
+
     def _build_record(self) -> dict[str, object]:
         """The build settings as recorded; keys are interleaved only where the measurer holds a
         session open between blocks (ONNX Runtime), else bracketed."""
         record = asdict(self.config)
         if not isinstance(self.measurer, OrtMeasurer):
             record["key_timing"] = "bracketed"
+        if record["reference_block"] is None:
+            record["reference_block"] = self._sized_reference_block()
         return record
+
+    def _sized_reference_block(self) -> int:
+        """Reference runs per block for a new table: enough to last
+        :data:`latency.key_timing.REFERENCE_BLOCK_MS` by the reference's fastest of a few runs
+        (a measurer that runs one block per call, with its own repeats, keeps the fixed count)."""
+        if getattr(self.measurer, "runner", None) is None:
+            return FIXED_REFERENCE_BLOCK
+        return reference_block_runs(fastest(self._reference_runner()(SIZING_RUNS)))
 
     def _record_input(self, space_input: tuple[int, int] | None, force: bool) -> None:
         if space_input is None:

@@ -12,8 +12,8 @@ read 0.508 ms for 576 channels against 0.299 ms for 568.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -43,7 +43,9 @@ class BuildConfig:
     # each entry divided by the reference measured alongside it (paired timing); tables built
     # before paired timing record False and keep raw entries
     normalise_entries: bool = True
-    reference_block: int = setting(5, low=1)  # reference runs per block (min of the block)
+    # reference runs per block (min of the block); None: sized by the reference's run time when a
+    # table is begun (reference_block_runs), then recorded
+    reference_block: int | None = setting(None, low=1, optional=True)
     # "interleaved": each key's blocks alternate with reference blocks (paired timing, ONNX Runtime);
     # "bracketed" (tables before it, and measurers without a runner): one reference block before and after
     key_timing: str = "interleaved"
@@ -55,6 +57,41 @@ class BuildConfig:
         check_settings(self, "build.{name}")
         if self.key_timing not in KEY_TIMINGS:
             raise ValueError(f"build.key_timing = {self.key_timing!r} is not allowed; expected one of {KEY_TIMINGS}")
+
+
+MEASURING_FIELDS = ("max_spread", "max_passes", "l2_bytes", "timing", "normalise_entries", "reference_block",
+                   "key_timing", "key_pairs", "key_block", "calibration_pairs")
+"""The settings that say what a table's figures mean. A table is measured alike throughout: a
+resumed or lazily extended table keeps the values its manifest recorded, whatever the code's
+defaults or the caller's config (the others, ``batch_keys``, ``calibration_group`` and
+``calibration_rounds``, only schedule the work and stay the caller's)."""
+FIXED_REFERENCE_BLOCK = 5
+"""Reference runs per block where blocks are not sized by time: tables begun before they were,
+and measurers that run one block per call with their own repeats (a device command)."""
+UNRECORDED = {"reference_block": FIXED_REFERENCE_BLOCK}
+"""Values of the measuring settings that a table's manifest lacks because they were not recorded
+when it was built: the code's defaults of that time."""
+REFERENCE_BLOCK_MS = 3.0
+"""A table's reference blocks last at least this long. Under the load injector on the 2-core VM
+(``benchmarks/bench_reference_block.py``, 60 keys, two passes): at 224x224 (a 3.9 ms reference)
+blocks of 1, 2 and 5 runs repeated alike (median |retest| 2.8%, 3.0%, 2.9%) and 1 run cut a
+key's time from 0.37 to 0.14 s (median); at 32x32 (0.64 ms) blocks of 2 runs read entries 17%
+lower than blocks of 5 and repeated worse (22% against 10% in that pass), while 10 and 20 runs
+did no better than 5 (3.8%, 3.0% against 3.7% in another)."""
+
+
+def reference_block_runs(reference_ms: float, block_ms: float = REFERENCE_BLOCK_MS) -> int:
+    """Runs of a ``reference_ms`` reference that last at least ``block_ms``."""
+    if not (math.isfinite(reference_ms) and reference_ms > 0):
+        raise ValueError(f"the reference model's runs all read 0 ms ({CLOCK_ADVICE})")
+    return max(1, math.ceil(block_ms / reference_ms))
+
+
+def recorded_config(recorded: Mapping[str, Any], given: BuildConfig) -> BuildConfig:
+    """``given`` with the measuring settings of a table's recorded ``build`` (ValueError naming
+    a recorded value out of bounds)."""
+    kept = {name: recorded.get(name, UNRECORDED.get(name)) for name in MEASURING_FIELDS}
+    return replace(given, **{name: value for name, value in kept.items() if value is not None})
 
 
 def relative_spread(samples: np.ndarray) -> float:
@@ -104,12 +141,13 @@ def _key_samples(measurer: Measurer, key: LayerKey, config: BuildConfig) -> tupl
 def _interleaved_pass(runner: RoundRobinRunner, reference: BlockRunner, config: BuildConfig) -> np.ndarray:
     """``config.key_pairs`` rows of (warm ratio, cold ratio, reference ms): each pair a block of
     the reference (its fastest run) and a warm block and one cold round of the key (the fastest
-    run of each), the reference first in even pairs and last in odd ones (paired timing)."""
-    rows = np.empty((config.key_pairs, 3))
+    run of each), the reference first in even pairs and last in odd ones (paired timing). Reference
+    blocks of ``config.reference_block`` runs (left open: :data:`FIXED_REFERENCE_BLOCK`)."""
+    rows, block = np.empty((config.key_pairs, 3)), config.reference_block or FIXED_REFERENCE_BLOCK
     for i in range(config.key_pairs):
-        ref = fastest(reference(config.reference_block)) if i % 2 == 0 else None
+        ref = fastest(reference(block)) if i % 2 == 0 else None
         warm, cold = fastest(runner.run_warm(config.key_block)), fastest(runner.run_cold(1))
-        ref = fastest(reference(config.reference_block)) if ref is None else ref
+        ref = fastest(reference(block)) if ref is None else ref
         rows[i] = (warm / ref, cold / ref, ref)
     return rows[np.isfinite(rows).all(axis=1)]  # a block the clock did not see is dropped
 

@@ -81,3 +81,61 @@ def test_builder_interleaves_on_onnx_runtime_and_brackets_elsewhere(tmp_path, fa
 def test_unknown_key_timing_is_refused_naming_the_setting():
     with pytest.raises(ValueError, match="build.key_timing = 'sometimes'"):
         BuildConfig(key_timing="sometimes")
+
+
+def _begun_table(folder, config: BuildConfig) -> TableBuilder:
+    reference = sample_specs(SPACE, 1, seed=99)[0]
+    return TableBuilder(folder, OrtMeasurer(OrtSettings(warmup=1, repeats=3)), reference, space="mnasnet", config=config)
+
+
+def test_a_resumed_table_is_measured_with_its_recorded_settings(tmp_path, machine, monkeypatch):
+    _begun_table(tmp_path, BuildConfig(reference_block=3, key_pairs=2, max_passes=1, batch_keys=7))
+    blocks: list[int] = []
+    monkeypatch.setattr(TableBuilder, "_reference_runner",
+                        lambda self: lambda runs: blocks.append(runs) or machine.block(REF_MS, runs))
+    resumed = _begun_table(tmp_path, BuildConfig(batch_keys=1))  # the code's defaults, another schedule
+    assert resumed.measure_keys(space_keys(SPACE)[:1]) == 1
+    assert blocks == [3, 3]  # two pairs, each with one reference block of the recorded 3 runs
+    assert resumed.config.batch_keys == 1 and resumed.config.key_pairs == 2
+
+
+def test_a_table_that_did_not_record_its_reference_block_keeps_the_old_default(tmp_path):
+    import json
+
+    _begun_table(tmp_path, BuildConfig())
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["build"]["reference_block"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert _begun_table(tmp_path, BuildConfig(reference_block=2)).config.reference_block == key_timing.UNRECORDED["reference_block"]
+
+
+def test_a_corrupt_recorded_setting_is_refused_naming_it(tmp_path):
+    import json
+
+    from storage.statefiles import StateFileError
+
+    _begun_table(tmp_path, BuildConfig())
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["build"]["key_pairs"] = "eight"
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StateFileError, match="build.key_pairs = 'eight'"):
+        _begun_table(tmp_path, BuildConfig())
+
+
+@pytest.mark.parametrize("reference_ms, runs", [(3.9, 1), (1.0, 3), (0.64, 5), (0.1, 30)])
+def test_a_new_table_sizes_its_reference_blocks_by_the_reference_run_time(tmp_path, monkeypatch, reference_ms, runs):
+    monkeypatch.setattr(TableBuilder, "_reference_runner", lambda self: lambda k: np.full(k, reference_ms))
+    builder = _begun_table(tmp_path, BuildConfig())
+    assert builder.config.reference_block == runs
+    assert builder.manifest["build"]["reference_block"] == runs  # recorded, so a resumed table keeps it
+
+
+def test_a_measurer_without_a_session_keeps_the_fixed_reference_block(tmp_path, fake_measurer):
+    reference = sample_specs(SPACE, 1, seed=99)[0]
+    builder = TableBuilder(tmp_path, fake_measurer, reference, space="mnasnet")
+    assert builder.manifest["build"]["reference_block"] == key_timing.FIXED_REFERENCE_BLOCK
+
+
+def test_a_reference_that_reads_zero_cannot_size_its_blocks():
+    with pytest.raises(ValueError, match="clock"):
+        key_timing.reference_block_runs(float("nan"))
