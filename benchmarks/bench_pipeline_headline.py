@@ -114,6 +114,9 @@ def publish_reference(frame: pd.DataFrame, results: Path) -> Path | None:
     if not len(frame):
         return None
     run = Path(frame.sort_values(["width", "seed"], ascending=[False, True]).iloc[0]["run_dir"])
+    if not (run / "manifest.json").is_file():  # ledgered on another machine or cleaned: keep the published copy
+        print(f"note: {run} is not on this machine; {results / 'run'} left as it is")
+        return None
     target = results / "run"
     target.mkdir(parents=True, exist_ok=True)
     for name in REFERENCE_FILES:
