@@ -37,10 +37,9 @@ class BuildConfig:
     max_spread: float = setting(0.08, kind=float, low=0, low_open=True)
     max_passes: int = setting(3, low=1)
     calibration_group: int = setting(10, low=1)
-    # passes over the calibration specs (fresh sessions each, orders alternating): a calibration's
-    # error is its fit, not its measurements (224x224: a model's passes differ by 1.2% on average,
-    # so 2 passes leave ~0.6% against a 2.2% leave-one-out error)
-    calibration_rounds: int = setting(2, low=1)
+    # passes over the calibration specs, each with fresh sessions; the calibration_pairs are
+    # shared over them (latency.paired.measure_paired), so more passes cost only sessions
+    calibration_rounds: int = setting(3, low=1)
     l2_bytes: int = field(default_factory=l2_cache_bytes)
     timing: str = "paired"  # recorded: every figure is a paired ratio to the reference (latency.paired)
     # each entry divided by the reference measured alongside it (paired timing); tables built

@@ -288,7 +288,7 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-keys", type=int, default=25, help="keys measured between two reference measurements")
     p.add_argument("--calibration-specs", type=int, default=60, help="whole models measured per resolution to calibrate")
     p.add_argument("--calibration-rounds", type=int, default=BuildConfig.calibration_rounds,
-                   help="passes over the calibration specs, each in fresh sessions")
+                   help="passes over the calibration specs, each in fresh sessions (they share the pairs)")
     p.add_argument("--lazy", action="store_true", help="measure only the layers of the calibration specs")
     p.add_argument("--force", action="store_true", help="resume a table measured elsewhere / with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
