@@ -73,13 +73,14 @@ and measurers that run one block per call with their own repeats (a device comma
 UNRECORDED = {"reference_block": FIXED_REFERENCE_BLOCK}
 """Values of the measuring settings that a table's manifest lacks because they were not recorded
 when it was built: the code's defaults of that time."""
-REFERENCE_BLOCK_MS = 3.0
-"""A table's reference blocks last at least this long. Under the load injector on the 2-core VM
-(``benchmarks/bench_reference_block.py``, 60 keys, two passes): at 224x224 (a 3.9 ms reference)
-blocks of 1, 2 and 5 runs repeated alike (median |retest| 2.8%, 3.0%, 2.9%) and 1 run cut a
-key's time from 0.37 to 0.14 s (median); at 32x32 (0.64 ms) blocks of 2 runs read entries 17%
-lower than blocks of 5 and repeated worse (22% against 10% in that pass), while 10 and 20 runs
-did no better than 5 (3.8%, 3.0% against 3.7% in another)."""
+REFERENCE_BLOCK_MS = 1.5
+"""A table's reference blocks last at least this long by the reference's fastest run. Under the
+load injector on a 2-core VM (``benchmarks/bench_reference_block.py``, 60 keys, two passes): at
+224x224 (a reference of 3.9 ms a run under load) blocks of 1, 2 and 5 runs repeated alike (median
+|retest| 2.8%, 3.0%, 2.9%) and 1 run cut a key's time from 0.37 to 0.14 s (median); at 32x32
+(0.64 ms under load, 0.35 ms at its fastest) blocks of 2 runs (0.7 ms at the fastest) read
+entries 17% lower than blocks of 5 (1.75 ms) and repeated worse (22% against 10% in that pass),
+while 10 and 20 runs did no better than 5 (3.8%, 3.0% against 3.7% in another)."""
 
 
 def reference_block_runs(reference_ms: float, block_ms: float = REFERENCE_BLOCK_MS) -> int:

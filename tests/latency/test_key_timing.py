@@ -122,7 +122,7 @@ def test_a_corrupt_recorded_setting_is_refused_naming_it(tmp_path):
         _begun_table(tmp_path, BuildConfig())
 
 
-@pytest.mark.parametrize("reference_ms, runs", [(3.9, 1), (1.0, 3), (0.64, 5), (0.1, 30)])
+@pytest.mark.parametrize("reference_ms, runs", [(3.9, 1), (1.0, 2), (0.35, 5), (0.1, 15)])
 def test_a_new_table_sizes_its_reference_blocks_by_the_reference_run_time(tmp_path, monkeypatch, reference_ms, runs):
     monkeypatch.setattr(TableBuilder, "_reference_runner", lambda self: lambda k: np.full(k, reference_ms))
     builder = _begun_table(tmp_path, BuildConfig())
