@@ -10,9 +10,10 @@ the build's speed, so a slow minute during the build leaves no mark. Layer keys 
 batches appended to ``entries.csv`` as soon as each is done, so a build killed mid-way resumes
 where it stopped, and a resumed or lazily extended table is measured with the settings its
 manifest recorded (``build``), so that every entry means the same whatever the code's defaults
-became since (reference blocks are sized by the reference's run time when a table is begun). Then the calibration specs are measured end to end (appended one group at a
-time), the calibration of :mod:`latency.calibration` is fitted per resolution, and the
-machine's signature (:mod:`latency.signature`) is recorded in the manifest.
+became since (reference blocks are sized by the reference's run time when a table is begun).
+Then the calibration specs are measured end to end (appended one group at a time), the
+calibration of :mod:`latency.calibration` is fitted per resolution, and the machine's signature
+(:mod:`latency.signature`) is recorded in the manifest.
 What keeps a full build short: the legacy exporter (~11 ms per block),
 one export per key whose sessions serve every pass, few repeats (20 after 5 warm-ups) with
 more only where the spread of a key's samples is wide, no per-run output copies (io_binding),
