@@ -23,7 +23,7 @@ Each round is its own resumable ``netadapt`` run folder: ``netadapt/``, ``netada
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from latency.lazy import LazyPredictor
 from latency.paired import WHOLE_MODEL_SECONDS, PairedRatio
@@ -31,7 +31,8 @@ from netadapt.job import JobSetup, check_target, execute, read_setup
 from netadapt.loop import NetAdaptConfig, UnreachableTarget
 from pipeline.config import table_trusted
 from pipeline.measure import measure_side_by_side, table_measurer
-from pipeline.netadapt_start import ranked_specs, start_spec
+from pipeline.netadapt_start import (MEASURED_STARTS, choose_start, measured_starts, ranked_trials,
+                                     search_reward)
 from pipeline.runner import Pipeline, StageStopped
 from pipeline.supernet_stage import supernet_start
 from search_spaces.encoding import format_spec, parse_spec
@@ -59,6 +60,8 @@ measurements and judged by the round check, which spread over
 CHECK_FILE = "latency_check.json"
 START_FILE = "start_check.json"
 """The start model's measured check, in the first round's folder."""
+CHOICE_FILE = "start_choice.json"
+"""The searched models measured as starts and the one chosen, in the first round's folder."""
 
 
 def round_folder(run: Pipeline, index: int) -> Path:
@@ -100,21 +103,40 @@ def stage_netadapt(run: Pipeline) -> dict[str, Any]:
 
 
 def _start_spec(run: Pipeline) -> str:
-    """The first round's start: the one a begun round recorded, else the best searched model
-    NetAdapt can reach the target from (:mod:`pipeline.netadapt_start`)."""
+    """The first round's start: the one a begun round or an earlier choice recorded, else the
+    best searched model by reward at measured latency that NetAdapt can reach the target from
+    (:mod:`pipeline.netadapt_start`)."""
     begun = child_run(round_folder(run, 0), "netadapt")
     if begun is not None:
         return read_setup(begun).spec
+    choice = round_folder(run, 0) / CHOICE_FILE
+    if choice.is_file():
+        return read_json(choice, fields={"spec": str}, what="NetAdapt start choice")["spec"]
     search, target_ms = run.result("search"), float(run.result("table")["target_ms"])
-    ranked = ranked_specs(search.get("run_dir"), search["best_spec"])
-    if len(ranked) == 1:
-        return ranked[0]
-    spec, shares = start_spec(search["best_spec"], ranked, target_ms, _predictor(run).predict_ms,
-                              _netadapt_config(run, target_ms))
-    if spec != search["best_spec"]:
-        run.say(f"netadapt: the search's pick narrows at most to {shares[0]:.2f}x the target (every width at the "
-                f"floor); starting from its trial ranked {len(shares)} by reward instead (floor {shares[-1]:.2f}x)")
-    return spec
+    trials = ranked_trials(search.get("run_dir"), search["best_spec"])
+    if len(trials) == 1:
+        return trials[0]["spec"]
+    return _measured_start(run, trials[:MEASURED_STARTS], target_ms, search["run_dir"])
+
+
+def _measured_start(run: Pipeline, trials: list[dict[str, Any]], target_ms: float, search_dir: str) -> str:
+    """Measure ``trials`` end to end, choose the start (:func:`pipeline.netadapt_start.choose_start`)
+    and record the choice and, as the first round's start check, the chosen one's measurement."""
+    checks = measured_checks(run, [parse_spec(t["spec"]) for t in trials], START_CHECK_SECONDS)
+    starts = measured_starts(trials, [c["ratio"] for c in checks], target_ms, _predictor(run).predict_ms,
+                             _netadapt_config(run, target_ms), search_reward(search_dir))
+    index = choose_start(starts)
+    folder = round_folder(run, 0)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / START_FILE, {**checks[index], "predicted_ms": starts[index].predicted_ms})
+    write_json(folder / CHOICE_FILE, {"spec": starts[index].spec, "rank": index + 1,
+                                      "candidates": [{**s.to_dict(), **c} for s, c in zip(starts, checks)]})
+    pick, chosen = starts[0], starts[index]
+    run.say(f"netadapt: measured the search's best {len(starts)} trials end to end: its pick at "
+            f"{pick.measured_ms / target_ms:.2f}x the budget (priced {pick.predicted_ms / target_ms:.2f}x), reward "
+            f"{pick.reward:.4f} at that latency; starting from its trial ranked {index + 1}, measured "
+            f"{chosen.measured_ms / target_ms:.2f}x (priced {chosen.predicted_ms / target_ms:.2f}x), reward {chosen.reward:.4f}")
+    return chosen.spec
 
 
 def _interval(check: dict[str, float]) -> str:
@@ -179,21 +201,26 @@ def measured_check(run: Pipeline, final: ArchSpec, min_seconds: float = WHOLE_MO
     budget with its interval (``ratio_low``, ``ratio_high``), and both in ms now. The passes
     spread over ``min_seconds`` (:data:`latency.paired.WHOLE_MODEL_SECONDS` for a round's
     check: it decides)."""
+    return measured_checks(run, [final], min_seconds)[0]
+
+
+def measured_checks(run: Pipeline, specs: Sequence[ArchSpec], min_seconds: float) -> list[dict[str, float]]:
+    """:func:`measured_check` of several specs, measured side by side in one session."""
     table, config = run.result("table"), run.config
     if config.target_like is None:
         lazy = LazyPredictor(table["folder"], on_drift=config.on_drift, trusted=table_trusted(config, table))
-        paired = lazy.measure([final], min_seconds=min_seconds)[0]
+        paired = lazy.measure(specs, min_seconds=min_seconds)
         scale = float(table["target_ms"]) / float(lazy.table.reference_baseline_ms)
     else:
-        reference = resolve_spec(config.target_like, width=config.target_width, resolution=final.resolution,
-                                 num_classes=final.num_classes, in_channels=final.in_channels)
-        paired = measure_side_by_side([final], reference=reference, measurer=table_measurer(table["folder"]),
-                                      min_seconds=min_seconds)[0]
-        paired = PairedRatio(paired["ratio"], paired["ratio_low"], paired["ratio_high"], paired["reference_ms"],
-                             paired["pairs"])
+        reference = resolve_spec(config.target_like, width=config.target_width, resolution=specs[0].resolution,
+                                 num_classes=specs[0].num_classes, in_channels=specs[0].in_channels)
+        figures = measure_side_by_side(specs, reference=reference, measurer=table_measurer(table["folder"]),
+                                       min_seconds=min_seconds)
+        paired = [PairedRatio(f["ratio"], f["ratio_low"], f["ratio_high"], f["reference_ms"], f["pairs"])
+                  for f in figures]
         scale = config.target_scale
-    return {"final_ms": paired.latency_ms, "budget_ms": paired.reference_ms * scale, "ratio": paired.ratio / scale,
-            "ratio_low": paired.low / scale, "ratio_high": paired.high / scale, "pairs": paired.pairs}
+    return [{"final_ms": p.latency_ms, "budget_ms": p.reference_ms * scale, "ratio": p.ratio / scale,
+             "ratio_low": p.low / scale, "ratio_high": p.high / scale, "pairs": p.pairs} for p in paired]
 
 
 def _reachable(run: Pipeline, spec: str, target_ms: float) -> bool:

@@ -3,6 +3,7 @@ prediction scaled by AIM over its measured ratio to the budget, further rounds r
 model measures over budget, each from the previous round's model and weights at a target scaled
 by AIM over the ratio. In the fakes the start model is predicted at 1.0 ms, so the first ratio
 measured (the start's) sets the first target to AIM / ratio."""
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -269,3 +270,47 @@ def test_a_first_round_that_runs_out_of_cuts_fails_the_stage(monkeypatch, tmp_pa
     monkeypatch.setattr(stage, "_run_round", lambda *args: (_ for _ in ()).throw(stage.UnreachableTarget("no cuts")))
     with pytest.raises(stage.UnreachableTarget, match="no cuts"):
         stage.stage_netadapt(pipeline(tmp_path))
+
+
+def _searched(folder, specs, top1, predicted_ms):
+    """A finished search's run folder: its recorded reward (hard, target 1.25 ms) and trials."""
+    import json
+    from dataclasses import asdict
+
+    from nas.trial_log import TrialLog, TrialRecord
+
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"config": {"target_ms": 1.25, "data": "digits", "reward": "hard"}}))
+    for i, (spec, accuracy, latency) in enumerate(zip(specs, top1, predicted_ms)):
+        TrialLog(folder).append(TrialRecord(i, f"t{i}", f"p{i}", spec, "", latency, accuracy, 0.01,
+                                            accuracy * min(1.0, 1.25 / latency), "finished", 2, 1.0))
+    return {"best_spec": specs[0], "run_dir": str(folder)}
+
+
+def test_the_start_is_the_best_searched_model_by_reward_at_its_measured_latency(monkeypatch, tmp_path):
+    from search_spaces.encoding import format_spec
+
+    specs = [format_spec(resolve_spec(name, width=1.0, resolution=32, num_classes=10, in_channels=1))
+             for name in ("mobilenetv3-large", "mnasnet-a1", "mobilenetv3-small")]
+    calls = fake_rounds(monkeypatch, [0.99, 0.99])  # round checks only: the start's measurement is the choice's
+    monkeypatch.setattr(stage, "_predictor", lambda p: SimpleNamespace(predict_ms=lambda spec: 1.0))
+    measured = []
+
+    def checks(p, models, min_seconds):
+        measured.append(len(models))
+        return [{"final_ms": r, "budget_ms": 1.0, "ratio": r, "ratio_low": r, "ratio_high": r, "pairs": 24}
+                for r in (2.5, 1.25, 1.1)[:len(models)]]
+
+    monkeypatch.setattr(stage, "measured_checks", checks)
+    p = pipeline(tmp_path)
+    # priced alike by the table; measured, the pick is 2x over the search's 1.25 ms target
+    p.results["search"] = _searched(tmp_path / "search", specs, [0.50, 0.45, 0.40], [1.0, 1.1, 1.2])
+    stage.stage_netadapt(p)
+    assert calls[0][1] == specs[1] and measured == [3]  # 0.45 at 1.25 ms beats 0.50 x 1.25/2.5 and 0.40
+    choice = json.loads((tmp_path / "netadapt" / stage.CHOICE_FILE).read_text())
+    assert choice["spec"] == specs[1] and choice["rank"] == 2 and len(choice["candidates"]) == 3
+    start = json.loads((tmp_path / "netadapt" / stage.START_FILE).read_text())
+    assert start["ratio"] == 1.25 and calls[0][3] == pytest.approx(stage.AIM / 1.25, abs=1e-4)  # anchored on it
+    (tmp_path / "netadapt" / stage.CHECK_FILE).unlink()
+    stage.stage_netadapt(p)  # killed before the round began: the recorded choice, nothing measured again
+    assert calls[1][1] == specs[1] and measured == [3]
