@@ -63,7 +63,7 @@ def _figures(manifest: dict, run_dir: Path) -> dict:
     small = next(name for name in models if name.startswith("mobilenetv3-small"))
     references = {m["name"]: m for m in stages["references"]["result"]["models"]}
     rounds = netadapt.get("latency_rounds", [])
-    return {"start": start["ratio"], "iterations": netadapt.get("iterations"),
+    return {"start": start["ratio"], **_start_choice(run_dir / "netadapt"), "iterations": netadapt.get("iterations"),
             "checks": [round(r["ratio"], 4) for r in rounds], "check_low": [round(r["ratio_low"], 4) for r in rounds],
             "check_high": [round(r["ratio_high"], 4) for r in rounds],
             "final_top1": stages["final"]["result"]["top1"], "small_top1": references[small]["top1"],
@@ -71,6 +71,17 @@ def _figures(manifest: dict, run_dir: Path) -> dict:
             "measure_final_ratio": [models["final"].get(k) for k in ("ratio", "ratio_low", "ratio_high")],
             "measure_small_ratio": models[small].get("ratio"),
             "stages": {name: round(s.get("elapsed_s", 0.0), 1) for name, s in stages.items()}}
+
+
+def _start_choice(folder: Path) -> dict:
+    """The rank of the measured start among the search's best trials and the pick's own ratio
+    to the budget (nothing when the run measured only its pick)."""
+    path = folder / "start_choice.json"
+    if not path.is_file():
+        return {}
+    choice = json.loads(path.read_text())
+    return {"start_rank": choice["rank"], "measured_starts": len(choice["candidates"]),
+            "pick_ratio": round(choice["candidates"][0]["ratio"], 4)}
 
 
 def summary(rows: list[dict]) -> dict:

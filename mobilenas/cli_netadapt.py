@@ -58,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"final fine-tune epochs (default {DEFAULTS.long_epochs}; 0 = none)")
     p.add_argument("--select", choices=SELECTIONS, default=DEFAULTS.select,
                    help="ratio: best Δaccuracy/|Δlatency| (MobileNetV3); accuracy: most accurate (NetAdapt)")
+    p.add_argument("--accuracy-tolerance", type=float, default=DEFAULTS.accuracy_tolerance, metavar="STDERRS",
+                   help="with --select ratio, an accuracy change within this many standard errors of the current "
+                        f"model's top-1 counts as none (default {DEFAULTS.accuracy_tolerance:g}; 0: the plain ratio)")
     p.add_argument("--delta", type=float, default=DEFAULTS.delta_fraction,
                    help=f"latency cut per iteration as a fraction of the start latency (default {DEFAULTS.delta_fraction})")
     p.add_argument("--max-cut", type=float, default=DEFAULTS.max_cut_fraction,
@@ -91,7 +94,8 @@ def _config(args: argparse.Namespace) -> NetAdaptConfig:
     return NetAdaptConfig(target_ms=args.target_ms, delta_fraction=args.delta, granularity=args.granularity,
                           max_cut_fraction=args.max_cut,
                           short_steps=args.short_steps, long_epochs=args.long_epochs, select=args.select,
-                          max_proposals=args.max_proposals, seed=args.seed, device=args.device, long_threads=os.cpu_count() or 1)
+                          max_proposals=args.max_proposals, accuracy_tolerance=args.accuracy_tolerance, seed=args.seed,
+                          device=args.device, long_threads=os.cpu_count() or 1)
 
 
 def _check_flags(args: argparse.Namespace) -> None:

@@ -83,7 +83,10 @@ class NetAdaptConfig:
     (None: ``target_ms`` re-anchored on the start model's measurement; see ``netadapt.steering``);
     ``max_proposals``: at most this many proposals fine-tuned per iteration, those whose predicted
     saving is nearest a cut asked (None: every one, as NetAdapt; a last step asking for a small
-    cut can offer one per layer and per ask, 22 in one ``make demo`` run).
+    cut can offer one per layer and per ask, 22 in one ``make demo`` run);
+    ``accuracy_tolerance``: in the ratio selection an accuracy change within this many standard
+    errors of the current model's top-1 counts as none (:mod:`netadapt.selection`; 0: the plain
+    ratio, as MobileNetV3 states it; runs recorded before the setting keep 0).
     """
 
     target_ms: float = setting(kind=float, low=0, low_open=True)
@@ -103,6 +106,7 @@ class NetAdaptConfig:
     close_on: str = "predicted"
     measured_goal_ms: float | None = setting(None, kind=float, low=0, low_open=True, optional=True)
     max_proposals: int | None = setting(None, low=1, optional=True)
+    accuracy_tolerance: float = setting(1.0, kind=float, low=0)
 
     def __post_init__(self) -> None:
         check_settings(self, "netadapt.{name}")
@@ -123,7 +127,8 @@ class NetAdaptConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "NetAdaptConfig":
-        recorded = {"max_cut_fraction": 1.0, **data}  # runs recorded before cuts were bounded
+        # runs recorded before cuts were bounded, and before accuracy changes within noise counted as none
+        recorded = {"max_cut_fraction": 1.0, "accuracy_tolerance": 0.0, **data}
         return settings_from_dict(cls, recorded, "netadapt config")
 
 
@@ -338,8 +343,14 @@ class NetAdapt:
                 return best, scores, pool_ms
         # the current model predicted now (a lazily extended table may have moved it slightly)
         best, scores = choose(scored, ref_top1=state.top1, ref_ms=pool[0].baseline_latency_ms,
-                              select=self.config.select, credit_ms=credit)
+                              select=self.config.select, credit_ms=credit, tolerance=self._tolerance(state))
         return best, scores, None
+
+    def _tolerance(self, state: LoopState) -> float:
+        """The accuracy change that counts as none in the ratio selection (:mod:`netadapt.selection`):
+        ``accuracy_tolerance`` standard errors of the current model's top-1 (0 when it has none)."""
+        stderr = state.top1_stderr
+        return self.config.accuracy_tolerance * stderr if stderr is not None and math.isfinite(stderr) else 0.0
 
     def _measure_pool(self, pool: list[ShrinkProposal], outcomes: list[TaskOutcome]) -> list[float]:
         """Every proposal that did not diverge measured end to end (together where

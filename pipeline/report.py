@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.netadapt_rounds import AIM, LOOP_GOAL, round_folder
+from pipeline.netadapt_rounds import AIM, CHOICE_FILE, LOOP_GOAL, round_folder
 from pipeline.report_format import Section, write_report
 from pipeline.runner import Pipeline
 from search_spaces.counting import spec_cost
@@ -110,6 +110,28 @@ def _netadapt_section(run: Pipeline) -> Section:
         section.tables.append(chosen[keep].reset_index(drop=True))
     section.figures.append(last.file("trajectory.png"))
     return section
+
+
+def _start_section(run: Pipeline) -> list[Section]:
+    """The searched models measured as NetAdapt's start, when the run chose among them."""
+    path = round_folder(run, 0) / CHOICE_FILE
+    if not path.is_file():
+        return []
+    section = Section("NetAdapt's start")
+    choice = json.loads(path.read_text())
+    frame = pd.DataFrame(choice["candidates"])
+    target = float(run.result("table")["target_ms"])
+    frame.insert(0, "rank", range(1, len(frame) + 1))
+    frame["priced_x"], frame["measured_x"] = frame["predicted_ms"] / target, frame["measured_ms"] / target
+    frame["chosen"] = frame["rank"] == choice["rank"]
+    section.paragraphs.append(f"The search's best {len(frame)} trials by reward, each measured end to "
+                              "end paired with the budget's model and scored again with the search's reward at that "
+                              "latency (x: multiples of the budget, priced by the table and measured; floor_share: every "
+                              "width at NetAdapt's floor, as a share of the budget). The best by that reward whose floor "
+                              f"leaves headroom starts NetAdapt: rank {choice['rank']}.")
+    section.tables.append(frame[["rank", "top1", "priced_x", "measured_x", "ratio_low", "ratio_high", "reward",
+                                 "floor_share", "chosen"]].round(4))
+    return [section]
 
 
 def _latency_section(run: Pipeline) -> Section:
@@ -250,5 +272,5 @@ def write_pipeline_report(run: Pipeline) -> tuple[Path, Path]:
     manifest = Section("Manifest", ["The run's resolved configuration, seed, package versions and machine "
                                     f"(manifest.json in {run.path}, status as the run ends)."],
                        code=json.dumps(shown, indent=2, default=str), folded="full manifest (JSON)")
-    sections = [head, arch, picture, _netadapt_section(run), _latency_section(run), manifest]
+    sections = [head, arch, picture, *_start_section(run), _netadapt_section(run), _latency_section(run), manifest]
     return write_report(run.path, "MobileNAS run report", sections, status=status)

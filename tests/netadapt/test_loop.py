@@ -116,6 +116,28 @@ def test_ratio_selection_prefers_accuracy_per_millisecond():
     assert choose(slower, ref_top1=0.8, ref_ms=1.0, select="accuracy")[0] == 1, "never a slower proposal"
 
 
+def test_accuracy_changes_within_the_tolerance_count_as_none_and_the_larger_cut_wins():
+    # one point of noise: +0.5 point over 0.02 ms would win the plain ratio; -0.8 point over 0.30 ms is as good
+    candidates = [Scored(0, 0.98, 0.825), Scored(1, 0.70, 0.812), Scored(2, 0.85, 0.79)]
+    assert choose(candidates, ref_top1=0.82, ref_ms=1.0, select="ratio")[0] == 0
+    best, scores = choose(candidates, ref_top1=0.82, ref_ms=1.0, select="ratio", tolerance=0.01)
+    assert best == 1 and scores[:2] == [0.0, 0.0] and scores[2] == pytest.approx(-0.02 / 0.15)
+    # beyond the tolerance a change counts by what exceeds it
+    assert score(0.85, 0.9, ref_top1=0.82, ref_ms=1.0, select="ratio", tolerance=0.01) == pytest.approx(0.2)
+    assert score(0.85, 0.9, ref_top1=0.82, ref_ms=1.0, select="accuracy", tolerance=0.01) == 0.85
+
+
+def test_the_loop_tolerates_its_setting_times_the_current_models_standard_error(tmp_path, digits8):
+    loop, spec, _ = _loop(tmp_path, digits8)
+    state = loop.start(spec, _weights(spec), top1=0.1, top1_stderr=0.02)
+    assert loop.config.accuracy_tolerance == 1.0 and loop._tolerance(state) == pytest.approx(0.02)
+    loop.config = replace(loop.config, accuracy_tolerance=2.5)
+    assert loop._tolerance(state) == pytest.approx(0.05)
+    assert loop._tolerance(replace(state, top1_stderr=float("nan"))) == 0.0
+    recorded = {k: v for k, v in NetAdaptConfig(target_ms=1.0).to_dict().items() if k != "accuracy_tolerance"}
+    assert NetAdaptConfig.from_dict(recorded).accuracy_tolerance == 0.0  # a run recorded before the setting
+
+
 def test_last_step_credits_no_cut_beyond_the_ask():
     # asked for 0.05 ms: proposal 1 cuts 0.30 ms for 2 points, proposal 0 just the ask for 1.5
     candidates = [Scored(0, 0.95, 0.805), Scored(1, 0.70, 0.80)]
@@ -163,7 +185,7 @@ def test_the_loop_fine_tunes_at_most_max_proposals_of_a_last_step(tmp_path, digi
 
 @pytest.mark.parametrize("field, value", [("target_ms", 0.0), ("short_steps", 0), ("select", "fastest"),
                                           ("delta_fraction", 1.5), ("granularity", 0), ("long_epochs", -1),
-                                          ("max_proposals", 0)])
+                                          ("max_proposals", 0), ("accuracy_tolerance", -1.0)])
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         NetAdaptConfig(**{"target_ms": 1.0, field: value})

@@ -77,3 +77,20 @@ def test_the_report_says_when_the_final_model_started_from_supernet_weights(tmp_
         tmp_path / "s", evaluator="supernet", space="mnasnet-small-mbconv"))[1].read_text())
     sentence = "training started from them (through NetAdapt), not from scratch"
     assert sentence in supernet.split("<details>", 1)[0] and sentence not in proxy
+
+
+def test_the_report_shows_the_measured_starts_and_the_one_chosen(tmp_path):
+    import json
+
+    from pipeline.netadapt_rounds import CHOICE_FILE, round_folder
+
+    run = report_run(tmp_path)
+    row = {"spec": "s", "top1": 0.2, "top1_stderr": 0.01, "predicted_ms": 0.15, "floor_share": 0.4, "ratio": 1.5,
+           "ratio_low": 1.49, "ratio_high": 1.51}
+    candidates = [{**row, "measured_ms": 0.24, "reward": 0.125}, {**row, "measured_ms": 0.18, "reward": 0.1667}]
+    round_folder(run, 0).mkdir()
+    (round_folder(run, 0) / CHOICE_FILE).write_text(json.dumps({"spec": "s", "rank": 2, "candidates": candidates}))
+    markdown = write_pipeline_report(run)[0].read_text()
+    assert "## NetAdapt's start" in markdown and "The search's best 2 trials by reward" in markdown
+    # measured 0.24 and 0.18 ms against a 0.12 ms target; the second chosen
+    assert "| 1 | 0.2 | 1.25 | 2 |" in markdown and "| 2 | 0.2 | 1.25 | 1.5 |" in markdown and "rank 2." in markdown
