@@ -338,7 +338,8 @@ class NetAdapt:
             pool_ms = self._measure_pool(pool, outcomes)
             stderr = [o.result.top1_stderr for o in outcomes if math.isfinite(o.result.top1_stderr)]
             best, scores = choose_measured(scored, pool_ms, goal_ms=goal, ref_top1=state.top1,
-                                           ref_ms=state.measured_ms, tolerance=max(stderr, default=0.0))
+                                           ref_ms=state.measured_ms, tolerance=max(stderr, default=0.0),
+                                           ratio_tolerance=self._tolerance(state))
             if best is not None:  # else none measured faster (a floor, a slow moment): the table decides
                 return best, scores, pool_ms
         # the current model predicted now (a lazily extended table may have moved it slightly)

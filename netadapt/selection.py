@@ -11,7 +11,8 @@ score largest in either direction, and the loop crept down in cuts of 1-3% (17-2
 ``make demo`` runs). So an accuracy change within ``tolerance`` (NetAdapt's setting
 ``accuracy_tolerance`` standard errors of the current model's top-1) counts as none, and changes
 beyond it count by what exceeds it: proposals no better and no worse than noise tie at zero, and
-ties go to the larger cut.
+ties go to the larger cut (:func:`score`; and :func:`choose_measured` on a step chosen by
+measurement where no proposal lands).
 
 On the last step, which asks only for what is left to the target, a cut beyond the ask is worth
 nothing: ``credit_ms`` caps the saving the ratio divides by. Uncapped, a proposal that removes
@@ -63,8 +64,12 @@ def score(top1: float, predicted_ms: float, *, ref_top1: float, ref_ms: float, s
     if credit_ms is not None:
         saved_ms = min(saved_ms, credit_ms)
     saved_ms = max(saved_ms, 1e-9)
-    change = top1 - ref_top1
-    return float(math.copysign(max(abs(change) - tolerance, 0.0), change) / saved_ms)
+    return float(beyond_noise(top1 - ref_top1, tolerance) / saved_ms)
+
+
+def beyond_noise(change: float, tolerance: float) -> float:
+    """An accuracy change shrunk towards zero by ``tolerance``: none within it, the excess beyond."""
+    return math.copysign(max(abs(change) - tolerance, 0.0), change)
 
 
 def choose(candidates: Sequence[Scored], *, ref_top1: float, ref_ms: float, select: str,
@@ -99,7 +104,8 @@ nearest AIM_SHARE x goal: with the pipeline's goal, 0.975 x the budget, the midd
 
 
 def choose_measured(candidates: Sequence[Scored], measured_ms: Sequence[float], *, goal_ms: float, ref_top1: float,
-                    ref_ms: float, tolerance: float = 0.0) -> tuple[int | None, list[float]]:
+                    ref_ms: float, tolerance: float = 0.0,
+                    ratio_tolerance: float = 0.0) -> tuple[int | None, list[float]]:
     """NetAdapt's last step on measured latency (``measured_ms`` of each candidate, ``ref_ms``
     the current model's, ``goal_ms`` the goal, all in one measurement's units).
 
@@ -114,14 +120,15 @@ def choose_measured(candidates: Sequence[Scored], measured_ms: Sequence[float], 
     the zone's middle, 0.9675, put two of seven at 0.958-0.959 and under the band by the next.)
     When none lands, the
     best Δaccuracy / |Δmeasured| among those still over the goal and measured faster than the
-    current model (the loop goes on); when every one overshoots, the one measured slowest.
+    current model, the accuracy change shrunk by ``ratio_tolerance`` as in :func:`score` (ties: the
+    one measured fastest; the loop goes on); when every one overshoots, the one measured slowest.
     Returns the index (None when none is measured faster than ``ref_ms``) and every score
     (Δaccuracy / |Δmeasured|; NaN for diverged, unmeasured or slower ones)."""
     scores: list[float] = []
     usable: list[int] = []
     for position, (candidate, latency) in enumerate(zip(candidates, measured_ms)):
         ok = math.isfinite(candidate.top1) and math.isfinite(latency) and 0 < latency < ref_ms
-        scores.append((candidate.top1 - ref_top1) / (ref_ms - latency) if ok else math.nan)
+        scores.append(beyond_noise(candidate.top1 - ref_top1, ratio_tolerance) / (ref_ms - latency) if ok else math.nan)
         if ok:
             usable.append(position)
     landing = [i for i in usable if LANDING_SHARE * goal_ms <= measured_ms[i] <= goal_ms]

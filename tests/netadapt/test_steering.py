@@ -155,6 +155,11 @@ def test_the_last_step_keeps_the_most_accurate_proposal_that_lands_below_the_goa
     assert choose_measured(candidates, [0.80, 0.975, 0.958, 0.9], goal_ms=goal, ref_top1=0.82, ref_ms=1.0)[0] == 2
     over = choose_measured(candidates, [0.99, 0.995, 0.999, 0.9], goal_ms=goal, ref_top1=0.82, ref_ms=1.0)
     assert over[0] == 0 and over[1][0] == pytest.approx(0.0), "none lands: the best ratio among those over"
+    within = [Scored(0, 0.90, 0.826), Scored(1, 0.95, 0.815), Scored(2, 0.97, 0.79)]
+    assert choose_measured(within, [0.998, 0.99, 0.995], goal_ms=goal, ref_top1=0.82, ref_ms=1.0)[0] == 0
+    noisy = choose_measured(within, [0.998, 0.99, 0.995], goal_ms=goal, ref_top1=0.82, ref_ms=1.0,
+                            ratio_tolerance=0.01)
+    assert noisy[0] == 1 and noisy[1][:2] == [0.0, 0.0], "none lands, 0 and 1 within noise: the larger cut"
     under = choose_measured(candidates, [0.80, 0.90, 0.85, 0.9], goal_ms=goal, ref_top1=0.82, ref_ms=1.0)[0]
     assert under == 1, "every one overshoots: the slowest"
     assert choose_measured(candidates[:1], [1.01], goal_ms=goal, ref_top1=0.82, ref_ms=1.0)[0] is None
