@@ -32,7 +32,8 @@ from netadapt.evaluation import Evaluator, ProposalTask, TaskOutcome
 from netadapt.proposals import PredictMany, ProposalConfig, ShrinkProposal, propose_reductions
 from netadapt.selection import Scored, check_selection, choose, choose_measured, proposal_seed
 from netadapt.state import LoopState, LoopStore
-from netadapt.steering import check_close_on, measured_gap, measured_goal, measured_left, measurement_follows
+from netadapt.steering import (check_close_on, check_measure_proposals, measured_gap, measured_goal, measured_left,
+                               measurement_follows)
 from search_spaces.spec import ArchSpec
 from storage.settings import check_settings, setting, settings_from_dict
 from training.datasets import Dataset
@@ -86,7 +87,10 @@ class NetAdaptConfig:
     cut can offer one per layer and per ask, 22 in one ``make demo`` run);
     ``accuracy_tolerance``: in the ratio selection an accuracy change within this many standard
     errors of the current model's top-1 counts as none (:mod:`netadapt.selection`; 0: the plain
-    ratio, as MobileNetV3 states it; runs recorded before the setting keep 0).
+    ratio, as MobileNetV3 states it; runs recorded before the setting keep 0);
+    ``measure_proposals``: closed on measurements, whose proposals are measured end to end and
+    chosen by those measurements, ``every`` step's or only the ``last`` one's (``netadapt.steering``;
+    runs recorded before the setting keep ``last``).
     """
 
     target_ms: float = setting(kind=float, low=0, low_open=True)
@@ -107,6 +111,7 @@ class NetAdaptConfig:
     measured_goal_ms: float | None = setting(None, kind=float, low=0, low_open=True, optional=True)
     max_proposals: int | None = setting(None, low=1, optional=True)
     accuracy_tolerance: float = setting(1.0, kind=float, low=0)
+    measure_proposals: str = "every"
 
     def __post_init__(self) -> None:
         check_settings(self, "netadapt.{name}")
@@ -115,6 +120,7 @@ class NetAdaptConfig:
             raise ValueError("netadapt.measured_goal_ms is a goal for close_on='measured'; "
                              f"close_on is {self.close_on!r}")
         check_selection(self.select)
+        check_measure_proposals(self.measure_proposals)
         self.proposal_config()  # validates delta_fraction, granularity, max_cut_fraction, include_*
 
     def proposal_config(self) -> ProposalConfig:
@@ -128,7 +134,8 @@ class NetAdaptConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "NetAdaptConfig":
         # runs recorded before cuts were bounded, and before accuracy changes within noise counted as none
-        recorded = {"max_cut_fraction": 1.0, "accuracy_tolerance": 0.0, **data}
+        # and before every step's proposals were measured
+        recorded = {"max_cut_fraction": 1.0, "accuracy_tolerance": 0.0, "measure_proposals": "last", **data}
         return settings_from_dict(cls, recorded, "netadapt config")
 
 
@@ -290,6 +297,13 @@ class NetAdapt:
             return False
         return self._credit_ms(state) is not None or 0 < left < self.config.delta_fraction * state.l0_ms
 
+    def _measures_pool(self, state: LoopState) -> bool:
+        """Whether this step's proposals are measured and chosen by measurement: closed on
+        measurements, every step (``measure_proposals="every"``) or the last one."""
+        if self.config.close_on != "measured":
+            return False
+        return self.config.measure_proposals == "every" or self._measured_last_step(state)
+
     def _credit_ms(self, state: LoopState) -> float | None:
         """On the last step (the ask is what is left), the most a cut earns in the selection's
         ratio (:mod:`netadapt.selection`); None on the others."""
@@ -334,7 +348,7 @@ class NetAdapt:
         scored = [Scored(i, p.predicted_latency_ms, o.result.top1) for i, (p, o) in enumerate(zip(pool, outcomes))]
         credit = self._credit_ms(state)
         goal = measured_goal(_kept_rows(state), self.config.target_ms, self.config.measured_goal_ms)
-        if self._measured_last_step(state) and goal is not None:
+        if self._measures_pool(state) and goal is not None:
             pool_ms = self._measure_pool(pool, outcomes)
             stderr = [o.result.top1_stderr for o in outcomes if math.isfinite(o.result.top1_stderr)]
             best, scores = choose_measured(scored, pool_ms, goal_ms=goal, ref_top1=state.top1,

@@ -256,3 +256,44 @@ def test_without_a_measurement_there_is_one_ask():
 
 def _rows(state):
     return [row for row in state.history if row["chosen"]]
+
+
+@pytest.mark.parametrize("measure_proposals", ["every", "last"])
+def test_every_steps_proposals_are_measured_and_chosen_by_measurement(tmp_path, digits8, measure_proposals):
+    """A 'device' on which shrinking the first block's expansion saves 9x what the table says.
+    Measured on every step, the first step already keeps a cut by its measurement; measured on
+    the last step only, the first step's other proposals are not measured."""
+    spec = loop_spec()
+    start_ms = toy_predict_ms(spec)
+
+    def measured(s, weights=None):
+        first_cut = s.blocks[0].exp_channels < spec.blocks[0].exp_channels
+        return toy_predict_ms(s) - (8 * (start_ms - toy_predict_ms(s)) if first_cut else 0.0)
+
+    config = NetAdaptConfig(target_ms=0.6 * start_ms, delta_fraction=0.02, short_steps=2, long_epochs=0,
+                            close_on="measured", measured_goal_ms=0.6 * start_ms, max_iterations=1,
+                            measure_proposals=measure_proposals, accuracy_tolerance=100.0)  # every change is noise
+    loop = NetAdapt(config, digits8, toy_predict_ms, SequentialEvaluator(digits8, FinetuneJob(Budget(steps=2))),
+                    LoopStore(tmp_path), measure_ms=measured)
+    torch.manual_seed(0)
+    state = loop.start(spec, {k: v.clone() for k, v in build_model(spec).state_dict().items()}, top1=0.1,
+                       top1_stderr=0.02)
+    assert not loop._measured_last_step(state), "far from the goal: not a last step"
+    stepped, _, _ = loop.iterate(state, spec, loop.store.load()[2])
+    rows = [r for r in stepped.history if r["iteration"] == 1]
+    assert len(rows) > 1
+    if measure_proposals == "last":
+        assert sum(math.isfinite(r["measured_ms"]) for r in rows) == 1  # only the kept one
+        return
+    assert all(math.isfinite(r["measured_ms"]) for r in rows)
+    chosen = next(r for r in rows if r["chosen"])
+    assert chosen["measured_ms"] == min(r["measured_ms"] for r in rows), "all within noise: the largest measured cut"
+    assert chosen["label"].startswith("expansion b0 "), "the cut the table prices 9x low"
+
+
+def test_an_unknown_measure_proposals_is_refused_and_old_runs_keep_the_last_step():
+    with pytest.raises(ValueError, match="measure_proposals"):
+        NetAdaptConfig(target_ms=1.0, measure_proposals="sometimes")
+    recorded = {k: v for k, v in NetAdaptConfig(target_ms=1.0).to_dict().items() if k != "measure_proposals"}
+    assert NetAdaptConfig.from_dict(recorded).measure_proposals == "last"
+    assert NetAdaptConfig(target_ms=1.0).measure_proposals == "every"
