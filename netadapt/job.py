@@ -292,7 +292,9 @@ def execute(folder: RunFolder, setup: JobSetup, stop: Callable[[], bool], say: S
             return None
     with make_evaluator(folder, setup, data) as evaluator:
         loop = NetAdapt(setup.netadapt, data, predictor.predict_ms, evaluator, store, predict_many=predictor.predict_many,
-                        measure_ms=measured_with(predictor, setup), measure_many=measured_many_with(predictor, setup, WHOLE_MODEL_SECONDS),
+                        measure_ms=measured_with(predictor, setup),
+                        measure_many=measured_many_with(predictor, setup, WHOLE_MODEL_SECONDS),
+                        quick_measure_many=measured_many_with(predictor, setup),
                         on_event=on_event, should_stop=stop)
         if not store.exists():
             begin(loop, spec, weights, data)

@@ -188,12 +188,16 @@ class NetAdapt:
 
     def __init__(self, config: NetAdaptConfig, data: Dataset, predict_ms: PredictMs, evaluator: Evaluator,
                  store: LoopStore, *, predict_many: PredictMany | None = None, measure_ms: MeasureMs | None = None,
-                 measure_many: MeasureManyMs | None = None, on_event: Callable[[LoopEvent], None] | None = None,
+                 measure_many: MeasureManyMs | None = None, quick_measure_many: MeasureManyMs | None = None,
+                 on_event: Callable[[LoopEvent], None] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> None:
         self.config, self.data, self.predict_ms, self.predict_many = config, data, predict_ms, predict_many
         self.evaluator, self.store = evaluator, store
         self.measure_ms = measure_ms or (lambda spec, weights: math.nan)
         self.measure_many = measure_many
+        self.quick_measure_many = quick_measure_many
+        """The same measurement without the spread of a deciding one, for the proposals of a step
+        that is not the last (None: ``measure_many``)."""
         self.on_event = on_event or (lambda event: None)
         self.should_stop = should_stop or (lambda: False)
 
@@ -349,7 +353,7 @@ class NetAdapt:
         credit = self._credit_ms(state)
         goal = measured_goal(_kept_rows(state), self.config.target_ms, self.config.measured_goal_ms)
         if self._measures_pool(state) and goal is not None:
-            pool_ms = self._measure_pool(pool, outcomes)
+            pool_ms = self._measure_pool(pool, outcomes, deciding=self._measured_last_step(state))
             stderr = [o.result.top1_stderr for o in outcomes if math.isfinite(o.result.top1_stderr)]
             best, scores = choose_measured(scored, pool_ms, goal_ms=goal, ref_top1=state.top1,
                                            ref_ms=state.measured_ms, tolerance=max(stderr, default=0.0),
@@ -367,12 +371,14 @@ class NetAdapt:
         stderr = state.top1_stderr
         return self.config.accuracy_tolerance * stderr if stderr is not None and math.isfinite(stderr) else 0.0
 
-    def _measure_pool(self, pool: list[ShrinkProposal], outcomes: list[TaskOutcome]) -> list[float]:
+    def _measure_pool(self, pool: list[ShrinkProposal], outcomes: list[TaskOutcome], deciding: bool) -> list[float]:
         """Every proposal that did not diverge measured end to end (together where
-        ``measure_many`` is given: one pass over them all); NaN for the diverged."""
+        ``measure_many`` is given: one pass over them all; ``quick_measure_many`` when the step
+        is not ``deciding`` and there is one); NaN for the diverged."""
         usable = [i for i, o in enumerate(outcomes) if math.isfinite(o.result.top1)]
-        if self.measure_many is not None:
-            figures = dict(zip(usable, self.measure_many([pool[i].spec for i in usable]) if usable else []))
+        many = self.measure_many if deciding or self.quick_measure_many is None else self.quick_measure_many
+        if many is not None:
+            figures = dict(zip(usable, many([pool[i].spec for i in usable]) if usable else []))
         else:
             figures = {i: self.measure_ms(pool[i].spec, outcomes[i].weights) for i in usable}
         return [float(figures[i]) if i in figures else math.nan for i in range(len(pool))]

@@ -273,8 +273,14 @@ def test_every_steps_proposals_are_measured_and_chosen_by_measurement(tmp_path, 
     config = NetAdaptConfig(target_ms=0.6 * start_ms, delta_fraction=0.02, short_steps=2, long_epochs=0,
                             close_on="measured", measured_goal_ms=0.6 * start_ms, max_iterations=1,
                             measure_proposals=measure_proposals, accuracy_tolerance=100.0)  # every change is noise
+    calls = []
+
+    def many(kind):
+        return lambda specs: calls.append(kind) or [measured(s) for s in specs]
+
     loop = NetAdapt(config, digits8, toy_predict_ms, SequentialEvaluator(digits8, FinetuneJob(Budget(steps=2))),
-                    LoopStore(tmp_path), measure_ms=measured)
+                    LoopStore(tmp_path), measure_ms=measured, measure_many=many("deciding"),
+                    quick_measure_many=many("quick"))
     torch.manual_seed(0)
     state = loop.start(spec, {k: v.clone() for k, v in build_model(spec).state_dict().items()}, top1=0.1,
                        top1_stderr=0.02)
@@ -285,7 +291,7 @@ def test_every_steps_proposals_are_measured_and_chosen_by_measurement(tmp_path, 
     if measure_proposals == "last":
         assert sum(math.isfinite(r["measured_ms"]) for r in rows) == 1  # only the kept one
         return
-    assert all(math.isfinite(r["measured_ms"]) for r in rows)
+    assert all(math.isfinite(r["measured_ms"]) for r in rows) and calls == ["quick"], "not a last step: no spread"
     chosen = next(r for r in rows if r["chosen"])
     assert chosen["measured_ms"] == min(r["measured_ms"] for r in rows), "all within noise: the largest measured cut"
     assert chosen["label"].startswith("expansion b0 "), "the cut the table prices 9x low"
