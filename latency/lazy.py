@@ -136,14 +136,17 @@ class LazyPredictor:
         return measure_specs(measurer_from_recorded(manifest["measurer"]), specs, parse_spec(manifest["reference"]["spec"]),
                              passes=passes, precision=precision, min_seconds=min_seconds)
 
-    def measure_ms(self, specs: Sequence[ArchSpec], *, passes: int = 2, min_seconds: float = 0.0) -> list[float]:
+    def measure_ms(self, specs: Sequence[ArchSpec], *, passes: int = 2, min_seconds: float = 0.0,
+                   precision: float | None = WHOLE_MODEL_PRECISION) -> list[float]:
         """:meth:`measure` in the table's units (the ratio times its baseline), comparable with
         its predictions whatever this machine's speed is now."""
         baseline = float(self.table.reference_baseline_ms)
-        return [r.in_units_of(baseline) for r in self.measure(specs, passes=passes, min_seconds=min_seconds)]
+        return [r.in_units_of(baseline)
+                for r in self.measure(specs, passes=passes, min_seconds=min_seconds, precision=precision)]
 
     def measure_like_ms(self, specs: Sequence[ArchSpec], like: ArchSpec, like_ms: float, *,
-                        passes: int = 2, min_seconds: float = 0.0) -> list[float]:
+                        passes: int = 2, min_seconds: float = 0.0,
+                        precision: float | None = WHOLE_MODEL_PRECISION) -> list[float]:
         """Whole ``specs`` timed through the table's measurer paired with ``like`` (a model alike
         in size, e.g. a pipeline's budget model) and given as the ratio times ``like_ms``, its
         latency in the table's units. A small model and the table's larger reference do not keep
@@ -151,8 +154,7 @@ class LazyPredictor:
         read 0.34x to 0.45x the reference in four runs of the same pipeline); two models alike
         do."""
         measurer = measurer_from_recorded(self.table.manifest["measurer"])
-        results = measure_specs(measurer, specs, like, passes=passes, precision=WHOLE_MODEL_PRECISION,
-                                min_seconds=min_seconds)
+        results = measure_specs(measurer, specs, like, passes=passes, precision=precision, min_seconds=min_seconds)
         return [float(like_ms) * r.ratio for r in results]
 
     def missing_keys(self, specs: Iterable[ArchSpec]) -> set:

@@ -21,7 +21,7 @@ import torch
 from latency.fingerprint import device_fingerprint
 from latency.lazy import LazyPredictor, ensure_table
 from latency.measurers import Measurer
-from latency.paired import WHOLE_MODEL_SECONDS
+from latency.paired import WHOLE_MODEL_PRECISION, WHOLE_MODEL_SECONDS
 from netadapt.evaluation import FinetuneJob, SequentialEvaluator
 from netadapt.floor import floor_spec
 from netadapt.loop import LoopEvent, LoopResult, NetAdapt, NetAdaptConfig
@@ -46,6 +46,11 @@ none is given: the table's reference and calibration samples come from it, and i
 platform names it. Width rewrites keep a spec's block types, so a space holding them serves."""
 PRETRAIN_CHECKPOINT = "pretrain.ckpt"
 """Where an earlier version trained the start model (no run folder); such a run is refused."""
+STEP_PRECISION = 0.03
+"""The proposals of a NetAdapt step that is not the last are measured to +/- this share (the last
+step's, which decide where the loop lands, to :data:`latency.paired.WHOLE_MODEL_PRECISION`): they
+only rank cuts of a few percent each, and measured every step to +/- 1.5% under the load injector
+they took about 14 s of an iteration's 29 in a ``make demo`` run."""
 Say = Callable[[str], None]
 
 
@@ -229,19 +234,22 @@ def _model(spec: ArchSpec, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
     return model_of(spec, weights)
 
 
-def measured_many_with(predictor: LazyPredictor, setup: JobSetup | None = None,
-                       min_seconds: float = 0.0) -> Callable[[Sequence[ArchSpec]], list[float]]:
+def measured_many_with(predictor: LazyPredictor, setup: JobSetup | None = None, min_seconds: float = 0.0,
+                       precision: float = WHOLE_MODEL_PRECISION) -> Callable[[Sequence[ArchSpec]], list[float]]:
     """NetAdapt's end-to-end check of several models at once: each timed through the table's own
     measurer (the platform it was built for, a device command included), paired with the
     table's reference and given in the table's units, comparable with its predictions and the
     target. With ``setup.measure_like`` (a pipeline with a ``--target-like`` budget) they are
     paired with that model instead (:meth:`latency.lazy.LazyPredictor.measure_like_ms`).
     ``min_seconds``: each measurement spread over at least that long (the last step's, which
-    chooses where the loop lands: :data:`latency.paired.WHOLE_MODEL_SECONDS`)."""
+    chooses where the loop lands: :data:`latency.paired.WHOLE_MODEL_SECONDS`); ``precision``:
+    pairs added until each ratio is known to +/- that share (:data:`STEP_PRECISION` for the
+    proposals of a step that is not the last)."""
     if setup is None or setup.measure_like is None:
-        return lambda specs: predictor.measure_ms(list(specs), min_seconds=min_seconds)
+        return lambda specs: predictor.measure_ms(list(specs), min_seconds=min_seconds, precision=precision)
     like, like_ms = parse_spec(setup.measure_like), float(setup.measure_like_ms)
-    return lambda specs: predictor.measure_like_ms(list(specs), like, like_ms, min_seconds=min_seconds)
+    return lambda specs: predictor.measure_like_ms(list(specs), like, like_ms, min_seconds=min_seconds,
+                                                   precision=precision)
 
 
 def measured_with(predictor: LazyPredictor,
@@ -294,7 +302,7 @@ def execute(folder: RunFolder, setup: JobSetup, stop: Callable[[], bool], say: S
         loop = NetAdapt(setup.netadapt, data, predictor.predict_ms, evaluator, store, predict_many=predictor.predict_many,
                         measure_ms=measured_with(predictor, setup),
                         measure_many=measured_many_with(predictor, setup, WHOLE_MODEL_SECONDS),
-                        quick_measure_many=measured_many_with(predictor, setup),
+                        quick_measure_many=measured_many_with(predictor, setup, precision=STEP_PRECISION),
                         on_event=on_event, should_stop=stop)
         if not store.exists():
             begin(loop, spec, weights, data)

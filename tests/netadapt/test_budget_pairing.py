@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from latency.paired import WHOLE_MODEL_PRECISION
+
 import latency.lazy
 from latency.lazy import LazyPredictor
 from netadapt import job
@@ -49,7 +51,7 @@ def test_the_last_steps_measurement_spreads_over_the_deciding_span(monkeypatch):
     seen = []
 
     def fake_measure(measurer, specs, reference, **kwargs):
-        seen.append(kwargs["min_seconds"])
+        seen.append((kwargs["min_seconds"], kwargs["precision"]))
         return [SimpleNamespace(ratio=1.0) for _ in specs]
 
     monkeypatch.setattr(latency.lazy, "measure_specs", fake_measure)
@@ -58,7 +60,10 @@ def test_the_last_steps_measurement_spreads_over_the_deciding_span(monkeypatch):
     like = setup(measure_like=format_spec(SMALL), measure_like_ms=0.5)
     job.measured_many_with(predictor, like, 10.0)([SMALL, SMALL])
     job.measured_with(predictor, like)(SMALL, {})
-    assert seen == [10.0, 0.0]  # the pool's check decides where the loop lands; a kept step's steers
+    job.measured_many_with(predictor, like, precision=job.STEP_PRECISION)([SMALL])
+    # the last step's pool decides where the loop lands; a kept step's check steers; an earlier step's pool ranks
+    assert seen == [(10.0, WHOLE_MODEL_PRECISION), (0.0, WHOLE_MODEL_PRECISION), (0.0, job.STEP_PRECISION)]
+    assert job.STEP_PRECISION > WHOLE_MODEL_PRECISION
 
 
 def test_without_a_budget_model_the_tables_reference_is_used():
