@@ -29,7 +29,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from netadapt.evaluation import Evaluator, ProposalTask, TaskOutcome
-from netadapt.proposals import PredictMany, ProposalConfig, ShrinkProposal, propose_reductions
+from netadapt.proposals import (PredictMany, ProposalConfig, ShrinkProposal, nearest_asks, propose_reductions,
+                                substantial_savings, unique_proposals)
 from netadapt.selection import Scored, check_selection, choose, choose_measured, proposal_seed
 from netadapt.state import LoopState, LoopStore
 from netadapt.steering import (check_close_on, check_measure_proposals, measured_gap, measured_goal, measured_left,
@@ -44,29 +45,6 @@ MeasureMs = Callable[[ArchSpec, dict[str, torch.Tensor]], float]
 """End-to-end latency of a model with its weights (ORT in the CLI; NaN when not measured)."""
 MeasureManyMs = Callable[[Sequence[ArchSpec]], list[float]]
 """End-to-end latencies of several models measured together (one pass over them all)."""
-
-
-def _unique(proposals: list[ShrinkProposal]) -> list[ShrinkProposal]:
-    """``proposals`` without repeats of a spec, first occurrence kept."""
-    seen: set[ArchSpec] = set()
-    return [p for p in proposals if not (p.spec in seen or seen.add(p.spec))]
-
-
-def nearest_asks(proposals: list[ShrinkProposal], asks: list[float], limit: int | None) -> list[ShrinkProposal]:
-    """At most ``limit`` of ``proposals``, those whose predicted saving is nearest one of
-    ``asks`` (in their order among equals); all of them for ``limit`` None."""
-    if limit is None or len(proposals) <= limit:
-        return proposals
-    distance = [min(abs(p.cut_ms - ask) for ask in asks) for p in proposals]
-    kept = sorted(sorted(range(len(proposals)), key=distance.__getitem__)[:limit])
-    return [proposals[i] for i in kept]
-
-
-def substantial_savings(proposals: list[ShrinkProposal], share: float = 0.5) -> list[ShrinkProposal]:
-    """The proposals predicted to save at least ``share`` of the largest saving among them
-    (none when no proposal saves anything)."""
-    largest = max((p.cut_ms for p in proposals), default=0.0)
-    return [p for p in proposals if p.cut_ms > 0 and p.cut_ms >= share * largest]
 
 
 class UnreachableTarget(ValueError):
@@ -260,7 +238,7 @@ class NetAdapt:
         Empty only past the table's target (closed on measurements); short of it, nothing left to
         cut raises :class:`UnreachableTarget`."""
         asks = self.asks_ms(state)
-        found = _unique([p for ask in asks
+        found = unique_proposals([p for ask in asks
                          for p in propose_reductions(spec, self.predict_ms, ask, self.config.proposal_config(),
                                                      predict_many=self.predict_many)])
         pool = nearest_asks([p for p in found if p.meets_cut] or substantial_savings(found), asks,

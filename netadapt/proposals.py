@@ -189,3 +189,26 @@ def propose_reductions(spec: ArchSpec, predict_ms: Callable[[ArchSpec], float], 
     _scan(reachable, many, baseline_ms, delta_ms)
     return [s.proposal(*s.found, True, baseline_ms) if s.found else s.proposal(len(s.options) - 1, ms, False, baseline_ms)
             for s, ms in zip(searches, deepest)]
+
+
+def unique_proposals(proposals: list[ShrinkProposal]) -> list[ShrinkProposal]:
+    """``proposals`` without repeats of a spec, first occurrence kept."""
+    seen: set[ArchSpec] = set()
+    return [p for p in proposals if not (p.spec in seen or seen.add(p.spec))]
+
+
+def nearest_asks(proposals: list[ShrinkProposal], asks: list[float], limit: int | None) -> list[ShrinkProposal]:
+    """At most ``limit`` of ``proposals``, those whose predicted saving is nearest one of
+    ``asks`` (in their order among equals); all of them for ``limit`` None."""
+    if limit is None or len(proposals) <= limit:
+        return proposals
+    distance = [min(abs(p.cut_ms - ask) for ask in asks) for p in proposals]
+    kept = sorted(sorted(range(len(proposals)), key=distance.__getitem__)[:limit])
+    return [proposals[i] for i in kept]
+
+
+def substantial_savings(proposals: list[ShrinkProposal], share: float = 0.5) -> list[ShrinkProposal]:
+    """The proposals predicted to save at least ``share`` of the largest saving among them
+    (none when no proposal saves anything)."""
+    largest = max((p.cut_ms for p in proposals), default=0.0)
+    return [p for p in proposals if p.cut_ms > 0 and p.cut_ms >= share * largest]

@@ -9,7 +9,8 @@ import torch
 
 from netadapt.evaluation import FinetuneJob, SequentialEvaluator
 from netadapt.floor import floor_spec
-from netadapt.loop import NetAdapt, NetAdaptConfig, UnreachableTarget, nearest_asks
+from netadapt.loop import NetAdapt, NetAdaptConfig, UnreachableTarget
+from netadapt.proposals import nearest_asks
 from netadapt.proposals import propose_reductions
 from netadapt.selection import Scored, choose, score
 from netadapt.state import LoopStore

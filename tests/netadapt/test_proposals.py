@@ -178,7 +178,7 @@ def test_delta_is_a_fraction_of_the_initial_latency():
 def test_without_a_proposal_meeting_delta_only_substantial_savings_compete():
     """A proposal saving almost nothing would win Δaccuracy/|Δlatency| while the model still
     learns; only those saving at least half the largest saving on offer stay."""
-    from netadapt.loop import substantial_savings
+    from netadapt.proposals import substantial_savings
 
     found = propose_reductions(SMALL, madds_ms, 0.5 * madds_ms(SMALL), ALL)
     kept = substantial_savings(found)
