@@ -111,8 +111,8 @@ class NetAdaptConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "NetAdaptConfig":
-        # runs recorded before cuts were bounded, and before accuracy changes within noise counted as none
-        # and before every step's proposals were measured
+        # runs recorded before cuts were bounded, before accuracy changes within noise counted as none
+        # and before every step's proposals were measured keep those times' behaviour
         recorded = {"max_cut_fraction": 1.0, "accuracy_tolerance": 0.0, "measure_proposals": "last", **data}
         return settings_from_dict(cls, recorded, "netadapt config")
 
@@ -239,8 +239,8 @@ class NetAdapt:
         cut raises :class:`UnreachableTarget`."""
         asks = self.asks_ms(state)
         found = unique_proposals([p for ask in asks
-                         for p in propose_reductions(spec, self.predict_ms, ask, self.config.proposal_config(),
-                                                     predict_many=self.predict_many)])
+                                  for p in propose_reductions(spec, self.predict_ms, ask, self.config.proposal_config(),
+                                                              predict_many=self.predict_many)])
         pool = nearest_asks([p for p in found if p.meets_cut] or substantial_savings(found), asks,
                             self.config.max_proposals)
         if not pool and state.predicted_ms > self.config.target_ms:
