@@ -80,27 +80,27 @@ class ShrinkProposal:
 
 
 @dataclass(frozen=True)
-class _Target:
+class ShrinkTarget:
     kind: str
     blocks: tuple[int, ...]
     channels: int
     rewrite: Callable[[int], ArchSpec]
 
 
-def _targets(spec: ArchSpec, config: ProposalConfig) -> Iterator[_Target]:
+def shrink_targets(spec: ArchSpec, config: ProposalConfig) -> Iterator[ShrinkTarget]:
     """Every shrinkable width of ``spec``: expansions, residual groups, optional stem/head."""
     for index, has_conv in enumerate(expansion_convs(spec)):
         if has_conv:
-            yield _Target("expansion", (index,), spec.blocks[index].exp_channels,
+            yield ShrinkTarget("expansion", (index,), spec.blocks[index].exp_channels,
                           lambda w, i=index: with_widths(spec, {i: {"exp_channels": w}}))
     groups = residual_groups(spec)
     for group in groups:
-        yield _Target("bottleneck", group, spec.blocks[group[-1]].out_channels,
+        yield ShrinkTarget("bottleneck", group, spec.blocks[group[-1]].out_channels,
                       lambda w, g=group: with_widths(spec, {i: {"out_channels": w} for i in g}))
     if config.include_stem and groups[0][0] != STEM:  # a tied stem shrinks with its group
-        yield _Target("stem", (), spec.stem.out_channels, lambda w: with_widths(spec, {STEM: {"out_channels": w}}))
+        yield ShrinkTarget("stem", (), spec.stem.out_channels, lambda w: with_widths(spec, {STEM: {"out_channels": w}}))
     if config.include_head:
-        yield _Target("head", (), spec.head.feature_channels, lambda w: with_widths(spec, {}, feature_channels=w))
+        yield ShrinkTarget("head", (), spec.head.feature_channels, lambda w: with_widths(spec, {}, feature_channels=w))
 
 
 def candidate_widths(channels: int, granularity: int, max_cut_fraction: float = 1.0) -> list[int]:
@@ -121,7 +121,7 @@ class _Search:
     width first; ``found`` the index of the first option predicted to meet the cut and its
     prediction, once known."""
 
-    target: _Target
+    target: ShrinkTarget
     options: list[tuple[int, ArchSpec]]
     found: tuple[int, float] | None = None
 
@@ -131,13 +131,24 @@ class _Search:
         return ShrinkProposal(t.kind, t.blocks, t.channels, width, new, float(latency_ms), meets, baseline_ms)
 
 
-def _options(spec: ArchSpec, target: _Target, config: ProposalConfig) -> list[tuple[int, ArchSpec]]:
+def _options(spec: ArchSpec, target: ShrinkTarget, config: ProposalConfig) -> list[tuple[int, ArchSpec]]:
     """The widths ``target`` may take, largest first, with their specs; widths at which a 1x1
     expansion conv would appear or disappear are left out (module docstring)."""
     structure = expansion_convs(spec)
     options = [(width, target.rewrite(width))
                for width in candidate_widths(target.channels, config.granularity, config.max_cut_fraction)]
     return [(width, new) for width, new in options if expansion_convs(new) == structure]
+
+
+def deepest_cut(spec: ArchSpec, target: ShrinkTarget, config: ProposalConfig) -> ArchSpec | None:
+    """``spec`` with ``target`` at the smallest width :func:`_options` allows (the last of its
+    options), None when it has none; builds only the specs it must check, smallest first."""
+    structure = expansion_convs(spec)
+    for width in reversed(candidate_widths(target.channels, config.granularity, config.max_cut_fraction)):
+        new = target.rewrite(width)
+        if expansion_convs(new) == structure:
+            return new
+    return None
 
 
 def _scan(searches: list[_Search], predict_many: PredictMany, baseline_ms: float, delta_ms: float) -> None:
@@ -183,7 +194,7 @@ def propose_reductions(spec: ArchSpec, predict_ms: Callable[[ArchSpec], float], 
     if isinstance(delta_ms, bool) or not isinstance(delta_ms, (int, float)) or not math.isfinite(delta_ms) or delta_ms < 0:
         raise ValueError(f"delta_ms = {delta_ms!r} is not allowed; expected a finite number >= 0")
     many = predict_many or (lambda specs: [predict_ms(s) for s in specs])
-    searches = [s for s in (_Search(t, _options(spec, t, config)) for t in _targets(spec, config)) if s.options]
+    searches = [s for s in (_Search(t, _options(spec, t, config)) for t in shrink_targets(spec, config)) if s.options]
     baseline_ms, *deepest = (float(v) for v in many([spec] + [s.options[-1][1] for s in searches]))
     reachable = [s for s, ms in zip(searches, deepest) if baseline_ms - ms >= delta_ms]
     _scan(reachable, many, baseline_ms, delta_ms)
