@@ -15,7 +15,7 @@ $(BIN)/mobilenas: pyproject.toml
 	touch $@
 
 demo: $(BIN)/mobilenas
-	$(BIN)/mobilenas run --budget small --target-like mobilenetv3-small --evaluator supernet --reward hard --price-by measured --seed $(SEED)
+	$(BIN)/mobilenas run --budget small --target-like mobilenetv3-small --evaluator supernet --seed $(SEED)
 
 test: $(BIN)/mobilenas
 	$(BIN)/python -m pytest -q

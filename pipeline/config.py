@@ -38,7 +38,7 @@ class PipelineBudget:
 
 
 BUDGETS = {
-    "small": PipelineBudget(search_trials=8, search_epochs=2, search_target_factor=1.1, pretrain_epochs=3,
+    "small": PipelineBudget(search_trials=8, search_epochs=2, search_target_factor=1.25, pretrain_epochs=3,
                             short_steps=5, netadapt_delta=0.15, long_epochs=0, final_epochs=7,
                             references=(("mobilenetv3-small", 1.0),), supernet_epochs=2, supernet_trials=32,
                             supernet_threads=1, netadapt_max_proposals=6),
