@@ -33,8 +33,8 @@ from netadapt.proposals import (PredictMany, ProposalConfig, ShrinkProposal, nea
                                 substantial_savings, unique_proposals)
 from netadapt.selection import Scored, check_selection, choose, choose_measured, proposal_seed
 from netadapt.state import LoopState, LoopStore
-from netadapt.steering import (check_close_on, check_measure_proposals, measured_gap, measured_goal, measured_left,
-                               measurement_follows)
+from netadapt.steering import (check_close_on, check_measure_proposals, may_land, measured_gap, measured_goal,
+                               measured_left, measurement_follows)
 from search_spaces.spec import ArchSpec
 from storage.settings import check_settings, setting, settings_from_dict
 from training.datasets import Dataset
@@ -331,7 +331,7 @@ class NetAdapt:
         credit = self._credit_ms(state)
         goal = measured_goal(_kept_rows(state), self.config.target_ms, self.config.measured_goal_ms)
         if self._measures_pool(state) and goal is not None:
-            pool_ms = self._measure_pool(pool, outcomes, deciding=self._measured_last_step(state))
+            pool_ms = self._measure_pool(pool, outcomes, deciding=self._measured_last_step(state), goal_ms=goal)
             stderr = [o.result.top1_stderr for o in outcomes if math.isfinite(o.result.top1_stderr)]
             best, scores = choose_measured(scored, pool_ms, goal_ms=goal, ref_top1=state.top1,
                                            ref_ms=state.measured_ms, tolerance=max(stderr, default=0.0),
@@ -349,16 +349,22 @@ class NetAdapt:
         stderr = state.top1_stderr
         return self.config.accuracy_tolerance * stderr if stderr is not None and math.isfinite(stderr) else 0.0
 
-    def _measure_pool(self, pool: list[ShrinkProposal], outcomes: list[TaskOutcome], deciding: bool) -> list[float]:
+    def _measure_pool(self, pool: list[ShrinkProposal], outcomes: list[TaskOutcome], deciding: bool,
+                      goal_ms: float) -> list[float]:
         """Every proposal that did not diverge measured end to end (together where
-        ``measure_many`` is given: one pass over them all; ``quick_measure_many`` when the step
-        is not ``deciding`` and there is one); NaN for the diverged."""
+        ``measure_many`` is given: one pass over them all); NaN for the diverged. A step that is
+        not ``deciding`` takes ``quick_measure_many`` when there is one; a deciding step takes it
+        first too and measures every one again with ``measure_many`` only when one may land
+        (:func:`netadapt.steering.may_land`)."""
         usable = [i for i, o in enumerate(outcomes) if math.isfinite(o.result.top1)]
-        many = self.measure_many if deciding or self.quick_measure_many is None else self.quick_measure_many
-        if many is not None:
-            figures = dict(zip(usable, many([pool[i].spec for i in usable]) if usable else []))
-        else:
+        if self.measure_many is None:
             figures = {i: self.measure_ms(pool[i].spec, outcomes[i].weights) for i in usable}
+            return [float(figures[i]) if i in figures else math.nan for i in range(len(pool))]
+        quick = self.quick_measure_many
+        first = quick if quick is not None else self.measure_many
+        figures = dict(zip(usable, first([pool[i].spec for i in usable]) if usable else []))
+        if deciding and quick is not None and may_land(list(figures.values()), goal_ms):
+            figures = dict(zip(usable, self.measure_many([pool[i].spec for i in usable])))
         return [float(figures[i]) if i in figures else math.nan for i in range(len(pool))]
 
     def long_finetune(self, state: LoopState, spec: ArchSpec,

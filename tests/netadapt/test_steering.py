@@ -204,6 +204,40 @@ def test_the_last_step_is_chosen_by_measurement_when_the_table_misprices_a_cut(t
         assert batches == measured_pools, "one call per measured step, with every proposal of it"
 
 
+@pytest.mark.parametrize("far", [False, True], ids=["may-land", "far-over"])
+def test_a_last_step_spreads_its_measurement_only_when_a_proposal_may_land(tmp_path, digits8, far):
+    """On a last step the proposals are measured quickly first; the deciding measurement (over
+    seconds) measures every one of them again only when one reads near enough the goal to land."""
+    spec = loop_spec()
+    start_ms = toy_predict_ms(spec)
+    goal = 0.9 * start_ms
+    config = NetAdaptConfig(target_ms=0.85 * start_ms, delta_fraction=0.3, short_steps=2, long_epochs=0,
+                            close_on="measured", measured_goal_ms=goal, max_iterations=1)
+    calls = []
+
+    def quick_reading(s):  # far: every proposal barely faster than the start, 10% over the goal
+        return 0.99 * start_ms - 0.01 * (start_ms - toy_predict_ms(s)) if far else toy_predict_ms(s)
+
+    def many(kind, reading):
+        return lambda specs: calls.append((kind, len(specs))) or [reading(s) for s in specs]
+
+    loop = NetAdapt(config, digits8, toy_predict_ms, SequentialEvaluator(digits8, FinetuneJob(Budget(steps=2))),
+                    LoopStore(tmp_path), measure_ms=lambda s, w=None: toy_predict_ms(s),
+                    measure_many=many("deciding", toy_predict_ms), quick_measure_many=many("quick", quick_reading))
+    torch.manual_seed(0)
+    state = loop.start(spec, {k: v.clone() for k, v in build_model(spec).state_dict().items()}, top1=0.1,
+                       top1_stderr=0.02)
+    assert loop._measured_last_step(state)
+    stepped, _, _ = loop.iterate(state, spec, loop.store.load()[2])
+    rows = [r for r in stepped.history if r["iteration"] == 1]
+    if far:
+        assert [kind for kind, _ in calls] == ["quick"], "every proposal reads 10% over the goal: no spread"
+        assert all(goal * 1.06 < r["measured_ms"] < start_ms for r in rows), "chosen by the quick readings"
+    else:
+        assert [kind for kind, _ in calls] == ["quick", "deciding"] and calls[0][1] == calls[1][1] == len(rows)
+        assert all(r["measured_ms"] == pytest.approx(r["predicted_ms"]) for r in rows), "the deciding readings"
+
+
 def test_a_last_step_where_no_proposal_measures_faster_falls_back_to_the_table(tmp_path, digits8):
     """A runtime floor: every model measures the same. The measured last step finds none faster
     and the table chooses, as before; the loop ends past the table's target, not in an error."""
