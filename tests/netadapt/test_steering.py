@@ -204,6 +204,19 @@ def test_the_last_step_is_chosen_by_measurement_when_the_table_misprices_a_cut(t
         assert batches == measured_pools, "one call per measured step, with every proposal of it"
 
 
+def _first_step(folder, data, config, **measures):
+    """A loop from the toy spec measured by the table's own figures unless ``measures`` say
+    otherwise; the started state and the history rows of its first step."""
+    spec = loop_spec()
+    loop = NetAdapt(config, data, toy_predict_ms, SequentialEvaluator(data, FinetuneJob(Budget(steps=2))),
+                    LoopStore(folder), **{"measure_ms": lambda s, w=None: toy_predict_ms(s), **measures})
+    torch.manual_seed(0)
+    state = loop.start(spec, {k: v.clone() for k, v in build_model(spec).state_dict().items()}, top1=0.1,
+                       top1_stderr=0.02)
+    stepped, _, _ = loop.iterate(state, spec, loop.store.load()[2])
+    return loop, state, [r for r in stepped.history if r["iteration"] == 1]
+
+
 @pytest.mark.parametrize("far", [False, True], ids=["may-land", "far-over"])
 def test_a_last_step_spreads_its_measurement_only_when_a_proposal_may_land(tmp_path, digits8, far):
     """On a last step the proposals are measured quickly first; the deciding measurement (over
@@ -221,15 +234,9 @@ def test_a_last_step_spreads_its_measurement_only_when_a_proposal_may_land(tmp_p
     def many(kind, reading):
         return lambda specs: calls.append((kind, len(specs))) or [reading(s) for s in specs]
 
-    loop = NetAdapt(config, digits8, toy_predict_ms, SequentialEvaluator(digits8, FinetuneJob(Budget(steps=2))),
-                    LoopStore(tmp_path), measure_ms=lambda s, w=None: toy_predict_ms(s),
-                    measure_many=many("deciding", toy_predict_ms), quick_measure_many=many("quick", quick_reading))
-    torch.manual_seed(0)
-    state = loop.start(spec, {k: v.clone() for k, v in build_model(spec).state_dict().items()}, top1=0.1,
-                       top1_stderr=0.02)
+    loop, state, rows = _first_step(tmp_path, digits8, config, measure_many=many("deciding", toy_predict_ms),
+                                    quick_measure_many=many("quick", quick_reading))
     assert loop._measured_last_step(state)
-    stepped, _, _ = loop.iterate(state, spec, loop.store.load()[2])
-    rows = [r for r in stepped.history if r["iteration"] == 1]
     if far:
         assert [kind for kind, _ in calls] == ["quick"], "every proposal reads 10% over the goal: no spread"
         assert all(goal * 1.06 < r["measured_ms"] < start_ms for r in rows), "chosen by the quick readings"
@@ -312,15 +319,9 @@ def test_every_steps_proposals_are_measured_and_chosen_by_measurement(tmp_path, 
     def many(kind):
         return lambda specs: calls.append(kind) or [measured(s) for s in specs]
 
-    loop = NetAdapt(config, digits8, toy_predict_ms, SequentialEvaluator(digits8, FinetuneJob(Budget(steps=2))),
-                    LoopStore(tmp_path), measure_ms=measured, measure_many=many("deciding"),
-                    quick_measure_many=many("quick"))
-    torch.manual_seed(0)
-    state = loop.start(spec, {k: v.clone() for k, v in build_model(spec).state_dict().items()}, top1=0.1,
-                       top1_stderr=0.02)
+    loop, state, rows = _first_step(tmp_path, digits8, config, measure_ms=measured, measure_many=many("deciding"),
+                                    quick_measure_many=many("quick"))
     assert not loop._measured_last_step(state), "far from the goal: not a last step"
-    stepped, _, _ = loop.iterate(state, spec, loop.store.load()[2])
-    rows = [r for r in stepped.history if r["iteration"] == 1]
     assert len(rows) > 1
     if measure_proposals == "last":
         assert sum(math.isfinite(r["measured_ms"]) for r in rows) == 1  # only the kept one
