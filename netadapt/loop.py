@@ -357,14 +357,15 @@ class NetAdapt:
         first too and measures every one again with ``measure_many`` only when one may land
         (:func:`netadapt.steering.may_land`)."""
         usable = [i for i, o in enumerate(outcomes) if math.isfinite(o.result.top1)]
+        specs = [pool[i].spec for i in usable]
         if self.measure_many is None:
-            figures = {i: self.measure_ms(pool[i].spec, outcomes[i].weights) for i in usable}
-            return [float(figures[i]) if i in figures else math.nan for i in range(len(pool))]
-        quick = self.quick_measure_many
-        first = quick if quick is not None else self.measure_many
-        figures = dict(zip(usable, first([pool[i].spec for i in usable]) if usable else []))
-        if deciding and quick is not None and may_land(list(figures.values()), goal_ms):
-            figures = dict(zip(usable, self.measure_many([pool[i].spec for i in usable])))
+            readings = [self.measure_ms(pool[i].spec, outcomes[i].weights) for i in usable]
+        else:
+            quick = self.quick_measure_many
+            readings = list((quick or self.measure_many)(specs)) if usable else []
+            if deciding and quick is not None and may_land(readings, goal_ms):
+                readings = list(self.measure_many(specs))
+        figures = dict(zip(usable, readings))
         return [float(figures[i]) if i in figures else math.nan for i in range(len(pool))]
 
     def long_finetune(self, state: LoopState, spec: ArchSpec,

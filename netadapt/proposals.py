@@ -81,6 +81,9 @@ class ShrinkProposal:
 
 @dataclass(frozen=True)
 class ShrinkTarget:
+    """One width NetAdapt may shrink: its ``kind`` (:data:`KINDS`), the blocks it changes, its
+    channels now, and ``rewrite(width)``, the spec with it at ``width``."""
+
     kind: str
     blocks: tuple[int, ...]
     channels: int
@@ -92,11 +95,11 @@ def shrink_targets(spec: ArchSpec, config: ProposalConfig) -> Iterator[ShrinkTar
     for index, has_conv in enumerate(expansion_convs(spec)):
         if has_conv:
             yield ShrinkTarget("expansion", (index,), spec.blocks[index].exp_channels,
-                          lambda w, i=index: with_widths(spec, {i: {"exp_channels": w}}))
+                               lambda w, i=index: with_widths(spec, {i: {"exp_channels": w}}))
     groups = residual_groups(spec)
     for group in groups:
         yield ShrinkTarget("bottleneck", group, spec.blocks[group[-1]].out_channels,
-                      lambda w, g=group: with_widths(spec, {i: {"out_channels": w} for i in g}))
+                           lambda w, g=group: with_widths(spec, {i: {"out_channels": w} for i in g}))
     if config.include_stem and groups[0][0] != STEM:  # a tied stem shrinks with its group
         yield ShrinkTarget("stem", (), spec.stem.out_channels, lambda w: with_widths(spec, {STEM: {"out_channels": w}}))
     if config.include_head:
