@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from search_spaces.rewrite import STEM, expansion_convs, residual_groups, with_widths
 from search_spaces.spec import ArchSpec
@@ -134,24 +134,26 @@ class _Search:
         return ShrinkProposal(t.kind, t.blocks, t.channels, width, new, float(latency_ms), meets, baseline_ms)
 
 
-def _options(spec: ArchSpec, target: ShrinkTarget, config: ProposalConfig) -> list[tuple[int, ArchSpec]]:
-    """The widths ``target`` may take, largest first, with their specs; widths at which a 1x1
-    expansion conv would appear or disappear are left out (module docstring)."""
+def _allowed(spec: ArchSpec, target: ShrinkTarget, widths: Iterable[int]) -> Iterator[tuple[int, ArchSpec]]:
+    """``(width, spec)`` for each of ``widths`` (in their order) that ``target`` may take: widths
+    at which a 1x1 expansion conv would appear or disappear are left out (module docstring)."""
     structure = expansion_convs(spec)
-    options = [(width, target.rewrite(width))
-               for width in candidate_widths(target.channels, config.granularity, config.max_cut_fraction)]
-    return [(width, new) for width, new in options if expansion_convs(new) == structure]
+    for width in widths:
+        new = target.rewrite(width)
+        if expansion_convs(new) == structure:
+            yield width, new
+
+
+def _options(spec: ArchSpec, target: ShrinkTarget, config: ProposalConfig) -> list[tuple[int, ArchSpec]]:
+    """The widths ``target`` may take, largest first, with their specs (:func:`_allowed`)."""
+    return list(_allowed(spec, target, candidate_widths(target.channels, config.granularity, config.max_cut_fraction)))
 
 
 def deepest_cut(spec: ArchSpec, target: ShrinkTarget, config: ProposalConfig) -> ArchSpec | None:
     """``spec`` with ``target`` at the smallest width :func:`_options` allows (the last of its
     options), None when it has none; builds only the specs it must check, smallest first."""
-    structure = expansion_convs(spec)
-    for width in reversed(candidate_widths(target.channels, config.granularity, config.max_cut_fraction)):
-        new = target.rewrite(width)
-        if expansion_convs(new) == structure:
-            return new
-    return None
+    widths = reversed(candidate_widths(target.channels, config.granularity, config.max_cut_fraction))
+    return next((new for _, new in _allowed(spec, target, widths)), None)
 
 
 def _scan(searches: list[_Search], predict_many: PredictMany, baseline_ms: float, delta_ms: float) -> None:
