@@ -12,7 +12,7 @@ from pathlib import Path
 from latency.build import BuildConfig, TableBuilder
 from latency.drift import DriftReport
 from latency.keys import space_keys
-from latency.lazy import LazyPredictor
+from latency.lazy import LAZY_MAX_PASSES, LazyPredictor
 from latency.measurers import Measurer
 from latency.platforms import Platform, file_table, table_key
 from latency.predictor import LatencyPredictor
@@ -82,7 +82,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     spaces = [_space(args.space, r, shape) for r in args.resolution]
     calibration = [s for i, space in enumerate(spaces) for s in sample_specs(space, args.calibration_specs, args.seed + i)]
     reference = sample_specs(spaces[0], 1, args.seed + 10_000)[0]
-    config = BuildConfig(batch_keys=args.batch_keys, calibration_rounds=args.calibration_rounds)
+    passes = {"max_passes": LAZY_MAX_PASSES} if args.lazy else {}  # a lazy table is filled while trials run
+    config = BuildConfig(batch_keys=args.batch_keys, calibration_rounds=args.calibration_rounds, **passes)
     builder = TableBuilder(out, measurer, reference, space=args.space, config=config, progress=_Bars(not args.quiet),
                            force=args.force, space_input=(args.in_channels, args.classes))
     if not args.lazy:

@@ -31,6 +31,11 @@ def test_predict_json_prints_latency_ms(table, capsys):
     assert out["latency_ms"] > 0 and out["spec"] == format_spec(parse_spec(spec))
 
 
+def test_a_lazy_build_records_one_pass_a_layer(table):
+    """A lazy table measures each layer once (latency.lazy.LAZY_MAX_PASSES), and says so for later layers."""
+    assert json.loads((table / "manifest.json").read_text())["build"]["max_passes"] == 1
+
+
 def test_show_summarises_device_and_calibration(table, capsys):
     assert main(["latency", "show", str(table)]) == 0
     out = capsys.readouterr().out

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from latency.keys import spec_keys
-from latency.lazy import ANCHOR_MODELS, LazyPredictor, ensure_table
+from latency.lazy import ANCHOR_MODELS, LAZY_MAX_PASSES, LazyPredictor, ensure_table
 from latency.predictor import LatencyPredictor
 from latency.table import MANIFEST_FILE, MissingKeyError, TableMismatchError, load_table
 from search_spaces.mnasnet_space import MnasNetSpace
@@ -86,6 +86,7 @@ def test_ensure_table_builds_a_lazy_table_and_resumes_an_unfinished_one(tmp_path
     manifest = json.loads((folder / MANIFEST_FILE).read_text())
     assert manifest["input"] == {"in_channels": 1, "num_classes": 10} and manifest["reference"]["baseline_ms"] > 0
     assert "r32_i1_n10" in manifest["reference"]["spec"]
+    assert manifest["build"]["max_passes"] == LAZY_MAX_PASSES == 1  # one pass a layer, recorded for later layers
     calls = measurer.calls
     assert ensure_table(folder, **args)[1].startswith("reusing") and measurer.calls == calls
     manifest["reference"]["baseline_ms"], manifest["calibration"] = None, {}  # killed before finish()
