@@ -20,8 +20,10 @@ Entry point for the search, NetAdapt and the pipeline: :func:`open_table`.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from latency.measurers import Measurer
 from latency.registry import measurer_from_recorded
 from latency.signature import SIGNATURE_RESOLUTION, measure_signature, signature_error
 from latency.table import SCHEMA_VERSION, LatencyTable, TableMismatchError, load_table, read_manifest
-from search_spaces.encoding import parse_spec
+from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.spec import ArchSpec
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,33 @@ SIGNATURE_ATTEMPTS = 3
 attempt nearest the recorded one decides: a burst of load passes, other hardware stays."""
 
 
+SIGNATURE_REUSE_S = 300.0
+"""A signature this process measured with the same measurer settings and reference within this
+many seconds is used again by the next opening instead of measured anew (2.6 s an opening under
+the load injector on a 2-core AMD EPYC; a ``make demo`` opens its table about seven times). The
+machine is the same and its speed swings from one second to the next, so a probe taken a minute
+earlier is as good as a fresh one; an attempt beyond the tolerance is always measured again, and
+the report says how old its probe is (``probed_s_ago``)."""
+_recent_signatures: dict[str, tuple[float, dict[str, float], float]] = {}
+
+
+def forget_signatures() -> None:
+    """Drop the signatures kept for reuse (the next opening of every table measures its own)."""
+    _recent_signatures.clear()
+
+
+def _signature_now(measurer: Measurer, reference: ArchSpec, resolution: int | None,
+                   reuse_s: float) -> tuple[dict[str, float], float, float]:
+    """``measure_signature``'s ratios and reference time, and their age in seconds (0: measured now)."""
+    key = json.dumps([measurer.settings_dict(), format_spec(reference), resolution], sort_keys=True, default=str)
+    kept = _recent_signatures.get(key)
+    if kept is not None and time.monotonic() - kept[0] <= reuse_s:
+        return dict(kept[1]), kept[2], time.monotonic() - kept[0]
+    ratios, reference_ms = measure_signature(measurer, reference, resolution=resolution)
+    _recent_signatures[key] = (time.monotonic(), dict(ratios), reference_ms)
+    return ratios, reference_ms, 0.0
+
+
 class DriftError(TableMismatchError):
     """The table's signature says other hardware or another runtime."""
 
@@ -54,7 +83,8 @@ class DriftReport:
     """The check's outcome. ``ratio``: the speed factor (reference now / baseline);
     ``signature_error``: largest relative change of a probe ratio (None: the table records no
     signature); ``action``: ``ok``, ``rescaled`` (predictions x ``ratio``) or ``forced``;
-    ``differences``: fingerprint fields that differ (empty on matching hardware)."""
+    ``differences``: fingerprint fields that differ (empty on matching hardware); ``probed_s_ago``:
+    the age of the probe used (0: measured by this opening; see :data:`SIGNATURE_REUSE_S`)."""
 
     baseline_ms: float
     measured_ms: float
@@ -64,6 +94,7 @@ class DriftReport:
     differences: tuple[str, ...] = ()
     signature_error: float | None = None
     signature: dict[str, float] = field(default_factory=dict)
+    probed_s_ago: float = 0.0
 
     def to_dict(self) -> dict:
         return {**asdict(self), "differences": list(self.differences), "speed_factor": self.ratio}
@@ -73,8 +104,9 @@ class DriftReport:
         within 2.1% (tolerance 15%): ok``."""
         signature = ("no signature recorded (table predates paired timing)" if self.signature_error is None
                      else f"signature within {self.signature_error:.1%} (tolerance {self.tolerance:.0%})")
+        age = f" (probed {self.probed_s_ago:.0f} s ago)" if self.probed_s_ago > 0 else ""
         return (f"speed {self.ratio:.2f}x the build's (reference {self.measured_ms:.4g} vs {self.baseline_ms:.4g} ms); "
-                f"{signature}: {self.action}")
+                f"{signature}: {self.action}{age}")
 
     @property
     def other_hardware(self) -> bool:
@@ -122,7 +154,7 @@ def _check_on_drift(tolerance: float, on_drift: str) -> None:
 
 
 def open_table(folder: str | Path, *, tolerance: float = DEFAULT_TOLERANCE, on_drift: str = "error",
-               trusted: bool = False) -> tuple[LatencyTable, DriftReport]:
+               trusted: bool = False, reuse_s: float = SIGNATURE_REUSE_S) -> tuple[LatencyTable, DriftReport]:
     """Load the table in ``folder`` for prediction after checking it describes this hardware.
 
     Args:
@@ -131,6 +163,8 @@ def open_table(folder: str | Path, *, tolerance: float = DEFAULT_TOLERANCE, on_d
             speed factor) or ``force`` (use the table as it is).
         trusted: the table was made by this run or command on this machine (its fingerprint is
             still checked): the signature is measured and recorded, never a reason to refuse it.
+        reuse_s: a signature measured by this process within this many seconds is used again
+            (0: always measure).
     Raises:
         TableMismatchError: the fingerprint differs and ``on_drift == "error"``.
         DriftError: the signature differs beyond ``tolerance`` and ``on_drift == "error"``.
@@ -148,7 +182,7 @@ def open_table(folder: str | Path, *, tolerance: float = DEFAULT_TOLERANCE, on_d
     baseline = table.reference_baseline_ms
     if not baseline:
         raise ValueError(f"table {folder} has no reference baseline (its build did not finish): rerun its build to finish it")
-    report = _check_signature(folder, manifest, float(baseline), tolerance, on_drift, differences, trusted)
+    report = _check_signature(folder, manifest, float(baseline), tolerance, on_drift, differences, trusted, reuse_s)
     log.info("table %s: %s", folder, report.describe())
     if report.action == "rescaled":
         return rescaled(table, report.ratio, report), report
@@ -161,27 +195,28 @@ def _options(folder: Path, manifest: dict) -> str:
 
 
 def _check_signature(folder: Path, manifest: dict, baseline_ms: float, tolerance: float, on_drift: str,
-                     differences: tuple[str, ...], trusted: bool) -> DriftReport:
+                     differences: tuple[str, ...], trusted: bool, reuse_s: float) -> DriftReport:
     """Measure the signature and the speed factor; refuse other hardware unless told not to."""
     measurer = measurer_from_recorded(manifest["measurer"])
     reference = parse_spec(manifest["reference"]["spec"])
     recorded = manifest.get("signature", {}).get("ratios")
     resolution = manifest.get("signature", {}).get("resolution")  # None: recorded at the reference's own
-    now, reference_ms = measure_signature(measurer, reference, resolution=resolution)
+    now, reference_ms, age = _signature_now(measurer, reference, resolution, reuse_s)
     error = signature_error(recorded, now) if recorded else None
     for _ in range(SIGNATURE_ATTEMPTS - 1):
         if error is None or error <= tolerance or trusted:
             break
         again, again_ms = measure_signature(measurer, reference, resolution=resolution)
-        if signature_error(recorded, again) < error:
-            now, reference_ms, error = again, again_ms, signature_error(recorded, again)
+        if signature_error(recorded, again) < error or age > 0:  # a kept probe never outvotes a fresh one
+            now, reference_ms, error, age = again, again_ms, signature_error(recorded, again), 0.0
     mismatch = bool(differences) or (error is not None and error > tolerance and not trusted)
     if mismatch and on_drift == "error":
         raise DriftError(f"table {folder}: this machine's signature differs from the table's by {error:.1%} "
                          f"(tolerance {tolerance:.0%}; {_signature_line(recorded, now)}): other hardware or runtime; "
                          f"{_options(folder, manifest)}")
     action = "ok" if not mismatch else ("rescaled" if on_drift == "rescale" else "forced")
-    return DriftReport(baseline_ms, reference_ms, reference_ms / baseline_ms, tolerance, action, differences, error, now)
+    return DriftReport(baseline_ms, reference_ms, reference_ms / baseline_ms, tolerance, action, differences, error, now,
+                       age)
 
 
 def _signature_line(recorded: dict[str, float], now: dict[str, float]) -> str:

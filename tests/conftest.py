@@ -27,3 +27,12 @@ def mobilenas_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MOBILENAS_HOME", str(folder))
         yield folder
+
+
+@pytest.fixture(autouse=True)
+def fresh_signatures() -> None:
+    """Every test's first opening of a table measures its own drift probe: a signature kept for
+    reuse (``latency.drift.SIGNATURE_REUSE_S``) never carries from one test to the next."""
+    from latency.drift import forget_signatures
+
+    forget_signatures()
