@@ -46,11 +46,13 @@ def build_and_validate(table: Path, resolution: int, args: argparse.Namespace, e
     start = time.perf_counter()
     with injected("build", args):
         run(["-v", "latency", "build", "--space", "mnasnet", "--resolution", str(resolution), "--out", str(table),
-             "--calibration-specs", str(args.calibration_specs), "--quiet", *extra])
+             "--calibration-specs", str(args.calibration_specs), "--quiet", *extra,
+             *(["--max-passes", str(args.max_passes)] if args.max_passes is not None else [])])
     manifest = json.loads((table / "manifest.json").read_text())
     entry = {"entries": manifest["entries"], "build_timings_s": manifest.get("build_timings"),
              "this_invocation_build_s": round(time.perf_counter() - start, 1), "measurer": manifest["measurer"],
-             "calibration": manifest["calibration"][str(resolution)], "injector": args.inject}
+             "calibration": manifest["calibration"][str(resolution)], "injector": args.inject,
+             "max_passes": manifest["build"].get("max_passes")}
     if args.rescore:  # the build above only refitted the calibration: score the stored measurements
         run(["latency", "validate", str(table), "--rescore"])
         entry["validation"] = json.loads((table / "validation.json").read_text())
@@ -81,6 +83,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=24, help="validation pairs per spec and pass (2 passes)")
     parser.add_argument("--drift-tolerance", type=float, default=0.5)
     parser.add_argument("--int8", action="store_true", help="also the int8 (QDQ) table at 32x32 and compare it with float")
+    parser.add_argument("--max-passes", type=int, default=None,
+                        help="passes over a noisy layer (latency build --max-passes; default the build's)")
     parser.add_argument("--skip-validate", action="store_true")
     parser.add_argument("--inject", choices=("none", "build", "validate", "both"), default="none",
                         help="run the load injector (latency.noise) during the build, the validation or both")

@@ -82,8 +82,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     spaces = [_space(args.space, r, shape) for r in args.resolution]
     calibration = [s for i, space in enumerate(spaces) for s in sample_specs(space, args.calibration_specs, args.seed + i)]
     reference = sample_specs(spaces[0], 1, args.seed + 10_000)[0]
-    passes = {"max_passes": LAZY_MAX_PASSES} if args.lazy else {}  # a lazy table is filled while trials run
-    config = BuildConfig(batch_keys=args.batch_keys, calibration_rounds=args.calibration_rounds, **passes)
+    passes = args.max_passes if args.max_passes is not None else (LAZY_MAX_PASSES if args.lazy else BuildConfig.max_passes)
+    config = BuildConfig(batch_keys=args.batch_keys, calibration_rounds=args.calibration_rounds, max_passes=passes)
     builder = TableBuilder(out, measurer, reference, space=args.space, config=config, progress=_Bars(not args.quiet),
                            force=args.force, space_input=(args.in_channels, args.classes))
     if not args.lazy:
@@ -291,6 +291,9 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration-rounds", type=int, default=BuildConfig.calibration_rounds,
                    help="passes over the calibration specs, each in fresh sessions (they share the pairs)")
     p.add_argument("--lazy", action="store_true", help="measure only the layers of the calibration specs")
+    p.add_argument("--max-passes", type=int, default=None,
+                   help=f"passes over a layer whose pairs spread over {BuildConfig.max_spread:.0%}, pooled (default "
+                        f"{BuildConfig.max_passes}, {LAZY_MAX_PASSES} with --lazy); recorded, a resumed table keeps its own")
     p.add_argument("--force", action="store_true", help="resume a table measured elsewhere / with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_build)

@@ -36,6 +36,14 @@ def test_a_lazy_build_records_one_pass_a_layer(table):
     assert json.loads((table / "manifest.json").read_text())["build"]["max_passes"] == 1
 
 
+def test_max_passes_given_is_recorded(tmp_path):
+    folder = tmp_path / "two"
+    argv = ["latency", "build", "--space", "mnasnet", "--resolution", "32", "--out", str(folder), "--lazy",
+            "--max-passes", "2", *TINY[:4], "--calibration-specs", "1", "--calibration-rounds", "1", "--quiet"]
+    assert main(argv) == 0
+    assert json.loads((folder / "manifest.json").read_text())["build"]["max_passes"] == 2
+
+
 def test_show_summarises_device_and_calibration(table, capsys):
     assert main(["latency", "show", str(table)]) == 0
     out = capsys.readouterr().out

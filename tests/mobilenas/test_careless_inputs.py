@@ -371,7 +371,8 @@ for _option, _value, _says in [("--calibration-specs", "0", "--calibration-specs
                                 ("--threads", "0", "intra_op_threads = 0 is not allowed"),
                                 ("--warmup", "-1", "warmup = -1 is not allowed"),
                                 ("--batch-keys", "0", "batch_keys = 0 is not allowed"),
-                                ("--calibration-rounds", "0", "calibration_rounds = 0 is not allowed")]:
+                                ("--calibration-rounds", "0", "calibration_rounds = 0 is not allowed"),
+                                ("--max-passes", "0", "max_passes = 0 is not allowed")]:
     case(f"build-option{_option}", _says)(
         lambda ctx, option=_option, value=_value: [*BUILD, "--out", str(ctx.tmp / "t"), option, value])
 
