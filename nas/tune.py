@@ -43,14 +43,6 @@ RAY_TMP = "ray_tmp"
 LINK_RECORD = "link-path"
 CLEANUP_GRACE_S = 3.0
 RAY_RESULTS = "ray_results"
-PENDING_TRIALS_VARIABLE = "TUNE_MAX_PENDING_TRIALS_PG"
-PENDING_TRIALS = 1
-"""Trials Ray Tune asks the searcher for while earlier ones wait to start (Tune's default under a
-concurrency limit is the limit). Asking prices a candidate in this process (a lazy table measures
-its missing layers), so at the limit, 2 on a 2-core host, Tune priced two candidates one after
-the other before starting either, and the workers stood idle through all pricing: a make demo
-search took the sum of its pricing (38-40 s) and its trials (84 s on two workers). At 1 the next
-candidate is priced while the trials already started run. A value the user set is kept."""
 
 
 class StrategySearcher(Searcher):
@@ -218,17 +210,5 @@ def run_tune(driver: SearchDriver, evaluator: Evaluator, cluster: ClusterInfo, *
                                 failure_config=tune.FailureConfig(max_failures=0))
     console = Path(cluster.storage_path) / f"{name}.console.txt"  # Tune's own banner and tables
     console.parent.mkdir(parents=True, exist_ok=True)
-    with console.open("a") as handle, contextlib.redirect_stdout(handle), _pending_trials(PENDING_TRIALS):
+    with console.open("a") as handle, contextlib.redirect_stdout(handle):
         tune.Tuner(trainable, tune_config=tune_config, run_config=run_config).fit()
-
-
-@contextlib.contextmanager
-def _pending_trials(count: int) -> Iterator[None]:
-    """:data:`PENDING_TRIALS_VARIABLE` set to ``count`` for Tune to read (unless the user set it), then restored."""
-    given = os.environ.get(PENDING_TRIALS_VARIABLE)
-    os.environ[PENDING_TRIALS_VARIABLE] = given if given is not None else str(count)
-    try:
-        yield
-    finally:
-        if given is None:
-            os.environ.pop(PENDING_TRIALS_VARIABLE, None)

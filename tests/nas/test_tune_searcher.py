@@ -93,21 +93,3 @@ def test_tune_can_pickle_the_searcher_whatever_its_stop_callback_holds(tmp_path)
     copy = pickle.loads(pickle.dumps(searcher))
     assert not hasattr(copy, "driver") and not hasattr(copy, "should_stop")
     assert searcher.driver is driver and searcher.requests  # the searcher itself is untouched
-
-
-def test_tune_asks_for_the_next_candidate_only_once_the_last_one_started(tmp_path, monkeypatch):
-    """Asking prices a candidate; Tune is told to keep one pending trial, not the concurrency
-    limit, so pricing runs while started trials train (a value the user set is kept)."""
-    from ray.tune.execution.tune_controller import _get_max_pending_trials
-    from ray.tune.search import ConcurrencyLimiter, SearchGenerator
-
-    monkeypatch.delenv(tune.PENDING_TRIALS_VARIABLE, raising=False)
-    searcher, _ = searcher_for(tmp_path)
-    search_alg = SearchGenerator(ConcurrencyLimiter(searcher, max_concurrent=2))  # what TuneConfig makes
-    assert _get_max_pending_trials(search_alg) == 2
-    with tune._pending_trials(tune.PENDING_TRIALS):
-        assert _get_max_pending_trials(search_alg) == 1
-    assert tune.PENDING_TRIALS_VARIABLE not in __import__("os").environ
-    monkeypatch.setenv(tune.PENDING_TRIALS_VARIABLE, "3")
-    with tune._pending_trials(tune.PENDING_TRIALS):
-        assert _get_max_pending_trials(search_alg) == 3
