@@ -49,7 +49,10 @@ tables as the table stage left them (``benchmarks/bench_lazy_passes.py``,
 ``results/latency/lazy_passes.json``) moved the candidates' predictions by 13.5% (median over the
 runs of the median absolute difference) between one pass and three, as much as between three
 passes and the run's own three-pass measurement of the same layers (13.4%), and one pass took
-30% less time (22.4 s against 31.6 s for about 270 layers)."""
+30% less time (22.4 s against 31.6 s for about 270 layers). A full 224x224 build at one pass, on a
+machine with nothing beside it, lost a little against whole models (99% / 91% within 10% / 5%
+against 100% / 96%), which is why full builds keep three; ``latency build --lazy --max-passes 3``
+makes a lazy table that measures like them."""
 ANCHOR_MODELS = (("mobilenetv3-small", 0.5), ("mobilenetv3-small", 1.0), ("mobilenetv3-large", 0.5))
 """Hand-designed models measured with the sampled calibration specs: they are smaller than most
 of the space, so the calibration also covers what NetAdapt shrinks towards and what a target
