@@ -66,9 +66,9 @@ def _signature_now(measurer: Measurer, reference: ArchSpec, resolution: int | No
                    reuse_s: float) -> tuple[dict[str, float], float, float]:
     """``measure_signature``'s ratios and reference time, and their age in seconds (0: measured now)."""
     key = json.dumps([measurer.settings_dict(), format_spec(reference), resolution], sort_keys=True, default=str)
-    kept = _recent_signatures.get(key)
-    if kept is not None and time.monotonic() - kept[0] <= reuse_s:
-        return dict(kept[1]), kept[2], time.monotonic() - kept[0]
+    kept, now = _recent_signatures.get(key), time.monotonic()
+    if kept is not None and now - kept[0] <= reuse_s:
+        return dict(kept[1]), kept[2], now - kept[0]
     ratios, reference_ms = measure_signature(measurer, reference, resolution=resolution)
     _recent_signatures[key] = (time.monotonic(), dict(ratios), reference_ms)
     return ratios, reference_ms, 0.0
