@@ -44,7 +44,8 @@ def open_run(args: argparse.Namespace) -> tuple[RunFolder, CompareConfig]:
     if args.resume is not None:
         folder = RunFolder.open(args.resume, job="platforms")
         return folder, CompareConfig.from_dict(folder.manifest["config"])
-    config = CompareConfig.for_names(list(args.platforms), seed=args.seed, method=args.method)
+    space = {} if args.space is None else {"space": args.space}
+    config = CompareConfig.for_names(list(args.platforms), seed=args.seed, method=args.method, **space)
     folder = RunFolder.create(args.work, job="platforms", slug="bench-platforms", seed=config.seed,
                               config=config.to_dict(), command=["python", *sys.argv])
     return folder, config
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--platforms", nargs="+", default=list(PLATFORMS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--method", choices=COMPARE_METHODS, default="search")
+    parser.add_argument("--space", default=None, help=f"with --method search (default {CompareConfig.space})")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"where the figures are copied (default {OUT / 'search'} with --method search, else {OUT})")
     parser.add_argument("--work", type=Path, default=Path("results/runs/bench-platforms"))

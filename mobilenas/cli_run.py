@@ -43,8 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", default=DEFAULTS["strategy"],
                    help=f"search strategy: rl, evolution, random, reinforce (default {DEFAULTS['strategy']})")
     p.add_argument("--space", default=None,
-                   help=f"search space (default {DEFAULTS['space']}: MnasNet space with MobileNetV3-Small's last stage; "
-                        f"with --evaluator supernet its MBConv part, {DEFAULTS['space']}-mbconv, or the --supernet's)")
+                   help=f"search space (default {DEFAULTS['space']}: MnasNet decisions on MobileNetV3-Small's stages "
+                        f"and last stage; with --evaluator supernet its MBConv part, {DEFAULTS['space']}-mbconv, "
+                        "or the --supernet's)")
     p.add_argument("--evaluator", choices=("proxy", "supernet"), default=None,
                    help="proxy: train every candidate briefly; supernet: train a weight-sharing supernet once, score "
                         "candidates with inherited weights and start NetAdapt and the final training from them "

@@ -2,8 +2,8 @@
 BigNAS, TuNAS).
 
 Every architecture of :class:`search_spaces.mnasnet_space.MnasNetMBConvSpace` (and its
-small-head variant) is a sub-network of one :class:`Supernet`; its weights are slices of the
-supernet's:
+small-head and MobileNetV3-Small-stage variants) is a sub-network of one :class:`Supernet`; its
+weights are slices of the supernet's:
 
 - **kernel** (once-for-all, Cai et al. 2020, section 3.2): every k x k weight is stored at the
   largest kernel (5x5); a 3x3 layer uses the centre 3x3 crop. Once-for-all adds a learned 9x9
@@ -50,7 +50,7 @@ from search_spaces.spec import ArchSpec, BlockSpec, se_channels
 
 MAX_KERNEL = 5
 MAX_EXPANSION = 6
-SUPERNET_SPACES = ("mnasnet-mbconv", "mnasnet-small-mbconv")
+SUPERNET_SPACES = ("mnasnet-mbconv", "mnasnet-small-mbconv", "mnasnet-v3small-mbconv")
 BRANCH_TYPES = ("bneck",)
 """The block types with an elastic branch here (the MBConv); another registered type needs
 its own branch class in :class:`SuperBlock` before a supernet holds it."""

@@ -69,7 +69,7 @@ class CompareConfig:
     pairs: int = setting(24, low=4)
     close_on: str = "measured"  # what NetAdapt steers by inside a run (netadapt.steering.CLOSE_ON)
     method: str = "netadapt"
-    space: str = "mnasnet-small-mbconv"
+    space: str = "mnasnet-v3small-mbconv"
     budget: str = "small"
     reward: str = "hard"
     names: tuple[str, ...] = field(init=False)

@@ -79,8 +79,10 @@ class PipelineConfig:
     """One pipeline run. Exactly one of ``target_ms`` (a number) and ``target_like`` (a spec at
     width ``target_width`` whose end-to-end latency on this machine, times ``target_scale``,
     becomes the target; it is then trained as a reference too). ``space`` defaults to the
-    MnasNet space with MobileNetV3-Small's last stage and ``w`` to -0.15, the exponent
-    MobileNetV3 section 4.1 used for small models. ``platform``: the named platform's record
+    MnasNet decisions on MobileNetV3-Small's stages and last stage (``mnasnet-v3small``: at 32x32
+    on a CPU a model's latency is mostly its depth, and the MobileNetV2 skeleton's models ran
+    1.7x to 5x Small's latency) and ``w`` to -0.15, the exponent MobileNetV3 section 4.1 used
+    for small models. ``platform``: the named platform's record
     (:meth:`latency.platforms.Platform.record`) whose measurer the table is built with (None:
     the default ONNX Runtime CPU settings); a platform's own table is used when it has one.
     ``netadapt_close_on``: what NetAdapt's iterations steer by inside a round, the table's
@@ -110,7 +112,7 @@ class PipelineConfig:
     budget: str = "small"
     seed: int = setting(0, low=0)
     strategy: str = "rl"
-    space: str = "mnasnet-small"
+    space: str = "mnasnet-v3small"
     w: float = -0.15
     table: str | None = None
     on_drift: str = "error"

@@ -44,6 +44,9 @@ _EXPANSION = {"dsconv": 1, "mbconv3": 3, "mbconv6": 6}
 
 # MobileNetV2's (out_channels, repeats, stride) per stage (Sandler et al. 2018, Table 2).
 MOBILENETV2_STAGES = ((16, 1, 1), (24, 2, 2), (32, 3, 2), (64, 4, 2), (96, 3, 1), (160, 3, 2), (320, 1, 1))
+# MobileNetV3-Small's bottleneck stages after its stem, as (out_channels, repeats, stride)
+# (Howard et al. 2019, Table 2: 16 x1 s2, 24 x2 s2, 40 x3 s2, 48 x2 s1, 96 x3 s2; 11 blocks).
+MOBILENETV3_SMALL_STAGES = ((16, 1, 2), (24, 2, 2), (40, 3, 2), (48, 2, 1), (96, 3, 2))
 
 
 @dataclass(frozen=True)
@@ -278,4 +281,27 @@ class MnasNetSmallMBConvSpace(MnasNetSmallHeadSpace):
     """:class:`MnasNetMBConvSpace` with MobileNetV3-Small's efficient last stage."""
 
     name = "mnasnet-small-mbconv"
+    choices: ClassVar[tuple[tuple, ...]] = _MBCONV_CHOICES
+
+
+@dataclass(frozen=True)
+class MnasNetV3SmallSpace(MnasNetSmallHeadSpace):
+    """The MnasNet decisions on MobileNetV3-Small's five stages and last stage (Table 2) instead
+    of MobileNetV2's seven: 7 to 16 blocks (Small has 11) against 12 to 24. At small inputs a
+    model's latency on a CPU runtime is mostly its operator count; at 32x32 on a 2-core AMD EPYC
+    (ONNX Runtime, 1 thread) random models of the MobileNetV2 skeleton ran a median 3.85x
+    MobileNetV3-Small (1.70x to 6.13x), those of this one 0.86x (0.60x to 1.23x), so a search
+    aimed at Small's latency finds candidates at its budget (``results/reference/space_skeleton.json``)."""
+
+    stages: tuple[tuple[int, int, int], ...] = MOBILENETV3_SMALL_STAGES
+
+    name = "mnasnet-v3small"
+
+
+@dataclass(frozen=True)
+class MnasNetV3SmallMBConvSpace(MnasNetV3SmallSpace):
+    """:class:`MnasNetV3SmallSpace`'s MBConv part (the choices of :class:`MnasNetMBConvSpace`),
+    which a weight-sharing supernet trains."""
+
+    name = "mnasnet-v3small-mbconv"
     choices: ClassVar[tuple[tuple, ...]] = _MBCONV_CHOICES

@@ -10,7 +10,8 @@ from typing import Callable, Iterable, Protocol, runtime_checkable
 
 import numpy as np
 
-from search_spaces.mnasnet_space import MnasNetMBConvSpace, MnasNetSmallHeadSpace, MnasNetSmallMBConvSpace, MnasNetSpace
+from search_spaces.mnasnet_space import (MnasNetMBConvSpace, MnasNetSmallHeadSpace, MnasNetSmallMBConvSpace, MnasNetSpace,
+                                         MnasNetV3SmallMBConvSpace, MnasNetV3SmallSpace)
 from search_spaces.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec
 
 
@@ -48,6 +49,8 @@ SPACES: dict[str, Callable[..., SearchSpace]] = {
     "mnasnet-small": MnasNetSmallHeadSpace,
     "mnasnet-mbconv": MnasNetMBConvSpace,
     "mnasnet-small-mbconv": MnasNetSmallMBConvSpace,
+    "mnasnet-v3small": MnasNetV3SmallSpace,
+    "mnasnet-v3small-mbconv": MnasNetV3SmallMBConvSpace,
 }
 """name -> factory ``(resolution=, num_classes=, in_channels=)``; a new space is a module
 ``search_spaces/<name>.py`` and a line here (tests/test_extension_points.py)."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nas.supernet import Supernet, extract_subnet, extreme_indices, make_supernet
+from nas.supernet import SUPERNET_SPACES, Supernet, extract_subnet, extreme_indices, make_supernet
 from nas.supernet_train import SupernetConfig, SupernetTrainer
 from search_spaces.registry import make_space
 from training.checkpoint import load_checkpoint
@@ -27,7 +27,7 @@ def random_statistics(net: torch.nn.Module, seed: int) -> None:
             module.bias.data.copy_(torch.randn(n, generator=generator))
 
 
-@pytest.fixture(scope="module", params=["mnasnet-mbconv", "mnasnet-small-mbconv"])
+@pytest.fixture(scope="module", params=SUPERNET_SPACES)
 def supernet(request) -> Supernet:
     torch.manual_seed(0)
     net = make_supernet(request.param, resolution=16, num_classes=10, in_channels=1)
@@ -63,7 +63,7 @@ def test_a_spec_outside_the_space_is_refused_with_a_value_error(supernet):
 
 
 def test_unknown_space_is_refused_naming_the_choices():
-    with pytest.raises(ValueError, match=r"'mobilenet' has no supernet; expected one of \['mnasnet-mbconv', 'mnasnet-small-mbconv'\]"):
+    with pytest.raises(ValueError, match=r"'mobilenet' has no supernet; expected one of \['mnasnet-mbconv', 'mnasnet-small-mbconv', 'mnasnet-v3small-mbconv'\]"):
         make_supernet("mobilenet", resolution=16, num_classes=10, in_channels=1)
 
 

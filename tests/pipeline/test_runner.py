@@ -22,7 +22,7 @@ from storage.status import Status
     ({"target_ms": 1.0, "budget": "huge"}, "--budget 'huge' is not known"),
     ({"target_ms": 1.0, "workers": 0}, "--workers = 0 is not allowed"),
     ({"target_ms": 1.0, "evaluator": "oracle"}, "--evaluator 'oracle' is not known"),
-    ({"target_ms": 1.0, "evaluator": "supernet"}, "'mnasnet-small' has no supernet; its MBConv part is mnasnet-small-mbconv"),
+    ({"target_ms": 1.0, "evaluator": "supernet"}, "'mnasnet-v3small' has no supernet; its MBConv part is mnasnet-v3small-mbconv"),
     ({"target_ms": 1.0, "supernet": "runs/x"}, "--supernet applies to --evaluator supernet only"),
     ({"target_ms": 1.0, "reward": "best"}, "--reward 'best' is not known"),
 ])
@@ -183,7 +183,7 @@ def test_pipeline_with_the_supernet_evaluator_starts_netadapt_and_the_final_trai
     captured = capsys.readouterr()
     assert code == 0, captured.err
     run = RunFolder.open(json.loads(captured.out.strip().splitlines()[-1])["run_dir"], job="run")
-    assert run.manifest["config"]["space"] == "mnasnet-small-mbconv"
+    assert run.manifest["config"]["space"] == "mnasnet-v3small-mbconv"
     assert all(run.manifest["stages"][s]["status"] == "finished" for s in STAGES)
     assert run.manifest["stages"]["supernet"]["result"]["trained_here"]
     assert main(["run", "--resume", str(run.path)]) == 2
