@@ -74,7 +74,8 @@ def one_run(out: Path, seed: int, table: str | None, earlier: list[Path], close_
             evaluator: str = "supernet") -> dict:
     config = PipelineConfig(data="mnist-rot-back-image", target_like="mobilenetv3-small", budget="small", seed=seed,
                             table=table, netadapt_close_on=close_on, evaluator=evaluator,
-                            space="mnasnet-small-mbconv" if evaluator == "supernet" else "mnasnet-small")  # as mobilenas run
+                            # mobilenas run's space when the figures were made; its starts give NetAdapt work
+                            space="mnasnet-small-mbconv" if evaluator == "supernet" else "mnasnet-small")
     done = sorted(out.glob(f"*-netadapt-noise-s{seed}-s{seed}")) if out.is_dir() else []
     folder = (RunFolder.open(done[-1], job="run") if done else  # a killed benchmark resumes its runs
               RunFolder.create(out, job="run", slug=f"netadapt-noise-s{seed}", seed=seed, config=config.to_dict()))
