@@ -81,7 +81,7 @@ class PipelineConfig:
     becomes the target; it is then trained as a reference too). ``space`` defaults to the
     MnasNet decisions on MobileNetV3-Small's stages and last stage (``mnasnet-v3small``: at 32x32
     on a CPU a model's latency is mostly its depth, and the MobileNetV2 skeleton's models ran
-    1.7x to 5x Small's latency) and ``w`` to -0.15, the exponent MobileNetV3 section 4.1 used
+    1.7x to 6.1x Small's latency) and ``w`` to -0.15, the exponent MobileNetV3 section 4.1 used
     for small models. ``platform``: the named platform's record
     (:meth:`latency.platforms.Platform.record`) whose measurer the table is built with (None:
     the default ONNX Runtime CPU settings); a platform's own table is used when it has one.
