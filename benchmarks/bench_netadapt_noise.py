@@ -71,11 +71,11 @@ def stages_for(earlier: list[Path], seed: int, evaluator: str) -> tuple[Stage, .
 
 
 def one_run(out: Path, seed: int, table: str | None, earlier: list[Path], close_on: str = "measured",
-            evaluator: str = "supernet") -> dict:
+            evaluator: str = "supernet", space: str | None = None) -> dict:
+    # by default mobilenas run's space when the first figures were made; its starts give NetAdapt work
+    space = space or ("mnasnet-small-mbconv" if evaluator == "supernet" else "mnasnet-small")
     config = PipelineConfig(data="mnist-rot-back-image", target_like="mobilenetv3-small", budget="small", seed=seed,
-                            table=table, netadapt_close_on=close_on, evaluator=evaluator,
-                            # mobilenas run's space when the figures were made; its starts give NetAdapt work
-                            space="mnasnet-small-mbconv" if evaluator == "supernet" else "mnasnet-small")
+                            table=table, netadapt_close_on=close_on, evaluator=evaluator, space=space)
     done = sorted(out.glob(f"*-netadapt-noise-s{seed}-s{seed}")) if out.is_dir() else []
     folder = (RunFolder.open(done[-1], job="run") if done else  # a killed benchmark resumes its runs
               RunFolder.create(out, job="run", slug=f"netadapt-noise-s{seed}", seed=seed, config=config.to_dict()))
@@ -86,7 +86,12 @@ def one_run(out: Path, seed: int, table: str | None, earlier: list[Path], close_
     last = result["latency_rounds"][-1]
     check = folder.path / "netadapt" / "start_check.json"
     start_ratio = json.loads(check.read_text())["ratio"] if check.is_file() else None
+    choice_file = folder.path / "netadapt" / "start_choice.json"
+    choice = json.loads(choice_file.read_text()) if choice_file.is_file() else {}
+    growth = choice.get("growth") or []
     return {"seed": seed, "rounds": len(result["latency_rounds"]), "ratio": last["ratio"], "start_ratio": start_ratio,
+            "searched_ratio": choice["candidates"][choice["rank"] - 1]["ratio"] if choice else None,
+            "widened_by": growth[-1]["multiplier"] if growth else None, "widenings": len(growth),
             "first_round_ratio": result["latency_rounds"][0]["ratio"],
             "ratio_low": last.get("ratio_low"), "ratio_high": last.get("ratio_high"),
             "in_band": BAND[0] <= last["ratio"] <= BAND[1], "within_budget": result["within_budget"],
@@ -107,6 +112,9 @@ def main() -> None:
                         help="what NetAdapt's iterations steer by (netadapt.steering)")
     parser.add_argument("--evaluator", choices=("supernet", "proxy"), default="supernet",
                         help="the search's evaluator (make demo: supernet)")
+    parser.add_argument("--space", default=None,
+                        help="the search space (default: the MobileNetV2-skeleton space the first figures used; "
+                             "mobilenas run's default is mnasnet-v3small, its supernet part mnasnet-v3small-mbconv)")
     parser.add_argument("--searches-from", type=Path, nargs="+", default=[],
                         help="folders of earlier runs: reuse the finished supernet and search of each seed")
     args = parser.parse_args()
@@ -116,7 +124,8 @@ def main() -> None:
     noise = contextlib.nullcontext() if args.quiet_machine else LoadInjector(seed=0)
     with noise:
         for seed in args.seeds:
-            rows.append(one_run(Path(args.out), seed, table, args.searches_from, args.close_on, args.evaluator))
+            rows.append(one_run(Path(args.out), seed, table, args.searches_from, args.close_on, args.evaluator,
+                                args.space))
             table = table or json.loads((Path(rows[0]["run_dir"]) / "manifest.json").read_text())[
                 "stages"]["table"]["result"]["folder"]  # later seeds reuse the first run's table
             print(json.dumps(rows[-1]), flush=True)

@@ -46,6 +46,7 @@ from search_spaces.builder import ConvBNAct, batch_norm, build_model, init_weigh
 from search_spaces.layers import centre_crop, reach
 from search_spaces.mnasnet_space import DECISION_NAMES, DECISIONS_PER_STAGE, MnasNetSpace
 from search_spaces.registry import make_space
+from search_spaces.rewrite import same_layout
 from search_spaces.spec import ArchSpec, BlockSpec, se_channels
 
 MAX_KERNEL = 5
@@ -237,6 +238,33 @@ class Supernet(nn.Module):
         """The layout of ``spec``; ``ValueError`` when it is not in the space (or of another shape)."""
         return self.layout(self.space.encode(spec))
 
+    def widened_layout(self, spec: ArchSpec, template: ArchSpec) -> Layout:
+        """The layout of ``spec``, a copy of the space's ``template`` with other widths (e.g.
+        :func:`search_spaces.rewrite.widened`): its blocks at the template's positions, every
+        width within what the supernet holds there (slicing needs no width of the space's
+        choices). ``ValueError`` naming the first block that does not fit."""
+        problem = same_layout(template, spec)
+        if problem is not None:
+            raise ValueError(f"spec is not a re-width of its template: {problem}")
+        layout, start = [], 0
+        for blocks in self.layout_of(template):
+            layout.append(spec.blocks[start:start + len(blocks)])
+            start += len(blocks)
+        for index, ((out, exp), block) in enumerate(zip(self.width_ceilings(template), spec.blocks)):
+            if block.out_channels > out or (block.exp_channels or 0) > exp:
+                raise ValueError(f"block {index} (exp {block.exp_channels}, out {block.out_channels}) is wider than "
+                                 f"the supernet holds there (exp {exp}, out {out})")
+        return tuple(layout)
+
+    def width_ceilings(self, template: ArchSpec) -> tuple[tuple[int, int], ...]:
+        """For each block of ``template`` (a spec of the space), the widest ``(out, exp)`` the
+        supernet holds at its position."""
+        ceilings = []
+        for stage, blocks in zip(self.stages, self.layout_of(template)):
+            ceilings += [(m.mbconv.conv_pwl.conv.out_channels, m.mbconv.conv_pw.conv.out_channels)
+                         for m, _ in zip(stage, blocks)]
+        return tuple(ceilings)
+
     def forward(self, x: torch.Tensor, layout: Layout) -> torch.Tensor:
         x = self.stem(x)
         for stage, blocks in zip(self.stages, layout):
@@ -304,11 +332,11 @@ def _slice_to(source: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return source[tuple(slice(0, n) for n in shape)] if source.ndim else source
 
 
-def _source_names(supernet: Supernet, spec: ArchSpec) -> dict[str, str]:
+def _source_names(spec: ArchSpec, layout: Layout) -> dict[str, str]:
     """Stand-alone module prefix -> supernet prefix, block by block."""
     names = {"stem.": "stem.", "head.": "head."}
     flat = 0
-    for s, blocks in enumerate(supernet.layout_of(spec)):
+    for s, blocks in enumerate(layout):
         for i, block in enumerate(blocks):
             branch = SuperBlock.branch_name(block, spec.in_channels_of(flat))
             names[f"blocks.{flat}."] = f"stages.{s}.{i}.{branch}."
@@ -317,13 +345,14 @@ def _source_names(supernet: Supernet, spec: ArchSpec) -> dict[str, str]:
 
 
 @torch.no_grad()
-def extract_subnet(supernet: Supernet, spec: ArchSpec) -> nn.Module:
+def extract_subnet(supernet: Supernet, spec: ArchSpec, layout: Layout | None = None) -> nn.Module:
     """A stand-alone :func:`search_spaces.builder.build_model` of ``spec`` holding the
     supernet's slices (weights and BatchNorm statistics): it computes what
-    ``supernet(x, supernet.layout_of(spec))`` computes."""
+    ``supernet(x, layout)`` computes (``layout``: ``supernet.layout_of(spec)`` unless given,
+    e.g. a :meth:`Supernet.widened_layout`)."""
     model = build_model(spec)
     source = supernet.state_dict()
-    prefixes = _source_names(supernet, spec)
+    prefixes = _source_names(spec, supernet.layout_of(spec) if layout is None else layout)
     state = {}
     for name, target in model.state_dict().items():
         prefix = next(p for p in prefixes if name.startswith(p))

@@ -146,12 +146,14 @@ class SupernetEvaluator:
             evaluator._place(torch.device("cpu"))  # shipped to Ray workers ready: no copy per trial
         return evaluator
 
-    def evaluate(self, spec: ArchSpec, *, on_epoch: Any = None) -> CandidateResult:
+    def evaluate(self, spec: ArchSpec, *, on_epoch: Any = None, template: ArchSpec | None = None) -> CandidateResult:
         """Recalibrate and evaluate ``spec`` (adapted to the data); a spec outside the
-        supernet's space is a ``failed`` result, not an exception."""
+        supernet's space is a ``failed`` result, not an exception. With ``template`` (a spec of
+        the space), ``spec`` may be any re-width of it the supernet holds
+        (:meth:`nas.supernet.Supernet.widened_layout`)."""
         start = time.perf_counter()
         try:
-            layout = self.net.layout_of(adapt_spec(spec, self.data))
+            layout = self._layout(spec, template)
         except ValueError as exc:
             return failed(f"not a sub-network of the supernet: {exc}", time.perf_counter() - start)
         device = resolve_device(self.device)
@@ -161,17 +163,23 @@ class SupernetEvaluator:
             top1 = evaluate_layout(self.net, layout, self._x_val, self._y_val)
         return CandidateResult(top1, binomial_stderr(top1, len(self._y_val)), Status.FINISHED, 0, time.perf_counter() - start)
 
-    def subnet_weights(self, spec: ArchSpec) -> dict[str, torch.Tensor]:
+    def subnet_weights(self, spec: ArchSpec, template: ArchSpec | None = None) -> dict[str, torch.Tensor]:
         """The stand-alone model's state dict of ``spec`` (CPU): the supernet's slices with
-        BatchNorm recalibrated as :meth:`evaluate` does, so the model scores what it scored."""
-        spec = adapt_spec(spec, self.data)
-        layout = self.net.layout_of(spec)
+        BatchNorm recalibrated as :meth:`evaluate` does, so the model scores what it scored
+        (``template``: as for :meth:`evaluate`)."""
+        layout = self._layout(spec, template)
         device = resolve_device(self.device)
         with job_context(self.threads, device):
             self._place(device)
             recalibrate(self.net, layout, self.calibration)
-            model = extract_subnet(self.net, spec)
+            model = extract_subnet(self.net, adapt_spec(spec, self.data), layout)
         return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+
+    def _layout(self, spec: ArchSpec, template: ArchSpec | None) -> Layout:
+        spec = adapt_spec(spec, self.data)
+        if template is None:
+            return self.net.layout_of(spec)
+        return self.net.widened_layout(spec, adapt_spec(template, self.data))
 
     def _place(self, device: torch.device) -> None:
         """Move weights and images once, channels-last (2-3x faster CPU convolutions, measured)."""

@@ -34,7 +34,8 @@ from pipeline.measure import measure_side_by_side, table_measurer
 from pipeline.netadapt_start import (MEASURED_STARTS, choose_start, measured_starts, ranked_trials,
                                      search_reward)
 from pipeline.runner import Pipeline, StageStopped
-from pipeline.supernet_stage import supernet_start
+from pipeline.netadapt_grow import GROW_BELOW, Growth, grow
+from pipeline.supernet_stage import supernet_ceilings, supernet_start
 from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.resolve import resolve_spec
 from search_spaces.spec import ArchSpec
@@ -74,7 +75,8 @@ def stage_netadapt(run: Pipeline) -> dict[str, Any]:
     cuts ends the rounds with the previous round's model); the last finished round's result
     plus ``latency_rounds``, one record per round."""
     spec = _start_spec(run)
-    weights = supernet_start(run, spec)  # None: the proxy evaluator's NetAdapt pre-trains its start model
+    template = grown_from(run, spec)
+    weights = supernet_start(run, spec, template)  # None: the proxy evaluator's NetAdapt pre-trains its start model
     name = "search-best" if weights is None else "supernet-subnet"
     target_ms = anchored_target(run, spec, run.result("table")["target_ms"])
     rounds: list[dict[str, Any]] = []
@@ -99,7 +101,8 @@ def stage_netadapt(run: Pipeline) -> dict[str, Any]:
         if not _reachable(run, spec, next_target):
             break
         target_ms = next_target
-    return {**result, "latency_rounds": rounds, "within_budget": not over_budget(rounds[-1])}
+    grown = {} if template is None else {"grown_from": format_spec(template)}
+    return {**result, **grown, "latency_rounds": rounds, "within_budget": not over_budget(rounds[-1])}
 
 
 def _start_spec(run: Pipeline) -> str:
@@ -126,17 +129,50 @@ def _measured_start(run: Pipeline, trials: list[dict[str, Any]], target_ms: floa
     starts = measured_starts(trials, [c["ratio"] for c in checks], target_ms, _predictor(run).predict_ms,
                              _netadapt_config(run, target_ms), search_reward(search_dir))
     index = choose_start(starts)
-    folder = round_folder(run, 0)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / START_FILE, {**checks[index], "predicted_ms": starts[index].predicted_ms})
-    write_json(folder / CHOICE_FILE, {"spec": starts[index].spec, "rank": index + 1,
-                                      "candidates": [{**s.to_dict(), **c} for s, c in zip(starts, checks)]})
     pick, chosen = starts[0], starts[index]
     run.say(f"netadapt: measured the search's best {len(starts)} trials end to end: its pick at "
             f"{pick.measured_ms / target_ms:.2f}x the budget (priced {pick.predicted_ms / target_ms:.2f}x), reward "
             f"{pick.reward:.4f} at that latency; starting from its trial ranked {index + 1}, measured "
             f"{chosen.measured_ms / target_ms:.2f}x (priced {chosen.predicted_ms / target_ms:.2f}x), reward {chosen.reward:.4f}")
-    return chosen.spec
+    start, check = chosen.spec, {**checks[index], "predicted_ms": chosen.predicted_ms}
+    growths = _grown(run, parse_spec(chosen.spec), check)
+    if growths:
+        start, check = growths[-1][0].spec, {**growths[-1][1], "predicted_ms": growths[-1][0].predicted_ms}
+    folder = round_folder(run, 0)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / START_FILE, check)
+    write_json(folder / CHOICE_FILE, {"spec": start, "searched_spec": chosen.spec, "rank": index + 1,
+                                      "growth": [g.to_dict() for g, _ in growths],
+                                      "candidates": [{**s.to_dict(), **c} for s, c in zip(starts, checks)]})
+    return start
+
+
+def _grown(run: Pipeline, searched: ArchSpec, check: dict[str, float]) -> list[tuple[Growth, dict[str, float]]]:
+    """The widenings of a start measured under the band (:mod:`pipeline.netadapt_grow`), each
+    with its measured check; none for a start at or over it."""
+    if check["ratio"] >= GROW_BELOW:
+        return []
+    checks: list[dict[str, float]] = []
+
+    def measure(spec: ArchSpec) -> dict[str, float]:
+        checks.append(measured_check(run, spec, START_CHECK_SECONDS))
+        return checks[-1]
+
+    growths = grow(searched, check["ratio"], _predictor(run).predict_ms, measure, supernet_ceilings(run, searched))
+    for growth in growths:
+        run.say(f"netadapt: the start measured under the budget; widened x{growth.multiplier:.2f}: estimated "
+                f"{growth.estimated_ratio:.2f}x, measured {_interval(growth.to_dict())} of the budget")
+    return list(zip(growths, checks))
+
+
+def grown_from(run: Pipeline, spec: str) -> ArchSpec | None:
+    """The searched model ``spec`` was widened from (the start choice's record), else None."""
+    path = round_folder(run, 0) / CHOICE_FILE
+    if not path.is_file():
+        return None
+    choice = read_json(path, fields={"spec": str}, what="NetAdapt start choice")
+    searched = choice.get("searched_spec")
+    return parse_spec(searched) if choice["spec"] == spec and searched not in (None, spec) else None
 
 
 def _interval(check: dict[str, float]) -> str:

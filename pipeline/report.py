@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.netadapt_grow import GROW_AIM, GROW_BELOW
 from pipeline.netadapt_rounds import AIM, CHOICE_FILE, LOOP_GOAL, round_folder
 from pipeline.report_format import Section, write_report
 from pipeline.runner import Pipeline
@@ -131,6 +132,14 @@ def _start_section(run: Pipeline) -> list[Section]:
                               f"leaves headroom starts NetAdapt: rank {choice['rank']}.")
     section.tables.append(frame[["rank", "top1", "priced_x", "measured_x", "ratio_low", "ratio_high", "reward",
                                  "floor_share", "chosen"]].round(4))
+    growth = choice.get("growth") or []  # absent before widening
+    if growth:
+        section.paragraphs.append(
+            f"The chosen model measured under {GROW_BELOW:.2f}x the budget, and NetAdapt only narrows, so its blocks were "
+            f"widened by one multiplier, estimated at {GROW_AIM:.2f}x the budget from its measurement and the table, then "
+            "measured (ratio: measured multiple of the budget); NetAdapt starts from the last.")
+        section.tables.append(pd.DataFrame(growth)[["multiplier", "estimated_ratio", "ratio", "ratio_low",
+                                                    "ratio_high"]].round(4))
     return [section]
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from nas.supernet import make_supernet
 from nas.supernet_eval import SupernetEvaluator, check_supernet_run
 from nas.supernet_job import SupernetJob
 from nas.supernet_train import SupernetConfig
 from pipeline.config import PipelineBudget
 from pipeline.runner import Pipeline, StageStopped
 from search_spaces.encoding import parse_spec
+from search_spaces.spec import ArchSpec
 from storage.runfolder import child_run
 from storage.statefiles import write_text_atomic
 from storage.status import Status
@@ -70,10 +72,11 @@ def supernet_in(parent: Path, settings: SupernetConfig, say: Callable[[str], Non
     return summary
 
 
-def supernet_start(run: Pipeline, spec: str) -> str | None:
+def supernet_start(run: Pipeline, spec: str, template: ArchSpec | None = None) -> str | None:
     """NetAdapt's start weights: ``spec`` sliced from the supernet with BatchNorm recalibrated as
     the search evaluated it (``START_WEIGHTS``, with the spec it holds in ``START_SPEC``: written
-    again for another spec, or when an earlier version left it without); None with the proxy evaluator."""
+    again for another spec, or when an earlier version left it without); ``template``: the
+    searched model ``spec`` widens (``pipeline.netadapt_grow``). None with the proxy evaluator."""
     if not uses_supernet(run):
         return None
     path, recorded = run.path / START_WEIGHTS, run.path / START_SPEC
@@ -81,7 +84,7 @@ def supernet_start(run: Pipeline, spec: str) -> str | None:
         data = load_dataset(run.config.data, resolution=default_resolution(run.config.data), split_seed=0)
         evaluator = SupernetEvaluator.from_run(run.result("supernet")["run_dir"], data, space=run.config.space,
                                                seed=run.config.seed, threads=run.config.threads)
-        save_torch(path, evaluator.subnet_weights(parse_spec(spec)))
+        save_torch(path, evaluator.subnet_weights(parse_spec(spec), template))
         write_text_atomic(recorded, spec + "\n")
     return str(path)
 
@@ -94,4 +97,16 @@ def final_start(run: Pipeline) -> Path | None:
     result = run.result("netadapt")
     if "run_dir" in result:
         return Path(result["run_dir"]) / "final.pt"
-    return Path(supernet_start(run, result["final_spec"]))
+    template = parse_spec(result["grown_from"]) if result.get("grown_from") else None
+    return Path(supernet_start(run, result["final_spec"], template))
+
+
+def supernet_ceilings(run: Pipeline, template: ArchSpec) -> tuple[tuple[int, int], ...] | None:
+    """The widest ``(out, exp)`` the run's supernet holds at each block of ``template`` (a
+    widened start stays within them, so it inherits the supernet's weights); None with the
+    proxy evaluator (no limit: NetAdapt pre-trains its start)."""
+    if not uses_supernet(run):
+        return None
+    net = make_supernet(run.config.space, resolution=template.resolution, num_classes=template.num_classes,
+                        in_channels=template.in_channels)
+    return net.width_ceilings(template)

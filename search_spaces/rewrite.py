@@ -10,11 +10,11 @@ Torch-free (standard library only), like ``spec.py``.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from search_spaces.blocks.registry import block_type
-from search_spaces.spec import ArchSpec, BlockSpec, se_channels
+from search_spaces.spec import ArchSpec, BlockSpec, make_divisible, se_channels
 
 STEM = -1
 """Index standing for the stem in :func:`residual_groups` and :func:`with_widths`: when
@@ -95,6 +95,41 @@ def with_widths(spec: ArchSpec, changes: Mapping[int, Mapping[str, int]], *,
         in_channels = blocks[-1].out_channels
     head = spec.head if feature_channels is None else replace(spec.head, feature_channels=feature_channels)
     return replace(spec, stem=stem, blocks=tuple(blocks), head=head)
+
+
+def widened(spec: ArchSpec, multiplier: float, ceilings: Sequence[tuple[int, int]] | None = None,
+            divisor: int = 8) -> ArchSpec:
+    """``spec`` with every block's widths multiplied by ``multiplier`` (>= 1), stem and head as
+    they are: the width multiplier of MobileNet (MobileNetV3 Table 3) applied to the blocks, as
+    MorphNet's uniform expansion grows a model to fill its budget.
+
+    Output widths are multiplied and rounded with :func:`make_divisible`, one width per
+    :func:`residual_groups` group (a group holding the stem keeps its width); an expansion width
+    keeps its ratio to the block's new input. ``ceilings`` (one ``(out, exp)`` per block: the
+    widest the block may become, e.g. what a supernet holds) caps both; a group takes its
+    members' smallest cap, so residuals stay valid.
+    """
+    if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or not multiplier >= 1.0:
+        raise ValueError(f"widening multiplier = {multiplier!r} is not allowed; expected a number >= 1")
+    if ceilings is not None and len(ceilings) != len(spec.blocks):
+        raise ValueError(f"widening ceilings: {len(ceilings)} given for {len(spec.blocks)} blocks")
+    caps = list(ceilings) if ceilings is not None else [(10 ** 9, 10 ** 9)] * len(spec.blocks)
+    outs: dict[int, int] = {}
+    for group in residual_groups(spec):
+        if STEM in group:
+            continue
+        width = make_divisible(spec.blocks[group[0]].out_channels * multiplier, divisor)
+        outs.update({i: max(spec.blocks[i].out_channels, min(width, *(caps[j][0] for j in group))) for i in group})
+    changes: dict[int, dict[str, int]] = {}
+    in_old, in_new = spec.stem.out_channels, spec.stem.out_channels
+    for index, block in enumerate(spec.blocks):
+        change = {"out_channels": outs.get(index, block.out_channels)}
+        if block_type(block.op).expands and block.exp_channels != in_old:
+            exp = make_divisible(block.exp_channels / in_old * in_new, divisor)
+            change["exp_channels"] = max(block.exp_channels, min(exp, caps[index][1]))
+        changes[index] = change
+        in_old, in_new = block.out_channels, change["out_channels"]
+    return with_widths(spec, changes)
 
 
 def _check_changes(spec: ArchSpec, changes: Mapping[int, Mapping[str, int]]) -> None:

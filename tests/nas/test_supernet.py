@@ -11,6 +11,7 @@ import torch
 from nas.supernet import SUPERNET_SPACES, Supernet, extract_subnet, extreme_indices, make_supernet
 from nas.supernet_train import SupernetConfig, SupernetTrainer
 from search_spaces.registry import make_space
+from search_spaces.rewrite import widened
 from training.checkpoint import load_checkpoint
 from training.datasets import load_dataset
 
@@ -49,6 +50,31 @@ def test_a_sliced_subnet_computes_what_the_standalone_model_with_copied_weights_
             standalone = extract_subnet(supernet, spec).eval()
             assert standalone.spec == spec
             torch.testing.assert_close(supernet(x, supernet.layout(indices)), standalone(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("multiplier", [1.1, 1.3, 3.0])
+def test_a_widened_subnet_within_the_supernets_widths_slices_exactly(supernet, multiplier):
+    """Widths between the space's choices (or capped at the supernet's) slice like any other:
+    the stand-alone model computes what the supernet computes with the widened layout."""
+    x = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    changed = 0
+    with torch.no_grad():
+        for indices in sampled(supernet, 4, seed=5)[1:]:
+            template = supernet.space.decode(indices)
+            spec = widened(template, multiplier, supernet.width_ceilings(template))
+            changed += spec != template
+            layout = supernet.widened_layout(spec, template)
+            standalone = extract_subnet(supernet, spec, layout).eval()
+            torch.testing.assert_close(supernet(x, layout), standalone(x), rtol=1e-5, atol=1e-6)
+    assert changed >= 3
+
+
+def test_a_widened_spec_wider_than_the_supernet_or_restructured_is_refused(supernet):
+    template = supernet.space.decode(extreme_indices(supernet.space, True))
+    with pytest.raises(ValueError, match="wider than the supernet holds"):
+        supernet.widened_layout(widened(template, 1.5), template)
+    with pytest.raises(ValueError, match="not a re-width of its template"):
+        supernet.widened_layout(template.replace_block(0, kernel=3 if template.blocks[0].kernel == 5 else 5), template)
 
 
 def test_layout_of_a_spec_equals_the_layout_of_its_indices(supernet):

@@ -126,7 +126,7 @@ def test_the_start_weights_are_sliced_again_for_another_start(tmp_path, monkeypa
         def from_run(cls, *args, **kwargs):
             return cls()
 
-        def subnet_weights(self, spec):
+        def subnet_weights(self, spec, template=None):
             sliced.append(format_spec(spec))
             return {"w": torch.full((1,), float(len(sliced)))}
 

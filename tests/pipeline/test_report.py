@@ -94,3 +94,23 @@ def test_the_report_shows_the_measured_starts_and_the_one_chosen(tmp_path):
     assert "## NetAdapt's start" in markdown and "The search's best 2 trials by reward" in markdown
     # measured 0.24 and 0.18 ms against a 0.12 ms target; the second chosen
     assert "| 1 | 0.2 | 1.25 | 2 |" in markdown and "| 2 | 0.2 | 1.25 | 1.5 |" in markdown and "rank 2." in markdown
+
+
+def test_the_report_shows_how_a_start_under_the_budget_was_widened(tmp_path):
+    import json
+
+    from pipeline.netadapt_rounds import CHOICE_FILE, round_folder
+
+    run = report_run(tmp_path)
+    row = {"spec": "s", "top1": 0.2, "top1_stderr": 0.01, "predicted_ms": 0.1, "floor_share": 0.4, "ratio": 0.8,
+           "ratio_low": 0.79, "ratio_high": 0.81, "measured_ms": 0.096, "reward": 0.2}
+    growth = [{"spec": "w", "multiplier": 1.15, "predicted_ms": 0.12, "estimated_ratio": 1.04, "ratio": 0.93,
+               "ratio_low": 0.92, "ratio_high": 0.94},
+              {"spec": "w2", "multiplier": 1.25, "predicted_ms": 0.13, "estimated_ratio": 1.05, "ratio": 1.02,
+               "ratio_low": 1.01, "ratio_high": 1.03}]
+    round_folder(run, 0).mkdir()
+    (round_folder(run, 0) / CHOICE_FILE).write_text(json.dumps({"spec": "w2", "searched_spec": "s", "rank": 1,
+                                                                "candidates": [row], "growth": growth}))
+    markdown = write_pipeline_report(run)[0].read_text()
+    assert "its blocks were widened by one multiplier" in markdown
+    assert "| 1.15 | 1.04 | 0.93 |" in markdown and "| 1.25 | 1.05 | 1.02 |" in markdown

@@ -3,7 +3,8 @@ import pytest
 
 from search_spaces.builder import build_model
 from search_spaces.reference import reference_spec
-from search_spaces.rewrite import STEM, expansion_convs, residual_groups, same_layout, se_squeeze_widths, with_widths
+from search_spaces.rewrite import (STEM, expansion_convs, residual_groups, same_layout, se_squeeze_widths, widened,
+                                   with_widths)
 from search_spaces.spec import ArchSpec, BlockSpec, se_channels
 from tests.helpers import sampled_specs
 
@@ -92,3 +93,32 @@ def test_same_layout_names_the_first_structural_difference():
     assert same_layout(SMALL, SMALL.replace_block(3, kernel=3)).startswith("block 3")
     assert "block count" in same_layout(SMALL, SMALL.replace(blocks=SMALL.blocks[:-1]))
     assert "hidden" in same_layout(SMALL, SMALL.replace(head=SMALL.head.__class__(576, 512)))
+
+
+def test_widening_mobilenetv3_small_by_a_third_by_hand():
+    # outputs x4/3 rounded to 8 (24 -> 32, 40 -> 56 (53.3), 48 -> 64, 96 -> 128; b0 16 -> 24 (21.3));
+    # an expansion keeps its ratio to the new input (b1: 72/16 x 24 = 108 -> 112); stem and head as they are
+    wide = widened(SMALL, 4 / 3)
+    assert [b.out_channels for b in wide.blocks] == [24, 32, 32, 56, 56, 56, 64, 64, 128, 128, 128]
+    assert wide.blocks[1].exp_channels == 112
+    assert (wide.stem, wide.head) == (SMALL.stem, SMALL.head)
+    assert same_layout(SMALL, wide) is None
+    build_model(wide)
+
+
+@pytest.mark.parametrize("spec", [LARGE, SMALL, *sampled_specs(6, seed=11)], ids=lambda s: str(len(s.blocks)))
+def test_widening_never_narrows_keeps_the_layout_and_stays_under_the_ceilings(spec):
+    ceilings = [(b.out_channels + 8, (b.exp_channels or 0) + 16) for b in spec.blocks]
+    for multiplier in (1.0, 1.2, 2.0):
+        wide = widened(spec, multiplier, ceilings)
+        assert same_layout(spec, wide) is None
+        for old, new, (out, exp) in zip(spec.blocks, wide.blocks, ceilings):
+            assert old.out_channels <= new.out_channels <= max(out, old.out_channels)
+            assert (old.exp_channels or 0) <= (new.exp_channels or 0)
+    assert widened(spec, 1.0) == spec
+
+
+@pytest.mark.parametrize("multiplier", [0.9, 0, True, "2"])
+def test_widening_by_less_than_one_is_refused(multiplier):
+    with pytest.raises(ValueError, match="widening multiplier"):
+        widened(SMALL, multiplier)
