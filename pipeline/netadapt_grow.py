@@ -57,21 +57,31 @@ def plan_widening(template: ArchSpec, anchor: ArchSpec, anchor_ratio: float, pre
                   ceilings: Sequence[tuple[int, int]] | None, after: float = 1.0) -> tuple[float, ArchSpec, float] | None:
     """The least multiplier above ``after`` whose widening of ``template`` is estimated at or
     over :data:`GROW_AIM` x the budget (estimate: ``anchor_ratio`` times the table's prediction
-    over the anchor's), else the widest that differs from the anchor; ``(multiplier, spec,
-    estimated ratio)``, or None when no multiplier changes the anchor (at the ceilings)."""
+    over the anchor's), else the widest; ``(multiplier, spec, estimated ratio)``, or None when
+    even the widest is the anchor (at the ceilings). Widths never narrow as the multiplier
+    grows, so the estimate rises with it and a bisection finds the least (a handful of
+    predictions, each new layer of which a lazy table measures)."""
     anchor_ms = float(predict_ms(anchor))
-    best = None
-    for multiplier in (m for m in MULTIPLIERS if m > after):
-        spec = widened(template, multiplier, ceilings)
-        if spec == anchor:
-            continue
-        estimate = anchor_ratio * float(predict_ms(spec)) / anchor_ms
-        if best is not None and best[1] == spec:
-            continue
-        best = (multiplier, spec, estimate)
-        if estimate >= GROW_AIM:
-            break
-    return best
+    options = [m for m in MULTIPLIERS if m > after]
+    if not options:
+        return None
+
+    def planned(index: int) -> tuple[float, ArchSpec, float]:
+        spec = widened(template, options[index], ceilings)
+        return options[index], spec, anchor_ratio * float(predict_ms(spec)) / anchor_ms
+
+    found = planned(len(options) - 1)
+    if found[2] < GROW_AIM:
+        return None if found[1] == anchor else found
+    low, high = 0, len(options) - 1
+    while low < high:
+        middle = (low + high) // 2
+        plan = planned(middle)
+        if plan[2] >= GROW_AIM:
+            high, found = middle, plan
+        else:
+            low = middle + 1
+    return found
 
 
 def grow(template: ArchSpec, ratio: float, predict_ms: Callable[[ArchSpec], float],
