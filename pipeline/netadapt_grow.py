@@ -1,20 +1,25 @@
 """Growing a searched model that measures under its budget before NetAdapt (MorphNet's uniform
-expansion, Gordon et al. 2018, applied to MobileNetV3 section 4.2's pipeline).
+expansion, Gordon et al. 2018, and EfficientNet's compound scaling of depth and width, Tan and Le
+2019, section 3.3, applied to MobileNetV3 section 4.2's pipeline).
 
 NetAdapt only narrows, so a start that measures under the budget ends under it, leaving latency
 the user paid for unused: with MnasNet's soft reward (``(LAT/TARGET)^w``, w < 0) a model a little
 under the target scores a little better than one at it, and in five ``make demo`` runs on the
 MobileNetV3-Small stages three starts measured 0.87x-0.95x the budget and were kept as they were.
-Here such a start is widened instead: every block's widths times one multiplier
+Here such a start is grown instead: every block's widths times one multiplier
 (:func:`search_spaces.rewrite.widened`, stem and head as they are), the least multiplier whose
 estimated latency reaches :data:`GROW_AIM` x the budget, estimated as the start's measured ratio
-times the table's ratio of the two predictions (the table only has to say how much widening
-costs, relative to a measured anchor). The widened model is measured end to end; still under
-the band, it is widened again from the searched model, anchored on that measurement, at most
-:data:`MAX_GROWTHS` times. NetAdapt then narrows it into the band as it does any start over it.
+times the table's ratio of the two predictions (the table only has to say how much growing
+costs, relative to a measured anchor); where no width reaches it (at 32x32 a model's latency is
+mostly its depth), every stage one block deeper first (its ``layers`` decision, up to
+:data:`DEPTH_LEVELS`), then the least width. The grown model is measured end to end; still
+under the band, it is grown again from the searched model, anchored on that measurement, at
+most :data:`MAX_GROWTHS` times. NetAdapt then narrows it into the band as it does any start
+over it.
 
 With the supernet evaluator every width stays within what the supernet holds at the block's
-position (``ceilings``), so the grown model inherits its weights like any sub-network.
+position (``ceilings``) and depth within its stages, so the grown model inherits its weights like
+any sub-network.
 """
 from __future__ import annotations
 
@@ -26,22 +31,27 @@ from search_spaces.rewrite import widened
 from search_spaces.spec import ArchSpec
 
 GROW_BELOW = 0.95
-"""A start measured under this share of the budget (the band's lower edge) is widened."""
+"""A start measured under this share of the budget (the band's lower edge) is grown."""
 GROW_AIM = 1.03
-"""Where widening aims, as a share of the budget: a little over it, since NetAdapt can narrow a
+"""Where growing aims, as a share of the budget: a little over it, since NetAdapt can narrow a
 model into the band but never widen one that lands short."""
 MAX_GROWTHS = 3
-"""Widening attempts at most (each one end-to-end measurement, about a second at 32x32)."""
-MULTIPLIERS = tuple(round(1.0 + 0.05 * i, 2) for i in range(1, 41))
-"""The multipliers tried, 1.05 to 3.0: widths round to multiples of 8, so finer steps repeat specs."""
+"""Growing attempts at most (each one end-to-end measurement, about a second at 32x32)."""
+MULTIPLIERS = tuple(round(1.0 + 0.05 * i, 2) for i in range(0, 41))
+"""The width multipliers tried, 1.0 to 3.0: widths round to multiples of 8, so finer steps repeat specs."""
+DEPTH_LEVELS = (0, 1, 2)
+"""Blocks added to every stage, tried in order while no width reaches the aim."""
 
 
 @dataclass(frozen=True)
 class Growth:
-    """One widening of the searched model: ``estimated_ratio`` to the budget before measuring,
-    ``ratio`` (with ``ratio_low``/``ratio_high``) once measured."""
+    """One growing of the searched model: ``template`` (the searched model ``deeper_by`` blocks
+    deeper per stage, a model of the space) widened by ``multiplier`` is ``spec``;
+    ``estimated_ratio`` to the budget before measuring, ``ratio`` (with ``ratio_low``/``ratio_high``) once measured."""
 
     spec: str
+    template: str
+    deeper_by: int
     multiplier: float
     predicted_ms: float
     estimated_ratio: float
@@ -51,6 +61,32 @@ class Growth:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+Plan = tuple[int, float, ArchSpec, ArchSpec, float]
+"""``(deeper_by, multiplier, template, spec, estimated ratio)``."""
+
+
+def plan_growth(searched: ArchSpec, anchor: ArchSpec, anchor_ratio: float, predict_ms: Callable[[ArchSpec], float],
+                deepen: Callable[[ArchSpec, int], ArchSpec],
+                ceilings_of: Callable[[ArchSpec], Sequence[tuple[int, int]] | None],
+                after: tuple[int, float] = (0, 1.0)) -> Plan | None:
+    """The first growth past ``after`` (``(deeper_by, multiplier)``, in :data:`DEPTH_LEVELS`
+    then multiplier order) estimated at or over :data:`GROW_AIM` x the budget, else the largest
+    (the widest at the deepest); None when nothing grows past the anchor."""
+    largest, previous = None, None
+    for levels in (level for level in DEPTH_LEVELS if level >= after[0]):
+        template = deepen(searched, levels)
+        if levels > after[0] and template == previous:
+            continue  # no stage can take another block
+        previous = template
+        plan = plan_widening(template, anchor, anchor_ratio, predict_ms, ceilings_of(template),
+                             after[1] if levels == after[0] else 0.0)
+        if plan is not None:
+            largest = (levels, plan[0], template, plan[1], plan[2])
+            if plan[2] >= GROW_AIM:
+                return largest
+    return largest
 
 
 def plan_widening(template: ArchSpec, anchor: ArchSpec, anchor_ratio: float, predict_ms: Callable[[ArchSpec], float],
@@ -84,22 +120,25 @@ def plan_widening(template: ArchSpec, anchor: ArchSpec, anchor_ratio: float, pre
     return found
 
 
-def grow(template: ArchSpec, ratio: float, predict_ms: Callable[[ArchSpec], float],
-         measure: Callable[[ArchSpec], dict[str, float]],
-         ceilings: Sequence[tuple[int, int]] | None) -> list[Growth]:
-    """Widen ``template``, measured at ``ratio`` of the budget, until a widening measures at or
-    over :data:`GROW_BELOW` (see the module docstring); every widening measured, in order (none
-    when ``ratio`` is already there). ``measure`` returns a check with ``ratio``,
-    ``ratio_low``, ``ratio_high`` (``pipeline.netadapt_rounds.measured_check``)."""
+def grow(searched: ArchSpec, ratio: float, predict_ms: Callable[[ArchSpec], float],
+         measure: Callable[[ArchSpec], dict[str, float]], deepen: Callable[[ArchSpec, int], ArchSpec],
+         ceilings_of: Callable[[ArchSpec], Sequence[tuple[int, int]] | None]) -> list[Growth]:
+    """Grow ``searched``, measured at ``ratio`` of the budget, until a growth measures at or
+    over :data:`GROW_BELOW` (see the module docstring); every growth measured, in order (none
+    when ``ratio`` is already there). ``deepen(spec, levels)``: the space's deeper model;
+    ``ceilings_of(template)``: the widest ``(out, exp)`` per block, None for no limit;
+    ``measure`` returns a check with ``ratio``, ``ratio_low``, ``ratio_high``
+    (``pipeline.netadapt_rounds.measured_check``)."""
     growths: list[Growth] = []
-    anchor, multiplier = template, 1.0
+    anchor, after = searched, (0, 1.0)
     while ratio < GROW_BELOW and len(growths) < MAX_GROWTHS:
-        plan = plan_widening(template, anchor, ratio, predict_ms, ceilings, after=multiplier)
+        plan = plan_growth(searched, anchor, ratio, predict_ms, deepen, ceilings_of, after)
         if plan is None:
             break
-        multiplier, anchor, estimate = plan
+        levels, multiplier, template, anchor, estimate = plan
+        after = (levels, multiplier)
         check = measure(anchor)
         ratio = float(check["ratio"])
-        growths.append(Growth(format_spec(anchor), multiplier, float(predict_ms(anchor)), estimate, ratio,
-                              float(check.get("ratio_low", ratio)), float(check.get("ratio_high", ratio))))
+        growths.append(Growth(format_spec(anchor), format_spec(template), levels, multiplier, float(predict_ms(anchor)),
+                              estimate, ratio, float(check.get("ratio_low", ratio)), float(check.get("ratio_high", ratio))))
     return growths

@@ -37,6 +37,7 @@ from pipeline.runner import Pipeline, StageStopped
 from pipeline.netadapt_grow import GROW_BELOW, Growth, grow
 from pipeline.supernet_stage import supernet_ceilings, supernet_start
 from search_spaces.encoding import format_spec, parse_spec
+from search_spaces.registry import make_space
 from search_spaces.resolve import resolve_spec
 from search_spaces.spec import ArchSpec
 from storage.runfolder import RunFolder, child_run
@@ -158,21 +159,39 @@ def _grown(run: Pipeline, searched: ArchSpec, check: dict[str, float]) -> list[t
         checks.append(measured_check(run, spec, START_CHECK_SECONDS))
         return checks[-1]
 
-    growths = grow(searched, check["ratio"], _predictor(run).predict_ms, measure, supernet_ceilings(run, searched))
+    growths = grow(searched, check["ratio"], _predictor(run).predict_ms, measure, _deepener(run, searched),
+                   lambda template: supernet_ceilings(run, template))
     for growth in growths:
-        run.say(f"netadapt: the start measured under the budget; widened x{growth.multiplier:.2f}: estimated "
-                f"{growth.estimated_ratio:.2f}x, measured {_interval(growth.to_dict())} of the budget")
+        run.say(f"netadapt: the start measured under the budget; grown {growth.deeper_by} block(s) deeper per stage "
+                f"and x{growth.multiplier:.2f} wider: estimated {growth.estimated_ratio:.2f}x, measured "
+                f"{_interval(growth.to_dict())} of the budget")
     return list(zip(growths, checks))
 
 
+def _deepener(run: Pipeline, searched: ArchSpec) -> Callable[[ArchSpec, int], ArchSpec]:
+    """The run's space's deeper model of a spec (``MnasNetSpace.deepened``); the spec itself,
+    grown in width only, when the space has no depth decision or the spec is not of the space."""
+    space = make_space(run.config.space, resolution=searched.resolution, num_classes=searched.num_classes,
+                       in_channels=searched.in_channels)
+
+    def deepen(spec: ArchSpec, levels: int) -> ArchSpec:
+        try:
+            return space.deepened(spec, levels) if hasattr(space, "deepened") else spec
+        except ValueError:  # not a model of the space
+            return spec
+    return deepen
+
+
 def grown_from(run: Pipeline, spec: str) -> ArchSpec | None:
-    """The searched model ``spec`` was widened from (the start choice's record), else None."""
+    """The model of the space ``spec`` re-widens when it is a grown start (the start choice's
+    record: the searched model, deeper where it was grown deeper), else None."""
     path = round_folder(run, 0) / CHOICE_FILE
     if not path.is_file():
         return None
     choice = read_json(path, fields={"spec": str}, what="NetAdapt start choice")
-    searched = choice.get("searched_spec")
-    return parse_spec(searched) if choice["spec"] == spec and searched not in (None, spec) else None
+    growth = choice.get("growth") or []
+    template = growth[-1].get("template", choice.get("searched_spec")) if growth else None
+    return parse_spec(template) if choice["spec"] == spec and template not in (None, spec) else None
 
 
 def _interval(check: dict[str, float]) -> str:

@@ -135,11 +135,14 @@ def _start_section(run: Pipeline) -> list[Section]:
     growth = choice.get("growth") or []  # absent before widening
     if growth:
         section.paragraphs.append(
-            f"The chosen model measured under {GROW_BELOW:.2f}x the budget, and NetAdapt only narrows, so its blocks were "
-            f"widened by one multiplier, estimated at {GROW_AIM:.2f}x the budget from its measurement and the table, then "
-            "measured (ratio: measured multiple of the budget); NetAdapt starts from the last.")
-        section.tables.append(pd.DataFrame(growth)[["multiplier", "estimated_ratio", "ratio", "ratio_low",
-                                                    "ratio_high"]].round(4))
+            f"The chosen model measured under {GROW_BELOW:.2f}x the budget, and NetAdapt only narrows, so it was grown: "
+            "its blocks widened by one multiplier, every stage a block deeper first where no width reached, estimated at "
+            f"{GROW_AIM:.2f}x the budget from its measurement and the table, then measured (ratio: measured multiple of "
+            "the budget); NetAdapt starts from the last.")
+        frame = pd.DataFrame(growth)
+        frame["deeper_by"] = frame.get("deeper_by", pd.Series(0, index=frame.index)).fillna(0).astype(int)  # before depth
+        section.tables.append(frame[["deeper_by", "multiplier", "estimated_ratio", "ratio", "ratio_low",
+                                     "ratio_high"]].round(4))
     return [section]
 
 

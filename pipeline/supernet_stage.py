@@ -9,10 +9,11 @@ scratch).
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Callable
 
-from nas.supernet import make_supernet
+from nas.supernet import Supernet, make_supernet
 from nas.supernet_eval import SupernetEvaluator, check_supernet_run
 from nas.supernet_job import SupernetJob
 from nas.supernet_train import SupernetConfig
@@ -107,6 +108,11 @@ def supernet_ceilings(run: Pipeline, template: ArchSpec) -> tuple[tuple[int, int
     proxy evaluator (no limit: NetAdapt pre-trains its start)."""
     if not uses_supernet(run):
         return None
-    net = make_supernet(run.config.space, resolution=template.resolution, num_classes=template.num_classes,
-                        in_channels=template.in_channels)
-    return net.width_ceilings(template)
+    return _supernet_shape(run.config.space, template.resolution, template.num_classes,
+                           template.in_channels).width_ceilings(template)
+
+
+@functools.lru_cache(maxsize=4)
+def _supernet_shape(space: str, resolution: int, num_classes: int, in_channels: int) -> Supernet:
+    """A supernet of ``space`` with fresh weights: what it holds where, not what it learned."""
+    return make_supernet(space, resolution=resolution, num_classes=num_classes, in_channels=in_channels)

@@ -134,6 +134,20 @@ class MnasNetSpace:
             raise ValueError(f"spec is not in this space: its blocks do not match the {len(self.stages)} MnasNet stages")
         return found
 
+    def deepened(self, spec: ArchSpec, levels: int) -> ArchSpec:
+        """``spec`` (of this space) with every stage ``levels`` blocks deeper where its ``layers``
+        choices allow, every other decision kept: depth scaling, as EfficientNet's compound
+        scaling (section 3.3) grows depth beside width."""
+        indices = list(self.encode(spec))
+        position = DECISION_NAMES.index("layers")
+        layers = self.choices[position]
+        for stage, (_, repeats, _) in enumerate(self.stages):
+            at = stage * DECISIONS_PER_STAGE + position
+            wanted = max(1, repeats + layers[indices[at]]) + levels
+            deeper = [i for i, c in enumerate(layers) if max(1, repeats + c) >= wanted]
+            indices[at] = deeper[0] if deeper else max(range(len(layers)), key=lambda i: layers[i])
+        return self.decode(indices)
+
     def canonicalize(self, indices: tuple[int, ...] | list[int]) -> tuple[int, ...]:
         """The one canonical encoding of the architecture ``indices`` decodes to."""
         return self.encode(self.decode(indices))

@@ -1,6 +1,7 @@
-"""A start measured under its budget is widened before NetAdapt: the least multiplier estimated at
-GROW_AIM x the budget (the start's measured ratio times the table's ratio of predictions), measured,
-widened again from the searched model while still under the band, within the supernet's widths."""
+"""A start measured under its budget is grown before NetAdapt: the least width multiplier estimated
+at GROW_AIM x the budget (the start's measured ratio times the table's ratio of predictions), every
+stage a block deeper first where no width reaches it, measured, grown again from the searched model
+while still under the band, within the supernet's widths."""
 import json
 from types import SimpleNamespace
 
@@ -9,12 +10,21 @@ import pytest
 from pipeline import netadapt_rounds as stage
 from pipeline.config import PipelineConfig
 from pipeline.netadapt_grow import GROW_AIM, GROW_BELOW, MAX_GROWTHS, grow, plan_widening
+from search_spaces.registry import make_space
 from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.resolve import resolve_spec
 from search_spaces.rewrite import widened
 from tests.pipeline.test_netadapt_rounds import FakePipeline, _searched
 
 SMALL = resolve_spec("mobilenetv3-small", resolution=32, num_classes=10, in_channels=1)
+
+
+def same_depth(spec, levels):
+    return spec
+
+
+def no_ceilings(template):
+    return None
 
 
 def channel_ms(spec) -> float:
@@ -31,7 +41,7 @@ def measured_as(factor: float, start_ratio: float):
 
 
 def test_the_least_multiplier_estimated_at_the_aim_is_chosen_and_measured_once():
-    growths = grow(SMALL, 0.8, channel_ms, measured_as(1.0, 0.8), None)
+    growths = grow(SMALL, 0.8, channel_ms, measured_as(1.0, 0.8), same_depth, no_ceilings)
     assert len(growths) == 1 and growths[0].estimated_ratio >= GROW_AIM and growths[0].ratio >= GROW_BELOW
     multiplier = growths[0].multiplier
     narrower = widened(SMALL, round(multiplier - 0.05, 2))
@@ -40,7 +50,7 @@ def test_the_least_multiplier_estimated_at_the_aim_is_chosen_and_measured_once()
 
 
 def test_a_widening_that_measures_short_is_widened_again_anchored_on_its_measurement():
-    growths = grow(SMALL, 0.8, channel_ms, measured_as(0.85, 0.8), None)
+    growths = grow(SMALL, 0.8, channel_ms, measured_as(0.85, 0.8), same_depth, no_ceilings)
     assert 2 <= len(growths) <= MAX_GROWTHS
     assert [g.multiplier for g in growths] == sorted({g.multiplier for g in growths})  # each wider
     second = growths[1]  # estimated from the first's measurement, not from the start's
@@ -50,14 +60,36 @@ def test_a_widening_that_measures_short_is_widened_again_anchored_on_its_measure
 
 def test_a_start_at_the_ceilings_or_within_the_band_is_not_widened():
     ceilings = [(b.out_channels, b.exp_channels or 0) for b in SMALL.blocks]
-    assert grow(SMALL, 0.8, channel_ms, measured_as(1.0, 0.8), ceilings) == []
+    assert grow(SMALL, 0.8, channel_ms, measured_as(1.0, 0.8), same_depth, lambda t: ceilings) == []
     assert plan_widening(SMALL, SMALL, 0.8, channel_ms, ceilings) is None
-    assert grow(SMALL, GROW_BELOW, channel_ms, measured_as(1.0, GROW_BELOW), None) == []
+    assert grow(SMALL, GROW_BELOW, channel_ms, measured_as(1.0, GROW_BELOW), same_depth, no_ceilings) == []
+
+
+def test_where_no_width_reaches_the_aim_every_stage_grows_a_block_deeper_first():
+    space = make_space("mnasnet-v3small-mbconv", resolution=32, num_classes=10, in_channels=1)
+    searched = space.decode(tuple(0 for _ in space.cardinalities))  # the shallowest, narrowest of the space
+
+    def at_the_space(template):  # widths capped at the widest model of the space at the same depth
+        return [(b.out_channels, b.exp_channels) for b in widened(template, 3.0).blocks]
+
+    def blocks_ms(spec):  # depth costs most, as at 32x32 on a CPU
+        return 10.0 * len(spec.blocks) + channel_ms(spec) / 1000.0
+
+    def measure(spec):
+        ratio = 0.6 * blocks_ms(spec) / blocks_ms(searched)
+        return {"ratio": ratio}
+
+    growths = grow(searched, 0.6, blocks_ms, measure, space.deepened, lambda t: [(o, e) for o, e in zip(
+        [c[0] for c in at_the_space(t)], [c[1] for c in at_the_space(t)])])
+    assert growths and growths[0].deeper_by >= 1 and growths[-1].ratio >= GROW_BELOW
+    grown, template = parse_spec(growths[-1].spec), parse_spec(growths[-1].template)
+    assert template == space.deepened(searched, growths[-1].deeper_by) and len(grown.blocks) > len(searched.blocks)
+    assert space.encode(template)  # the template is a model of the space: a supernet holds it
 
 
 def test_widths_stay_within_the_ceilings():
     ceilings = [(b.out_channels + 8, 2 * (b.exp_channels or 0)) for b in SMALL.blocks]
-    for growth in grow(SMALL, 0.5, channel_ms, measured_as(1.0, 0.5), ceilings):
+    for growth in grow(SMALL, 0.5, channel_ms, measured_as(1.0, 0.5), same_depth, lambda t: ceilings):
         for block, (out, exp) in zip(parse_spec(growth.spec).blocks, ceilings):
             assert block.out_channels <= out and (block.exp_channels or 0) <= max(exp, 16)
 
@@ -93,8 +125,9 @@ def test_the_stage_starts_netadapt_from_the_widened_model_and_records_what_it_gr
     result = stage.stage_netadapt(p)
     choice = json.loads((tmp_path / "netadapt" / stage.CHOICE_FILE).read_text())
     assert choice["searched_spec"] == specs[0] and len(choice["growth"]) == 1
+    assert choice["growth"][0]["template"] == specs[0] and choice["growth"][0]["deeper_by"] == 0  # not of the space
     assert started[0] == (choice["spec"], None) and choice["spec"] == grown_checks[0] != specs[0]
     start = json.loads((tmp_path / "netadapt" / stage.START_FILE).read_text())
     assert start["ratio"] == choice["growth"][0]["ratio"] >= GROW_BELOW  # the first round anchors on the widened model
     assert result["grown_from"] == specs[0] and stage.grown_from(p, choice["spec"]) == SMALL
-    assert any("widened x" in line for line in p.said)
+    assert any("grown 0 block(s) deeper per stage and x" in line for line in p.said)

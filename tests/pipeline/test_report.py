@@ -106,11 +106,11 @@ def test_the_report_shows_how_a_start_under_the_budget_was_widened(tmp_path):
            "ratio_low": 0.79, "ratio_high": 0.81, "measured_ms": 0.096, "reward": 0.2}
     growth = [{"spec": "w", "multiplier": 1.15, "predicted_ms": 0.12, "estimated_ratio": 1.04, "ratio": 0.93,
                "ratio_low": 0.92, "ratio_high": 0.94},
-              {"spec": "w2", "multiplier": 1.25, "predicted_ms": 0.13, "estimated_ratio": 1.05, "ratio": 1.02,
+              {"spec": "w2", "deeper_by": 1, "multiplier": 1.25, "predicted_ms": 0.13, "estimated_ratio": 1.05, "ratio": 1.02,
                "ratio_low": 1.01, "ratio_high": 1.03}]
     round_folder(run, 0).mkdir()
     (round_folder(run, 0) / CHOICE_FILE).write_text(json.dumps({"spec": "w2", "searched_spec": "s", "rank": 1,
                                                                 "candidates": [row], "growth": growth}))
     markdown = write_pipeline_report(run)[0].read_text()
-    assert "its blocks were widened by one multiplier" in markdown
-    assert "| 1.15 | 1.04 | 0.93 |" in markdown and "| 1.25 | 1.05 | 1.02 |" in markdown
+    assert "so it was grown: its blocks widened by one multiplier" in markdown
+    assert "| 0 | 1.15 | 1.04 | 0.93 |" in markdown and "| 1 | 1.25 | 1.05 | 1.02 |" in markdown

@@ -4,7 +4,7 @@ the MobileNetV2 skeleton's models."""
 import numpy as np
 import pytest
 
-from search_spaces.mnasnet_space import MOBILENETV3_SMALL_STAGES, StageChoice
+from search_spaces.mnasnet_space import DECISION_NAMES, DECISIONS_PER_STAGE, MOBILENETV3_SMALL_STAGES, StageChoice
 from search_spaces.reference import mobilenetv3_small
 from search_spaces.registry import make_space
 
@@ -60,3 +60,23 @@ def test_its_models_are_shallower_than_the_mobilenetv2_skeletons():
     depth_v2 = [len(v2.sample(rng).blocks) for _ in range(200)]
     depth_v3 = [len(v3.sample(rng).blocks) for _ in range(200)]
     assert max(depth_v3) <= 16 <= min(depth_v2) + 4 and np.median(depth_v3) < np.median(depth_v2)
+
+
+@pytest.mark.parametrize("name", ["mnasnet-v3small", "mnasnet-v3small-mbconv", "mnasnet-small"])
+def test_deepened_adds_a_block_per_stage_where_its_layers_choice_allows_and_keeps_the_rest(name):
+    space = make_space(name, resolution=32, num_classes=10, in_channels=1)
+    rng = np.random.default_rng(7)
+    layers = DECISION_NAMES.index("layers")
+    for _ in range(8):
+        indices = space.sample_indices(rng)
+        spec = space.decode(indices)
+        deeper = space.deepened(spec, 1)
+        new = space.encode(deeper)
+        assert space.deepened(spec, 0) == spec
+        for stage, (_, repeats, _) in enumerate(space.stages):
+            at = stage * DECISIONS_PER_STAGE
+            depth = lambda idx: max(1, repeats + space.choices[layers][idx[at + layers]])  # noqa: E731
+            assert depth(new) == min(depth(indices) + 1, repeats + max(space.choices[layers]))
+            same = [i for i in range(DECISIONS_PER_STAGE) if i != layers]
+            assert [new[at + i] for i in same] == [indices[at + i] for i in same] or depth(indices) == 1
+        assert len(space.deepened(spec, 2).blocks) >= len(deeper.blocks) >= len(spec.blocks)
