@@ -91,7 +91,8 @@ def one_run(out: Path, seed: int, table: str | None, earlier: list[Path], close_
     growth = choice.get("growth") or []
     return {"seed": seed, "rounds": len(result["latency_rounds"]), "ratio": last["ratio"], "start_ratio": start_ratio,
             "searched_ratio": choice["candidates"][choice["rank"] - 1]["ratio"] if choice else None,
-            "widened_by": growth[-1]["multiplier"] if growth else None, "widenings": len(growth),
+            "widened_by": growth[-1]["multiplier"] if growth else None,
+            "deeper_by": growth[-1].get("deeper_by", 0) if growth else None, "widenings": len(growth),
             "first_round_ratio": result["latency_rounds"][0]["ratio"],
             "ratio_low": last.get("ratio_low"), "ratio_high": last.get("ratio_high"),
             "in_band": BAND[0] <= last["ratio"] <= BAND[1], "within_budget": result["within_budget"],
