@@ -10,9 +10,10 @@ Here such a start is grown instead: every block's widths times one multiplier
 (:func:`search_spaces.rewrite.widened`, stem and head as they are), the least multiplier whose
 estimated latency reaches :data:`GROW_AIM` x the budget, estimated as the start's measured ratio
 times the table's ratio of the two predictions (the table only has to say how much growing
-costs, relative to a measured anchor); where no width reaches it (at 32x32 a model's latency is
-mostly its depth), every stage one block deeper first (its ``layers`` decision, up to
-:data:`DEPTH_LEVELS`), then the least width. The grown model is measured end to end; still
+costs, relative to a measured anchor); where no width brings it into the band (at 32x32 a
+model's latency is mostly its depth), one block deeper first, in the stage where a block costs
+least (its ``layers`` decision), block by block, each depth then widened by the least multiplier.
+The grown model is measured end to end; still
 under the band, it is grown again from the searched model, anchored on that measurement, at
 most :data:`MAX_GROWTHS` times. NetAdapt then narrows it into the band as it does any start
 over it.
@@ -39,14 +40,14 @@ MAX_GROWTHS = 3
 """Growing attempts at most (each one end-to-end measurement, about a second at 32x32)."""
 MULTIPLIERS = tuple(round(1.0 + 0.05 * i, 2) for i in range(0, 41))
 """The width multipliers tried, 1.0 to 3.0: widths round to multiples of 8, so finer steps repeat specs."""
-DEPTH_LEVELS = (0, 1, 2)
-"""Blocks added to every stage, tried in order while no width reaches the aim."""
+MAX_BLOCKS_ADDED = 10
+"""Blocks added at most, one at a time, while no width brings the estimate into the band."""
 
 
 @dataclass(frozen=True)
 class Growth:
-    """One growing of the searched model: ``template`` (the searched model ``deeper_by`` blocks
-    deeper per stage, a model of the space) widened by ``multiplier`` is ``spec``;
+    """One growing of the searched model: ``template`` (the searched model with ``deeper_by``
+    blocks added, a model of the space) widened by ``multiplier`` is ``spec``;
     ``estimated_ratio`` to the budget before measuring, ``ratio`` (with ``ratio_low``/``ratio_high``) once measured."""
 
     spec: str
@@ -64,28 +65,42 @@ class Growth:
 
 
 Plan = tuple[int, float, ArchSpec, ArchSpec, float]
-"""``(deeper_by, multiplier, template, spec, estimated ratio)``."""
+"""``(blocks added, multiplier, template, spec, estimated ratio)``."""
+
+
+def depth_ladder(searched: ArchSpec, predict_ms: Callable[[ArchSpec], float],
+                 deeper_options: Callable[[ArchSpec], list[ArchSpec]]) -> list[ArchSpec]:
+    """``searched``, then one block deeper at a time, each step in the stage where the table
+    prices the added block least, up to :data:`MAX_BLOCKS_ADDED` or as deep as the space goes."""
+    ladder = [searched]
+    while len(ladder) <= MAX_BLOCKS_ADDED:
+        options = [spec for spec in deeper_options(ladder[-1]) if spec != ladder[-1]]
+        if not options:
+            break
+        ladder.append(min(options, key=predict_ms))
+    return ladder
 
 
 def plan_growth(searched: ArchSpec, anchor: ArchSpec, anchor_ratio: float, predict_ms: Callable[[ArchSpec], float],
-                deepen: Callable[[ArchSpec, int], ArchSpec],
+                deeper_options: Callable[[ArchSpec], list[ArchSpec]],
                 ceilings_of: Callable[[ArchSpec], Sequence[tuple[int, int]] | None],
                 after: tuple[int, float] = (0, 1.0)) -> Plan | None:
-    """The first growth past ``after`` (``(deeper_by, multiplier)``, in :data:`DEPTH_LEVELS`
-    then multiplier order) estimated at or over :data:`GROW_AIM` x the budget, else the largest
-    (the widest at the deepest); None when nothing grows past the anchor."""
-    largest, previous = None, None
-    for levels in (level for level in DEPTH_LEVELS if level >= after[0]):
-        template = deepen(searched, levels)
-        if levels > after[0] and template == previous:
-            continue  # no stage can take another block
-        previous = template
+    """The first growth past ``after`` (``(blocks added, multiplier)``: down the
+    :func:`depth_ladder`, then by multiplier) estimated at or over :data:`GROW_AIM` x the budget;
+    a depth whose widest is estimated in the band (at or over :data:`GROW_BELOW`) ends the
+    search with it rather than going a block deeper (a block is a coarse step at small inputs);
+    else the largest. None when nothing grows past the anchor."""
+    largest = None
+    for added, template in enumerate(depth_ladder(searched, predict_ms, deeper_options)):
+        if added < after[0]:
+            continue
         plan = plan_widening(template, anchor, anchor_ratio, predict_ms, ceilings_of(template),
-                             after[1] if levels == after[0] else 0.0)
-        if plan is not None:
-            largest = (levels, plan[0], template, plan[1], plan[2])
-            if plan[2] >= GROW_AIM:
-                return largest
+                             after[1] if added == after[0] else 0.0)
+        if plan is None:
+            continue
+        largest = (added, plan[0], template, plan[1], plan[2])
+        if plan[2] >= GROW_BELOW:
+            return largest
     return largest
 
 
@@ -121,18 +136,19 @@ def plan_widening(template: ArchSpec, anchor: ArchSpec, anchor_ratio: float, pre
 
 
 def grow(searched: ArchSpec, ratio: float, predict_ms: Callable[[ArchSpec], float],
-         measure: Callable[[ArchSpec], dict[str, float]], deepen: Callable[[ArchSpec, int], ArchSpec],
+         measure: Callable[[ArchSpec], dict[str, float]], deeper_options: Callable[[ArchSpec], list[ArchSpec]],
          ceilings_of: Callable[[ArchSpec], Sequence[tuple[int, int]] | None]) -> list[Growth]:
     """Grow ``searched``, measured at ``ratio`` of the budget, until a growth measures at or
     over :data:`GROW_BELOW` (see the module docstring); every growth measured, in order (none
-    when ``ratio`` is already there). ``deepen(spec, levels)``: the space's deeper model;
+    when ``ratio`` is already there). ``deeper_options(spec)``: the space's models one block
+    deeper than ``spec`` (one per stage that can take one);
     ``ceilings_of(template)``: the widest ``(out, exp)`` per block, None for no limit;
     ``measure`` returns a check with ``ratio``, ``ratio_low``, ``ratio_high``
     (``pipeline.netadapt_rounds.measured_check``)."""
     growths: list[Growth] = []
     anchor, after = searched, (0, 1.0)
     while ratio < GROW_BELOW and len(growths) < MAX_GROWTHS:
-        plan = plan_growth(searched, anchor, ratio, predict_ms, deepen, ceilings_of, after)
+        plan = plan_growth(searched, anchor, ratio, predict_ms, deeper_options, ceilings_of, after)
         if plan is None:
             break
         levels, multiplier, template, anchor, estimate = plan

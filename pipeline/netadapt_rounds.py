@@ -168,18 +168,21 @@ def _grown(run: Pipeline, searched: ArchSpec, check: dict[str, float]) -> list[t
     return list(zip(growths, checks))
 
 
-def _deepener(run: Pipeline, searched: ArchSpec) -> Callable[[ArchSpec, int], ArchSpec]:
-    """The run's space's deeper model of a spec (``MnasNetSpace.deepened``); the spec itself,
-    grown in width only, when the space has no depth decision or the spec is not of the space."""
+def _deepener(run: Pipeline, searched: ArchSpec) -> Callable[[ArchSpec], list[ArchSpec]]:
+    """The run's space's models one block deeper than a spec, one per stage that can take one
+    (``MnasNetSpace.deepened``); none, so growth is in width only, when the space has no depth
+    decision or the spec is not of the space."""
     space = make_space(run.config.space, resolution=searched.resolution, num_classes=searched.num_classes,
                        in_channels=searched.in_channels)
 
-    def deepen(spec: ArchSpec, levels: int) -> ArchSpec:
+    def deeper(spec: ArchSpec) -> list[ArchSpec]:
+        if not hasattr(space, "deepened"):
+            return []
         try:
-            return space.deepened(spec, levels) if hasattr(space, "deepened") else spec
+            return [space.deepened(spec, 1, stages=(stage,)) for stage in range(len(space.stages))]
         except ValueError:  # not a model of the space
-            return spec
-    return deepen
+            return []
+    return deeper
 
 
 def grown_from(run: Pipeline, spec: str) -> ArchSpec | None:

@@ -23,7 +23,7 @@ choices give the same blocks (e.g. 0.75 and 1.0 of 16 filters both round to 16, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterator
+from typing import ClassVar, Iterable, Iterator
 
 import numpy as np
 
@@ -134,14 +134,17 @@ class MnasNetSpace:
             raise ValueError(f"spec is not in this space: its blocks do not match the {len(self.stages)} MnasNet stages")
         return found
 
-    def deepened(self, spec: ArchSpec, levels: int) -> ArchSpec:
-        """``spec`` (of this space) with every stage ``levels`` blocks deeper where its ``layers``
-        choices allow, every other decision kept: depth scaling, as EfficientNet's compound
-        scaling (section 3.3) grows depth beside width."""
+    def deepened(self, spec: ArchSpec, levels: int, stages: Iterable[int] | None = None) -> ArchSpec:
+        """``spec`` (of this space) with each of ``stages`` (default: every stage) ``levels``
+        blocks deeper where its ``layers`` choices allow, every other decision kept: depth
+        scaling, as EfficientNet's compound scaling (section 3.3) grows depth beside width."""
         indices = list(self.encode(spec))
         position = DECISION_NAMES.index("layers")
         layers = self.choices[position]
+        chosen = set(range(len(self.stages)) if stages is None else stages)
         for stage, (_, repeats, _) in enumerate(self.stages):
+            if stage not in chosen:
+                continue
             at = stage * DECISIONS_PER_STAGE + position
             wanted = max(1, repeats + layers[indices[at]]) + levels
             deeper = [i for i, c in enumerate(layers) if max(1, repeats + c) >= wanted]

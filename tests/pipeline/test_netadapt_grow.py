@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import netadapt_rounds as stage
 from pipeline.config import PipelineConfig
-from pipeline.netadapt_grow import GROW_AIM, GROW_BELOW, MAX_GROWTHS, grow, plan_widening
+from pipeline.netadapt_grow import GROW_AIM, GROW_BELOW, MAX_GROWTHS, depth_ladder, grow, plan_widening
 from search_spaces.registry import make_space
 from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.resolve import resolve_spec
@@ -19,8 +19,8 @@ from tests.pipeline.test_netadapt_rounds import FakePipeline, _searched
 SMALL = resolve_spec("mobilenetv3-small", resolution=32, num_classes=10, in_channels=1)
 
 
-def same_depth(spec, levels):
-    return spec
+def same_depth(spec):
+    return []
 
 
 def no_ceilings(template):
@@ -65,26 +65,34 @@ def test_a_start_at_the_ceilings_or_within_the_band_is_not_widened():
     assert grow(SMALL, GROW_BELOW, channel_ms, measured_as(1.0, GROW_BELOW), same_depth, no_ceilings) == []
 
 
-def test_where_no_width_reaches_the_aim_every_stage_grows_a_block_deeper_first():
+def test_where_no_width_reaches_the_band_the_start_grows_a_block_deeper_where_a_block_costs_least():
     space = make_space("mnasnet-v3small-mbconv", resolution=32, num_classes=10, in_channels=1)
     searched = space.decode(tuple(0 for _ in space.cardinalities))  # the shallowest, narrowest of the space
+
+    def deeper(spec):
+        return [space.deepened(spec, 1, stages=(stage,)) for stage in range(len(space.stages))]
+
+    def blocks_ms(spec):  # depth costs most, as at 32x32 on a CPU; later stages' blocks cost more
+        return sum(10.0 + i for i, _ in enumerate(spec.blocks)) + channel_ms(spec) / 1000.0
+
+    def measure(spec):
+        return {"ratio": 0.6 * blocks_ms(spec) / blocks_ms(searched)}
 
     def at_the_space(template):  # widths capped at the widest model of the space at the same depth
         return [(b.out_channels, b.exp_channels) for b in widened(template, 3.0).blocks]
 
-    def blocks_ms(spec):  # depth costs most, as at 32x32 on a CPU
-        return 10.0 * len(spec.blocks) + channel_ms(spec) / 1000.0
-
-    def measure(spec):
-        ratio = 0.6 * blocks_ms(spec) / blocks_ms(searched)
-        return {"ratio": ratio}
-
-    growths = grow(searched, 0.6, blocks_ms, measure, space.deepened, lambda t: [(o, e) for o, e in zip(
-        [c[0] for c in at_the_space(t)], [c[1] for c in at_the_space(t)])])
+    growths = grow(searched, 0.6, blocks_ms, measure, deeper, at_the_space)
     assert growths and growths[0].deeper_by >= 1 and growths[-1].ratio >= GROW_BELOW
-    grown, template = parse_spec(growths[-1].spec), parse_spec(growths[-1].template)
-    assert template == space.deepened(searched, growths[-1].deeper_by) and len(grown.blocks) > len(searched.blocks)
-    assert space.encode(template)  # the template is a model of the space: a supernet holds it
+    template = parse_spec(growths[-1].template)
+    assert space.encode(template)  # a model of the space: a supernet holds it
+    assert len(template.blocks) == len(searched.blocks) + growths[-1].deeper_by
+    ladder = depth_ladder(searched, blocks_ms, deeper)
+    assert [len(s.blocks) for s in ladder] == list(range(len(searched.blocks), len(searched.blocks) + len(ladder)))
+    for shallower, deeper_one in zip(ladder, ladder[1:]):  # each step the cheapest block of the stages
+        assert blocks_ms(deeper_one) == min(blocks_ms(o) for o in deeper(shallower) if o != shallower)
+    # one block fewer could not reach the band at its widest
+    fewer = widened(ladder[growths[0].deeper_by - 1], 3.0, at_the_space(ladder[growths[0].deeper_by - 1]))
+    assert 0.6 * blocks_ms(fewer) / blocks_ms(searched) < GROW_BELOW
 
 
 def test_widths_stay_within_the_ceilings():

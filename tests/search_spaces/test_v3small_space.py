@@ -80,3 +80,14 @@ def test_deepened_adds_a_block_per_stage_where_its_layers_choice_allows_and_keep
             same = [i for i in range(DECISIONS_PER_STAGE) if i != layers]
             assert [new[at + i] for i in same] == [indices[at + i] for i in same] or depth(indices) == 1
         assert len(space.deepened(spec, 2).blocks) >= len(deeper.blocks) >= len(spec.blocks)
+
+
+def test_deepening_one_stage_adds_a_block_there_only(v3small):
+    spec = v3small.decode(tuple(0 for _ in v3small.cardinalities))
+    layers = DECISION_NAMES.index("layers")
+    for stage in range(len(v3small.stages)):
+        deeper = v3small.deepened(spec, 1, stages=(stage,))
+        old, new = v3small.encode(spec), v3small.encode(deeper)
+        changed = [i // DECISIONS_PER_STAGE for i, (a, b) in enumerate(zip(old, new)) if a != b]
+        assert len(deeper.blocks) == len(spec.blocks) + 1 and set(changed) == {stage}
+        assert new[stage * DECISIONS_PER_STAGE + layers] > old[stage * DECISIONS_PER_STAGE + layers]
