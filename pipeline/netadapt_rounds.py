@@ -34,7 +34,7 @@ from pipeline.measure import measure_side_by_side, table_measurer
 from pipeline.netadapt_start import (MEASURED_STARTS, choose_start, measured_starts, ranked_trials,
                                      search_reward)
 from pipeline.runner import Pipeline, StageStopped
-from pipeline.netadapt_grow import GROW_BELOW, Growth, grow
+from pipeline.netadapt_grow import Growth, grow, short_of_band
 from pipeline.supernet_stage import supernet_ceilings, supernet_start
 from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.registry import make_space
@@ -151,7 +151,7 @@ def _measured_start(run: Pipeline, trials: list[dict[str, Any]], target_ms: floa
 def _grown(run: Pipeline, searched: ArchSpec, check: dict[str, float]) -> list[tuple[Growth, dict[str, float]]]:
     """The widenings of a start measured under the band (:mod:`pipeline.netadapt_grow`), each
     with its measured check; none for a start at or over it."""
-    if check["ratio"] >= GROW_BELOW:
+    if not short_of_band(check):
         return []
     checks: list[dict[str, float]] = []
 
@@ -159,11 +159,11 @@ def _grown(run: Pipeline, searched: ArchSpec, check: dict[str, float]) -> list[t
         checks.append(measured_check(run, spec, START_CHECK_SECONDS))
         return checks[-1]
 
-    growths = grow(searched, check["ratio"], _predictor(run).predict_ms, measure, _deepener(run, searched),
+    growths = grow(searched, check, _predictor(run).predict_ms, measure, _deepener(run, searched),
                    lambda template: supernet_ceilings(run, template))
     for growth in growths:
-        run.say(f"netadapt: the start measured under the budget; grown {growth.deeper_by} block(s) deeper per stage "
-                f"and x{growth.multiplier:.2f} wider: estimated {growth.estimated_ratio:.2f}x, measured "
+        run.say(f"netadapt: the start may lie under the band; grown by {growth.deeper_by} block(s) and "
+                f"x{growth.multiplier:.2f} wider: estimated {growth.estimated_ratio:.2f}x, measured "
                 f"{_interval(growth.to_dict())} of the budget")
     return list(zip(growths, checks))
 

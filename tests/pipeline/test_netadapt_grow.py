@@ -9,7 +9,8 @@ import pytest
 
 from pipeline import netadapt_rounds as stage
 from pipeline.config import PipelineConfig
-from pipeline.netadapt_grow import GROW_AIM, GROW_BELOW, MAX_GROWTHS, depth_ladder, grow, plan_widening
+from pipeline.netadapt_grow import (GROW_AIM, GROW_BELOW, MAX_GROWTHS, depth_ladder, grow, plan_widening,
+                                   short_of_band)
 from search_spaces.registry import make_space
 from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.resolve import resolve_spec
@@ -41,7 +42,7 @@ def measured_as(factor: float, start_ratio: float):
 
 
 def test_the_least_multiplier_estimated_at_the_aim_is_chosen_and_measured_once():
-    growths = grow(SMALL, 0.8, channel_ms, measured_as(1.0, 0.8), same_depth, no_ceilings)
+    growths = grow(SMALL, {"ratio": 0.8}, channel_ms, measured_as(1.0, 0.8), same_depth, no_ceilings)
     assert len(growths) == 1 and growths[0].estimated_ratio >= GROW_AIM and growths[0].ratio >= GROW_BELOW
     multiplier = growths[0].multiplier
     narrower = widened(SMALL, round(multiplier - 0.05, 2))
@@ -50,7 +51,7 @@ def test_the_least_multiplier_estimated_at_the_aim_is_chosen_and_measured_once()
 
 
 def test_a_widening_that_measures_short_is_widened_again_anchored_on_its_measurement():
-    growths = grow(SMALL, 0.8, channel_ms, measured_as(0.85, 0.8), same_depth, no_ceilings)
+    growths = grow(SMALL, {"ratio": 0.8}, channel_ms, measured_as(0.85, 0.8), same_depth, no_ceilings)
     assert 2 <= len(growths) <= MAX_GROWTHS
     assert [g.multiplier for g in growths] == sorted({g.multiplier for g in growths})  # each wider
     second = growths[1]  # estimated from the first's measurement, not from the start's
@@ -60,9 +61,9 @@ def test_a_widening_that_measures_short_is_widened_again_anchored_on_its_measure
 
 def test_a_start_at_the_ceilings_or_within_the_band_is_not_widened():
     ceilings = [(b.out_channels, b.exp_channels or 0) for b in SMALL.blocks]
-    assert grow(SMALL, 0.8, channel_ms, measured_as(1.0, 0.8), same_depth, lambda t: ceilings) == []
+    assert grow(SMALL, {"ratio": 0.8}, channel_ms, measured_as(1.0, 0.8), same_depth, lambda t: ceilings) == []
     assert plan_widening(SMALL, SMALL, 0.8, channel_ms, ceilings) is None
-    assert grow(SMALL, GROW_BELOW, channel_ms, measured_as(1.0, GROW_BELOW), same_depth, no_ceilings) == []
+    assert grow(SMALL, {"ratio": GROW_BELOW}, channel_ms, measured_as(1.0, GROW_BELOW), same_depth, no_ceilings) == []
 
 
 def test_where_no_width_reaches_the_band_the_start_grows_a_block_deeper_where_a_block_costs_least():
@@ -81,7 +82,7 @@ def test_where_no_width_reaches_the_band_the_start_grows_a_block_deeper_where_a_
     def at_the_space(template):  # widths capped at the widest model of the space at the same depth
         return [(b.out_channels, b.exp_channels) for b in widened(template, 3.0).blocks]
 
-    growths = grow(searched, 0.6, blocks_ms, measure, deeper, at_the_space)
+    growths = grow(searched, {"ratio": 0.6}, blocks_ms, measure, deeper, at_the_space)
     assert growths and growths[0].deeper_by >= 1 and growths[-1].ratio >= GROW_BELOW
     template = parse_spec(growths[-1].template)
     assert space.encode(template)  # a model of the space: a supernet holds it
@@ -97,7 +98,7 @@ def test_where_no_width_reaches_the_band_the_start_grows_a_block_deeper_where_a_
 
 def test_widths_stay_within_the_ceilings():
     ceilings = [(b.out_channels + 8, 2 * (b.exp_channels or 0)) for b in SMALL.blocks]
-    for growth in grow(SMALL, 0.5, channel_ms, measured_as(1.0, 0.5), same_depth, lambda t: ceilings):
+    for growth in grow(SMALL, {"ratio": 0.5}, channel_ms, measured_as(1.0, 0.5), same_depth, lambda t: ceilings):
         for block, (out, exp) in zip(parse_spec(growth.spec).blocks, ceilings):
             assert block.out_channels <= out and (block.exp_channels or 0) <= max(exp, 16)
 
@@ -138,4 +139,12 @@ def test_the_stage_starts_netadapt_from_the_widened_model_and_records_what_it_gr
     start = json.loads((tmp_path / "netadapt" / stage.START_FILE).read_text())
     assert start["ratio"] == choice["growth"][0]["ratio"] >= GROW_BELOW  # the first round anchors on the widened model
     assert result["grown_from"] == specs[0] and stage.grown_from(p, choice["spec"]) == SMALL
-    assert any("grown 0 block(s) deeper per stage and x" in line for line in p.said)
+    assert any("grown by 0 block(s) and x" in line for line in p.said)
+
+
+def test_a_start_whose_interval_reaches_under_the_band_is_grown_and_one_clear_of_it_is_not():
+    short = {"ratio": 0.96, "ratio_low": 0.94, "ratio_high": 0.98}
+    clear = {"ratio": 0.96, "ratio_low": 0.955, "ratio_high": 0.965}
+    assert short_of_band(short) and not short_of_band(clear) and short_of_band({"ratio": 0.94})
+    assert grow(SMALL, short, channel_ms, measured_as(1.0, 0.96), same_depth, no_ceilings)
+    assert grow(SMALL, clear, channel_ms, measured_as(1.0, 0.96), same_depth, no_ceilings) == []
