@@ -146,14 +146,12 @@ class SupernetEvaluator:
             evaluator._place(torch.device("cpu"))  # shipped to Ray workers ready: no copy per trial
         return evaluator
 
-    def evaluate(self, spec: ArchSpec, *, on_epoch: Any = None, template: ArchSpec | None = None) -> CandidateResult:
+    def evaluate(self, spec: ArchSpec, *, on_epoch: Any = None) -> CandidateResult:
         """Recalibrate and evaluate ``spec`` (adapted to the data); a spec outside the
-        supernet's space is a ``failed`` result, not an exception. With ``template`` (a spec of
-        the space), ``spec`` may be any re-width of it the supernet holds
-        (:meth:`nas.supernet.Supernet.widened_layout`)."""
+        supernet's space is a ``failed`` result, not an exception."""
         start = time.perf_counter()
         try:
-            layout = self._layout(spec, template)
+            layout = self._layout(spec, None)
         except ValueError as exc:
             return failed(f"not a sub-network of the supernet: {exc}", time.perf_counter() - start)
         device = resolve_device(self.device)
@@ -165,8 +163,9 @@ class SupernetEvaluator:
 
     def subnet_weights(self, spec: ArchSpec, template: ArchSpec | None = None) -> dict[str, torch.Tensor]:
         """The stand-alone model's state dict of ``spec`` (CPU): the supernet's slices with
-        BatchNorm recalibrated as :meth:`evaluate` does, so the model scores what it scored
-        (``template``: as for :meth:`evaluate`)."""
+        BatchNorm recalibrated as :meth:`evaluate` does, so the model scores what it scored.
+        With ``template`` (a spec of the space), ``spec`` may be any re-width of it the supernet
+        holds (:meth:`nas.supernet.Supernet.widened_layout`)."""
         layout = self._layout(spec, template)
         device = resolve_device(self.device)
         with job_context(self.threads, device):

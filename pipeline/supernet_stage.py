@@ -77,7 +77,8 @@ def supernet_start(run: Pipeline, spec: str, template: ArchSpec | None = None) -
     """NetAdapt's start weights: ``spec`` sliced from the supernet with BatchNorm recalibrated as
     the search evaluated it (``START_WEIGHTS``, with the spec it holds in ``START_SPEC``: written
     again for another spec, or when an earlier version left it without); ``template``: the
-    searched model ``spec`` widens (``pipeline.netadapt_grow``). None with the proxy evaluator."""
+    model of the space a grown ``spec`` re-widens (``pipeline.netadapt_grow``). None with the
+    proxy evaluator."""
     if not uses_supernet(run):
         return None
     path, recorded = run.path / START_WEIGHTS, run.path / START_SPEC
