@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--netadapt-close-on", choices=CLOSE_ON, default=DEFAULTS["netadapt_close_on"],
                    help="what NetAdapt's iterations steer by: each kept model's paired measurement, or the table's "
                         f"prediction alone (default {DEFAULTS['netadapt_close_on']})")
+    p.add_argument("--no-grow", dest="grow_start", action="store_false",
+                   help="keep a NetAdapt start that measures under the budget as it is, instead of growing it in "
+                        "depth and width to the budget first (NetAdapt only narrows)")
     p.add_argument("--price-by", choices=PRICE_BY, default=DEFAULTS["price_by"],
                    help="how the search prices candidates: each measured end to end, paired with the --target-like "
                         f"model, or the table's prediction (default {DEFAULTS['price_by']})")
@@ -114,7 +117,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
                           reward=args.reward or ("hard" if evaluator == "supernet" else DEFAULTS["reward"]),
                           table=args.table, on_drift=on_drift_of(args), address=args.address, workers=args.workers,
                           threads=args.threads, platform=None if platform is None else platform.record(),
-                          netadapt_close_on=args.netadapt_close_on, price_by=args.price_by)
+                          netadapt_close_on=args.netadapt_close_on, price_by=args.price_by, grow_start=args.grow_start)
 
 
 def _space(args: argparse.Namespace, evaluator: str) -> str:

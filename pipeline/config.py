@@ -87,6 +87,8 @@ class PipelineConfig:
     the default ONNX Runtime CPU settings); a platform's own table is used when it has one.
     ``netadapt_close_on``: what NetAdapt's iterations steer by inside a round, the table's
     predictions or the measurement of each kept model (:mod:`netadapt.steering`).
+    ``grow_start``: a NetAdapt start measured under the budget is grown to it first
+    (:mod:`pipeline.netadapt_grow`); off, it is kept as it is.
     ``evaluator``: ``proxy`` trains every search candidate briefly (MnasNet); ``supernet`` trains
     a weight-sharing supernet of ``space`` (one of its MBConv spaces) once, or uses the finished
     ``supernet`` run folder, scores candidates with inherited weights, and starts NetAdapt and
@@ -125,6 +127,7 @@ class PipelineConfig:
     supernet: str | None = None
     reward: str = "mnasnet"
     price_by: str = "table"
+    grow_start: bool = True
 
     def __post_init__(self) -> None:
         if (self.target_ms is None) == (self.target_like is None):
@@ -186,8 +189,8 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
-        recorded = {"netadapt_close_on": "predicted", "price_by": "table", **data}  # runs recorded before the
-        # settings steered NetAdapt and priced the search by the table
+        recorded = {"netadapt_close_on": "predicted", "price_by": "table", "grow_start": False, **data}  # runs
+        # recorded before the settings steered NetAdapt and priced the search by the table, and grew no start
         return settings_from_dict(cls, recorded, "pipeline config")
 
 

@@ -151,7 +151,7 @@ def _measured_start(run: Pipeline, trials: list[dict[str, Any]], target_ms: floa
 def _grown(run: Pipeline, searched: ArchSpec, check: dict[str, float]) -> list[tuple[Growth, dict[str, float]]]:
     """The growths of a start whose measurement may lie under the band
     (:mod:`pipeline.netadapt_grow`), each with its measured check; none for a start clear of it."""
-    if not short_of_band(check):
+    if not (run.config.grow_start and short_of_band(check)):
         return []
     checks: list[dict[str, float]] = []
 

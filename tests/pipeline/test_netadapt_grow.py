@@ -148,3 +148,22 @@ def test_a_start_whose_interval_reaches_under_the_band_is_grown_and_one_clear_of
     assert short_of_band(short) and not short_of_band(clear) and short_of_band({"ratio": 0.94})
     assert grow(SMALL, short, channel_ms, measured_as(1.0, 0.96), same_depth, no_ceilings)
     assert grow(SMALL, clear, channel_ms, measured_as(1.0, 0.96), same_depth, no_ceilings) == []
+
+
+def test_growth_is_a_setting_off_for_runs_recorded_before_it_and_on_the_command_line():
+    from mobilenas.cli import build_parser
+    from mobilenas.cli_run import config_from_args
+
+    recorded = PipelineConfig(data="digits", target_ms=1.0).to_dict()
+    assert recorded["grow_start"] is True
+    del recorded["grow_start"]
+    assert PipelineConfig.from_dict(recorded).grow_start is False
+    parse = build_parser().parse_args
+    assert config_from_args(parse(["run", "--data", "digits", "--target-ms", "1.0"])).grow_start is True
+    assert config_from_args(parse(["run", "--data", "digits", "--target-ms", "1.0", "--no-grow"])).grow_start is False
+
+
+def test_with_growth_off_a_start_under_the_budget_is_kept(tmp_path):
+    p = FakePipeline({"table": {"target_ms": 1.0}}, path=tmp_path,
+                     config=PipelineConfig(data="digits", target_ms=1.0, evaluator="proxy", grow_start=False))
+    assert stage._grown(p, SMALL, {"ratio": 0.7, "ratio_low": 0.69, "ratio_high": 0.71}) == []
