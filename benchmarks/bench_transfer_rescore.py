@@ -9,7 +9,13 @@ is left out here. For each count, ``--draws`` random draws from the pool fit
 :func:`latency.transfer.choose_transfer` (leave-one-out choice among scale, log-linear,
 additive and, with the counts, operators), scored on the held-out specs, median over the draws.
 
+``--cross-host`` scores the nearest platform instead (LitePred's choice of source): the same
+runtime measured on the other host, for the pairs of CSVs that hold the same specs (each sample
+was measured on both hosts). The source is then the other host's *measured* figure, so the
+figures bound what a predictor of that runtime fitted there could carry over.
+
     .venv/bin/python benchmarks/bench_transfer_rescore.py
+    .venv/bin/python benchmarks/bench_transfer_rescore.py --cross-host --out results/latency/predictor_transfer_cross_host.json
 """
 from __future__ import annotations
 
@@ -28,6 +34,9 @@ from storage.statefiles import write_json
 
 RESULTS = Path("results/latency")
 DEFAULT_CSVS = ("predictor_transfer.csv", "predictor_transfer_confirm.csv", "predictor_transfer_intel.csv")
+HOST_PAIRS = (("predictor_transfer.csv", "predictor_transfer_intel.csv"),
+              ("predictor_transfer_confirm.csv", "predictor_transfer_intel_confirm.csv"))
+"""(AMD EPYC, Intel Xeon) measurements of the same 150 specs, sample seeds 0 and 1."""
 TARGETS = ("ort-cpu-int8", "torch-cpu")
 
 
@@ -46,10 +55,30 @@ def rescore(csv: Path, counts: list[int], draws: int, seed: int) -> dict[str, di
     for target in TARGETS:
         if f"{target}_pass1" not in frame:
             continue
-        measured = np.sqrt(frame[f"{target}_pass1"] * frame[f"{target}_pass2"]).to_numpy()
+        measured = geometric_mean(frame, target)
         source = frame["source_ms"].to_numpy()
         found[target] = {"with_operators": curve(source, measured, features, pool, counts, draws, seed),
                          "without_operators": curve(source, measured, without, pool, counts, draws, seed)}
+    return found
+
+
+def geometric_mean(frame: pd.DataFrame, target: str) -> np.ndarray:
+    return np.sqrt(frame[f"{target}_pass1"] * frame[f"{target}_pass2"]).to_numpy()
+
+
+def rescore_cross_host(first: Path, second: Path, counts: list[int], draws: int, seed: int) -> dict[str, dict]:
+    """Each runtime carried from one host's measurements to the other's, both ways, same specs
+    and the same pool/held-out split."""
+    a = pd.read_csv(first)
+    b = pd.read_csv(second).set_index("spec").loc[a["spec"]].reset_index()
+    pool = int((a["split"] == "pool").sum())
+    features = spec_frame(a["spec"])
+    found = {}
+    for target in TARGETS:
+        for name, (source, measured) in {f"{second.stem} -> {first.stem}": (b, a),
+                                         f"{first.stem} -> {second.stem}": (a, b)}.items():
+            found[f"{target}: {name}"] = {"with_operators": curve(geometric_mean(source, target), geometric_mean(
+                measured, target), features, pool, counts, draws, seed)}
     return found
 
 
@@ -60,16 +89,21 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=9)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "predictor_transfer_rescore.json")
+    parser.add_argument("--cross-host", action="store_true", help="score the same runtime carried between hosts")
     args = parser.parse_args()
     results = {"what": __doc__.splitlines()[0], "counts": args.counts, "draws": args.draws, "seed": args.seed,
                "command": "benchmarks/bench_transfer_rescore.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
                "files": {}}
-    for csv in args.csvs:
-        results["files"][Path(csv).name] = rescore(Path(csv), args.counts, args.draws, args.seed)
-        for target, curves in results["files"][Path(csv).name].items():
+    jobs = ({f"{a} / {b}": (lambda a=a, b=b: rescore_cross_host(RESULTS / a, RESULTS / b, args.counts, args.draws,
+                                                                   args.seed)) for a, b in HOST_PAIRS}
+            if args.cross_host else
+            {Path(csv).name: (lambda csv=csv: rescore(Path(csv), args.counts, args.draws, args.seed)) for csv in args.csvs})
+    for csv, job in jobs.items():
+        results["files"][csv] = job()
+        for target, curves in results["files"][csv].items():
             for label, rows in curves.items():
                 figures = ", ".join(f"n={r['n']}: {r['within_10pct']:.0%}/{r['within_5pct']:.0%}" for r in rows)
-                print(f"{Path(csv).name:34s} {target:13s} {label:18s} {figures}", flush=True)
+                print(f"{csv:34s} {target:13s} {label:18s} {figures}", flush=True)
     write_json(args.out, results)
 
 
