@@ -140,6 +140,31 @@ def standalone_table(args: argparse.Namespace, space: str, data) -> tuple[pd.Dat
     return recorded_specs(args.specs), 5, "recorded by bench_proxy_fidelity.py"
 
 
+def plot(table: pd.DataFrame, result: dict, out: Path) -> None:
+    """Supernet and proxy top-1 against the stand-alone mean, each spec's two seeds as a bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    low = table[["standalone_seed0", "standalone_seed1"]].min(axis=1)
+    high = table[["standalone_seed0", "standalone_seed1"]].max(axis=1)
+    x = table["standalone_mean"]
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.6), dpi=110)
+    for ax, column, name in ((axes[0], "supernet_top1", "supernet"), (axes[1], "proxy_top1", "proxy")):
+        ax.errorbar(100 * x, 100 * table[column], xerr=[100 * (x - low), 100 * (high - x)], fmt="o", ms=4,
+                    elinewidth=0.8, capsize=2)
+        ax.set_xlabel(f"stand-alone top-1 (%), {result['epochs_standalone']} epochs, mean of 2 seeds (bar: the seeds)")
+        ax.set_ylabel(f"{name} top-1 (%)")
+        ax.set_title(f"{name}: Kendall {result[f'kendall_{name}']:.2f}, Spearman {result[f'spearman_{name}']:.2f} "
+                     f"(seed vs seed {result['kendall_ceiling']:.2f})", fontsize=8)
+        ax.xaxis.label.set_fontsize(7)
+    fig.suptitle(f"{result['space']}: {result['n_specs']} specs", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--supernet", required=True, help="a finished mobilenas supernet train run folder")
@@ -195,6 +220,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     table.drop(columns=["arch"]).to_csv(args.out.with_suffix(".csv"), float_format="%.4f")
+    plot(table, result, args.out.with_suffix(".png"))
     print(json.dumps({k: result[k] for k in ("n_specs", "kendall_supernet", "kendall_proxy", "kendall_ceiling",
                                              "spearman_supernet", "spearman_proxy", "supernet_eval_s_per_candidate",
                                              "proxy_s_per_candidate")}))
