@@ -292,7 +292,7 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
                    help="passes over the calibration specs, each in fresh sessions (they share the pairs)")
     p.add_argument("--lazy", action="store_true", help="measure only the layers of the calibration specs")
     p.add_argument("--max-passes", type=int, default=None,
-                   help=f"passes over a layer whose pairs spread over {BuildConfig.max_spread:.0%}, pooled (default "
+                   help=f"passes over a layer whose pairs spread over {100 * BuildConfig.max_spread:.0f}%%, pooled (default "
                         f"{BuildConfig.max_passes}, {LAZY_MAX_PASSES} with --lazy); recorded, a resumed table keeps its own")
     p.add_argument("--force", action="store_true", help="resume a table measured elsewhere / with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
