@@ -13,7 +13,8 @@ holds is scored on them, and each model type refitted on all measurements is sco
         --resolution 32 224 --budget 200 --heldout 100
 
 writes ``results/latency/learned_predictor.json``, ``learned_predictor.png`` and the per-spec
-``learned_predictor-rR.csv``.
+``learned_predictor-rR.csv``. ``--platform NAME`` measures everything on that platform (table,
+fitted and held-out models; ``mobilenas platform list``), its tables named after it.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from latency.fitting import FitConfig, make_estimator
 from latency.lazy import LazyPredictor, ensure_table
 from latency.learned import MODEL_TYPES, LearnedModel, dump_estimator, model_from_dict, residual_targets, training_range
 from latency.learning import fit_table, table_specs
+from latency.platforms import get_platform
 from latency.predictor import LatencyPredictor
 from latency.registry import measurer_from_recorded
 from latency.table import load_table
@@ -148,10 +150,12 @@ def predict_time_ms(lazy: LazyPredictor, specs: list) -> dict:
 
 def run_resolution(resolution: int, args: argparse.Namespace) -> dict:
     in_channels, classes = SHAPES[resolution]
-    folder = Path(args.tables) / f"learned-r{resolution}"
+    folder = Path(args.tables) / (f"learned-r{resolution}" + (f"-{args.platform}" if args.platform else ""))
+    measurer = get_platform(args.platform).make_measurer() if args.platform else None
     start = time.perf_counter()
     _, message = ensure_table(folder, space="mnasnet", resolution=resolution, in_channels=in_channels,
-                              num_classes=classes, calibration_specs=args.calibration_specs, calibration_rounds=3, seed=0)
+                              num_classes=classes, measurer=measurer, calibration_specs=args.calibration_specs,
+                              calibration_rounds=3, seed=0)
     table_s = time.perf_counter() - start
     print(message, flush=True)
     lazy = LazyPredictor(folder, tolerance=args.drift_tolerance)
@@ -338,6 +342,7 @@ def main() -> None:
     parser.add_argument("--drift-tolerance", type=float, default=5.0,
                         help="signature tolerance: on this shared machine a signature recorded under load can read 3x off")
     parser.add_argument("--tables", default="results/runs", help="where the lazy tables are built (git-ignored)")
+    parser.add_argument("--platform", default=None, help="measure on this platform (default: ONNX Runtime float, 1 thread)")
     parser.add_argument("--out", default="results/latency/learned_predictor.json")
     parser.add_argument("--remeasure", type=int, default=0,
                         help="measure only: N fitted and N held-out specs again now, vs their stored figures")
