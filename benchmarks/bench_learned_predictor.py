@@ -176,7 +176,8 @@ def run_resolution(resolution: int, args: argparse.Namespace) -> dict:
     frame.to_csv(csv_path(Path(args.out), resolution), index=False)
     measured = frame["measured_ms"].to_numpy(dtype=float)
     learned, targets = scores["learned"], effective_targets(resolution, report["noise_floor"].get("measured"))
-    return {"resolution": resolution, "in_channels": in_channels, "num_classes": classes, "table": str(folder),
+    return {"resolution": resolution, "platform": args.platform or "ort-cpu-1t", "in_channels": in_channels,
+            "num_classes": classes, "table": str(folder),
             "targets": TARGETS[resolution], "targets_after_noise_floor": targets,
             "met": {name: bool(learned[name] >= value) for name, value in targets.items()},
             "heldout": {name: {k: v for k, v in s.items() if k not in ("per_pass", "noise_floor")} for name, s in scores.items()},
@@ -318,7 +319,8 @@ def plot(results: list[dict], out: Path) -> None:
             ax.scatter(frame["measured_ms"], frame[f"{name}_ms"], s=9, marker=marker,
                        label=f"{name}: {s['within_5pct']:.0%} / {s['within_10pct']:.0%}, rho {s['spearman']:.3f}")
         floor = result["noise_floor"]
-        ax.set_title(f"{result['resolution']}x{result['resolution']}, n={len(frame)} held out\nnoise floor "
+        ax.set_title(f"{result.get('platform', 'ort-cpu-1t')}, {result['resolution']}x{result['resolution']}, "
+                     f"n={len(frame)} held out\nnoise floor "
                      f"{floor['within_5pct']:.0%} / {floor['within_10pct']:.0%} within 5% / 10%", fontsize=8)
         ax.set_xlabel("measured (ms, table units)")
         ax.set_ylabel("predicted (ms)")
