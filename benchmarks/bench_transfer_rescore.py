@@ -14,8 +14,16 @@ runtime measured on the other host, for the pairs of CSVs that hold the same spe
 was measured on both hosts). The source is then the other host's *measured* figure, so the
 figures bound what a predictor of that runtime fitted there could carry over.
 
+``--source-table TABLE --target NAME`` makes that end to end: TABLE's best predictor (a table
+of this machine; the layers it lacks are measured here first) prices each CSV's specs, and the
+CSV's measurements of platform NAME (another host's) are the target.
+
     .venv/bin/python benchmarks/bench_transfer_rescore.py
     .venv/bin/python benchmarks/bench_transfer_rescore.py --cross-host --out results/latency/predictor_transfer_cross_host.json
+    flock /tmp/mobilenas-bench.lock .venv/bin/python benchmarks/bench_transfer_rescore.py \
+        --source-table results/latency/learned-r32-torch-cpu --target torch-cpu \
+        --csvs results/latency/predictor_transfer_intel.csv results/latency/predictor_transfer_intel_confirm.csv \
+        --out results/latency/predictor_transfer_torch_source.json
 """
 from __future__ import annotations
 
@@ -82,6 +90,18 @@ def rescore_cross_host(first: Path, second: Path, counts: list[int], draws: int,
     return found
 
 
+def rescore_from_table(lazy, csv: Path, target: str, counts: list[int], draws: int, seed: int) -> dict[str, dict]:
+    """The CSV's ``target`` measurements mapped from ``lazy``'s predictions of the same specs."""
+    frame = pd.read_csv(csv)
+    pool = int((frame["split"] == "pool").sum())
+    specs = [parse_spec(text) for text in frame["spec"]]
+    source = np.asarray(lazy.predict_many(specs), dtype=float)
+    fitted = set(pd.read_csv(lazy.folder / "measurements.csv")["spec"]) if (lazy.folder / "measurements.csv").is_file() else set()
+    return {target: {"with_operators": curve(source, geometric_mean(frame, target), spec_frame(frame["spec"]), pool, counts,
+                                             draws, seed),
+                     "specs_among_the_source_fitted": int(sum(text in fitted for text in frame["spec"]))}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csvs", nargs="+", default=[str(RESULTS / name) for name in DEFAULT_CSVS])
@@ -90,18 +110,34 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "predictor_transfer_rescore.json")
     parser.add_argument("--cross-host", action="store_true", help="score the same runtime carried between hosts")
+    parser.add_argument("--source-table", type=Path, help="a table of this machine whose predictor is the source")
+    parser.add_argument("--target", choices=TARGETS, help="with --source-table: the CSVs' platform it is carried to")
+    parser.add_argument("--drift-tolerance", type=float, default=5.0,
+                        help="with --source-table: its signature tolerance (torch eager's signature swings by 30%% "
+                             "between processes on one machine)")
     args = parser.parse_args()
+    if args.source_table is not None and args.target is None:
+        parser.error("--source-table needs --target")
     results = {"what": __doc__.splitlines()[0], "counts": args.counts, "draws": args.draws, "seed": args.seed,
                "command": "benchmarks/bench_transfer_rescore.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
                "files": {}}
-    jobs = ({f"{a} / {b}": (lambda a=a, b=b: rescore_cross_host(RESULTS / a, RESULTS / b, args.counts, args.draws,
+    if args.source_table is not None:
+        from latency.lazy import LazyPredictor
+
+        lazy = LazyPredictor(args.source_table, tolerance=args.drift_tolerance)
+        results["source_table"] = {"folder": str(args.source_table), "created_utc": lazy.table.manifest.get("created_utc"),
+                                   "measurer": lazy.table.manifest["measurer"], "fingerprint": lazy.table.manifest["fingerprint"]}
+        jobs = {Path(csv).name: (lambda csv=csv: rescore_from_table(lazy, Path(csv), args.target, args.counts, args.draws,
+                                                                    args.seed)) for csv in args.csvs}
+    elif args.cross_host:
+        jobs = {f"{a} / {b}": (lambda a=a, b=b: rescore_cross_host(RESULTS / a, RESULTS / b, args.counts, args.draws,
                                                                    args.seed)) for a, b in HOST_PAIRS}
-            if args.cross_host else
-            {Path(csv).name: (lambda csv=csv: rescore(Path(csv), args.counts, args.draws, args.seed)) for csv in args.csvs})
+    else:
+        jobs = {Path(csv).name: (lambda csv=csv: rescore(Path(csv), args.counts, args.draws, args.seed)) for csv in args.csvs}
     for csv, job in jobs.items():
         results["files"][csv] = job()
         for target, curves in results["files"][csv].items():
-            for label, rows in curves.items():
+            for label, rows in ((k, v) for k, v in curves.items() if isinstance(v, list)):
                 figures = ", ".join(f"n={r['n']}: {r['within_10pct']:.0%}/{r['within_5pct']:.0%}" for r in rows)
                 print(f"{csv:34s} {target:13s} {label:18s} {figures}", flush=True)
     write_json(args.out, results)
