@@ -113,8 +113,8 @@ def main() -> None:
     parser.add_argument("--source-table", type=Path, help="a table of this machine whose predictor is the source")
     parser.add_argument("--target", choices=TARGETS, help="with --source-table: the CSVs' platform it is carried to")
     parser.add_argument("--drift-tolerance", type=float, default=5.0,
-                        help="with --source-table: its signature tolerance (torch eager's signature swings by 30%% "
-                             "between processes on one machine)")
+                        help="with --source-table: its signature tolerance (as bench_learned_predictor.py: on a shared "
+                             "machine a signature recorded under load can read far off)")
     args = parser.parse_args()
     if args.source_table is not None and args.target is None:
         parser.error("--source-table needs --target")

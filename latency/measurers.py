@@ -25,6 +25,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from latency.allocator import pin_malloc_thresholds
 from search_spaces.onnx_export import export_module_onnx
 from storage.settings import check_settings, setting
 
@@ -246,6 +247,7 @@ class TorchRunner:
     ``threads`` intra-op threads (restored after each call)."""
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...], threads: int, clock: str = "wall") -> None:
+        pin_malloc_thresholds()  # a fresh process times large activations like a warm one
         self.model, self.threads, self.clock = model.eval(), threads, clock
         self.x = torch.from_numpy(np.random.default_rng(0).standard_normal(input_shape).astype(np.float32))
 
