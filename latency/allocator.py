@@ -21,7 +21,9 @@ import ctypes.util
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 256 * 1024 * 1024
-"""Blocks up to this size come from the heap (glibc's maximum settable threshold is far above)."""
+"""Blocks up to this size come from the heap (every activation of the models timed here)."""
+MMAP_THRESHOLD_FALLBACK_BYTES = 32 * 1024 * 1024
+"""Older glibc refuses thresholds above half its heap size (32 MiB on 64-bit): the most it takes."""
 TRIM_THRESHOLD_BYTES = 512 * 1024 * 1024
 """Free heap kept before it is returned to the system."""
 
@@ -33,7 +35,9 @@ def pin_malloc_thresholds() -> bool:
     before), False where the C library has no ``mallopt`` or refuses the values."""
     global _pinned
     if _pinned is None:
-        _pinned = _mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and _mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+        mmap = (_mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+                or _mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_FALLBACK_BYTES))
+        _pinned = mmap and _mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     return _pinned
 
 

@@ -39,3 +39,18 @@ def test_without_mallopt_nothing_is_pinned(monkeypatch):
     monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
     assert allocator.pin_malloc_thresholds() is False
     torch.zeros(1)  # the process goes on as before
+
+
+def test_a_c_library_that_refuses_the_large_threshold_gets_the_most_it_takes(monkeypatch):
+    monkeypatch.setattr(allocator, "_pinned", None)
+    calls = []
+
+    def mallopt(parameter, value):
+        calls.append((parameter, value))
+        return value <= allocator.MMAP_THRESHOLD_FALLBACK_BYTES or parameter == allocator.M_TRIM_THRESHOLD
+
+    monkeypatch.setattr(allocator, "_mallopt", mallopt)
+    assert allocator.pin_malloc_thresholds() is True
+    assert calls == [(allocator.M_MMAP_THRESHOLD, allocator.MMAP_THRESHOLD_BYTES),
+                     (allocator.M_MMAP_THRESHOLD, allocator.MMAP_THRESHOLD_FALLBACK_BYTES),
+                     (allocator.M_TRIM_THRESHOLD, allocator.TRIM_THRESHOLD_BYTES)]
