@@ -18,6 +18,9 @@ figures bound what a predictor of that runtime fitted there could carry over.
 of this machine; the layers it lacks are measured here first) prices each CSV's specs, and the
 CSV's measurements of platform NAME (another host's) are the target.
 
+Every mode writes its JSON and, beside it, a PNG of the curves (within 10% / 5% against the
+number of measurements on the target).
+
     .venv/bin/python benchmarks/bench_transfer_rescore.py
     .venv/bin/python benchmarks/bench_transfer_rescore.py --cross-host --out results/latency/predictor_transfer_cross_host.json
     flock /tmp/mobilenas-bench.lock .venv/bin/python benchmarks/bench_transfer_rescore.py \
@@ -46,6 +49,8 @@ HOST_PAIRS = (("predictor_transfer.csv", "predictor_transfer_intel.csv"),
               ("predictor_transfer_confirm.csv", "predictor_transfer_intel_confirm.csv"))
 """(AMD EPYC, Intel Xeon) measurements of the same 150 specs, sample seeds 0 and 1."""
 TARGETS = ("ort-cpu-int8", "torch-cpu")
+TARGET_WITHIN_10PCT = 0.95
+"""The transfer target: held-out share within 10% from at most 50 measurements."""
 
 
 def spec_frame(specs: pd.Series) -> pd.DataFrame:
@@ -102,6 +107,33 @@ def rescore_from_table(lazy, csv: Path, target: str, counts: list[int], draws: i
                      "specs_among_the_source_fitted": int(sum(text in fitted for text in frame["spec"]))}}
 
 
+def plot(results: dict, out: Path) -> None:
+    """Held-out share within 10% (solid) and 5% (dashed) against the measurements on the target,
+    one colour per CSV and platform, the target's 95% as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.9), dpi=110)
+    for csv, targets in results["files"].items():
+        for target, curves in targets.items():
+            for label, rows in ((k, v) for k, v in curves.items() if isinstance(v, list)):
+                name = f"{Path(csv).stem} {target}" + ("" if label == "with_operators" else f" ({label})")
+                line, = ax.plot([r["n"] for r in rows], [r["within_10pct"] for r in rows], "o-", label=f"{name}: 10%")
+                ax.plot([r["n"] for r in rows], [r["within_5pct"] for r in rows], "s--", color=line.get_color())
+    ax.axhline(TARGET_WITHIN_10PCT, color="k", lw=0.8, label="target (95% within 10%)")
+    ax.set_xlabel("measurements on the target platform")
+    ax.set_ylabel("held-out share within 10% (solid) / 5% (dashed)")
+    ax.set_ylim(0, 1.02)
+    source = results.get("source_table", {}).get("folder", "the committed measurements")
+    ax.set_title(f"predictor transfer, source: {source}", fontsize=8)
+    ax.legend(fontsize=5.5, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"))
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csvs", nargs="+", default=[str(RESULTS / name) for name in DEFAULT_CSVS])
@@ -141,6 +173,7 @@ def main() -> None:
                 figures = ", ".join(f"n={r['n']}: {r['within_10pct']:.0%}/{r['within_5pct']:.0%}" for r in rows)
                 print(f"{csv:34s} {target:13s} {label:18s} {figures}", flush=True)
     write_json(args.out, results)
+    plot(results, args.out)
 
 
 if __name__ == "__main__":

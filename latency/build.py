@@ -287,8 +287,11 @@ class TableBuilder:
         write_json(self.folder / MANIFEST_FILE, self.manifest)
 
     def finish(self) -> LatencyTable:
-        """Fix the reference baseline, fit the calibration per resolution, write the manifest."""
-        self.manifest["reference"]["baseline_ms"] = self.baseline_ms()
+        """Fix the reference baseline, fit the calibration per resolution, write the manifest.
+        A table finished before keeps its baseline (its unit): completing a lazy table or adding
+        a resolution then leaves every entry, figure and predictor fitted on it as it was."""
+        if self.manifest["reference"].get("baseline_ms") is None:
+            self.manifest["reference"]["baseline_ms"] = self.baseline_ms()
         self.manifest["reference"]["measurements"] = len(self.history_ms)
         raw = read_csv(self.folder / ENTRIES_FILE, ENTRY_COLUMNS)
         table = LatencyTable(self.folder, self.manifest, finalize_entries(raw, entry_baseline(self.manifest)))

@@ -23,6 +23,7 @@ from latency.learned import file_sha256, table_identity
 from latency.learning import candidate_pool
 from latency.paired import WHOLE_MODEL_PRECISION
 from latency.platforms import Platform
+from latency.table import TableMismatchError
 from latency.transfer import Transfer, choose_transfer, transfer_features
 from search_spaces.encoding import format_spec, parse_spec
 from search_spaces.reference import reference_spec
@@ -50,6 +51,7 @@ def fit_transfer_to(lazy: LazyPredictor, platform: Platform, out: str | Path, *,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     specs = candidate_pool(lazy.folder, lazy.table.manifest, measurements, seed)[:measurements]
+    _check_priced(lazy, specs)
     _check_same_run(out, lazy, platform, seed)
     log = CsvLog(out / MEASUREMENTS_FILE, COLUMNS)
     done = set(log.read()["spec"]) if (out / MEASUREMENTS_FILE).is_file() else set()
@@ -73,6 +75,19 @@ def fit_transfer_to(lazy: LazyPredictor, platform: Platform, out: str | Path, *,
                 "measurements_sha256": file_sha256(out / MEASUREMENTS_FILE)}
     write_json(out / TRANSFER_FILE, document)
     return document
+
+
+def _check_priced(lazy: LazyPredictor, specs: Sequence[ArchSpec]) -> None:
+    """Every layer of ``specs`` in the table before anything is measured on the target: this
+    machine's table gets the ones it lacks measured now; another machine's table (carried with
+    ``--force``, the nearest platform's predictor) cannot, so it must hold them all."""
+    missing = lazy.missing_keys(specs)
+    if missing and lazy.drift.other_hardware:
+        raise TableMismatchError(
+            f"table {lazy.folder} was measured on other hardware and lacks {len(missing)} layers of the models to "
+            "measure, which this machine cannot add: carry a table that holds every layer of its space (built "
+            "without --lazy, or completed with mobilenas latency build on its own machine)")
+    lazy.ensure(specs)
 
 
 def _check_same_run(out: Path, lazy: LazyPredictor, platform: Platform, seed: int) -> None:

@@ -13,7 +13,8 @@ from latency.calibration import apply_calibration, spec_features
 from latency.keys import space_keys, spec_keys
 from latency.learning import table_specs
 from latency.predictor import LatencyPredictor
-from latency.table import (CALIBRATION_COLUMNS, CALIBRATION_FILE, ENTRIES_FILE, MANIFEST_FILE, MissingKeyError,
+from latency.table import (CALIBRATION_COLUMNS, CALIBRATION_FILE, ENTRIES_FILE, MANIFEST_FILE, REFERENCE_FILE,
+                           MissingKeyError,
                            TableMismatchError, calibration_specs, load_table)
 from latency.validation import sample_specs
 from search_spaces.encoding import format_spec
@@ -152,3 +153,23 @@ def test_calibration_rows_are_recognised_in_either_spelling(tmp_path):
     pd.DataFrame(rows, columns=list(CALIBRATION_COLUMNS)).to_csv(tmp_path / CALIBRATION_FILE, index=False)
     assert calibration_specs(tmp_path) == set(specs)
     assert table_specs(tmp_path) == {format_spec(s) for s in specs}
+
+
+def test_completing_a_finished_table_keeps_its_unit(tmp_path, fake_measurer):
+    """A lazy table completed by a later build (or given another resolution) keeps the baseline
+    it was finished with: its entries, calibration and any predictor fitted on it stay valid."""
+    specs = sample_specs(SPACE, 4, seed=0)
+    builder = _builder(tmp_path, fake_measurer)
+    builder.measure_calibration(specs)
+    first = builder.finish()
+    before = first.entries["median_ms"]
+    history = pd.read_csv(tmp_path / REFERENCE_FILE)
+    history["ref_ms"] *= 1.5  # as if the reference's blocks so far had run in a slower period
+    history.to_csv(tmp_path / REFERENCE_FILE, index=False)
+    resumed = _builder(tmp_path, fake_measurer)
+    assert resumed.measure_keys(space_keys(SPACE)[:40]) > 0  # keys the calibration specs did not have
+    assert resumed.baseline_ms() != pytest.approx(first.reference_baseline_ms)  # the median moved
+    second = resumed.finish()
+    assert second.reference_baseline_ms == first.reference_baseline_ms
+    pd.testing.assert_series_equal(second.entries["median_ms"].iloc[:len(before)], before)  # rows are appended
+    assert second.manifest["calibration"] == first.manifest["calibration"]

@@ -14,7 +14,7 @@ from latency.learning import candidate_pool
 from latency.transfer_fit import MEASUREMENTS_FILE, TRANSFER_FILE, load_transfer
 from mobilenas.cli import main
 from search_spaces.encoding import format_spec
-from tests.latency.fakes import make_ort_learning_table
+from tests.latency.fakes import copy_table, make_ort_learning_table, other_cpu_family
 
 FACTOR, REFERENCE_MS = 0.5, 2.0
 
@@ -110,3 +110,21 @@ def test_transfer_features_split_the_tables_sum_by_layer_kind(source):
     kinds = [c for c in frame.columns if c.startswith(KIND_PREFIX)]
     assert {"kind_ms_stem", "kind_ms_head"} <= set(kinds) and len(kinds) > 2
     assert frame[kinds].sum(axis=1).to_numpy() == pytest.approx(frame["sum_ms"].to_numpy())
+
+
+def test_another_machines_table_is_carried_with_force_and_refused_where_it_lacks_layers(source, tmp_path, device,
+                                                                                         capsys):
+    """The nearest platform's predictor: a table of the same runtime measured on another CPU is
+    refused as other hardware, carried with --force when it holds every layer of the models
+    drawn, and refused before anything is measured (the table left as it was) when it does not."""
+    other = copy_table(source, tmp_path / "other",
+                       lambda manifest: manifest["fingerprint"].update(cpu_family=other_cpu_family()))
+    assert transfer(other, tmp_path / "t") != 0
+    assert "other hardware" in capsys.readouterr().err and device.calls == 0
+    assert transfer(other, tmp_path / "t", "--force") == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 10 and device.calls == 10
+    entries = (other / "entries.csv").read_text()
+    assert transfer(other, tmp_path / "t2", "--force", "--seed", "5") != 0  # models whose layers it lacks
+    assert "lacks" in capsys.readouterr().err and device.calls == 10
+    assert (other / "entries.csv").read_text() == entries
+    assert not (tmp_path / "t2" / MEASUREMENTS_FILE).exists()
