@@ -13,7 +13,7 @@ into the fidelity figures and ``summarize-finetune`` into the inherited-weights 
         --finetune-specs 6 --weights DIR/supernet_weights.pt --device cuda --workers 14 --out runs.csv
     python benchmarks/bench_standalone_runs.py summarize-finetune --runs runs.csv
 
-Jobs, in the order they start: ``standalone`` (every spec, seeds 0 and 1, ``--epochs``), MobileNetV3
+Jobs, in the order they start: ``standalone`` (every spec, ``--seeds``, 0 and 1 by default, ``--epochs``), MobileNetV3
 references (Small and Large at x0.75 and x1.0, same), ``proxy`` (every spec, 2 epochs of the search's
 proxy recipe, seed 0), then for the first ``--finetune-specs`` specs ``inherited`` (the supernet's
 slice of the spec, fine-tuned at lr 0.01 without warm-up, or at the scratch recipe's lr 0.1 for
@@ -79,7 +79,7 @@ def reference_specs(data) -> pd.DataFrame:
 
 
 def plan(specs: pd.DataFrame, references: pd.DataFrame, epochs: int, finetune_specs: int,
-         device: str) -> list[dict]:
+         device: str, seeds: tuple[int, ...] = (0, 1)) -> list[dict]:
     """Every job of the run, in start order (see the module docstring)."""
     jobs = []
 
@@ -88,7 +88,7 @@ def plan(specs: pd.DataFrame, references: pd.DataFrame, epochs: int, finetune_sp
                      "device": device} for sid, arch in table["arch"].items())
 
     both = pd.concat([specs, references])
-    for seed in (0, 1):
+    for seed in seeds:
         add("standalone", both, epochs, seed, "final")
     add("proxy", both, 2, 0, "proxy")
     head = specs.head(finetune_specs)
@@ -164,7 +164,8 @@ def train(args: argparse.Namespace) -> None:
     record_invocation(args)
     data = load_dataset(DATA, resolution=RESOLUTION, split_seed=0)
     specs = sampled_specs(args.space, args.specs, args.spec_seed, data)
-    jobs = plan(specs, reference_specs(data), args.epochs, args.finetune_specs if args.weights else 0, args.device)
+    jobs = plan(specs, reference_specs(data), args.epochs, args.finetune_specs if args.weights else 0, args.device,
+                tuple(args.seeds))
     finished = done_keys(args.out)
     todo = [job for job in jobs if _key(job) not in finished]
     print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already done", flush=True)
@@ -240,6 +241,8 @@ def main() -> None:
     tr.add_argument("--specs", type=int, default=20)
     tr.add_argument("--spec-seed", type=int, default=0)
     tr.add_argument("--epochs", type=int, default=30)
+    tr.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
+                    help="seeds of the stand-alone trainings (a run resumed with more adds only theirs)")
     tr.add_argument("--finetune-specs", type=int, default=6)
     tr.add_argument("--weights", help="export's file; without it no inherited/scratch jobs run")
     tr.add_argument("--device", default="cpu")
