@@ -14,7 +14,8 @@ scored on the specs of ``bench_standalone_runs.py train`` (Kendall's tau against
 mean of two seeds, the evaluator's BatchNorm recalibration on 256 training images).
 
     python benchmarks/bench_supernet_fewshot.py --supernet results/runs/bench-supernet-v3small/<run> \
-        --standalone-runs results/search/standalone_runs_v3small_cpu.csv --out results/search/supernet_fewshot_s0.json
+        --standalone-runs results/search/standalone_runs_v3small_cpu.csv --split-stages 1 --epochs 8 \
+        --out results/search/supernet_fewshot_v3small_e8_s0_split1.json
 """
 from __future__ import annotations
 
@@ -31,9 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from scipy.stats import kendalltau, spearmanr  # noqa: E402
 
-from bench_supernet_fidelity import DATA, runs_table  # noqa: E402
+from bench_supernet_fidelity import DATA, correlations, runs_table  # noqa: E402
 from nas.supernet_eval import CALIBRATION_IMAGES, SupernetEvaluator, calibration_images, load_supernet_run  # noqa: E402
 from nas.supernet_train import SAMPLE_PURPOSE, SupernetConfig, SupernetTrainer  # noqa: E402
 from search_spaces.encoding import parse_spec  # noqa: E402
@@ -77,8 +77,8 @@ def scores(net, archs: list[str], data, seed: int) -> list[float]:
 
 
 def figures(reference: np.ndarray, values: list[float]) -> dict:
-    return {"kendall": float(kendalltau(reference, values).statistic),
-            "spearman": float(spearmanr(reference, values).statistic), "top1": [round(v, 4) for v in values]}
+    kendall, spearman = correlations(reference, np.asarray(values))
+    return {"kendall": kendall, "spearman": spearman, "top1": [round(v, 4) for v in values]}
 
 
 def main() -> None:

@@ -27,9 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from scipy.stats import kendalltau, spearmanr  # noqa: E402
 
-from bench_supernet_fidelity import DATA, runs_table  # noqa: E402
+from bench_supernet_fidelity import DATA, correlations, runs_table  # noqa: E402
 from nas.supernet_eval import SupernetEvaluator, trained_space  # noqa: E402
 from search_spaces.encoding import parse_spec  # noqa: E402
 from training.datasets import load_dataset  # noqa: E402
@@ -37,8 +36,8 @@ from training.evaluate import Budget, finetune  # noqa: E402
 
 
 def rank(reference: np.ndarray, values: list[float]) -> dict:
-    return {"kendall": float(kendalltau(reference, values).statistic),
-            "spearman": float(spearmanr(reference, values).statistic)}
+    kendall, spearman = correlations(reference, np.asarray(values))
+    return {"kendall": kendall, "spearman": spearman}
 
 
 def main() -> None:
