@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from search_spaces.counting import count_madds  # noqa: E402
 from search_spaces.encoding import format_spec, parse_spec  # noqa: E402
 from search_spaces.reference import reference_spec  # noqa: E402
 from search_spaces.registry import make_space  # noqa: E402
@@ -68,6 +69,23 @@ def sampled_specs(space_name: str, n: int, seed: int, data) -> pd.DataFrame:
         if arch not in archs:
             archs.append(arch)
     return pd.DataFrame({"arch": archs}, index=[f"m{i:02d}" for i in range(n)]).rename_axis("spec_id")
+
+
+def spread_specs(space_name: str, n: int, seed: int, data, pool: int = 2000) -> pd.DataFrame:
+    """``n`` specs spanning the space's cost: ``pool`` distinct specs drawn as ``sampled_specs`` does,
+    then for each of ``n`` multiply-add counts evenly spaced from the pool's cheapest to its dearest
+    the nearest spec not yet taken.
+
+    A latency-weighted search compares models of every size, while specs drawn uniformly crowd the
+    middle of the space (each is the sum of many independent choices)."""
+    candidates = sampled_specs(space_name, pool, seed, data)["arch"].to_numpy()
+    madds = np.array([count_madds(parse_spec(arch)) for arch in candidates], dtype=float)
+    taken: list[int] = []
+    for target in np.linspace(madds.min(), madds.max(), n):
+        distance = np.abs(madds - target)
+        distance[taken] = np.inf
+        taken.append(int(np.argmin(distance)))
+    return pd.DataFrame({"arch": candidates[taken]}, index=[f"m{i:02d}" for i in range(n)]).rename_axis("spec_id")
 
 
 def reference_specs(data) -> pd.DataFrame:
@@ -163,8 +181,9 @@ def record_invocation(args: argparse.Namespace) -> None:
 def train(args: argparse.Namespace) -> None:
     record_invocation(args)
     data = load_dataset(DATA, resolution=RESOLUTION, split_seed=0)
-    specs = sampled_specs(args.space, args.specs, args.spec_seed, data)
-    jobs = plan(specs, reference_specs(data), args.epochs, args.finetune_specs if args.weights else 0, args.device,
+    specs = SAMPLERS[args.sample](args.space, args.specs, args.spec_seed, data)
+    references = reference_specs(data) if args.references else reference_specs(data).head(0)
+    jobs = plan(specs, references, args.epochs, args.finetune_specs if args.weights else 0, args.device,
                 tuple(args.seeds))
     finished = done_keys(args.out)
     todo = [job for job in jobs if _key(job) not in finished]
@@ -230,6 +249,9 @@ def summarize_finetune(args: argparse.Namespace) -> None:
     print(table.round(4).to_string())
 
 
+SAMPLERS = {"uniform": sampled_specs, "spread": spread_specs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -240,6 +262,10 @@ def main() -> None:
     tr.add_argument("--space", default="mnasnet-mbconv")
     tr.add_argument("--specs", type=int, default=20)
     tr.add_argument("--spec-seed", type=int, default=0)
+    tr.add_argument("--sample", choices=sorted(SAMPLERS), default="uniform",
+                    help="uniform: specs as the space samples them; spread: evenly over the space's multiply-adds")
+    tr.add_argument("--references", action=argparse.BooleanOptionalAction, default=True,
+                    help="also train MobileNetV3-Small/-Large at x0.75 and x1.0")
     tr.add_argument("--epochs", type=int, default=30)
     tr.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
                     help="seeds of the stand-alone trainings (a run resumed with more adds only theirs)")

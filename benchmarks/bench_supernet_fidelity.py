@@ -6,7 +6,8 @@ stand-alone validation top-1 (mean of two seeds) is the reference; the supernet'
 inherited, BatchNorm recalibrated) and the 2-epoch proxy's top-1 are compared with it by Kendall's
 tau and Spearman's rho (scipy.stats); the two stand-alone seeds against each other give the noise
 ceiling (``kendall_ceiling``); each Kendall figure comes with its 95% bootstrap interval over the
-specs (``kendall_*_ci95``).
+specs (``kendall_*_ci95``). ``size_baselines`` ranks the specs by their multiply-adds, parameters
+and activations alone: the free evaluators a supernet has to beat.
 
 Specs: a supernet of ``mnasnet-mbconv`` (the space a supernet trains, see ``nas.supernet``) is
 scored on the architectures sampled from that space whose stand-alone trainings
@@ -43,7 +44,9 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import bootstrap, kendalltau, spearmanr  # noqa: E402
 
+from latency.keys import key_activations, spec_keys  # noqa: E402
 from nas.supernet_eval import SupernetEvaluator, trained_space  # noqa: E402
+from search_spaces.counting import spec_cost  # noqa: E402
 from search_spaces.encoding import format_spec, parse_spec  # noqa: E402
 from search_spaces.registry import make_space  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
@@ -127,6 +130,21 @@ def kendall_interval(reference: np.ndarray, values: np.ndarray, seed: int = 0) -
     return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
 
 
+def size_baselines(table: pd.DataFrame, reference: np.ndarray) -> dict:
+    """Kendall (with its interval) and Spearman of the reference against each spec's size alone,
+    counted from the spec without training: multiply-adds, parameters and activation elements
+    (every layer's input and output maps). What an evaluator must beat to add anything."""
+    specs = [parse_spec(arch) for arch in table["arch"]]
+    sizes = {"madds": [spec_cost(s).madds for s in specs], "params": [spec_cost(s).params for s in specs],
+             "activations": [sum(map(key_activations, spec_keys(s))) for s in specs]}
+    out = {}
+    for name, values in sizes.items():
+        kendall, spearman = correlations(reference, np.asarray(values, dtype=float))
+        out[name] = {"kendall": kendall, "spearman": spearman,
+                     "kendall_ci95": kendall_interval(reference, np.asarray(values, dtype=float))}
+    return out
+
+
 def standalone_table(args: argparse.Namespace, space: str, data) -> tuple[pd.DataFrame, int, str]:
     """The specs with their stand-alone and proxy top-1, the stand-alone epochs and where they ran."""
     if args.standalone_runs:
@@ -201,6 +219,7 @@ def main() -> None:
         "kendall_ceiling_ci95": kendall_interval(table["standalone_seed0"].to_numpy(),
                                                  table["standalone_seed1"].to_numpy()),
         "standalone_seed_gap_median": float(seed_gap.median()),
+        "size_baselines": size_baselines(table, reference),
         "supernet_train_s": supernet_summary["train_s"],
         "supernet_eval_s_per_candidate": float(np.median(table["supernet_s"])),
         "proxy_s_per_candidate": float(np.median(proxy_s)) if proxy_s else None,
