@@ -130,18 +130,22 @@ def kendall_interval(reference: np.ndarray, values: np.ndarray, seed: int = 0) -
     return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
 
 
+def size_scores(archs: pd.Series) -> dict[str, np.ndarray]:
+    """Each spec's multiply-adds, parameters and activation elements (every layer's input and
+    output maps), counted from the spec alone."""
+    specs = [parse_spec(arch) for arch in archs]
+    return {"madds": np.array([spec_cost(s).madds for s in specs], dtype=float),
+            "params": np.array([spec_cost(s).params for s in specs], dtype=float),
+            "activations": np.array([sum(map(key_activations, spec_keys(s))) for s in specs], dtype=float)}
+
+
 def size_baselines(table: pd.DataFrame, reference: np.ndarray) -> dict:
     """Kendall (with its interval) and Spearman of the reference against each spec's size alone,
-    counted from the spec without training: multiply-adds, parameters and activation elements
-    (every layer's input and output maps). What an evaluator must beat to add anything."""
-    specs = [parse_spec(arch) for arch in table["arch"]]
-    sizes = {"madds": [spec_cost(s).madds for s in specs], "params": [spec_cost(s).params for s in specs],
-             "activations": [sum(map(key_activations, spec_keys(s))) for s in specs]}
+    without training: the free evaluators a supernet has to beat to add anything."""
     out = {}
-    for name, values in sizes.items():
-        kendall, spearman = correlations(reference, np.asarray(values, dtype=float))
-        out[name] = {"kendall": kendall, "spearman": spearman,
-                     "kendall_ci95": kendall_interval(reference, np.asarray(values, dtype=float))}
+    for name, values in size_scores(table["arch"]).items():
+        kendall, spearman = correlations(reference, values)
+        out[name] = {"kendall": kendall, "spearman": spearman, "kendall_ci95": kendall_interval(reference, values)}
     return out
 
 
